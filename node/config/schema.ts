@@ -1,0 +1,202 @@
+/**
+ * The node config file's schema. It is the one place where a node's settings are checked: after
+ * `loadConfig` returns, the rest of the node trusts the values (ranges, cross-field rules, paths).
+ *
+ * Each leaf says what it expects in words, so a failure reads `gateway.port: expected an integer from
+ * 1 to 65535, got "abc"` rather than a library's generic phrase.
+ */
+
+import { availableParallelism } from 'node:os';
+import * as z from 'zod';
+import { multiaddr } from '@multiformats/multiaddr';
+
+/** Renders the value a user wrote, short enough for a one-line message. */
+export function showValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    text = String(value);
+  }
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+function expecting(what: string) {
+  return { error: (issue: { input?: unknown }) => `expected ${what}, got ${showValue(issue.input)}` };
+}
+
+function integerIn(min: number, max: number) {
+  const e = expecting(`an integer from ${min} to ${max}`);
+  return z.number(e).int(e).min(min, e).max(max, e);
+}
+
+const nameText = "a name of lowercase letters, digits and '-' (1 to 63 characters)";
+const nameRegex = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const nodeName = z.string(expecting(nameText)).regex(nameRegex, expecting(nameText));
+
+function isMultiaddr(text: string): boolean {
+  try {
+    multiaddr(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const multiaddrText = 'a libp2p multiaddr such as "/ip4/127.0.0.1/tcp/7801"';
+const multiaddrString = z.string(expecting(multiaddrText)).refine(isMultiaddr, expecting(multiaddrText));
+
+/**
+ * A bootstrap peer is a multiaddr, with or without a trailing /p2p/<peer id>, or the shorthand
+ * "host:port" for TCP. Peer ids are optional because each node creates its identity on first start:
+ * the dialer learns the id from the encrypted handshake.
+ */
+const bootstrapText = 'a multiaddr like "/ip4/127.0.0.1/tcp/7801" or "host:port"';
+const hostPortRegex = /^([A-Za-z0-9.-]+):(\d{1,5})$/;
+export function bootstrapToMultiaddr(text: string): string | undefined {
+  const hostPort = hostPortRegex.exec(text);
+  if (hostPort !== null) {
+    const port = Number(hostPort[2]);
+    if (port < 1 || port > 65535) return undefined;
+    const host = hostPort[1];
+    const family = /^\d+\.\d+\.\d+\.\d+$/.test(host) ? 'ip4' : 'dns';
+    return `/${family}/${host}/tcp/${port}`;
+  }
+  return isMultiaddr(text) ? text : undefined;
+}
+const bootstrapString = z
+  .string(expecting(bootstrapText))
+  .refine((text) => bootstrapToMultiaddr(text) !== undefined, expecting(bootstrapText));
+
+const pathString = z.string(expecting('a file or folder path')).min(1, expecting('a non-empty path'));
+
+const gateway = z.strictObject({
+  host: z.string(expecting('a host name or IP address')).min(1, expecting('a host name')).default('127.0.0.1'),
+  port: integerIn(1, 65535).default(7700),
+});
+
+const membership = z
+  .strictObject({
+    heartbeatMs: integerIn(10, 60_000).default(500),
+    suspectMs: integerIn(20, 600_000).default(1500),
+    deadMs: integerIn(30, 600_000).default(3000),
+  })
+  .superRefine((value, context) => {
+    if (value.suspectMs <= value.heartbeatMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['suspectMs'],
+        message: `expected more than heartbeatMs (${value.heartbeatMs}), got ${value.suspectMs}`,
+      });
+    }
+    if (value.deadMs <= value.suspectMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['deadMs'],
+        message: `expected more than suspectMs (${value.suspectMs}), got ${value.deadMs}`,
+      });
+    }
+  });
+
+const raft = z
+  .strictObject({
+    tickMs: integerIn(1, 10_000).default(100),
+    electionTicks: integerIn(2, 1000).default(10),
+    heartbeatTicks: integerIn(1, 100).default(1),
+  })
+  .superRefine((value, context) => {
+    if (value.heartbeatTicks >= value.electionTicks) {
+      context.addIssue({
+        code: 'custom',
+        path: ['heartbeatTicks'],
+        message: `expected fewer than electionTicks (${value.electionTicks}), got ${value.heartbeatTicks}`,
+      });
+    }
+  });
+
+const folderBlobStore = z.strictObject({
+  kind: z.literal('folder'),
+  path: pathString,
+});
+
+const gcsBucketText = 'a GCS bucket name (3 to 222 characters: lowercase letters, digits, "-", "_", ".")';
+const gcsBlobStore = z.strictObject({
+  kind: z.literal('gcs'),
+  bucket: z
+    .string(expecting(gcsBucketText))
+    .regex(/^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$/, expecting(gcsBucketText)),
+  prefix: z.string(expecting('an object name prefix')).default(''),
+  apiEndpoint: z.url(expecting('a URL such as "http://127.0.0.1:4443"')).optional(),
+});
+
+// The union reports a bad `kind` with the whole object as input; show just the kind the user wrote.
+const blobStore = z.discriminatedUnion('kind', [folderBlobStore, gcsBlobStore], {
+  error: (issue: { input?: unknown }) => {
+    const input = issue.input;
+    const kind = typeof input === 'object' && input !== null && 'kind' in input ? input.kind : undefined;
+    return `expected kind "folder" (with path) or "gcs" (with bucket), got ${showValue(kind)}`;
+  },
+});
+
+/** Limits on list lengths: a config that needs more than these is a mistake, not a cluster. */
+export const listenAddressesMax = 16;
+export const bootstrapAddressesMax = 64;
+export const votersMax = 15;
+
+export const configSchema = z.strictObject({
+  name: nodeName,
+  listen: z
+    .array(multiaddrString, expecting(`a list of multiaddrs`))
+    .min(1, expecting('at least one listen multiaddr'))
+    .max(listenAddressesMax, expecting(`at most ${listenAddressesMax} listen addresses`))
+    .default(['/ip4/127.0.0.1/tcp/0']),
+  bootstrap: z
+    .array(bootstrapString, expecting('a list of peer addresses'))
+    .max(bootstrapAddressesMax, expecting(`at most ${bootstrapAddressesMax} bootstrap addresses`))
+    .default([]),
+  dataDir: pathString.optional(),
+  role: z.enum(['voter', 'worker'], expecting('"voter" or "worker"')).default('voter'),
+  voters: z
+    .array(nodeName, expecting('a list of node names'))
+    .min(1, expecting('at least one voter'))
+    .max(votersMax, expecting(`at most ${votersMax} voters`))
+    .optional(),
+  pskFile: pathString.optional(),
+  gateway: gateway.prefault({}),
+  workers: integerIn(1, 1024).default(() => availableParallelism()),
+  membership: membership.prefault({}),
+  raft: raft.prefault({}),
+  token: z.string(expecting('a token string')).min(1, expecting('a non-empty token')).optional(),
+  blobStore: blobStore.optional(),
+});
+
+/** What a config file may say: every field but `name` has a default. */
+export type NodeConfigInput = z.input<typeof configSchema>;
+
+export type BlobStoreConfig =
+  | { kind: 'folder'; path: string }
+  | { kind: 'gcs'; bucket: string; prefix: string; apiEndpoint?: string };
+
+export type NodeRole = 'voter' | 'worker';
+
+/** A validated node config: defaults filled, paths absolute, cross-field rules hold. */
+export interface NodeConfig {
+  /** The file it came from (absolute), or a label like "<local cluster node2>". */
+  source: string;
+  name: string;
+  listen: string[];
+  /** Bootstrap peers as multiaddrs ("host:port" already turned into /ip4|dns/…/tcp/…). */
+  bootstrap: string[];
+  dataDir: string;
+  role: NodeRole;
+  voters: string[];
+  /** Absolute path of the pnet key file; undefined runs a public (unprotected) network. */
+  pskFile: string | undefined;
+  gateway: { host: string; port: number };
+  workers: number;
+  membership: { heartbeatMs: number; suspectMs: number; deadMs: number };
+  raft: { tickMs: number; electionTicks: number; heartbeatTicks: number };
+  token: string | undefined;
+  blobStore: BlobStoreConfig;
+}
