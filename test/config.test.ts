@@ -29,7 +29,7 @@ function errorOf(text: string, fileName = 'node.yaml'): ConfigError {
     assert.instance(error, ConfigError);
     return error as ConfigError;
   }
-  throw new assert.Assertion({ message: `expected ${fileName} to be rejected:\n${text}` });
+  throw new Error(`expected ${fileName} to be rejected: ${text}`);
 }
 
 function assertOneLine(error: ConfigError, file: string, field: string, fragment: string) {
