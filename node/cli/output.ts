@@ -1,0 +1,75 @@
+/**
+ * How the CLI speaks: one-line errors on stderr, JSON documents on stdout, progress bars on a terminal.
+ */
+import { SingleBar } from 'cli-progress';
+
+export const exitOk = 0;
+export const exitFailure = 1;
+export const exitUsage = 2;
+
+/** An error whose message is already fit for a user: printed as one line, exit 1 (or `exitCode`). */
+export class CliError extends Error {
+  readonly exitCode: number;
+
+  constructor(message: string, exitCode = exitFailure) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+export interface OutputOptions {
+  json?: boolean;
+  quiet?: boolean;
+}
+
+export function printJson(document: unknown): void {
+  process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+}
+
+export function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+export function printError(message: string): void {
+  process.stderr.write(`dcas: ${oneLine(message)}\n`);
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
+}
+
+export interface ProgressBar {
+  update(done: number): void;
+  stop(): void;
+}
+
+/** A progress bar on stderr when it is a terminal and neither --json nor --quiet was given. */
+export function progressBar(label: string, total: number, options: OutputOptions): ProgressBar {
+  if (options.json || options.quiet || !process.stderr.isTTY || total === 0) return { update() {}, stop() {} };
+  const started = performance.now();
+  const bar = new SingleBar({
+    stream: process.stderr,
+    format: `${label} {bar} {percentage}% | {doneText} / {totalText} | {speed} MB/s | ETA {eta_formatted}`,
+    hideCursor: true,
+    clearOnComplete: true,
+    etaBuffer: 20,
+  });
+  const fields = (done: number) => ({
+    doneText: formatBytes(done),
+    totalText: formatBytes(total),
+    speed: (done / 1e6 / Math.max((performance.now() - started) / 1000, 1e-3)).toFixed(0),
+  });
+  bar.start(total, 0, fields(0));
+  return {
+    update: (done) => bar.update(Math.min(done, total), fields(done)),
+    stop: () => bar.stop(),
+  };
+}

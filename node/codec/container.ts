@@ -1,0 +1,410 @@
+/**
+ * The .dcz container: writing and reading in one streaming pass, and random access by chunk.
+ * Chunks are coded by a CodecPool in parallel; output order is always chunk order.
+ * Memory stays bounded: at most `inFlightMax` chunks (input and frame) are held at once.
+ */
+import { createHash } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
+import { crc32c } from '@node-rs/crc32';
+import { CodecError } from './errors.ts';
+import {
+  chunkBytesDefault,
+  chunkBytesMax,
+  chunkBytesMin,
+  chunkHeaderBytes,
+  codecHuffman,
+  decodeChunkHeader,
+  decodeHeader,
+  decodeIndex,
+  decodeTrailer,
+  encodeChunkHeader,
+  encodeHeader,
+  encodeIndex,
+  encodeTrailer,
+  formatVersion,
+  frameBytesMax,
+  headerBytes,
+  indexBytes,
+  indexEntryBytes,
+  indexHeaderBytes,
+  tagChunk,
+  tagIndex,
+  trailerBytes,
+  type ChunkEntry,
+  type FileHeader,
+  type Trailer,
+} from './format.ts';
+import type { CodecPool } from './pool.ts';
+
+export interface Progress {
+  /** Original (uncompressed) bytes processed so far. */
+  originalBytes: number;
+  /** Container bytes produced or consumed so far. */
+  containerBytes: number;
+  chunks: number;
+}
+
+export interface EncodeOptions {
+  pool: CodecPool;
+  chunkBytes?: number;
+  /** Chunks held in memory at once; defaults to twice the pool's threads. */
+  inFlightMax?: number;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface DecodeOptions {
+  pool: CodecPool;
+  inFlightMax?: number;
+  onProgress?: (progress: Progress) => void;
+}
+
+export function validateChunkBytes(chunkBytes: number): number {
+  if (!Number.isInteger(chunkBytes) || chunkBytes < chunkBytesMin || chunkBytes > chunkBytesMax) {
+    throw new CodecError('TOO_LARGE', `chunk size ${chunkBytes} is outside ${chunkBytesMin}..${chunkBytesMax} bytes`);
+  }
+  return chunkBytes;
+}
+
+/**
+ * Maps `source` through `fn` with at most `inFlightMax` calls pending, yielding results in source order.
+ * A rejection is raised when its turn comes; later rejections are swallowed, not left unhandled.
+ */
+export async function* mapOrdered<T, R>(
+  source: AsyncIterable<T>,
+  fn: (item: T, index: number) => Promise<R>,
+  inFlightMax: number,
+): AsyncGenerator<R> {
+  const pending: Promise<R>[] = [];
+  let index = 0;
+  for await (const item of source) {
+    const promise = fn(item, index++);
+    promise.catch(() => {});
+    pending.push(promise);
+    if (pending.length >= inFlightMax) yield await pending.shift()!;
+  }
+  while (pending.length > 0) yield await pending.shift()!;
+}
+
+/** Re-cuts a byte stream into fresh, exactly `chunkBytes`-long pieces (the last may be shorter). */
+export async function* rechunk(source: AsyncIterable<Uint8Array>, chunkBytes: number): AsyncGenerator<Uint8Array> {
+  let piece = new Uint8Array(chunkBytes);
+  let filled = 0;
+  for await (const input of source) {
+    let at = 0;
+    while (at < input.length) {
+      const take = Math.min(chunkBytes - filled, input.length - at);
+      piece.set(input.subarray(at, at + take), filled);
+      filled += take;
+      at += take;
+      if (filled === chunkBytes) {
+        yield piece;
+        piece = new Uint8Array(chunkBytes);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) yield piece.slice(0, filled);
+}
+
+/** Reads a file as fresh, exactly `chunkBytes`-long pieces without an intermediate copy. */
+export async function* fileChunks(path: string, chunkBytes: number): AsyncGenerator<Uint8Array> {
+  const file = await open(path, 'r');
+  try {
+    for (;;) {
+      const piece = new Uint8Array(chunkBytes);
+      let filled = 0;
+      while (filled < chunkBytes) {
+        const { bytesRead } = await file.read(piece, filled, chunkBytes - filled, null);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      if (filled === 0) return;
+      yield filled === chunkBytes ? piece : piece.slice(0, filled);
+      if (filled < chunkBytes) return;
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** Encodes original bytes into a .dcz byte stream. */
+export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: EncodeOptions): AsyncGenerator<Uint8Array> {
+  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
+  const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
+  const hash = createHash('sha256');
+  const entries: ChunkEntry[] = [];
+  const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
+
+  async function* hashed(): AsyncGenerator<Uint8Array> {
+    for await (const piece of rechunk(source, chunkBytes)) {
+      hash.update(piece);
+      yield piece;
+    }
+  }
+
+  const header = encodeHeader({ version: formatVersion, codec: codecHuffman, chunkBytes });
+  yield header;
+  let offset = header.length;
+  const coded = mapOrdered(hashed(), async (piece) => ({ originalBytes: piece.length, ...(await options.pool.compress(piece)) }), inFlightMax);
+  for await (const chunk of coded) {
+    const entry = { offset, originalBytes: chunk.originalBytes, compressedBytes: chunk.frame.length, checksum: chunk.checksum };
+    entries.push(entry);
+    yield encodeChunkHeader(entry);
+    yield chunk.frame;
+    offset += chunkHeaderBytes + chunk.frame.length;
+    progress.originalBytes += chunk.originalBytes;
+    progress.containerBytes = offset;
+    progress.chunks = entries.length;
+    options.onProgress?.(progress);
+  }
+  const index = encodeIndex(entries);
+  yield index;
+  yield encodeTrailer({ indexOffset: offset, chunkCount: entries.length, originalBytes: progress.originalBytes, sha256: hash.digest() });
+  progress.containerBytes = offset + index.length + trailerBytes;
+  options.onProgress?.(progress);
+}
+
+/** Sequential reads of exact lengths from a file or a stream. */
+export interface ByteSource {
+  /** Reads exactly `length` bytes, or returns what there was if the source ended first. */
+  read(length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export function fileSource(file: FileHandle): ByteSource {
+  let position = 0;
+  return {
+    async read(length) {
+      const out = new Uint8Array(length);
+      let filled = 0;
+      while (filled < length) {
+        const { bytesRead } = await file.read(out, filled, length - filled, position);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        position += bytesRead;
+      }
+      return filled === length ? out : out.subarray(0, filled);
+    },
+    close: () => file.close(),
+  };
+}
+
+export function streamSource(stream: AsyncIterable<Uint8Array>): ByteSource {
+  const iterator = stream[Symbol.asyncIterator]();
+  let buffered: Uint8Array[] = [];
+  let bufferedBytes = 0;
+  let done = false;
+  return {
+    async read(length) {
+      while (bufferedBytes < length && !done) {
+        const next = await iterator.next();
+        if (next.done) done = true;
+        else if (next.value.length > 0) {
+          buffered.push(next.value);
+          bufferedBytes += next.value.length;
+        }
+      }
+      const out = new Uint8Array(Math.min(length, bufferedBytes));
+      let filled = 0;
+      while (filled < out.length) {
+        const first = buffered[0];
+        const take = Math.min(first.length, out.length - filled);
+        out.set(first.subarray(0, take), filled);
+        filled += take;
+        if (take === first.length) buffered.shift();
+        else buffered[0] = first.subarray(take);
+      }
+      bufferedBytes -= filled;
+      return out;
+    },
+    async close() {
+      buffered = [];
+      await iterator.return?.();
+    },
+  };
+}
+
+async function readExactly(source: ByteSource, length: number, what: string): Promise<Uint8Array> {
+  const bytes = await source.read(length);
+  if (bytes.length !== length) {
+    throw new CodecError('TRUNCATED', `${what}: truncated: needs ${length} bytes, the file ends after ${bytes.length}`);
+  }
+  return bytes;
+}
+
+function tagOf(bytes: Uint8Array): number {
+  return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+}
+
+function sameEntry(a: ChunkEntry, b: ChunkEntry): boolean {
+  return a.offset === b.offset && a.originalBytes === b.originalBytes && a.compressedBytes === b.compressedBytes && a.checksum === b.checksum;
+}
+
+/**
+ * Decodes a .dcz byte stream into original bytes, verifying every chunk's CRC32C, the index
+ * against the chunks seen, and the whole output's SHA-256 and length against the trailer.
+ */
+export async function* decodeDcz(source: ByteSource, options: DecodeOptions): AsyncGenerator<Uint8Array> {
+  const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
+  const header = decodeHeader(await source.read(headerBytes));
+  const entries: ChunkEntry[] = [];
+  const progress: Progress = { originalBytes: 0, containerBytes: headerBytes, chunks: 0 };
+  let offset = headerBytes;
+  let indexTag: Uint8Array | undefined;
+
+  async function* frames(): AsyncGenerator<{ entry: ChunkEntry; frame: Uint8Array; label: string }> {
+    for (;;) {
+      const label = `chunk ${entries.length}`;
+      const tag = await source.read(4);
+      if (tag.length < 4) {
+        const where = entries.length === 0 ? 'the header' : `chunk ${entries.length - 1}`;
+        throw new CodecError('TRUNCATED', `file truncated after ${where}: index and trailer are missing`);
+      }
+      if (tagOf(tag) === tagIndex) {
+        indexTag = tag;
+        return;
+      }
+      if (tagOf(tag) !== tagChunk) throw new CodecError('CORRUPT_CONTAINER', `${label} (offset ${offset}): expected a chunk or the index, found neither`);
+      const rest = await readExactly(source, chunkHeaderBytes - 4, `${label} header`);
+      const headerBytesRead = new Uint8Array(chunkHeaderBytes);
+      headerBytesRead.set(tag, 0);
+      headerBytesRead.set(rest, 4);
+      const fields = decodeChunkHeader(headerBytesRead, entries.length, header.chunkBytes);
+      const entry = { offset, ...fields };
+      const previous = entries.at(-1);
+      if (previous !== undefined && previous.originalBytes !== header.chunkBytes) {
+        throw new CodecError('CORRUPT_CONTAINER', `chunk ${entries.length - 1}: holds ${previous.originalBytes} bytes but is not the last chunk`);
+      }
+      const frame = await readExactly(source, entry.compressedBytes, label);
+      entries.push(entry);
+      offset += chunkHeaderBytes + entry.compressedBytes;
+      yield { entry, frame, label };
+    }
+  }
+
+  const hash = createHash('sha256');
+  const decoded = mapOrdered(frames(), ({ entry, frame, label }) => options.pool.decompress(frame, entry.originalBytes, entry.checksum, label), inFlightMax);
+  for await (const data of decoded) {
+    hash.update(data);
+    progress.originalBytes += data.length;
+    progress.chunks += 1;
+    progress.containerBytes = offset;
+    options.onProgress?.(progress);
+    yield data;
+  }
+  if (indexTag === undefined) throw new Error('decodeDcz: chunk stream ended without reaching the index');
+  await verifyTail(source, header, entries, offset, indexTag, progress.originalBytes, hash.digest());
+}
+
+async function verifyTail(
+  source: ByteSource,
+  header: FileHeader,
+  entries: readonly ChunkEntry[],
+  indexOffset: number,
+  indexTag: Uint8Array,
+  originalBytes: number,
+  sha256: Uint8Array,
+): Promise<void> {
+  const countBytes = await readExactly(source, 4, 'index');
+  const count = new DataView(countBytes.buffer, countBytes.byteOffset, 4).getUint32(0, true);
+  if (count !== entries.length) throw new CodecError('CORRUPT_CONTAINER', `index: lists ${count} chunks, the file holds ${entries.length}`);
+  const rest = await readExactly(source, count * indexEntryBytes + 4, 'index');
+  const indexBytesRead = new Uint8Array(indexBytes(count));
+  indexBytesRead.set(indexTag, 0);
+  indexBytesRead.set(countBytes, 4);
+  indexBytesRead.set(rest, indexHeaderBytes);
+  const listed = decodeIndex(indexBytesRead);
+  listed.forEach((entry, i) => {
+    if (!sameEntry(entry, entries[i])) throw new CodecError('CORRUPT_CONTAINER', `index: entry ${i} does not match chunk ${i}`);
+  });
+  const trailer = decodeTrailer(await source.read(trailerBytes));
+  checkTrailer(trailer, entries.length, indexOffset, originalBytes);
+  if (!Buffer.from(trailer.sha256).equals(sha256)) {
+    throw new CodecError('CHECKSUM_MISMATCH', 'trailer: SHA-256 of the decoded file does not match the recorded one');
+  }
+  const extra = await source.read(1);
+  if (extra.length !== 0) throw new CodecError('CORRUPT_CONTAINER', 'trailer: unexpected bytes after the end of the container');
+}
+
+function checkTrailer(trailer: Trailer, chunkCount: number, indexOffset: number, originalBytes: number): void {
+  if (trailer.chunkCount !== chunkCount) throw new CodecError('CORRUPT_CONTAINER', `trailer: records ${trailer.chunkCount} chunks, the index lists ${chunkCount}`);
+  if (trailer.indexOffset !== indexOffset) throw new CodecError('CORRUPT_CONTAINER', `trailer: index offset ${trailer.indexOffset} is wrong (index is at ${indexOffset})`);
+  if (trailer.originalBytes !== originalBytes) {
+    throw new CodecError('CORRUPT_CONTAINER', `trailer: records ${trailer.originalBytes} original bytes, the chunks hold ${originalBytes}`);
+  }
+}
+
+/** A .dcz file opened for random access: chunk i is read and decoded without touching the others. */
+export interface DczReader {
+  readonly header: FileHeader;
+  readonly trailer: Trailer;
+  readonly entries: readonly ChunkEntry[];
+  /** The raw chunk record (header and frame) as stored, for copying chunks between containers. */
+  readFrame(chunk: number): Promise<Uint8Array>;
+  readChunk(chunk: number, pool: CodecPool): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export async function openDcz(path: string): Promise<DczReader> {
+  const file = await open(path, 'r');
+  try {
+    const { size } = await file.stat();
+    const at = async (position: number, length: number, what: string): Promise<Uint8Array> => {
+      const out = new Uint8Array(length);
+      const { bytesRead } = await file.read(out, 0, length, position);
+      if (bytesRead !== length) throw new CodecError('TRUNCATED', `${what}: truncated`);
+      return out;
+    };
+    const header = decodeHeader(await at(0, Math.min(headerBytes, size), 'header'));
+    if (size < headerBytes + indexBytes(0) + trailerBytes) throw new CodecError('TRUNCATED', 'file is shorter than an empty .dcz');
+    const trailer = decodeTrailer(await at(size - trailerBytes, trailerBytes, 'trailer'));
+    const indexLength = indexBytes(trailer.chunkCount);
+    if (trailer.indexOffset + indexLength + trailerBytes !== size) throw new CodecError('CORRUPT_CONTAINER', 'trailer: index offset and chunk count do not match the file size');
+    const entries = decodeIndex(await at(trailer.indexOffset, indexLength, 'index'));
+    let expected = headerBytes;
+    let originalBytes = 0;
+    entries.forEach((entry, i) => {
+      if (entry.offset !== expected) throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} offset ${entry.offset} should be ${expected}`);
+      if (entry.originalBytes === 0 || entry.originalBytes > header.chunkBytes || entry.compressedBytes > frameBytesMax(entry.originalBytes)) {
+        throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} has impossible lengths`);
+      }
+      if (i < entries.length - 1 && entry.originalBytes !== header.chunkBytes) {
+        throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} holds ${entry.originalBytes} bytes but is not the last chunk`);
+      }
+      expected += chunkHeaderBytes + entry.compressedBytes;
+      originalBytes += entry.originalBytes;
+    });
+    checkTrailer(trailer, entries.length, expected, originalBytes);
+
+    const readFrame = async (chunk: number): Promise<Uint8Array> => {
+      const entry = entries[chunk];
+      if (entry === undefined) throw new RangeError(`chunk ${chunk} does not exist (the file has ${entries.length})`);
+      return at(entry.offset, chunkHeaderBytes + entry.compressedBytes, `chunk ${chunk}`);
+    };
+    return {
+      header,
+      trailer,
+      entries,
+      readFrame,
+      async readChunk(chunk, pool) {
+        const record = await readFrame(chunk);
+        const fields = decodeChunkHeader(record.subarray(0, chunkHeaderBytes), chunk, header.chunkBytes);
+        const entry = entries[chunk];
+        if (fields.compressedBytes !== entry.compressedBytes || fields.originalBytes !== entry.originalBytes || fields.checksum !== entry.checksum) {
+          throw new CodecError('CORRUPT_CONTAINER', `chunk ${chunk}: header does not match the index`);
+        }
+        return pool.decompress(record.slice(chunkHeaderBytes), entry.originalBytes, entry.checksum, `chunk ${chunk}`);
+      },
+      close: () => file.close(),
+    };
+  } catch (error) {
+    await file.close();
+    throw error;
+  }
+}
+
+/** CRC32C as the container uses it, for rooms that verify chunks outside a pool. */
+export function checksumOf(bytes: Uint8Array): number {
+  return crc32c(bytes);
+}

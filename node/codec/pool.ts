@@ -1,0 +1,74 @@
+/**
+ * A pool of codec worker threads (piscina), each running its own WASM kernel instance.
+ * Buffers are transferred, not copied, in both directions.
+ */
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { CodecError, type CodecErrorCode } from './errors.ts';
+
+export type CodecTask =
+  | { op: 'compress'; data: Uint8Array }
+  | { op: 'decompress'; frame: Uint8Array; originalBytes: number; checksum: number };
+
+export type CodecTaskResult =
+  | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number }
+  | { ok: true; op: 'decompress'; data: Uint8Array }
+  | { ok: false; code: CodecErrorCode; message: string };
+
+export interface CompressedChunk {
+  frame: Uint8Array;
+  /** CRC32C of the original bytes. */
+  checksum: number;
+}
+
+export interface CodecPool {
+  readonly threads: number;
+  /** Codes one chunk; `data` is transferred to the worker and unusable afterwards. */
+  compress(data: Uint8Array): Promise<CompressedChunk>;
+  /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
+  decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export interface CodecPoolOptions {
+  threads?: number;
+}
+
+const workerUrl = new URL('./worker.ts', import.meta.url).href;
+
+export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
+  const threads = options.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
+  const piscina = new Piscina({ filename: workerUrl, minThreads: threads, maxThreads: threads, idleTimeout: 60_000 });
+
+  async function run(task: CodecTask, transfer: ArrayBufferLike): Promise<CodecTaskResult> {
+    return piscina.run(task, { transferList: [transfer as ArrayBuffer] });
+  }
+
+  /** Transferring detaches the whole ArrayBuffer, so a view into a shared one is copied first. */
+  function owned(bytes: Uint8Array): Uint8Array {
+    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    return whole && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice();
+  }
+
+  return {
+    threads,
+    async compress(input) {
+      const data = owned(input);
+      const result = await run({ op: 'compress', data }, data.buffer);
+      if (!result.ok) throw new CodecError(result.code, result.message);
+      if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
+      return { frame: result.frame, checksum: result.checksum };
+    },
+    async decompress(input, originalBytes, checksum, label) {
+      const frame = owned(input);
+      const result = await run({ op: 'decompress', frame, originalBytes, checksum }, frame.buffer);
+      if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
+      if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
+      return result.data;
+    },
+    async close() {
+      await piscina.close();
+    },
+  };
+}

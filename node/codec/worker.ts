@@ -1,0 +1,35 @@
+/**
+ * A codec worker thread: one WASM kernel instance per thread, loaded once, reused for every task.
+ * Errors go back as values, because a thrown error loses its class and code crossing threads.
+ */
+import { crc32c } from '@node-rs/crc32';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { CodecError } from './errors.ts';
+import { loadKernel } from './kernel.ts';
+import type { CodecTask, CodecTaskResult } from './pool.ts';
+
+/** Piscina's protocol for returning a value whose buffer moves to the caller instead of being copied. */
+function transferring(result: CodecTaskResult, bytes: Uint8Array): object {
+  const transferable = { [transferableSymbol]: [bytes.buffer], [valueSymbol]: result };
+  return move(transferable as unknown as ArrayBuffer);
+}
+
+const kernel = loadKernel();
+
+export default function run(task: CodecTask): CodecTaskResult | object {
+  try {
+    if (task.op === 'compress') {
+      const checksum = crc32c(task.data);
+      const frame = kernel.compress(task.data);
+      return transferring({ ok: true, op: 'compress', frame, checksum }, frame);
+    }
+    const data = kernel.decompress(task.frame, task.originalBytes);
+    if (crc32c(data) !== task.checksum) {
+      return { ok: false, code: 'CHECKSUM_MISMATCH', message: 'checksum mismatch: decoded bytes differ from what was written' };
+    }
+    return transferring({ ok: true, op: 'decompress', data }, data);
+  } catch (error) {
+    if (error instanceof CodecError) return { ok: false, code: error.code, message: error.message };
+    throw error;
+  }
+}
