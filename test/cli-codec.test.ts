@@ -1,0 +1,126 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawn } from 'node:child_process';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { format } from '../node/codec/index.ts';
+import { textLike, withTempDir } from './helpers.ts';
+
+const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [dcas, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (data) => (stdout += data));
+    child.stderr.on('data', (data) => (stderr += data));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function assertOneLineError(result: Run, pattern: RegExp): void {
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.is(lines.length, 1, `expected one line on stderr, got: ${result.stderr}`);
+  assert.match(lines[0], /^dcas: /);
+  assert.match(lines[0], pattern);
+}
+
+test('compress then decompress restores identical bytes; --json reports sizes, ratio, seconds and MB/s', async () => {
+  await withTempDir(async (dir) => {
+    const data = textLike(3 * format.chunkBytesMin + 5000);
+    await writeFile(join(dir, 'in.txt'), data);
+    const compressed = await run(['compress', 'in.txt', '--json', '--chunk-size', '64KiB'], dir);
+    assert.is(compressed.code, 0, compressed.stderr);
+    const report = JSON.parse(compressed.stdout);
+    assert.is(report.output, 'in.txt.dcz');
+    assert.is(report.originalSize, data.length);
+    assert.is(report.compressedSize, (await stat(join(dir, 'in.txt.dcz'))).size);
+    assert.is(report.chunks, 4);
+    assert.ok(report.ratio > 0 && report.ratio < 1, `ratio ${report.ratio}`);
+    assert.type(report.seconds, 'number');
+    assert.type(report.mbPerSecond, 'number');
+    const decompressed = await run(['decompress', 'in.txt.dcz', '-o', 'out.txt', '--quiet'], dir);
+    assert.is(decompressed.code, 0, decompressed.stderr);
+    assert.is(decompressed.stdout, '');
+    assert.ok((await readFile(join(dir, 'out.txt'))).equals(data));
+  });
+});
+
+test('an existing output is kept, with exit 1, unless --force is given', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'in.txt'), textLike(1000));
+    await writeFile(join(dir, 'in.txt.dcz'), 'precious');
+    const refused = await run(['compress', 'in.txt'], dir);
+    assert.is(refused.code, 1);
+    assertOneLineError(refused, /in\.txt\.dcz: already exists/);
+    assert.is(await readFile(join(dir, 'in.txt.dcz'), 'utf8'), 'precious');
+    const forced = await run(['compress', 'in.txt', '--force', '--quiet'], dir);
+    assert.is(forced.code, 0, forced.stderr);
+    assert.is.not(await readFile(join(dir, 'in.txt.dcz'), 'utf8'), 'precious');
+  });
+});
+
+test('a truncated .dcz fails with one line naming the chunk, exit 1, and leaves no output file', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'in.txt'), textLike(3 * format.chunkBytesMin));
+    assert.is((await run(['compress', 'in.txt', '--chunk-size', '64k', '-q'], dir)).code, 0);
+    const whole = await readFile(join(dir, 'in.txt.dcz'));
+    const firstChunkEnd = format.headerBytes + format.chunkHeaderBytes + whole.readUInt32LE(format.headerBytes + 8);
+    await writeFile(join(dir, 'cut.dcz'), whole.subarray(0, firstChunkEnd + 100));
+    const result = await run(['decompress', 'cut.dcz'], dir);
+    assert.is(result.code, 1);
+    assertOneLineError(result, /cut\.dcz: chunk 1: truncated/);
+    assert.equal((await readdir(dir)).sort(), ['cut.dcz', 'in.txt', 'in.txt.dcz']);
+  });
+});
+
+test('a corrupted .dcz fails with one line naming the chunk, exit 1, and leaves no output file', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'in.txt'), textLike(3 * format.chunkBytesMin));
+    assert.is((await run(['compress', 'in.txt', '--chunk-size', '64k', '-q'], dir)).code, 0);
+    const bad = await readFile(join(dir, 'in.txt.dcz'));
+    const secondChunk = format.headerBytes + format.chunkHeaderBytes + bad.readUInt32LE(format.headerBytes + 8);
+    bad[secondChunk + format.chunkHeaderBytes + 200] ^= 0x10;
+    await writeFile(join(dir, 'bad.dcz'), bad);
+    const result = await run(['decompress', 'bad.dcz', '-o', 'out.txt'], dir);
+    assert.is(result.code, 1);
+    assertOneLineError(result, /bad\.dcz: chunk 1: /);
+    assert.equal((await readdir(dir)).sort(), ['bad.dcz', 'in.txt', 'in.txt.dcz']);
+  });
+});
+
+test('a file that is not a .dcz, and a missing input, each fail with one line and exit 1', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'plain.dcz'), 'just text');
+    const notDcz = await run(['decompress', 'plain.dcz'], dir);
+    assert.is(notDcz.code, 1);
+    assertOneLineError(notDcz, /plain\.dcz: not a \.dcz file/);
+    const missing = await run(['compress', 'absent.bin'], dir);
+    assert.is(missing.code, 1);
+    assertOneLineError(missing, /absent\.bin: no such file/);
+  });
+});
+
+test('usage errors exit 2; --help exits 0 on every command', async () => {
+  await withTempDir(async (dir) => {
+    for (const args of [['compress'], ['frobnicate'], ['compress', 'x', '--chunk-size', 'lots'], ['compress', 'x', '--threads', '0']]) {
+      const result = await run(args, dir);
+      assert.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
+    }
+    for (const args of [['--help'], ['compress', '--help'], ['decompress', '--help']]) {
+      const result = await run(args, dir);
+      assert.is(result.code, 0, args.join(' '));
+      assert.match(result.stdout, /Usage: dcas/);
+    }
+  });
+});
+
+test.run();

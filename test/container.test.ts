@@ -1,0 +1,132 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CodecError, compress, compressStream, createCodecPool, decompress, decompressStream, openDcz, type CodecPool } from '../node/index.ts';
+import { format } from '../node/codec/index.ts';
+import { randomBytesSeeded, seededRandom, textLike, withTempDir } from './helpers.ts';
+
+const chunkBytes = format.chunkBytesMin; // 64 KiB: small chunks make many-chunk files cheap to test
+let pool: CodecPool;
+
+test.before(() => {
+  pool = createCodecPool({ threads: 2 });
+});
+test.after(async () => {
+  await pool.close();
+});
+
+async function expectCodecError(run: () => Promise<unknown>): Promise<CodecError> {
+  try {
+    await run();
+  } catch (error) {
+    if (error instanceof CodecError) return error;
+    throw new Error(`expected a CodecError, got ${(error as Error)?.name}: ${(error as Error)?.message}`);
+  }
+  throw new Error('expected a CodecError, but the input was accepted');
+}
+
+test('round trip restores every byte at sizes around the chunk boundary', async () => {
+  for (const length of [0, 1, 2, chunkBytes - 1, chunkBytes, chunkBytes + 1, 3 * chunkBytes, 3 * chunkBytes + 7]) {
+    for (const data of [textLike(length, length), randomBytesSeeded(length, length)]) {
+      const dcz = await compress(data, { pool, chunkBytes });
+      const back = await decompress(dcz, { pool });
+      assert.ok(Buffer.from(back).equals(data), `length ${length}`);
+    }
+  }
+});
+
+test('text-like data shrinks, and the container records chunk count and original size', async () => {
+  const data = textLike(5 * chunkBytes + 100);
+  const dcz = await compress(data, { pool, chunkBytes });
+  assert.ok(dcz.length < data.length * 0.8, `ratio ${dcz.length / data.length}`);
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'x.dcz');
+    await writeFile(path, dcz);
+    const reader = await openDcz(path);
+    try {
+      assert.is(reader.entries.length, 6);
+      assert.is(reader.trailer.originalBytes, data.length);
+      assert.is(reader.header.chunkBytes, chunkBytes);
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
+test('random access: chunk i decodes alone to the i-th slice of the original', async () => {
+  const data = textLike(4 * chunkBytes + 999, 7);
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'x.dcz');
+    await writeFile(path, await compress(data, { pool, chunkBytes }));
+    const reader = await openDcz(path);
+    try {
+      for (const i of [3, 0, 4, 1]) {
+        const chunk = await reader.readChunk(i, pool);
+        assert.ok(Buffer.from(chunk).equals(data.subarray(i * chunkBytes, (i + 1) * chunkBytes)), `chunk ${i}`);
+      }
+    } finally {
+      await reader.close();
+    }
+  });
+});
+
+test('streams: compressStream then decompressStream restore the input fed in odd-sized pieces', async () => {
+  const data = textLike(3 * chunkBytes + 12345, 3);
+  const pieces: Uint8Array[] = [];
+  for (let at = 0; at < data.length; at += 10007) pieces.push(data.subarray(at, at + 10007));
+  const out: Buffer[] = [];
+  await pipeline(Readable.from(pieces), compressStream({ pool, chunkBytes }), decompressStream({ pool }), async function (source: AsyncIterable<Buffer>) {
+    for await (const piece of source) out.push(piece);
+  });
+  assert.ok(Buffer.concat(out).equals(data));
+});
+
+test('a flipped bit anywhere in the container is detected, and inside a chunk the error names that chunk', async () => {
+  const data = textLike(3 * chunkBytes + 500, 11);
+  const dcz = Buffer.from(await compress(data, { pool, chunkBytes }));
+  const random = seededRandom(42);
+  const chunkAt = (offset: number, entries: { offset: number; compressedBytes: number }[]) =>
+    entries.findIndex((entry) => offset >= entry.offset && offset < entry.offset + format.chunkHeaderBytes + entry.compressedBytes);
+  const entries = await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'x.dcz'), dcz);
+    const reader = await openDcz(join(dir, 'x.dcz'));
+    await reader.close();
+    return reader.entries.map((entry) => ({ ...entry }));
+  });
+  for (let trial = 0; trial < 150; trial++) {
+    const offset = Math.floor(random() * dcz.length);
+    const bad = Buffer.from(dcz);
+    bad[offset] ^= 1 << Math.floor(random() * 8);
+    const error = await expectCodecError(() => decompress(bad, { pool }));
+    const chunk = chunkAt(offset, entries);
+    if (chunk >= 0) assert.match(error.message, new RegExp(`^chunk ${chunk}\\b`), `offset ${offset}: ${error.message}`);
+  }
+});
+
+test('a truncated container is refused at every cut point, never accepted as shorter output', async () => {
+  const data = textLike(2 * chunkBytes + 77, 5);
+  const dcz = Buffer.from(await compress(data, { pool, chunkBytes }));
+  const random = seededRandom(9);
+  const cuts = [0, 1, 15, 16, 17, 40, dcz.length - 73, dcz.length - 72, dcz.length - 1];
+  for (let i = 0; i < 40; i++) cuts.push(Math.floor(random() * dcz.length));
+  for (const cut of cuts) {
+    const error = await expectCodecError(() => decompress(dcz.subarray(0, cut), { pool }));
+    assert.ok(['TRUNCATED', 'NOT_DCZ', 'CORRUPT_CONTAINER'].includes(error.code), `cut ${cut}: ${error.code} ${error.message}`);
+  }
+});
+
+test('a file that is not a .dcz is refused as NOT_DCZ', async () => {
+  const error = await expectCodecError(() => decompress(new TextEncoder().encode('hello, this is plain text and no container'), { pool }));
+  assert.is(error.code, 'NOT_DCZ');
+});
+
+test('bytes after the trailer are refused', async () => {
+  const dcz = await compress(textLike(1000), { pool, chunkBytes });
+  const error = await expectCodecError(() => decompress(Buffer.concat([dcz, Buffer.from([0])]), { pool }));
+  assert.is(error.code, 'CORRUPT_CONTAINER');
+});
+
+test.run();
