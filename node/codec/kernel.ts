@@ -1,0 +1,140 @@
+/**
+ * Loader of the WebAssembly Huffman kernel (assembly/, format in docs/KERNEL.md). Each `loadKernel()`
+ * makes its own instance with its own linear memory, so every worker thread owns one. A call copies its
+ * whole input into wasm memory once, runs one export, and copies the result out once.
+ */
+
+import { readFileSync } from 'node:fs';
+import { CodecError } from './errors.ts';
+
+export interface Kernel {
+  /** Codes one chunk into a self-delimiting kernel frame (a fresh Uint8Array the caller owns). */
+  compress(input: Uint8Array): Uint8Array;
+  /**
+   * Decodes a frame made by compress; originalLength comes from the container. Throws
+   * CodecError('CORRUPT_BLOCK' | 'TOO_LARGE'), never any other error type.
+   */
+  decompress(frame: Uint8Array, originalLength: number): Uint8Array;
+}
+
+/** Largest chunk the kernel codes in one call. */
+export const chunkBytesMax = 64 * 1024 * 1024;
+
+interface KernelExports {
+  memory: { buffer: ArrayBuffer };
+  prepare(inputBytes: number, outputBytes: number): number;
+  output(): number;
+  frameBytesMax(length: number): number;
+  compress(length: number): number;
+  decompress(frameLength: number, length: number): number;
+  failedBlock(): number;
+  failedStream(): number;
+}
+
+/** The slice of the WebAssembly JS API used here (tsconfig's libs do not declare it). */
+interface WebAssemblyApi {
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: object) => { exports: object };
+}
+const wasm = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
+
+const wasmUrl = new URL('../../build/kernel.wasm', import.meta.url);
+let compiled: object | undefined;
+
+function kernelModule(): object {
+  if (compiled === undefined) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(wasmUrl);
+    } catch (error) {
+      throw new Error(`cannot read the kernel at ${wasmUrl.pathname} (run npm run build:kernel): ${String(error)}`);
+    }
+    compiled = new wasm.Module(bytes);
+  }
+  return compiled;
+}
+
+/** What each decoder status (assembly/decode.ts) means; the block and stream are prefixed. */
+const failures: Record<number, string> = {
+  [-1]: 'frame is shorter than its 5-byte header',
+  [-2]: 'frame has an unknown version byte',
+  [-3]: "frame header's length differs from the original length",
+  [-4]: 'block header runs past the end of the frame',
+  [-5]: 'block length field exceeds 128 KiB',
+  [-6]: "block runs past the chunk's original length",
+  [-7]: 'block runs past the end of the frame',
+  [-8]: 'table has a code length above 11 or a nonzero padding nibble',
+  [-9]: 'table is not a complete prefix code',
+  [-10]: 'repeat block has no earlier table to repeat',
+  [-11]: 'overruns its length',
+  [-12]: 'ends before its last byte',
+  [-13]: 'has nonzero padding bits',
+  [-14]: 'frame has bytes after its last block',
+};
+
+function failureMessage(status: number, block: number, stream: number): string {
+  const what = failures[status] ?? `fails with status ${status}`;
+  if (stream >= 0) return `block ${block}: stream ${stream} ${what}`;
+  if (block >= 0) return `block ${block}: ${what}`;
+  return what;
+}
+
+function checkedLength(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new CodecError('TOO_LARGE', `${what} ${value} is not a byte count`);
+  }
+  if (value > chunkBytesMax) {
+    throw new CodecError('TOO_LARGE', `${what} ${value} exceeds the kernel's chunk limit of ${chunkBytesMax} bytes`);
+  }
+  return value;
+}
+
+export function loadKernel(): Kernel {
+  const instance = new wasm.Instance(kernelModule(), {});
+  const kernel = instance.exports as unknown as KernelExports;
+
+  /** Sizes the buffers and copies `input` in; throws TOO_LARGE if memory cannot grow. */
+  function stage(input: Uint8Array, outputBytes: number): void {
+    const address = kernel.prepare(input.length, outputBytes) >>> 0;
+    if (address === 0) {
+      throw new CodecError('TOO_LARGE', `kernel memory cannot hold ${input.length} + ${outputBytes} bytes`);
+    }
+    new Uint8Array(kernel.memory.buffer, address, input.length).set(input);
+  }
+
+  function copyOut(length: number): Uint8Array {
+    return new Uint8Array(kernel.memory.buffer, kernel.output() >>> 0, length).slice();
+  }
+
+  function compress(input: Uint8Array): Uint8Array {
+    checkedLength(input.length, 'chunk of');
+    const frameBytesMax = kernel.frameBytesMax(input.length) >>> 0;
+    stage(input, frameBytesMax);
+    const frameLength = kernel.compress(input.length) >>> 0;
+    if (frameLength > frameBytesMax) throw new Error(`kernel wrote ${frameLength} bytes, more than its bound ${frameBytesMax}`);
+    return copyOut(frameLength);
+  }
+
+  function decompress(frame: Uint8Array, originalLength: number): Uint8Array {
+    checkedLength(originalLength, 'original length');
+    const frameBytesMax = kernel.frameBytesMax(originalLength) >>> 0;
+    if (frame.length > frameBytesMax) {
+      throw new CodecError('CORRUPT_BLOCK', `frame of ${frame.length} bytes is longer than any frame of ${originalLength} bytes (${frameBytesMax})`);
+    }
+    let status: number;
+    try {
+      stage(frame, originalLength);
+      status = kernel.decompress(frame.length, originalLength);
+    } catch (error) {
+      if (error instanceof CodecError) throw error;
+      // The decoder is meant to be total; a trap here is a kernel bug, reported as a corrupt block.
+      throw new CodecError('CORRUPT_BLOCK', `kernel trapped while decoding: ${String(error)}`);
+    }
+    if (status !== 0) {
+      throw new CodecError('CORRUPT_BLOCK', failureMessage(status, kernel.failedBlock(), kernel.failedStream()));
+    }
+    return copyOut(originalLength);
+  }
+
+  return { compress, decompress };
+}
