@@ -1,0 +1,30 @@
+/**
+ * A broken Raft invariant means this node's state can no longer be trusted: continuing could
+ * acknowledge or apply something that contradicts the rest of the cluster. So the core throws
+ * loudly instead of limping on, and the wrapper should stop the node.
+ */
+export class RaftInvariantError extends Error {
+  readonly code = 'RAFT_INVARIANT';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'RaftInvariantError';
+  }
+}
+
+/** Throws a RaftInvariantError with `sentence` unless `condition` holds. */
+export function invariant(condition: boolean, sentence: string | (() => string)): asserts condition {
+  if (!condition) {
+    throw new RaftInvariantError(typeof sentence === 'string' ? sentence : sentence());
+  }
+}
+
+/** A caller passed something the core cannot accept (bad config, bad persisted state). */
+export class RaftUsageError extends Error {
+  readonly code = 'RAFT_USAGE';
+
+  constructor(message: string) {
+    super(message);
+    this.name = 'RaftUsageError';
+  }
+}
