@@ -1,0 +1,27 @@
+/**
+ * Typed errors of the host room (libp2p host, membership, transport).
+ */
+
+export type HostErrorCode =
+  | 'IDENTITY' // the peer key in the data folder cannot be read or is not a key
+  | 'PSK' // the private network key file cannot be read
+  | 'NOT_STARTED' // an operation that needs a running host was called before start or after stop
+  | 'UNKNOWN_MEMBER' // no heartbeat has named this member yet
+  | 'MEMBER_DEAD' // the member stopped sending heartbeats
+  | 'SELF' // a message addressed to this node itself: a caller bug
+  | 'UNREACHABLE' // dialing the member or opening a stream failed
+  | 'TIMEOUT' // a request got no response in time
+  | 'FRAME_TOO_LARGE' // a payload exceeds the frame limit
+  | 'BAD_PROTOCOL' // a protocol id outside /dcas/
+  | 'NO_HANDLER' // the remote has no handler for the protocol
+  | 'REMOTE_ERROR'; // the remote handler threw; the message is the remote's
+
+export class HostError extends Error {
+  readonly code: HostErrorCode;
+
+  constructor(code: HostErrorCode, message: string) {
+    super(message);
+    this.name = 'HostError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * The node's libp2p host: TCP, a private network (pnet PSK) under Noise encryption and yamux
+ * multiplexing, identify, and gossipsub; with the bootstrap dialer, gossip membership and the
+ * point-to-point transport on top. Nothing happens until start(); stop() undoes it all.
+ */
+
+import { readFile } from 'node:fs/promises';
+import { noise } from '@chainsafe/libp2p-noise';
+import { yamux } from '@chainsafe/libp2p-yamux';
+import { gossipsub } from '@libp2p/gossipsub';
+import type { GossipSub } from '@libp2p/gossipsub';
+import { identify } from '@libp2p/identify';
+import type { Identify } from '@libp2p/identify';
+import type { Libp2p } from '@libp2p/interface';
+import { preSharedKey } from '@libp2p/pnet';
+import { tcp } from '@libp2p/tcp';
+import { createLibp2p } from 'libp2p';
+import type { Libp2pOptions } from 'libp2p';
+import type { Logger } from 'pino';
+import type { NodeConfig } from '../../config/index.ts';
+import { createBootstrapDialer } from './bootstrap.ts';
+import type { BootstrapDialer, BootstrapLimits } from './bootstrap.ts';
+import { HostError } from './errors.ts';
+import { heartbeatBytesMax } from './heartbeat.ts';
+import { loadOrCreatePrivateKey } from './identity.ts';
+import { createMembership } from './membership.ts';
+import type { Membership } from './membership.ts';
+import { createTransport } from './transport.ts';
+import type { Transport, TransportLimits, TransportStats } from './transport.ts';
+import type { Host, MemberEventType, MemberListener, MessageListener, RequestHandler, StatusProvider } from './types.ts';
+
+export interface HostOptions {
+  config: NodeConfig;
+  logger: Logger;
+  /** Transport limits (frame size, queues, timeouts); defaults suit a LAN cluster. */
+  transportLimits?: Partial<TransportLimits>;
+  bootstrapLimits?: Partial<BootstrapLimits>;
+}
+
+export interface HostWithStats extends Host {
+  transportStats(): TransportStats;
+}
+
+type Services = { identify: Identify; pubsub: GossipSub };
+
+interface Running {
+  libp2p: Libp2p<Services>;
+  membership: Membership;
+  transport: Transport;
+  bootstrap: BootstrapDialer;
+}
+
+export function createHost(options: HostOptions): HostWithStats {
+  const { config } = options;
+  // Every part logs with the node's name, so the logs of a local cluster in one process separate.
+  const nodeLogger = options.logger.child({ node: config.name });
+  const log = nodeLogger.child({ room: 'host' });
+  // Listeners, handlers and the provider may be set before start; they are handed on at start.
+  const memberListeners: Array<[MemberEventType, MemberListener]> = [];
+  const messageListeners = new Set<MessageListener>();
+  const handlers = new Map<string, RequestHandler>();
+  let statusProvider: StatusProvider = () => ({});
+  let running: Running | undefined;
+  let starting = false;
+
+  function need(what: string): Running {
+    if (running === undefined) throw new HostError('NOT_STARTED', `${what}: host "${config.name}" is not running`);
+    return running;
+  }
+
+  async function start() {
+    if (running !== undefined || starting) throw new HostError('NOT_STARTED', `host "${config.name}" is already started`);
+    starting = true;
+    try {
+      running = await startParts();
+    } finally {
+      starting = false;
+    }
+    log.info({ peerId: running.libp2p.peerId.toString(), addresses: host.addresses() }, 'host started');
+  }
+
+  async function startParts(): Promise<Running> {
+    const { privateKey, created } = await loadOrCreatePrivateKey(config.dataDir);
+    if (created) log.info({ dataDir: config.dataDir }, 'created a new peer identity');
+    const libp2pOptions: Libp2pOptions<Services> = {
+      privateKey,
+      addresses: { listen: config.listen },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      services: {
+        identify: identify(),
+        pubsub: gossipsub({
+          // The first heartbeats go out before any peer is connected; that is not an error.
+          allowPublishToZeroTopicPeers: true,
+          maxInboundDataLength: heartbeatBytesMax * 2,
+        }),
+      },
+    };
+    if (config.pskFile === undefined) {
+      log.warn('no pskFile: the libp2p network is open to any peer that can reach it');
+    } else {
+      libp2pOptions.connectionProtector = preSharedKey({ psk: await readPsk(config.pskFile) });
+    }
+    const libp2p = await createLibp2p(libp2pOptions);
+
+    const membership = createMembership({ config, libp2p, logger: nodeLogger });
+    membership.setStatusProvider(() => statusProvider());
+    for (const [event, listener] of memberListeners) membership.on(event, listener);
+    const transport = createTransport({
+      libp2p,
+      selfName: config.name,
+      member: (name) => membership.member(name),
+      nameOf: (peerId) => membership.nameOf(peerId),
+      logger: nodeLogger,
+      limits: options.transportLimits,
+    });
+    transport.onMessage((fromName, bytes) => {
+      for (const listener of messageListeners) listener(fromName, bytes);
+    });
+    for (const [protocol, handler] of handlers) transport.handle(protocol, handler);
+    const bootstrap = createBootstrapDialer({ libp2p, addresses: config.bootstrap, logger: nodeLogger, limits: options.bootstrapLimits });
+
+    try {
+      await transport.start();
+      membership.start();
+      bootstrap.start();
+    } catch (error) {
+      await libp2p.stop();
+      throw error;
+    }
+    return { libp2p, membership, transport, bootstrap };
+  }
+
+  async function stop() {
+    const parts = running;
+    if (parts === undefined) return;
+    running = undefined;
+    parts.bootstrap.stop();
+    parts.membership.stop();
+    await parts.transport.stop();
+    await parts.libp2p.stop();
+    log.info('host stopped');
+  }
+
+  const host: HostWithStats = {
+    name: config.name,
+    get peerId() {
+      return need('peerId').libp2p.peerId.toString();
+    },
+    start,
+    stop,
+    addresses: () => need('addresses').libp2p.getMultiaddrs().map(String),
+    members: () => need('members').membership.members(),
+    member: (name) => need('member').membership.member(name),
+    on(event, listener) {
+      const entry: [MemberEventType, MemberListener] = [event, listener];
+      memberListeners.push(entry);
+      const unsubscribe = running?.membership.on(event, listener);
+      return () => {
+        memberListeners.splice(memberListeners.indexOf(entry), 1);
+        unsubscribe?.();
+      };
+    },
+    setStatusProvider(provider) {
+      statusProvider = provider;
+    },
+    announce: () => need('announce').membership.announce(),
+    send: (toName, bytes) => (running === undefined ? false : running.transport.send(toName, bytes)),
+    onMessage(listener) {
+      messageListeners.add(listener);
+      return () => messageListeners.delete(listener);
+    },
+    request: (toName, protocol, bytes, requestOptions) => need(`request to "${toName}"`).transport.request(toName, protocol, bytes, requestOptions),
+    handle(protocol, handler) {
+      if (handlers.has(protocol)) throw new HostError('BAD_PROTOCOL', `protocol "${protocol}" already has a handler`);
+      running?.transport.handle(protocol, handler);
+      handlers.set(protocol, handler);
+    },
+    transportStats: () => need('transportStats').transport.stats(),
+  };
+  return host;
+}
+
+/** The pnet key file as @libp2p/pnet expects it: the three lines, without a trailing newline. */
+async function readPsk(path: string): Promise<Uint8Array> {
+  try {
+    const text = await readFile(path, 'utf8');
+    return new TextEncoder().encode(text.replace(/\r\n/g, '\n').trim());
+  } catch (error) {
+    throw new HostError('PSK', `${path}: cannot read the private network key: ${(error as Error).message}`);
+  }
+}

@@ -1,0 +1,270 @@
+/**
+ * The libp2p host on loopback, real sockets, no mocks: bootstrap discovery, heartbeat membership and
+ * failure detection, ordered point-to-point messages, requests, the private network, and a peer
+ * identity that survives restarts.
+ */
+
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { formatPsk, parseConfig } from '../node/config/index.ts';
+import type { NodeConfig } from '../node/config/index.ts';
+import { createHost, HostError, peerKeyFileName } from '../node/cluster/host/index.ts';
+import type { HostWithStats, Member } from '../node/cluster/host/index.ts';
+
+const folder = mkdtempSync(join(tmpdir(), 'dcas-host-test-'));
+const clusterKey = join(folder, 'cluster.key');
+const otherKey = join(folder, 'other.key');
+writeFileSync(clusterKey, formatPsk());
+writeFileSync(otherKey, formatPsk());
+const logger = pino({ level: process.env.DCAS_TEST_LOG ?? 'silent' });
+
+// Fast failure detection so the file stays short; the rules are the same at any scale.
+const membership = { heartbeatMs: 100, suspectMs: 300, deadMs: 600 };
+
+function configFor(name: string, options: { bootstrap?: string[]; pskFile?: string | null; dataDir?: string; role?: 'voter' | 'worker' } = {}): NodeConfig {
+  const input: Record<string, unknown> = {
+    name,
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: options.bootstrap ?? [],
+    dataDir: options.dataDir ?? join(folder, name),
+    role: options.role ?? 'voter',
+    voters: options.role === 'worker' ? ['a'] : [name],
+    gateway: { port: 7000 + name.charCodeAt(0) },
+    workers: 2,
+    membership,
+  };
+  if (options.pskFile !== null) input.pskFile = options.pskFile ?? clusterKey;
+  return parseConfig(input, { source: `<test ${name}>`, baseDir: folder });
+}
+
+/** The host's first listen address without its /p2p/ part, as a bootstrap entry in a config file. */
+function bareAddress(host: HostWithStats): string {
+  return host.addresses()[0].replace(/\/p2p\/.*$/, '');
+}
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<number> {
+  const startMs = performance.now();
+  while (!condition()) {
+    if (performance.now() - startMs > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return performance.now() - startMs;
+}
+
+function statusOf(host: HostWithStats, name: string): string | undefined {
+  return host.member(name)?.status;
+}
+
+function seesAllAlive(host: HostWithStats, names: string[]): boolean {
+  return names.every((name) => statusOf(host, name) === 'alive');
+}
+
+async function stopAll(hosts: HostWithStats[]) {
+  await Promise.allSettled(hosts.map((host) => host.stop()));
+}
+
+/** Starts a, then b and c bootstrapping from a's address (no peer id), and waits for a full view. */
+async function startTrio(prefix: string, hosts: HostWithStats[]): Promise<[HostWithStats, HostWithStats, HostWithStats]> {
+  const a = createHost({ config: configFor(`${prefix}a`), logger });
+  hosts.push(a);
+  await a.start();
+  const b = createHost({ config: configFor(`${prefix}b`, { bootstrap: [bareAddress(a)] }), logger });
+  const c = createHost({ config: configFor(`${prefix}c`, { bootstrap: [bareAddress(a)], role: 'worker' }), logger });
+  hosts.push(b, c);
+  await Promise.all([b.start(), c.start()]);
+  const names = [a, b, c].map((host) => host.name);
+  await waitFor('every host sees all three alive', () => [a, b, c].every((host) => seesAllAlive(host, names)));
+  return [a, b, c];
+}
+
+test('three hosts find each other from one bootstrap address and see each other alive via heartbeats', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const a = createHost({ config: configFor('a'), logger });
+    hosts.push(a);
+    a.setStatusProvider(() => ({ load: { inFlight: 3, queue: 5 }, raft: { term: 7, role: 'leader', leader: 'a' } }));
+    await a.start();
+    const b = createHost({ config: configFor('b', { bootstrap: [bareAddress(a)] }), logger });
+    const c = createHost({ config: configFor('c', { bootstrap: [bareAddress(a)], role: 'worker' }), logger });
+    hosts.push(b, c);
+    const upSeenByC: string[] = [];
+    c.on('member:up', (member) => upSeenByC.push(member.name));
+    await Promise.all([b.start(), c.start()]);
+
+    // b and c only know a's address: they learn of each other through gossip relayed by a.
+    await waitFor('every host sees a, b and c alive', () => hosts.every((host) => seesAllAlive(host, ['a', 'b', 'c'])));
+    assert.equal(c.members().map((member) => member.name), ['c', 'a', 'b'], 'self first, then by name');
+    assert.equal(upSeenByC.sort(), ['a', 'b'], 'one member:up per other member');
+
+    const aSeenByC = c.member('a') as Member;
+    assert.is(aSeenByC.peerId, a.peerId);
+    assert.is(aSeenByC.role, 'voter');
+    assert.is(aSeenByC.gateway, `ws://127.0.0.1:${7000 + 'a'.charCodeAt(0)}`);
+    assert.equal(aSeenByC.load, { workers: 2, inFlight: 3, queue: 5 }, 'load comes from the status provider');
+    assert.equal(aSeenByC.raft, { term: 7, role: 'leader', leader: 'a' }, 'raft info comes from the status provider');
+    assert.ok(aSeenByC.addresses.includes(a.addresses()[0]));
+    assert.is(b.member('c')?.role, 'worker');
+    assert.is(c.member('c')?.self, true);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('a stopped host is marked suspect, then dead within deadMs (plus sweep slack), with member:down', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b, c] = await startTrio('d', hosts);
+    const downSeenByA: Member[] = [];
+    a.on('member:down', (member) => downSeenByA.push(member));
+    const changedSeenByB: string[] = [];
+    b.on('member:changed', (member) => changedSeenByB.push(`${member.name}:${member.status}`));
+
+    const stoppedMs = performance.now();
+    await c.stop();
+    await waitFor('a and b see dc dead', () => statusOf(a, 'dc') === 'dead' && statusOf(b, 'dc') === 'dead', 3000);
+    const elapsedMs = performance.now() - stoppedMs;
+    // The last heartbeat left up to heartbeatMs before the stop; sweeps run every heartbeatMs/4;
+    // the rest of the slack is for a loaded machine.
+    assert.ok(elapsedMs <= membership.deadMs + membership.heartbeatMs + 200, `dead after ${Math.round(elapsedMs)} ms`);
+    assert.ok(elapsedMs >= membership.deadMs - 2 * membership.heartbeatMs, `not before deadMs: ${Math.round(elapsedMs)} ms`);
+    assert.equal(downSeenByA.map((member) => member.name), ['dc']);
+    assert.ok(changedSeenByB.includes('dc:suspect'), 'suspect comes before dead');
+    assert.ok(seesAllAlive(a, ['da', 'db']) && seesAllAlive(b, ['da', 'db']), 'the others stay alive');
+    assert.is(a.members().length, 3, 'a dead member stays listed, with status dead');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('point-to-point messages arrive complete and in order, also between peers that only met through gossip', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b, c] = await startTrio('m', hosts);
+    const received = new Map<string, number[]>();
+    for (const host of [a, b, c]) {
+      host.onMessage((fromName, bytes) => {
+        const key = `${fromName}->${host.name}`;
+        received.set(key, [...(received.get(key) ?? []), new DataView(bytes.buffer, bytes.byteOffset).getUint32(0)]);
+      });
+    }
+    const count = 300;
+    const frame = (index: number) => {
+      const bytes = new Uint8Array(64 + (index % 7) * 100);
+      new DataView(bytes.buffer).setUint32(0, index);
+      return bytes;
+    };
+    // mb and mc have no direct connection at first: mb dials mc from the addresses in its heartbeat.
+    for (let index = 0; index < count; index += 1) {
+      assert.ok(a.send('mb', frame(index)));
+      assert.ok(b.send('mc', frame(index)));
+      assert.ok(c.send('ma', frame(index)));
+    }
+    const expected = Array.from({ length: count }, (_, index) => index);
+    await waitFor('all messages delivered', () => ['ma->mb', 'mb->mc', 'mc->ma'].every((key) => received.get(key)?.length === count));
+    assert.equal(received.get('ma->mb'), expected);
+    assert.equal(received.get('mb->mc'), expected);
+    assert.equal(received.get('mc->ma'), expected);
+    assert.is(a.transportStats().dropped, 0);
+
+    assert.is(a.send('nobody', frame(0)), false, 'a message to an unknown member is dropped, not queued');
+    assert.throws(() => a.send('ma', frame(0)), (error: unknown) => error instanceof HostError && error.code === 'SELF');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('request/response: the handler sees the requester name; errors and missing handlers come back typed', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b] = await startTrio('r', hosts);
+    a.handle('/dcas/echo/1.0.0', (fromName, bytes) => new TextEncoder().encode(`${fromName}:${new TextDecoder().decode(bytes)}`));
+    a.handle('/dcas/fail/1.0.0', () => {
+      throw new Error('not the leader');
+    });
+    const response = await b.request('ra', '/dcas/echo/1.0.0', new TextEncoder().encode('hello'));
+    assert.is(new TextDecoder().decode(response), 'rb:hello');
+
+    const codeOf = async (promise: Promise<unknown>) => {
+      try {
+        await promise;
+        return 'resolved';
+      } catch (error) {
+        assert.instance(error, HostError);
+        return `${(error as HostError).code}: ${(error as HostError).message}`;
+      }
+    };
+    assert.match(await codeOf(b.request('ra', '/dcas/fail/1.0.0', new Uint8Array())), /^REMOTE_ERROR: .*not the leader$/);
+    assert.match(await codeOf(b.request('ra', '/dcas/absent/1.0.0', new Uint8Array())), /^NO_HANDLER: /);
+    assert.match(await codeOf(b.request('nobody', '/dcas/echo/1.0.0', new Uint8Array())), /^UNKNOWN_MEMBER: /);
+    assert.match(await codeOf(b.request('ra', '/other/1.0.0', new Uint8Array())), /^BAD_PROTOCOL: /);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('a host with a different PSK, or none, cannot connect and is never seen as a member', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const a = createHost({ config: configFor('pa'), logger });
+    hosts.push(a);
+    await a.start();
+    const member = createHost({ config: configFor('pb', { bootstrap: [bareAddress(a)] }), logger });
+    const stranger = createHost({ config: configFor('px', { bootstrap: [bareAddress(a)], pskFile: otherKey }), logger });
+    const open = createHost({ config: configFor('po', { bootstrap: [bareAddress(a)], pskFile: null }), logger });
+    hosts.push(member, stranger, open);
+    await Promise.all([member.start(), stranger.start(), open.start()]);
+
+    // The host with the right key joins; the others keep trying (a wrong-key dial hangs until its
+    // timeout rather than failing fast), and stay outside for well beyond deadMs.
+    await waitFor('pa and pb see each other', () => seesAllAlive(a, ['pb']) && seesAllAlive(member, ['pa']));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.equal(a.members().map((m) => m.name), ['pa', 'pb']);
+    assert.equal(stranger.members().map((m) => m.name), ['px']);
+    assert.equal(open.members().map((m) => m.name), ['po']);
+    assert.is(stranger.send('pa', new Uint8Array(1)), false);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('the peer id persists across a restart on the same data folder, and others see the same member again', async () => {
+  const hosts: HostWithStats[] = [];
+  const dataDir = join(folder, 'persistent');
+  try {
+    const a = createHost({ config: configFor('ia'), logger });
+    hosts.push(a);
+    await a.start();
+    const first = createHost({ config: configFor('ib', { bootstrap: [bareAddress(a)], dataDir }), logger });
+    hosts.push(first);
+    await first.start();
+    const peerId = first.peerId;
+    assert.ok(existsSync(join(dataDir, peerKeyFileName)), 'the key is stored in the data folder');
+    await waitFor('ia sees ib', () => statusOf(a, 'ib') === 'alive');
+    const firstStartedAt = (a.member('ib') as Member).startedAt;
+    await first.stop();
+    await new Promise((resolve) => setTimeout(resolve, 5)); // so the second run starts at a later ms
+
+    const second = createHost({ config: configFor('ib', { bootstrap: [bareAddress(a)], dataDir }), logger });
+    hosts.push(second);
+    await second.start();
+    assert.is(second.peerId, peerId);
+    await waitFor('ia hears from the second run of ib', () => (a.member('ib')?.startedAt ?? 0) > firstStartedAt);
+    assert.is(a.member('ib')?.peerId, peerId, 'the other host sees the same peer id');
+
+    const other = createHost({ config: configFor('ic', { dataDir: join(folder, 'fresh') }), logger });
+    hosts.push(other);
+    await other.start();
+    assert.is.not(other.peerId, peerId, 'another data folder gets another identity');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test.after(() => rmSync(folder, { recursive: true, force: true }));
+
+test.run();
