@@ -207,6 +207,30 @@ test('request/response: the handler sees the requester name; errors and missing 
   }
 });
 
+test('the outbound queue per peer is bounded: sends beyond queueFramesMax are dropped and counted', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const a = createHost({ config: configFor('qa'), logger, transportLimits: { queueFramesMax: 4 } });
+    hosts.push(a);
+    await a.start();
+    const b = createHost({ config: configFor('qb', { bootstrap: [bareAddress(a)] }), logger });
+    hosts.push(b);
+    await b.start();
+    await waitFor('qa sees qb', () => statusOf(a, 'qb') === 'alive');
+    let received = 0;
+    b.onMessage(() => {
+      received += 1;
+    });
+    // All ten are queued before the stream opens (that needs the event loop), so six must go.
+    const accepted = Array.from({ length: 10 }, () => a.send('qb', new Uint8Array(8))).filter(Boolean).length;
+    assert.is(accepted, 4);
+    await waitFor('the accepted messages arrive', () => received === 4);
+    assert.is(a.transportStats().dropped, 6);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
 test('a host with a different PSK, or none, cannot connect and is never seen as a member', async () => {
   const hosts: HostWithStats[] = [];
   try {
@@ -255,6 +279,16 @@ test('the peer id persists across a restart on the same data folder, and others 
     assert.is(second.peerId, peerId);
     await waitFor('ia hears from the second run of ib', () => (a.member('ib')?.startedAt ?? 0) > firstStartedAt);
     assert.is(a.member('ib')?.peerId, peerId, 'the other host sees the same peer id');
+
+    // ia's stream to the first run broke; its next messages reach the second run on a new one.
+    let delivered = 0;
+    second.onMessage((fromName) => {
+      if (fromName === 'ia') delivered += 1;
+    });
+    await waitFor('a message from ia reaches the restarted ib', () => {
+      a.send('ib', new Uint8Array([1]));
+      return delivered > 0;
+    });
 
     const other = createHost({ config: configFor('ic', { dataDir: join(folder, 'fresh') }), logger });
     hosts.push(other);
