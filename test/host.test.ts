@@ -5,6 +5,7 @@
  */
 
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -26,10 +27,18 @@ const logger = pino({ level: process.env.DCAS_TEST_LOG ?? 'silent' });
 // Fast failure detection so the file stays short; the rules are the same at any scale.
 const membership = { heartbeatMs: 100, suspectMs: 300, deadMs: 600 };
 
-function configFor(name: string, options: { bootstrap?: string[]; pskFile?: string | null; dataDir?: string; role?: 'voter' | 'worker' } = {}): NodeConfig {
+interface TestNodeOptions {
+  bootstrap?: string[];
+  pskFile?: string | null;
+  dataDir?: string;
+  role?: 'voter' | 'worker';
+  listen?: string;
+}
+
+function configFor(name: string, options: TestNodeOptions = {}): NodeConfig {
   const input: Record<string, unknown> = {
     name,
-    listen: ['/ip4/127.0.0.1/tcp/0'],
+    listen: [options.listen ?? '/ip4/127.0.0.1/tcp/0'],
     bootstrap: options.bootstrap ?? [],
     dataDir: options.dataDir ?? join(folder, name),
     role: options.role ?? 'voter',
@@ -45,6 +54,15 @@ function configFor(name: string, options: { bootstrap?: string[]; pskFile?: stri
 /** The host's first listen address without its /p2p/ part, as a bootstrap entry in a config file. */
 function bareAddress(host: HostWithStats): string {
   return host.addresses()[0].replace(/\/p2p\/.*$/, '');
+}
+
+/** A TCP port that was free a moment ago, for a host that must come back on the same address. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<number> {
@@ -202,6 +220,31 @@ test('request/response: the handler sees the requester name; errors and missing 
     assert.match(await codeOf(b.request('ra', '/dcas/absent/1.0.0', new Uint8Array())), /^NO_HANDLER: /);
     assert.match(await codeOf(b.request('nobody', '/dcas/echo/1.0.0', new Uint8Array())), /^UNKNOWN_MEMBER: /);
     assert.match(await codeOf(b.request('ra', '/other/1.0.0', new Uint8Array())), /^BAD_PROTOCOL: /);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('a node keeps redialing its bootstrap peer: when that peer restarts on its address, they meet again', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const listen = `/ip4/127.0.0.1/tcp/${await freePort()}`;
+    const first = createHost({ config: configFor('ba', { listen }), logger });
+    hosts.push(first);
+    await first.start();
+    const b = createHost({ config: configFor('bb', { bootstrap: [listen] }), logger });
+    hosts.push(b);
+    await b.start();
+    await waitFor('bb sees ba', () => statusOf(b, 'ba') === 'alive');
+    const firstStartedAt = (b.member('ba') as Member).startedAt;
+    await first.stop();
+    // Only bb dials: ba does not know bb's address, so meeting again proves bb redialed.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const second = createHost({ config: configFor('ba', { listen }), logger });
+    hosts.push(second);
+    await second.start();
+    await waitFor('bb hears the second run of ba', () => (b.member('ba')?.startedAt ?? 0) > firstStartedAt, 6000);
+    assert.is(statusOf(second, 'bb'), 'alive');
   } finally {
     await stopAll(hosts);
   }
