@@ -116,7 +116,13 @@ export function createHost(options: HostOptions): HostWithStats {
       limits: options.transportLimits,
     });
     transport.onMessage((fromName, bytes) => {
-      for (const listener of messageListeners) listener(fromName, bytes);
+      for (const listener of messageListeners) {
+        try {
+          listener(fromName, bytes);
+        } catch (error) {
+          log.error({ err: error, from: fromName }, 'message listener threw');
+        }
+      }
     });
     for (const [protocol, handler] of handlers) transport.handle(protocol, handler);
     const bootstrap = createBootstrapDialer({ libp2p, addresses: config.bootstrap, logger: nodeLogger, limits: options.bootstrapLimits });
