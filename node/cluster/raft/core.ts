@@ -682,10 +682,12 @@ export class RaftCore {
     }
     if (this.#maybeCommit()) {
       this.#broadcastAppend();
-    } else {
-      while (this.#sendAppend(message.from, false)) {
-        // Keep streaming while the follower's flow window has room and entries remain.
-      }
+    } else if (wasPaused) {
+      // The follower waited on us; tell it at least our commit index.
+      this.#sendAppend(message.from, true);
+    }
+    while (this.#sendAppend(message.from, false)) {
+      // Keep streaming while the follower's flow window has room and entries remain.
     }
   }
 
@@ -719,8 +721,9 @@ export class RaftCore {
     this.#broadcastAppend();
   }
 
+  /** Sends new entries, or at least the new commit index, to every follower whose flow allows. */
   #broadcastAppend(): void {
-    for (const id of this.#progress.keys()) this.#sendAppend(id, false);
+    for (const id of this.#progress.keys()) this.#sendAppend(id, true);
   }
 
   #broadcastHeartbeat(): void {

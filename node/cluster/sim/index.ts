@@ -5,3 +5,4 @@ export { runCampaign } from './campaign.ts';
 export type { CampaignSummary } from './campaign.ts';
 export { SeededRandom } from './random.ts';
 export { SimulationFailure } from './failure.ts';
+export { SimStorage } from './storage.ts';
