@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { CodecError, FileError, removePartialFilesSync } from '../codec/index.ts';
+import { addClusterCommands } from './cluster-commands.ts';
 import { addCodecCommands } from './codec-commands.ts';
 import { CliError, exitFailure, exitUsage, printError } from './output.ts';
 
@@ -15,6 +16,7 @@ const program = new Command('dcas')
   .configureOutput({ writeErr: (text) => process.stderr.write(text) });
 
 addCodecCommands(program);
+addClusterCommands(program);
 for (const command of program.commands) command.exitOverride();
 
 function exitOnSignal(signal: NodeJS.Signals, code: number): void {

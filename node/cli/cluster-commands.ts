@@ -1,0 +1,208 @@
+/**
+ * `dcas node`, `dcas cluster up`, `dcas cluster status`: running nodes and looking at a cluster.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { pino } from 'pino';
+import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNodesMax, type NodeConfig } from '../config/index.ts';
+import { startNode, type ClusterStatusView } from '../runtime/node.ts';
+import { CliError, exitUsage, printJson } from './output.ts';
+import { parsePositiveInteger } from './codec-commands.ts';
+
+export const defaultServer = 'http://127.0.0.1:7701';
+const dcasEntry = new URL('./dcas.ts', import.meta.url).pathname;
+
+/** The server URL from --server, DCAS_SERVER, or the first node of a default local cluster; ws:// is accepted. */
+export function serverUrl(option: string | undefined): string {
+  const text = option ?? process.env.DCAS_SERVER ?? defaultServer;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new CliError(`--server ${text}: not a URL (example: http://127.0.0.1:7701)`, exitUsage);
+  }
+  if (url.protocol === 'ws:') url.protocol = 'http:';
+  else if (url.protocol === 'wss:') url.protocol = 'https:';
+  else if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`--server ${text}: expected an http:// or ws:// URL`, exitUsage);
+  return url.origin;
+}
+
+export async function getJson<T>(server: string, path: string): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(`${server}${path}`, { signal: AbortSignal.timeout(5_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    throw new CliError(`cannot reach ${server}: ${cause === 'ECONNREFUSED' ? 'connection refused (is a node running there?)' : cause}`);
+  }
+  const body = (await response.json().catch(() => null)) as T & { error?: { message: string } };
+  if (!response.ok) throw new CliError(`${server}${path}: ${body?.error?.message ?? `HTTP ${response.status}`}`);
+  return body;
+}
+
+async function runNode(configPath: string): Promise<void> {
+  let config: NodeConfig;
+  try {
+    config = loadConfig(configPath);
+  } catch (error) {
+    if (error instanceof ConfigError) throw new CliError(error.message);
+    throw error;
+  }
+  const logger = pino({ base: { node: config.name }, level: process.env.DCAS_LOG_LEVEL ?? 'info' });
+  const node = await startNode(config, logger);
+  await new Promise<void>((resolveStop) => {
+    const stop = (signal: string) => {
+      logger.info({ signal }, 'stopping');
+      resolveStop();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await node.stop();
+}
+
+interface ClusterUpOptions {
+  nodes: number;
+  data: string;
+  basePort: number;
+  json?: boolean;
+}
+
+async function waitHealthy(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new CliError(`a node exited with code ${child.exitCode} while starting`);
+    try {
+      const response = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      if (response.ok) return;
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((resolveWait) => setTimeout(resolveWait, 100));
+  }
+  throw new CliError(`${url} did not answer within ${timeoutMs} ms`);
+}
+
+async function clusterUp(options: ClusterUpOptions): Promise<void> {
+  const dataDir = resolve(options.data);
+  await mkdir(join(dataDir, 'configs'), { recursive: true });
+  const pskFile = join(dataDir, 'cluster.key');
+  const existingKey = await readFile(pskFile, 'utf8').catch(() => undefined);
+  if (existingKey === undefined) await writeFile(pskFile, formatPsk(), { mode: 0o600 });
+  let configs: NodeConfig[];
+  try {
+    configs = localClusterConfigs({ nodes: options.nodes, dataDir, basePort: options.basePort, pskFile });
+  } catch (error) {
+    throw new CliError((error as Error).message, exitUsage);
+  }
+  const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string }> = [];
+  let stopping = false;
+  const stopAll = async (exitCode: number) => {
+    if (stopping) return;
+    stopping = true;
+    if (!options.json) process.stderr.write('\nstopping all nodes...\n');
+    await Promise.all(
+      children.map(
+        ({ child }) =>
+          new Promise<void>((resolveExit) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
+            const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+            child.once('exit', () => {
+              clearTimeout(killer);
+              resolveExit();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+    process.exit(exitCode);
+  };
+  process.once('SIGINT', () => void stopAll(0));
+  process.once('SIGTERM', () => void stopAll(0));
+
+  for (const config of configs) {
+    const { source: _source, ...fields } = config;
+    const configPath = join(dataDir, 'configs', `${config.name}.json`);
+    await writeFile(configPath, `${JSON.stringify(fields, null, 2)}\n`);
+    await mkdir(config.dataDir, { recursive: true });
+    const logPath = join(config.dataDir, 'node.log');
+    const log = createWriteStream(logPath, { flags: 'a' });
+    const child = spawn(process.execPath, [dcasEntry, 'node', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    child.once('exit', (code, signal) => {
+      if (!stopping) process.stderr.write(`${config.name} exited (${signal ?? `code ${code}`}); log: ${logPath}\n`);
+    });
+    children.push({ config, child, configPath, logPath });
+  }
+  try {
+    await Promise.all(children.map(({ config, child }) => waitHealthy(`http://${config.gateway.host}:${config.gateway.port}`, child, 30_000)));
+  } catch (error) {
+    await stopAll(1);
+    throw error;
+  }
+  const summary = children.map(({ config, child, configPath, logPath }) => ({
+    name: config.name,
+    role: config.role,
+    pid: child.pid,
+    gateway: `ws://${config.gateway.host}:${config.gateway.port}`,
+    p2p: config.listen[0],
+    config: configPath,
+    log: logPath,
+  }));
+  if (options.json) {
+    printJson({ dataDir, nodes: summary });
+  } else {
+    process.stdout.write(`DCaS local cluster: ${configs.length} node(s), data in ${dataDir}\n`);
+    for (const node of summary) {
+      process.stdout.write(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}\n`);
+    }
+    process.stdout.write(`logs: ${join(dataDir, '<node>', 'node.log')}; restart one node: dcas node --config ${join(dataDir, 'configs', '<node>.json')}\n`);
+    process.stdout.write(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)\n`);
+  }
+  await new Promise(() => {});
+}
+
+function printStatus(status: ClusterStatusView): void {
+  process.stdout.write(`coordinator ${status.coordinator ?? '(none)'}  term ${status.term}  commit ${status.commit}  (as seen by ${status.node})\n`);
+  process.stdout.write(`${'NAME'.padEnd(10)}${'ROLE'.padEnd(8)}${'RAFT'.padEnd(11)}${'STATUS'.padEnd(9)}${'LOAD'.padEnd(16)}GATEWAY\n`);
+  for (const member of status.members) {
+    const load = member.load ? `${member.load.inFlight}/${member.load.workers} q${member.load.queue}` : '-';
+    process.stdout.write(
+      `${member.name.padEnd(10)}${member.role.padEnd(8)}${(member.raftRole ?? '-').padEnd(11)}${member.status.padEnd(9)}${load.padEnd(16)}${member.gateway}\n`,
+    );
+  }
+}
+
+export function addClusterCommands(program: Command): void {
+  program
+    .command('node')
+    .description('run one node in the foreground (JSON logs on stdout)')
+    .requiredOption('-c, --config <file>', 'node config file (YAML or JSON)')
+    .action(async (options: { config: string }) => runNode(options.config));
+
+  const cluster = program.command('cluster').description('run and inspect a cluster');
+  cluster
+    .command('up')
+    .description('start a local cluster with embedded defaults; Ctrl-C stops every node')
+    .addOption(new Option('-n, --nodes <n>', `number of nodes (1..${localClusterNodesMax}; the first 5 vote)`).argParser(parsePositiveInteger).default(3))
+    .option('-d, --data <dir>', 'folder for node data, configs, logs and blobs', '.dcas/cluster')
+    .addOption(new Option('--base-port <port>', 'gateways listen on base+1.., libp2p on base+101..').argParser(parsePositiveInteger).default(7700))
+    .option('--json', 'print where each node listens as one JSON document')
+    .action(async (options: ClusterUpOptions) => clusterUp(options));
+  cluster
+    .command('status')
+    .description('members, roles, liveness, load, coordinator, term and commit index')
+    .option('-s, --server <url>', `a node's gateway (default: $DCAS_SERVER or ${defaultServer})`)
+    .option('--json', 'print one JSON document')
+    .action(async (options: { server?: string; json?: boolean }) => {
+      const status = await getJson<ClusterStatusView>(serverUrl(options.server), '/cluster');
+      if (options.json) printJson(status);
+      else printStatus(status);
+    });
+  for (const command of [...program.commands, ...cluster.commands]) command.exitOverride();
+}

@@ -1,0 +1,333 @@
+/**
+ * The replicated state machine the job layer uses: propose a command, learn when it is committed and
+ * applied, read the applied key-value state, subscribe to changes.
+ *
+ * This is the thin I/O wrapper around the pure Raft core: it owns the clock (a tick timer), the disk
+ * (LevelDB through RaftStorage and the StateStore) and the network (a transport). For every Ready it
+ * persists first, then sends, then applies, then advances — the order the core's contract demands.
+ */
+import { randomUUID } from 'node:crypto';
+import { decode, encode } from 'cborg';
+import type { Level } from 'level';
+import type { Logger } from 'pino';
+import { RaftCore, type Message, type NodeId, type RaftStatus, type Ready } from './raft/index.ts';
+import { createRaftStorage, type RaftStorage } from './raft-storage.ts';
+import {
+  decodeCommand,
+  encodeCommand,
+  openStateStore,
+  validateCommand,
+  type ApplyResult,
+  type StateChange,
+  type StateCommand,
+  type StateStore,
+  type StateValue,
+} from '../storage/state-store.ts';
+
+/** What the replicated state needs from the network: messages by node name, and one request/response. */
+export interface RaftTransport {
+  send(to: NodeId, bytes: Uint8Array): void;
+  onMessage(handler: (from: NodeId, bytes: Uint8Array) => void): void;
+  request(to: NodeId, protocol: string, bytes: Uint8Array, options?: { timeoutMs?: number }): Promise<Uint8Array>;
+  handle(protocol: string, handler: (from: NodeId, bytes: Uint8Array) => Promise<Uint8Array>): void;
+}
+
+export type ProposalErrorCode = 'TIMEOUT' | 'NO_LEADER' | 'REJECTED' | 'STOPPED';
+
+export class ProposalError extends Error {
+  readonly code: ProposalErrorCode;
+
+  constructor(code: ProposalErrorCode, message: string) {
+    super(message);
+    this.name = 'ProposalError';
+    this.code = code;
+  }
+}
+
+export interface ReplicatedStateOptions {
+  id: NodeId;
+  voters: readonly NodeId[];
+  learners?: readonly NodeId[];
+  db: Level<string, unknown>;
+  transport: RaftTransport;
+  logger: Logger;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  /** Take a snapshot and compact the log after this many applied entries. */
+  snapshotEntries?: number;
+  /** Default for `propose`: how long to wait for a command to be committed and applied. */
+  proposeTimeoutMs?: number;
+  random?: () => number;
+}
+
+export interface ProposeOptions {
+  timeoutMs?: number;
+}
+
+export type Proposal = Omit<StateCommand, 'id'>;
+
+export interface ReplicatedState {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Resolves once the command is committed and applied on this node (wherever it was proposed). */
+  propose(proposal: Proposal, options?: ProposeOptions): Promise<ApplyResult>;
+  get(key: string): Promise<StateValue | undefined>;
+  list(prefix: string, limit?: number): Promise<Array<[string, StateValue]>>;
+  /** Called for every command applied on this node, in log order. Returns an unsubscribe function. */
+  subscribe(listener: (change: StateChange) => void): () => void;
+  setLearners(ids: readonly NodeId[]): void;
+  status(): RaftStatus;
+  isLeader(): boolean;
+  leader(): NodeId | null;
+}
+
+const proposeProtocol = '/dcas/propose/1.0.0';
+const leaderWaitStepMs = 50;
+
+interface Pending {
+  resolve: (result: ApplyResult) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export async function createReplicatedState(options: ReplicatedStateOptions): Promise<ReplicatedState> {
+  const { id, db, transport, logger } = options;
+  const storage: RaftStorage = createRaftStorage(db);
+  const store: StateStore = await openStateStore(db);
+  const persisted = await storage.load();
+  const core = new RaftCore(
+    {
+      id,
+      voters: options.voters,
+      learners: options.learners,
+      electionTicks: options.electionTicks,
+      heartbeatTicks: options.heartbeatTicks,
+      random: options.random ?? Math.random,
+      applied: store.appliedIndex(),
+    },
+    persisted,
+  );
+  const snapshotEntries = options.snapshotEntries ?? 1000;
+  const proposeTimeoutMs = options.proposeTimeoutMs ?? 10_000;
+  const pending = new Map<string, Pending>();
+  const listeners = new Set<(change: StateChange) => void>();
+  let ticker: NodeJS.Timeout | undefined;
+  let running = false;
+  let stopped = false;
+  let draining: Promise<void> | undefined;
+  let drainAgain = false;
+  let lastRole = core.role;
+
+  /** Drains every Ready in turn; a call while draining makes the current drain loop once more. */
+  function schedule(): void {
+    if (stopped) return;
+    if (draining !== undefined) {
+      drainAgain = true;
+      return;
+    }
+    draining = drain()
+      .catch((error: unknown) => {
+        // A failed write leaves the core ahead of its storage: continuing could break Raft's promises.
+        logger.fatal({ err: error }, 'raft: persisting or applying failed; stopping the node');
+        process.exit(70);
+      })
+      .finally(() => {
+        draining = undefined;
+        if (drainAgain) {
+          drainAgain = false;
+          schedule();
+        }
+      });
+  }
+
+  async function drain(): Promise<void> {
+    while (!stopped && core.hasReady()) {
+      const ready = core.ready();
+      await storage.persist(ready);
+      for (const message of ready.messages) transport.send(message.to, encode(message));
+      await apply(ready);
+      core.advance(ready);
+      if (ready.softState !== null && ready.softState.role !== lastRole) {
+        logger.info({ role: ready.softState.role, leader: ready.softState.leader, term: core.term }, 'raft: role changed');
+        lastRole = ready.softState.role;
+      }
+      await maybeCompact();
+    }
+  }
+
+  async function apply(ready: Ready): Promise<void> {
+    if (ready.snapshot !== null && ready.snapshot.index > store.appliedIndex()) {
+      await store.importSnapshot(ready.snapshot.index, ready.snapshot.data);
+      logger.info({ index: ready.snapshot.index }, 'raft: installed a snapshot from the leader');
+    }
+    for (const entry of ready.committedEntries) {
+      if (entry.index <= store.appliedIndex()) continue;
+      if (entry.type === 'noop') {
+        await store.skip(entry.index);
+        continue;
+      }
+      let command: StateCommand;
+      try {
+        command = decodeCommand(entry.data);
+        validateCommand(command);
+      } catch (error) {
+        // Every node skips the same bad entry the same way, so the states stay identical.
+        logger.error({ err: error, index: entry.index }, 'raft: skipping a malformed committed command');
+        await store.skip(entry.index);
+        continue;
+      }
+      const applied = await store.apply(entry.index, command);
+      const change: StateChange = { index: entry.index, command, applied };
+      for (const listener of listeners) {
+        try {
+          listener(change);
+        } catch (error) {
+          logger.error({ err: error }, 'state listener threw');
+        }
+      }
+      const waiter = pending.get(command.id);
+      if (waiter !== undefined) {
+        pending.delete(command.id);
+        clearTimeout(waiter.timer);
+        waiter.resolve({ id: command.id, index: entry.index, applied });
+      }
+    }
+  }
+
+  async function maybeCompact(): Promise<void> {
+    const applied = store.appliedIndex();
+    if (applied - core.snapshotIndex < snapshotEntries || applied > core.appliedIndex) return;
+    const term = core.entryAt(applied)?.term;
+    if (term === undefined) return;
+    const data = await store.exportSnapshot();
+    if (core.compact(applied, data)) {
+      await storage.compact({ index: applied, term, data });
+      logger.debug({ index: applied }, 'raft: compacted the log with a snapshot');
+    }
+  }
+
+  function waitApplied(commandId: string, timeoutMs: number): Promise<ApplyResult> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        pending.delete(commandId);
+        reject(new ProposalError('TIMEOUT', `command ${commandId} was not applied within ${timeoutMs} ms`));
+      }, timeoutMs);
+      pending.set(commandId, { resolve, reject, timer });
+    });
+  }
+
+  /** Proposes on this node, which must lead; resolves when applied here. */
+  function proposeLocally(command: StateCommand, timeoutMs: number): Promise<ApplyResult> {
+    const result = core.propose(encodeCommand(command));
+    if (!result.ok) return Promise.reject(new ProposalError(result.error.code === 'not-leader' ? 'NO_LEADER' : 'REJECTED', result.error.message));
+    const applied = waitApplied(command.id, timeoutMs);
+    schedule();
+    return applied;
+  }
+
+  async function propose(proposal: Proposal, proposeOptions: ProposeOptions = {}): Promise<ApplyResult> {
+    if (!running) throw new ProposalError('STOPPED', `node ${id} is not running`);
+    const command: StateCommand = { id: randomUUID(), ...proposal };
+    validateCommand(command);
+    const deadline = Date.now() + (proposeOptions.timeoutMs ?? proposeTimeoutMs);
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new ProposalError('NO_LEADER', `no leader accepted command ${command.id} in time`);
+      const leader = core.leader;
+      if (leader === id && core.role === 'leader') return proposeLocally(command, remaining);
+      if (leader !== null) {
+        try {
+          const reply = decode(await transport.request(leader, proposeProtocol, encode({ command, timeoutMs: remaining }), { timeoutMs: remaining })) as
+            | { ok: true; result: ApplyResult }
+            | { ok: false; code: ProposalErrorCode; message: string };
+          if (!reply.ok) {
+            if (reply.code !== 'NO_LEADER') throw new ProposalError(reply.code, reply.message);
+          } else {
+            // Applied on the leader; wait until this node has applied it too, so reads here see it.
+            await waitUntilApplied(reply.result.index, deadline);
+            return reply.result;
+          }
+        } catch (error) {
+          if (error instanceof ProposalError && error.code !== 'NO_LEADER') throw error;
+          logger.debug({ err: error, leader }, 'raft: forwarding a proposal failed; retrying');
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, leaderWaitStepMs));
+    }
+  }
+
+  async function waitUntilApplied(index: number, deadline: number): Promise<void> {
+    while (store.appliedIndex() < index) {
+      if (Date.now() > deadline) throw new ProposalError('TIMEOUT', `entry ${index} was committed but not yet applied on ${id}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  transport.onMessage((from, bytes) => {
+    if (!running) return;
+    let message: Message;
+    try {
+      message = decode(bytes) as Message;
+    } catch (error) {
+      logger.warn({ err: error, from }, 'raft: dropping an undecodable message');
+      return;
+    }
+    if (message?.to !== id || message.from !== from) {
+      logger.warn({ from, to: message?.to, claimedFrom: message?.from }, 'raft: dropping a misaddressed message');
+      return;
+    }
+    core.step(message);
+    schedule();
+  });
+
+  transport.handle(proposeProtocol, async (_from, bytes) => {
+    const { command, timeoutMs } = decode(bytes) as { command: StateCommand; timeoutMs: number };
+    try {
+      validateCommand(command);
+      if (core.role !== 'leader') return encode({ ok: false, code: 'NO_LEADER', message: `${id} is not the leader` });
+      const result = await proposeLocally(command, Math.min(timeoutMs, proposeTimeoutMs));
+      return encode({ ok: true, result });
+    } catch (error) {
+      const code = error instanceof ProposalError ? error.code : 'REJECTED';
+      return encode({ ok: false, code, message: (error as Error).message });
+    }
+  });
+
+  return {
+    async start() {
+      if (running) return;
+      running = true;
+      ticker = setInterval(() => {
+        core.tick();
+        schedule();
+      }, options.tickMs);
+      schedule();
+    },
+    async stop() {
+      running = false;
+      if (ticker !== undefined) clearInterval(ticker);
+      await draining;
+      stopped = true;
+      for (const [commandId, waiter] of pending) {
+        clearTimeout(waiter.timer);
+        waiter.reject(new ProposalError('STOPPED', `node ${id} stopped before command ${commandId} was applied`));
+      }
+      pending.clear();
+    },
+    propose,
+    get: (key) => store.get(key),
+    list: (prefix, limit) => store.list(prefix, limit),
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    setLearners(ids) {
+      core.setLearners(ids);
+      schedule();
+    },
+    status: () => core.status(),
+    isLeader: () => core.role === 'leader',
+    leader: () => core.leader,
+  };
+}

@@ -1,0 +1,178 @@
+/**
+ * One DCaS node: the rooms wired together from a validated config.
+ *
+ *   LevelDB (dataDir/state) ─▶ replicated state (Raft core + storage) ◀─▶ libp2p host (membership, transport)
+ *                                          │
+ *                                          ▼
+ *                                   gateway (HTTP)
+ *
+ * Start order: storage, network, consensus, gateway; stop order is the reverse.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Level } from 'level';
+import type { Logger } from 'pino';
+import { createHost, type HostWithStats, type Member } from '../cluster/host/index.ts';
+import { createReplicatedState, type ReplicatedState } from '../cluster/replicated.ts';
+import type { NodeConfig } from '../config/index.ts';
+import { createGateway, type Gateway } from '../gateway/index.ts';
+
+export interface MemberStatusView {
+  name: string;
+  role: 'voter' | 'worker';
+  /** The member's Raft role as its last heartbeat said: leader, follower, candidate, learner. */
+  raftRole: string | null;
+  alive: boolean;
+  status: string;
+  gateway: string;
+  load: { workers: number; inFlight: number; queue: number } | null;
+  heartbeatAgeMs: number;
+  self: boolean;
+}
+
+export interface ClusterStatusView {
+  node: string;
+  coordinator: string | null;
+  term: number;
+  commit: number;
+  applied: number;
+  members: MemberStatusView[];
+}
+
+export interface NodeRuntime {
+  readonly config: NodeConfig;
+  readonly state: ReplicatedState;
+  readonly host: HostWithStats;
+  readonly gateway: Gateway;
+  clusterStatus(): ClusterStatusView;
+  stop(): Promise<void>;
+}
+
+/** Key prefix of the replicated member registry: every member that ever joined, with when. */
+export const memberKeyPrefix = 'members/';
+const registryIntervalMs = 1_000;
+
+function memberView(member: Member, leader: string | null): MemberStatusView {
+  // Only this node's view of the leader is authoritative; a heartbeat may predate a failover.
+  const claimed = member.raft?.role ?? (member.role === 'worker' ? 'learner' : null);
+  const raftRole = member.status !== 'alive' ? null : member.name === leader ? 'leader' : claimed === 'leader' ? 'follower' : claimed;
+  return {
+    name: member.name,
+    role: member.role,
+    raftRole,
+    alive: member.status !== 'dead',
+    status: member.status,
+    gateway: member.gateway,
+    load: member.load ?? null,
+    heartbeatAgeMs: member.heartbeatAgeMs,
+    self: member.self,
+  };
+}
+
+export async function startNode(config: NodeConfig, logger: Logger): Promise<NodeRuntime> {
+  await mkdir(config.dataDir, { recursive: true });
+  const db = new Level<string, unknown>(join(config.dataDir, 'state'));
+  await db.open();
+  const host = createHost({ config, logger });
+  let state: ReplicatedState | undefined;
+  let gateway: Gateway | undefined;
+  try {
+    await host.start();
+    const workers = () => host.members().filter((member) => member.role === 'worker').map((member) => member.name);
+    state = await createReplicatedState({
+      id: config.name,
+      voters: config.voters,
+      learners: config.role === 'worker' ? [config.name] : [],
+      db,
+      transport: host,
+      logger,
+      tickMs: config.raft.tickMs,
+      electionTicks: config.raft.electionTicks,
+      heartbeatTicks: config.raft.heartbeatTicks,
+    });
+    const replicated = state;
+    host.setStatusProvider(() => {
+      const status = replicated.status();
+      return {
+        raft: { term: status.term, role: config.role === 'worker' ? 'learner' : status.role, leader: status.leader },
+        load: { workers: config.workers, inFlight: 0, queue: 0 },
+      };
+    });
+    const refreshLearners = () => replicated.setLearners([...new Set([...workers(), ...(config.role === 'worker' ? [config.name] : [])])]);
+    host.on('member:up', refreshLearners);
+    host.on('member:changed', refreshLearners);
+    refreshLearners();
+    await replicated.start();
+    let reconciling = false;
+    const registry = setInterval(() => {
+      if (reconciling) return;
+      reconciling = true;
+      void reconcileRegistry(replicated, host.members(), logger).finally(() => (reconciling = false));
+    }, registryIntervalMs);
+
+    const clusterStatus = (): ClusterStatusView => {
+      const status = replicated.status();
+      return {
+        node: config.name,
+        coordinator: status.leader,
+        term: status.term,
+        commit: status.commit,
+        applied: status.applied,
+        members: host.members().map((member) => memberView(member, status.leader)),
+      };
+    };
+    gateway = createGateway({
+      host: config.gateway.host,
+      port: config.gateway.port,
+      logger,
+      routes: {
+        health: () => ({ ok: true, node: config.name }),
+        ready: () => (replicated.leader() === null ? { ready: false, reason: 'no coordinator known yet' } : { ready: true }),
+        clusterStatus,
+        state: async (prefix, limit) => ({ entries: Object.fromEntries(await replicated.list(prefix, limit)) }),
+      },
+    });
+    await gateway.start();
+    logger.info({ gateway: gateway.url(), p2p: host.addresses(), role: config.role, voters: config.voters }, 'node started');
+    const started = { host, state, gateway };
+    return {
+      config,
+      ...started,
+      clusterStatus,
+      async stop() {
+        clearInterval(registry);
+        await started.gateway.stop();
+        await started.state.stop();
+        await host.stop();
+        await db.close();
+        logger.info('node stopped');
+      },
+    };
+  } catch (error) {
+    await gateway?.stop().catch(() => {});
+    await state?.stop().catch(() => {});
+    await host.stop().catch(() => {});
+    await db.close().catch(() => {});
+    throw error;
+  }
+}
+
+/**
+ * The leader records each alive member in the replicated registry the first time it sees it. The
+ * guard (key absent) makes a repeated proposal, e.g. by a new leader, a no-op on every node alike.
+ */
+async function reconcileRegistry(state: ReplicatedState, members: readonly Member[], logger: Logger): Promise<void> {
+  if (!state.isLeader()) return;
+  for (const member of members) {
+    if (member.status !== 'alive') continue;
+    const key = `${memberKeyPrefix}${member.name}`;
+    if ((await state.get(key)) !== undefined) continue;
+    try {
+      const value = { name: member.name, role: member.role, firstSeenAt: new Date().toISOString() };
+      await state.propose({ guards: [{ key, equals: null }], ops: [{ op: 'put', key, value }] }, { timeoutMs: 5_000 });
+      logger.info({ member: member.name }, 'member registry: recorded a new member');
+    } catch (error) {
+      logger.debug({ err: error, member: member.name }, 'member registry: proposal did not complete; will retry');
+    }
+  }
+}
