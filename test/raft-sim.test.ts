@@ -6,6 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import fc from 'fast-check';
 import { runCampaign, runSeed } from '../node/cluster/sim/index.ts';
 
 const seedCount = 500;
@@ -17,6 +18,16 @@ test(`${seedCount} seeded runs: no safety violation, and every run elects a lead
   assert.is(summary.seedsRun, seedCount);
   assert.is(summary.safetyViolations.length, 0, describe('safety', summary.safetyViolations));
   assert.is(summary.livenessFailures.length, 0, describe('liveness', summary.livenessFailures));
+});
+
+test('safety holds for seeds drawn afresh on every run (fast-check prints the seed of any counterexample)', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1_000_000, max: 2 ** 31 - 1 }), (seed) => {
+      const result = runSeed(seed, { faultTicks: 300 });
+      assert.is(result.safety, null, `seed ${seed}: ${result.safety}; replay: node node/cluster/sim/cli.ts --seed ${seed} --fault-ticks 300`);
+    }),
+    { numRuns: 100 },
+  );
 });
 
 test('one seed replays exactly: the same seed gives the same history', () => {

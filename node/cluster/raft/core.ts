@@ -396,6 +396,7 @@ export class RaftCore {
     this.#progress.clear();
     this.#role = 'pre-candidate';
     this.#leader = null;
+    this.#resetElectionTimeout(); // so failed pre-campaigns of several nodes do not stay in step
   }
 
   #becomeCandidate(): void {

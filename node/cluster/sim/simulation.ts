@@ -21,7 +21,10 @@ export interface SimOptions {
   faultTicks: number;
   /** After healing, a leader must emerge within this many ticks. */
   leaderTicksMax: number;
-  /** After the leader emerges, a fresh proposal must be applied on every node within this many ticks. */
+  /**
+   * After the leader emerges, a fresh proposal must be applied on every node within this many ticks,
+   * plus the time the flow limits need to ship the backlog (see #backlogTicks).
+   */
   commitTicksMax: number;
   /** Keep a trace of events (always on when replaying one seed). */
   trace: boolean;
@@ -32,7 +35,7 @@ export interface SimOptions {
 export const defaultSimOptions: SimOptions = {
   faultTicks: 600,
   leaderTicksMax: 400,
-  commitTicksMax: 400,
+  commitTicksMax: 200,
   trace: false,
   traceMessages: false,
 };
@@ -283,14 +286,16 @@ export class Simulation {
     let leaderTick: number | null = null;
     const marker = new TextEncoder().encode(`live-${this.seed}`);
     let markerIndex: number | null = null;
-    const deadline = healTick + this.options.leaderTicksMax + this.options.commitTicksMax;
+    let deadline = Number.POSITIVE_INFINITY;
     for (; ; this.#tick += 1) {
       this.#runTick();
       const leader = this.#stableLeader();
       if (leaderTick === null) {
         if (leader !== null) {
           leaderTick = this.#tick;
-          this.#log(`quiet: leader ${leader.id} of term ${leader.core!.term} after ${leaderTick - healTick} ticks`);
+          const backlogTicks = this.#backlogTicks(leader);
+          deadline = leaderTick + this.options.commitTicksMax + backlogTicks;
+          this.#log(`quiet: leader ${leader.id} of term ${leader.core!.term} after ${leaderTick - healTick} ticks; commit deadline ${deadline} (${backlogTicks} for the backlog)`);
         } else if (this.#tick - healTick >= this.options.leaderTicksMax) {
           throw new SimulationFailure('liveness', `no leader within ${this.options.leaderTicksMax} ticks after the heal at tick ${healTick}`);
         }
@@ -313,9 +318,22 @@ export class Simulation {
         return { ticksToLeader: (leaderTick ?? healTick) - healTick, ticksToCommit };
       }
       if (this.#tick >= deadline) {
-        throw new SimulationFailure('liveness', `a fresh proposal was not applied on every node within ${this.options.commitTicksMax} ticks after a leader emerged (heal at tick ${healTick})`);
+        throw new SimulationFailure('liveness', `a fresh proposal was not applied on every node by tick ${deadline} (leader at tick ${leaderTick}, heal at tick ${healTick})`);
       }
     }
+  }
+
+  /**
+   * Ticks the flow limits need to bring the furthest-behind node up to the leader: one round trip
+   * (at most 4 ticks once healed) per window of appendEntriesMax * inflightAppendsMax entries, twice
+   * over for slack. Small limits are drawn on purpose, so a long backlog is slow but not stuck.
+   */
+  #backlogTicks(leader: SimNode): number {
+    let commitMin = leader.core!.lastIndex;
+    for (const node of this.#nodes) commitMin = Math.min(commitMin, node.core?.commitIndex ?? 0);
+    const backlog = leader.core!.lastIndex - commitMin;
+    const window = this.scenario.appendEntriesMax * this.scenario.inflightAppendsMax;
+    return 2 * 4 * Math.ceil(backlog / window);
   }
 
   /** A leader in the highest term any node has reached (so nobody is about to depose it). */
