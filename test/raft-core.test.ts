@@ -452,8 +452,10 @@ test('a follower behind the leader\'s compacted log receives the snapshot, appli
   cluster.stabilize();
   const leader = cluster.core('n1');
   const compactAt = leader.appliedIndex;
-  assert.ok(leader.compact(compactAt, bytes(`state@${compactAt}`)));
-  cluster.node('n1').storage.saveSnapshot({ index: compactAt, term: leader.term, data: bytes(`state@${compactAt}`) });
+  const snapshot = leader.compact(compactAt, bytes(`state@${compactAt}`));
+  assert.ok(snapshot !== null);
+  assert.is(snapshot.term, leader.term);
+  cluster.node('n1').storage.saveSnapshot(snapshot);
   assert.is(leader.entryAt(compactAt), undefined, 'compacted entries left the log');
   cluster.heal();
   let sawSnapshot: Ready['snapshot'] = null;

@@ -29,6 +29,7 @@ import type {
   RaftStatus,
   Ready,
   Role,
+  Snapshot,
   SoftState,
   VoteRequest,
 } from './types.ts';
@@ -259,11 +260,11 @@ export class RaftCore {
   /**
    * The application has applied everything up to `index` and serialized that state as `data`.
    * The core drops its log up to `index` and will send `data` to followers that fell behind it.
-   * The caller persists the snapshot itself and may then delete its stored entries up to `index`.
-   * Only indices already advanced past (`appliedIndex`) can be compacted. Returns false if `index`
-   * is not beyond the current snapshot.
+   * Returns the snapshot (with the term of entry `index`) for the caller to persist; after that it
+   * may delete its stored entries up to `index`. Only indices already advanced past
+   * (`appliedIndex`) can be compacted. Returns null if `index` is not beyond the current snapshot.
    */
-  compact(index: number, data: Uint8Array): boolean {
+  compact(index: number, data: Uint8Array): Snapshot | null {
     return this.#log.compact(index, data);
   }
 

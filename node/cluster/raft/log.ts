@@ -155,9 +155,9 @@ export class RaftLog {
     return true;
   }
 
-  /** Folds entries up to `index` into a snapshot the application produced; returns false if stale. */
-  compact(index: number, data: Uint8Array): boolean {
-    if (index <= this.snapshotIndex) return false;
+  /** Folds entries up to `index` into a snapshot the application produced; returns null if stale. */
+  compact(index: number, data: Uint8Array): Snapshot | null {
+    if (index <= this.snapshotIndex) return null;
     invariant(index <= this.applied, () => `compact(${index}) is beyond applied ${this.applied}: only applied state can be snapshotted`);
     invariant(index < this.unstableFrom, () => `compact(${index}) reaches entries not yet persisted (from ${this.unstableFrom})`);
     const term = this.term(index)!;
@@ -165,7 +165,7 @@ export class RaftLog {
     this.snapshotIndex = index;
     this.snapshotTerm = term;
     this.snapshot = { index, term, data };
-    return true;
+    return this.snapshot;
   }
 
   /** Replaces the whole log by a snapshot received from the leader (Raft §7). */

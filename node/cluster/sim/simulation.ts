@@ -503,8 +503,8 @@ export class Simulation {
       const core = node.core!;
       if (!this.#random.chance(this.scenario.compactRate) || core.appliedIndex <= core.snapshotIndex) continue;
       if (node.appliedIndex !== core.appliedIndex) this.#checker.fail(`${node.id}: the application applied ${node.appliedIndex} but the core says ${core.appliedIndex}`);
-      const snapshot: Snapshot = { index: core.appliedIndex, term: core.entryAt(core.appliedIndex)!.term, data: encodeSnapshot(node.appliedIndex, node.digest) };
-      if (core.compact(snapshot.index, snapshot.data)) {
+      const snapshot = core.compact(node.appliedIndex, encodeSnapshot(node.appliedIndex, node.digest));
+      if (snapshot !== null) {
         node.storage.saveSnapshot(snapshot);
         this.stats.compactions += 1;
         this.#log(`compact: ${node.id} up to ${snapshot.index}`);
