@@ -1,0 +1,67 @@
+/**
+ * One blob-store interface, two implementations (a local folder, Google Cloud Storage).
+ * Keys are relative paths of "/"-separated segments from [A-Za-z0-9._-] (no "..", no leading "/").
+ * Every blob carries a CRC32C of its bytes, checked when a whole blob is read: a mismatch is a
+ * BlobError('CHECKSUM_MISMATCH'), never silent bad data. Writes are atomic: a blob is either absent
+ * or whole under its key.
+ */
+
+export interface BlobInfo {
+  key: string;
+  size: number;
+  /** CRC32C of the whole blob, as an unsigned 32-bit integer. */
+  crc32c: number;
+  metadata: Record<string, string>;
+}
+
+export interface PutOptions {
+  metadata?: Record<string, string>;
+}
+
+export interface ReadRange {
+  /** First byte, inclusive. */
+  start: number;
+  /** Last byte, exclusive. */
+  end: number;
+}
+
+export interface BlobStore {
+  readonly kind: 'folder' | 'gcs';
+  /** Writes a whole blob from memory. */
+  put(key: string, data: Uint8Array, options?: PutOptions): Promise<BlobInfo>;
+  /** Writes a blob from a stream of any length, with bounded memory. */
+  putStream(key: string, source: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<BlobInfo>;
+  /** Reads a whole blob and checks its CRC32C. */
+  get(key: string): Promise<Uint8Array>;
+  /** Reads a blob (or a byte range of it) as a stream; a whole-blob read checks the CRC32C at the end. */
+  getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array>;
+  /** A byte range into memory (no whole-blob CRC check: callers check the container's chunk CRC). */
+  getRange(key: string, range: ReadRange): Promise<Uint8Array>;
+  /** Size, CRC32C and metadata, or undefined when the blob does not exist. */
+  stat(key: string): Promise<BlobInfo | undefined>;
+  /** Keys under a prefix, in key order. */
+  list(prefix: string): Promise<string[]>;
+  /** Removes a blob; removing an absent blob is not an error. */
+  delete(key: string): Promise<void>;
+  /** Removes every blob under a prefix. */
+  deletePrefix(prefix: string): Promise<number>;
+  /**
+   * Concatenates `sources` in order into `destination` (which may not be one of them) and returns
+   * its info. GCS composes server-side, at most 32 sources per call, so in rounds; the folder store
+   * streams. Sources are left in place.
+   */
+  compose(sources: readonly string[], destination: string, options?: PutOptions): Promise<BlobInfo>;
+  close(): Promise<void>;
+}
+
+export type BlobErrorCode = 'NOT_FOUND' | 'CHECKSUM_MISMATCH' | 'BAD_KEY' | 'UNAVAILABLE' | 'IO';
+
+export class BlobError extends Error {
+  readonly code: BlobErrorCode;
+
+  constructor(code: BlobErrorCode, message: string) {
+    super(message);
+    this.name = 'BlobError';
+    this.code = code;
+  }
+}
