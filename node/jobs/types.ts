@@ -1,0 +1,109 @@
+/**
+ * The shapes the jobs room shares with the gateway, the client and the CLI.
+ * A job is one uploaded file: compressed into a .dcz (mode "compress"), or a .dcz decoded back into
+ * the original (mode "decompress"). Its state lives in the replicated state machine.
+ */
+
+export type JobState = 'pending' | 'uploading' | 'processing' | 'merging' | 'completed' | 'failed';
+export type JobMode = 'compress' | 'decompress';
+
+export interface JobView {
+  id: string;
+  state: JobState;
+  mode: JobMode;
+  fileName: string;
+  /** Bytes of the original file (known once the upload finished, or from the .dcz trailer). */
+  originalSize: number | null;
+  /** Bytes of the .dcz (known once merged; for mode "decompress": the uploaded .dcz's size). */
+  compressedSize: number | null;
+  /** compressedSize / originalSize, once both are known. */
+  ratio: number | null;
+  /** SHA-256 of the original, hex. */
+  sha256: string | null;
+  /** MIME type of the original, detected from its first bytes (file-type), or application/octet-stream. */
+  mime: string | null;
+  codec: string;
+  chunkSize: number;
+  /** Number of chunks (grows while uploading; final once the upload finished). */
+  chunks: number;
+  chunksDone: number;
+  /** Bytes received by the gateway so far. */
+  uploadedBytes: number;
+  /** Which node coded how many chunks. */
+  chunkNodes: Record<string, number>;
+  /** ISO timestamps of entering each state. */
+  timestamps: Partial<Record<JobState, string>>;
+  /** Seconds spent per phase, once known: upload, process (first chunk queued to last chunk done), merge. */
+  phases: { uploadSeconds: number | null; processSeconds: number | null; mergeSeconds: number | null };
+  /** Set when failed: what failed and where. */
+  error: string | null;
+  /** The gateway node that received the upload. */
+  gateway: string;
+}
+
+export interface UploadRequest {
+  fileName: string;
+  mode: JobMode;
+  /** Original bytes per chunk (mode "compress"); ignored for "decompress" (the .dcz says). */
+  chunkSize?: number;
+  /** Declared size in bytes, if the client knows it; checked against what arrives. */
+  size?: number;
+}
+
+/** One upload in progress on this node. Write bytes in order; await each write (backpressure). */
+export interface UploadSession {
+  readonly jobId: string;
+  /** Accepts the next bytes; resolves when they are buffered or staged and more may be sent. */
+  write(bytes: Uint8Array): Promise<void>;
+  /** The client sent everything; resolves with the job once the upload is recorded as complete. */
+  finish(): Promise<JobView>;
+  /** The client went away or broke the protocol: the job is marked failed and staged blobs removed. */
+  abort(reason: string): Promise<void>;
+}
+
+export interface DownloadRequest {
+  /** true: the .dcz as stored; false: the original bytes (decoded, every checksum verified). */
+  compressed: boolean;
+}
+
+export interface Download {
+  size: number;
+  fileName: string;
+  sha256: string | null;
+  stream: AsyncIterable<Uint8Array>;
+}
+
+export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE';
+
+export class JobError extends Error {
+  readonly code: JobErrorCode;
+
+  constructor(code: JobErrorCode, message: string) {
+    super(message);
+    this.name = 'JobError';
+    this.code = code;
+  }
+}
+
+/** What the gateway needs from the jobs room on every node. */
+export interface JobService {
+  startUpload(request: UploadRequest): Promise<UploadSession>;
+  getJob(id: string): Promise<JobView | undefined>;
+  listJobs(options?: { limit?: number }): Promise<JobView[]>;
+  /** Calls `listener` with the job now and on every change until unsubscribed. */
+  watch(id: string, listener: (job: JobView) => void): Promise<() => void>;
+  openDownload(id: string, request: DownloadRequest): Promise<Download>;
+  /** Counters for /metrics. */
+  metrics(): JobMetrics;
+}
+
+export interface JobMetrics {
+  jobsByState: Record<JobState, number>;
+  chunksCoded: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Kernel throughput over the last chunks coded on this node, MB/s of original bytes. */
+  kernelMBps: number;
+  queueDepth: number;
+  inFlight: number;
+}
