@@ -369,6 +369,14 @@ test('an AppendEntries message carries at most appendEntriesMax entries and appe
   }
 });
 
+test('the outbox is bounded: messages beyond outboxMessagesMax are dropped and counted, as a lossy network would', () => {
+  const core = new RaftCore(configFor('n1', ['n1', 'n2', 'n3', 'n4', 'n5'], { outboxMessagesMax: 2 }), emptyPersistedState());
+  for (let i = 0; i < 2 * electionTicks && core.role === 'follower'; i += 1) core.tick();
+  assert.is(core.role, 'pre-candidate');
+  assert.is(core.ready().messages.length, 2);
+  assert.is(core.status().outboxDropped, 2);
+});
+
 // ------------------------------------------------------------------------------------------------
 // Proposals.
 

@@ -45,6 +45,7 @@ interface Limits {
   uncommittedBytesMax: number;
   proposalBytesMax: number;
   applyBytesMax: number;
+  outboxMessagesMax: number;
   snapshotTicksMax: number;
 }
 
@@ -72,6 +73,7 @@ function resolveLimits(config: RaftConfig): Limits {
     uncommittedBytesMax: positiveInteger('uncommittedBytesMax', config.uncommittedBytesMax ?? 64 << 20),
     proposalBytesMax: positiveInteger('proposalBytesMax', config.proposalBytesMax ?? appendBytesMax),
     applyBytesMax: positiveInteger('applyBytesMax', config.applyBytesMax ?? 8 << 20),
+    outboxMessagesMax: positiveInteger('outboxMessagesMax', config.outboxMessagesMax ?? 4096),
     snapshotTicksMax: positiveInteger('snapshotTicksMax', config.snapshotTicksMax ?? 2 * electionTicks),
   };
 }
@@ -103,6 +105,7 @@ export class RaftCore {
   #uncommittedBytes = 0;
 
   #messages: Message[] = [];
+  #outboxDropped = 0;
   #softStateReported: SoftState;
   #hardStateReported: HardState;
   /** The highest entry index the storage holds, to tell it when new entries overwrite old ones. */
@@ -188,6 +191,7 @@ export class RaftCore {
       lastIndex: this.#log.lastIndex(),
       lastTerm: this.#log.lastTerm(),
       snapshotIndex: this.#log.snapshotIndex,
+      outboxDropped: this.#outboxDropped,
       voters: [...this.#voters],
       learners: [...this.#learners],
       progress,
@@ -767,6 +771,10 @@ export class RaftCore {
   // Helpers.
 
   #send(message: Message): void {
+    if (this.#messages.length >= this.#limits.outboxMessagesMax) {
+      this.#outboxDropped += 1;
+      return;
+    }
     this.#messages.push(message);
   }
 

@@ -184,6 +184,11 @@ export interface RaftConfig {
   proposalBytesMax?: number;
   /** Default 8 MiB of committed entry data per Ready (at least one entry is always handed out). */
   applyBytesMax?: number;
+  /**
+   * Default 4096 messages waiting for the next Ready; beyond it new messages are dropped, which Raft
+   * tolerates like any network loss (a wrapper that stops calling ready() must not exhaust memory).
+   */
+  outboxMessagesMax?: number;
   /** Default 2 * electionTicks: a snapshot not acknowledged within this many ticks is sent again. */
   snapshotTicksMax?: number;
   /** The index the application has already applied (default: the snapshot's index, or 0). */
@@ -224,6 +229,8 @@ export interface RaftStatus {
   lastIndex: number;
   lastTerm: number;
   snapshotIndex: number;
+  /** Messages dropped because the outbox was full (see outboxMessagesMax); should stay 0. */
+  outboxDropped: number;
   voters: NodeId[];
   learners: NodeId[];
   /** Replication progress of every other member, on the leader only. */
