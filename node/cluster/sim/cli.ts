@@ -6,6 +6,8 @@
  *   node node/cluster/sim/cli.ts --seeds 10000 [--from 1]   a campaign; exit 1 on any safety violation
  *
  * Options: --fault-ticks N (default 600), --json (the campaign summary as one JSON document).
+ * Exit status: 0 when no seed broke safety (liveness failures are reported, not fatal), 1 on any
+ * safety violation, 2 on a usage error.
  */
 import { parseArgs } from 'node:util';
 import { runCampaign } from './campaign.ts';
@@ -13,7 +15,7 @@ import { defaultSimOptions, runSeed } from './simulation.ts';
 import type { SimOptions, SimResult } from './simulation.ts';
 
 const usage = 'usage: node node/cluster/sim/cli.ts (--seed S [--verbose] | --seeds N [--from S] [--json]) [--fault-ticks N]';
-const traceTailLines = 200;
+const traceTailLines = 300;
 
 function integer(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -31,14 +33,15 @@ function replayCommand(seed: number, options: SimOptions): string {
 }
 
 function replayOne(seed: number, options: SimOptions, verbose: boolean): number {
-  const result = runSeed(seed, { ...options, trace: true, traceMessages: verbose });
+  // Messages are always traced: logging draws no randomness, so the history is the same either way.
+  const result = runSeed(seed, { ...options, trace: true, traceMessages: true });
   console.log(`seed ${seed}: ${JSON.stringify(result.scenario)}`);
   const failed = result.safety !== null || result.liveness !== null;
-  if (verbose || !failed) {
-    if (verbose) console.log(result.trace.join('\n'));
-  } else {
+  if (verbose) {
+    console.log(result.trace.join('\n'));
+  } else if (failed) {
     const tail = result.trace.slice(-traceTailLines);
-    if (tail.length < result.trace.length) console.log(`... (${result.trace.length - tail.length} earlier events; --verbose prints all, with messages)`);
+    if (tail.length < result.trace.length) console.log(`... (${result.trace.length - tail.length} earlier events; --verbose prints them all)`);
     console.log(tail.join('\n'));
   }
   console.log(`stats: ${JSON.stringify(result.stats)}`);
