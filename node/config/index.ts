@@ -10,4 +10,4 @@ export { localClusterConfigs, localClusterNodesMax, localClusterVotersMax } from
 export type { LocalClusterOptions } from './local-cluster.ts';
 export { formatPsk, pskProblem } from './psk.ts';
 export { configSchema } from './schema.ts';
-export type { BlobStoreConfig, NodeConfig, NodeConfigInput, NodeRole } from './schema.ts';
+export type { BlobStoreConfig, JobsConfig, NodeConfig, NodeConfigInput, NodeRole } from './schema.ts';

@@ -79,6 +79,7 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
     workers: raw.workers,
     membership: raw.membership,
     raft: raw.raft,
+    jobs: raw.jobs,
     token: raw.token,
     blobStore,
   };

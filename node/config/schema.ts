@@ -115,6 +115,24 @@ const raft = z
     }
   });
 
+const mebibyte = 1024 * 1024;
+const jobs = z.strictObject({
+  /** Default original bytes per chunk for uploads that do not choose. */
+  chunkSize: integerIn(64 * 1024, 64 * mebibyte).default(4 * mebibyte),
+  /** A chunk assigned to a node that has not completed within this is reassigned. */
+  leaseMs: integerIn(100, 3_600_000).default(30_000),
+  /** A chunk that fails (or lets its lease lapse) this many times is parked as dead; its job fails. */
+  attemptsMax: integerIn(1, 100).default(5),
+  /** Chunks assigned to one node at once, per worker thread of that node. */
+  inFlightPerWorker: integerIn(1, 64).default(2),
+  /** Largest upload accepted, bytes. */
+  uploadBytesMax: integerIn(1, Number.MAX_SAFE_INTEGER).default(64 * 1024 * mebibyte),
+  /** Uploads this node's gateway accepts at once. */
+  uploadsMax: integerIn(1, 10_000).default(64),
+  /** Keep the original upload's staged chunks after the job completes. */
+  keepOriginal: z.boolean(expecting('true or false')).default(false),
+});
+
 const folderBlobStore = z.strictObject({
   kind: z.literal('folder'),
   path: pathString,
@@ -167,6 +185,7 @@ export const configSchema = z.strictObject({
   workers: integerIn(1, 1024).default(() => availableParallelism()),
   membership: membership.prefault({}),
   raft: raft.prefault({}),
+  jobs: jobs.prefault({}),
   token: z.string(expecting('a token string')).min(1, expecting('a non-empty token')).optional(),
   blobStore: blobStore.optional(),
 });
@@ -179,6 +198,8 @@ export type BlobStoreConfig =
   | { kind: 'gcs'; bucket: string; prefix: string; apiEndpoint?: string };
 
 export type NodeRole = 'voter' | 'worker';
+
+export type JobsConfig = z.output<typeof jobs>;
 
 /** A validated node config: defaults filled, paths absolute, cross-field rules hold. */
 export interface NodeConfig {
@@ -197,6 +218,7 @@ export interface NodeConfig {
   workers: number;
   membership: { heartbeatMs: number; suspectMs: number; deadMs: number };
   raft: { tickMs: number; electionTicks: number; heartbeatTicks: number };
+  jobs: JobsConfig;
   token: string | undefined;
   blobStore: BlobStoreConfig;
 }
