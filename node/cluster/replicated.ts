@@ -198,11 +198,9 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   async function maybeCompact(): Promise<void> {
     const applied = store.appliedIndex();
     if (applied - core.snapshotIndex < snapshotEntries || applied > core.appliedIndex) return;
-    const term = core.entryAt(applied)?.term;
-    if (term === undefined) return;
-    const data = await store.exportSnapshot();
-    if (core.compact(applied, data)) {
-      await storage.compact({ index: applied, term, data });
+    const snapshot = core.compact(applied, await store.exportSnapshot());
+    if (snapshot !== null) {
+      await storage.compact(snapshot);
       logger.debug({ index: applied }, 'raft: compacted the log with a snapshot');
     }
   }

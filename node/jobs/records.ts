@@ -1,0 +1,140 @@
+/**
+ * How jobs and chunks live in the replicated state, and the guarded commands that change them.
+ *
+ * Keys:
+ *   jobs/<id>                 JobRecord, for every job ever accepted
+ *   active/<id>               true while the job is not completed or failed (what the scheduler scans)
+ *   chunks/<id>/<index>       ChunkRecord while the job is active (folded into the job when it ends)
+ *
+ * Every change is a compare-and-set: the command carries the record as the proposer read it, and
+ * applies only if that is still the record when the log reaches it. So a stale reader, a duplicate
+ * completion or two leaders' worth of proposals can never both win: the log decides, identically on
+ * every node.
+ */
+import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { StateOp, StateValue } from '../storage/state-store.ts';
+import type { JobMode, JobState } from './types.ts';
+
+export type ChunkState = 'pending' | 'assigned' | 'done' | 'dead';
+
+export interface JobRecord {
+  id: string;
+  state: JobState;
+  mode: JobMode;
+  fileName: string;
+  chunkSize: number;
+  gateway: string;
+  /** Final chunk count; null while uploading. */
+  chunks: number | null;
+  originalSize: number | null;
+  /** For mode "compress": the .dcz once merged. For mode "decompress": the uploaded .dcz. */
+  compressedSize: number | null;
+  sha256: string | null;
+  mime: string | null;
+  codec: string;
+  timestamps: Partial<Record<JobState, string>>;
+  /** Set when completed: chunks coded per node, and the object holding the result. */
+  chunkNodes: Record<string, number>;
+  output: string | null;
+  error: string | null;
+  /** Seconds from the first chunk assigned to the last chunk done; set when completed. */
+  processSeconds: number | null;
+}
+
+export interface ChunkRecord {
+  job: string;
+  index: number;
+  state: ChunkState;
+  /** Incremented on every assignment; output blobs and completions are keyed by it. */
+  attempt: number;
+  node: string | null;
+  failures: number;
+  lastError: string | null;
+  /** The staged input: original bytes (compress) or a whole chunk record of a .dcz (decompress). */
+  input: string;
+  inputBytes: number;
+  originalBytes: number;
+  /** CRC32C of the chunk's original bytes (known at upload for decompress; set on completion for compress). */
+  checksum: number | null;
+  output: string | null;
+  outputBytes: number | null;
+  /** ISO time of the first assignment and of completion, for phase times. */
+  assignedAt: string | null;
+  doneAt: string | null;
+}
+
+export const jobKey = (id: string) => `jobs/${id}`;
+export const activeKey = (id: string) => `active/${id}`;
+export const chunkPrefix = (id: string) => `chunks/${id}/`;
+export const chunkKey = (id: string, index: number) => `${chunkPrefix(id)}${String(index).padStart(8, '0')}`;
+
+/** Blob keys: staged inputs and outputs per job, and the final objects. */
+export const blobKeys = {
+  stagingPrefix: (id: string) => `staging/${id}/`,
+  input: (id: string, index: number) => `staging/${id}/in/${String(index).padStart(8, '0')}`,
+  output: (id: string, index: number, attempt: number) => `staging/${id}/out/${String(index).padStart(8, '0')}.${attempt}`,
+  header: (id: string) => `staging/${id}/header`,
+  tail: (id: string) => `staging/${id}/tail`,
+  dcz: (id: string) => `jobs/${id}.dcz`,
+  original: (id: string) => `jobs/${id}.original`,
+};
+
+export const jobIdPattern = /^[a-z0-9]{8,40}$/;
+
+const asValue = (record: JobRecord | ChunkRecord) => record as unknown as StateValue;
+
+export async function readJob(state: ReplicatedState, id: string): Promise<JobRecord | undefined> {
+  return (await state.get(jobKey(id))) as unknown as JobRecord | undefined;
+}
+
+export async function readChunks(state: ReplicatedState, id: string): Promise<ChunkRecord[]> {
+  return (await state.list(chunkPrefix(id))).map(([, value]) => value as unknown as ChunkRecord);
+}
+
+export async function activeJobIds(state: ReplicatedState): Promise<string[]> {
+  return (await state.list('active/')).map(([key]) => key.slice('active/'.length));
+}
+
+export function createJobOps(job: JobRecord): { guards: Array<{ key: string; equals: StateValue }>; ops: StateOp[] } {
+  return {
+    guards: [{ key: jobKey(job.id), equals: null }],
+    ops: [
+      { op: 'put', key: jobKey(job.id), value: asValue(job) },
+      { op: 'put', key: activeKey(job.id), value: true },
+    ],
+  };
+}
+
+/** Replaces a job record if it is still `before`; a terminal state also retires the job's chunk records. */
+export async function casJob(state: ReplicatedState, before: JobRecord, after: JobRecord, extra: StateOp[] = []): Promise<boolean> {
+  const ops: StateOp[] = [{ op: 'put', key: jobKey(after.id), value: asValue(after) }, ...extra];
+  if (after.state === 'completed' || after.state === 'failed') ops.push({ op: 'del', key: activeKey(after.id) });
+  const result = await state.propose({ guards: [{ key: jobKey(before.id), equals: asValue(before) }], ops });
+  return result.applied;
+}
+
+/** Replaces a chunk record if it is still `before` (absent when `before` is null). */
+export async function casChunk(state: ReplicatedState, before: ChunkRecord | null, after: ChunkRecord): Promise<boolean> {
+  const key = chunkKey(after.job, after.index);
+  const result = await state.propose({ guards: [{ key, equals: before === null ? null : asValue(before) }], ops: [{ op: 'put', key, value: asValue(after) }] });
+  return result.applied;
+}
+
+/**
+ * Read-modify-write of a job with retries: `change` gets the current record and returns the new one,
+ * or undefined to leave it. Returns the record as written, or undefined if `change` declined.
+ */
+export async function updateJob(state: ReplicatedState, id: string, change: (job: JobRecord) => JobRecord | undefined, extra?: (job: JobRecord) => StateOp[]): Promise<JobRecord | undefined> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const before = await readJob(state, id);
+    if (before === undefined) throw new Error(`job ${id} does not exist`);
+    const after = change(structuredClone(before));
+    if (after === undefined) return undefined;
+    if (await casJob(state, before, after, extra?.(after) ?? [])) return after;
+  }
+  throw new Error(`job ${id}: too many concurrent changes; giving up after 20 attempts`);
+}
+
+export function stamp(job: JobRecord, state: JobState): JobRecord {
+  return { ...job, state, timestamps: { ...job.timestamps, [state]: new Date().toISOString() } };
+}

@@ -1,0 +1,237 @@
+/**
+ * The jobs room on one node: the JobService the gateway calls, plus this node's worker actor and,
+ * while this node leads, the coordinator's scheduler and merger.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Member } from '../cluster/host/index.ts';
+import type { ReplicatedState } from '../cluster/replicated.ts';
+import { CodecError, format, mapOrdered, type CodecPool } from '../codec/index.ts';
+import type { JobsConfig } from '../config/index.ts';
+import type { BlobStore } from '../storage/blob/types.ts';
+import { createMerger } from './merge.ts';
+import { blobKeys, chunkPrefix, jobIdPattern, jobKey, readChunks, readJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { createScheduler } from './scheduler.ts';
+import { startUploadSession } from './upload.ts';
+import { createWorker, type WorkerStats } from './worker.ts';
+import { JobError, type Download, type JobMetrics, type JobService, type JobState, type JobView, type UploadSession } from './types.ts';
+
+export interface JobServiceOptions {
+  node: string;
+  state: ReplicatedState;
+  blobs: BlobStore;
+  pool: CodecPool;
+  config: JobsConfig;
+  logger: Logger;
+  members: () => readonly Member[];
+}
+
+export interface RunningJobService extends JobService {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  workerStats(): WorkerStats;
+}
+
+const jobStates: JobState[] = ['pending', 'uploading', 'processing', 'merging', 'completed', 'failed'];
+const watchCoalesceMs = 50;
+
+export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView {
+  const done = chunks.filter((chunk) => chunk.state === 'done');
+  const nodes: Record<string, number> = { ...job.chunkNodes };
+  if (job.state !== 'completed') for (const chunk of done) if (chunk.node !== null) nodes[chunk.node] = (nodes[chunk.node] ?? 0) + 1;
+  const seconds = (from: JobState, to: JobState) => {
+    const start = Date.parse(job.timestamps[from] ?? '');
+    const end = Date.parse(job.timestamps[to] ?? '');
+    return Number.isFinite(start) && Number.isFinite(end) ? (end - start) / 1000 : null;
+  };
+  const completed = job.state === 'completed';
+  const chunkCount = job.chunks ?? chunks.length;
+  const uploaded = job.state === 'uploading' ? chunks.reduce((sum, chunk) => sum + chunk.inputBytes, 0) : job.mode === 'compress' ? (job.originalSize ?? 0) : (job.compressedSize ?? 0);
+  return {
+    id: job.id,
+    state: job.state,
+    mode: job.mode,
+    fileName: job.fileName,
+    originalSize: job.originalSize,
+    compressedSize: job.compressedSize,
+    ratio: job.originalSize && job.compressedSize !== null ? Number((job.compressedSize / job.originalSize).toFixed(4)) : job.originalSize === 0 && job.compressedSize !== null ? 1 : null,
+    sha256: job.sha256,
+    mime: job.mime,
+    codec: job.codec,
+    chunkSize: job.chunkSize,
+    chunks: chunkCount,
+    chunksDone: completed ? chunkCount : done.length,
+    uploadedBytes: uploaded,
+    chunkNodes: nodes,
+    timestamps: job.timestamps,
+    phases: { uploadSeconds: seconds('uploading', 'processing'), processSeconds: job.processSeconds, mergeSeconds: seconds('merging', 'completed') },
+    error: job.error,
+    gateway: job.gateway,
+  };
+}
+
+function checkId(id: string): void {
+  if (!jobIdPattern.test(id)) throw new JobError('NOT_FOUND', `no job ${JSON.stringify(id.slice(0, 64))}: job ids are 16 lowercase hex characters`);
+}
+
+export function createJobService(options: JobServiceOptions): RunningJobService {
+  const { node, state, blobs, pool, config, logger } = options;
+  const merger = createMerger({ state, blobs, logger, keepOriginal: config.keepOriginal });
+  const worker = createWorker({ name: node, state, blobs, pool, logger, concurrency: pool.threads * config.inFlightPerWorker });
+  const scheduler = createScheduler({ state, members: options.members, merger, config, logger });
+  let uploads = 0;
+  let bytesServed = 0;
+  const jobStateById = new Map<string, JobState>();
+  let unsubscribeStates: (() => void) | undefined;
+
+  async function view(id: string): Promise<JobView | undefined> {
+    const job = await readJob(state, id);
+    if (job === undefined) return undefined;
+    return toView(job, job.state === 'completed' ? [] : await readChunks(state, id));
+  }
+
+  async function completedJob(id: string): Promise<JobRecord> {
+    checkId(id);
+    const job = await readJob(state, id);
+    if (job === undefined) throw new JobError('NOT_FOUND', `no job ${id}`);
+    if (job.state !== 'completed') throw new JobError('NOT_READY', `job ${id} is ${job.state}${job.error ? `: ${job.error}` : ''}; only completed jobs can be downloaded`);
+    return job;
+  }
+
+  /** Decodes a stored .dcz chunk by chunk (ranged reads, in parallel on this node's threads), verifying everything. */
+  async function* decodeStored(job: JobRecord, key: string): AsyncGenerator<Uint8Array> {
+    const info = await blobs.stat(key);
+    if (info === undefined) throw new JobError('UNAVAILABLE', `job ${job.id}: its .dcz is missing from the blob store`);
+    const trailer = format.decodeTrailer(await blobs.getRange(key, { start: info.size - format.trailerBytes, end: info.size }));
+    const entries = format.decodeIndex(await blobs.getRange(key, { start: trailer.indexOffset, end: info.size - format.trailerBytes }));
+    const hash = createHash('sha256');
+    const decode = async (entry: (typeof entries)[number], index: number) => {
+      const record = await blobs.getRange(key, { start: entry.offset, end: entry.offset + format.chunkHeaderBytes + entry.compressedBytes });
+      const fields = format.decodeChunkHeader(record.subarray(0, format.chunkHeaderBytes), index, format.chunkBytesMax);
+      if (fields.checksum !== entry.checksum || fields.compressedBytes !== entry.compressedBytes) throw new CodecError('CORRUPT_CONTAINER', `chunk ${index}: header does not match the index`);
+      return pool.decompress(record.slice(format.chunkHeaderBytes), entry.originalBytes, entry.checksum, `job ${job.id}: chunk ${index}`);
+    };
+    async function* indexed() {
+      yield* entries;
+    }
+    for await (const data of mapOrdered(indexed(), decode, pool.threads * 2)) {
+      hash.update(data);
+      bytesServed += data.length;
+      yield data;
+    }
+    if (hash.digest('hex') !== job.sha256) throw new CodecError('CHECKSUM_MISMATCH', `job ${job.id}: SHA-256 of the decoded file does not match`);
+  }
+
+  async function* streamBlob(key: string): AsyncGenerator<Uint8Array> {
+    for await (const piece of blobs.getStream(key)) {
+      bytesServed += piece.length;
+      yield piece;
+    }
+  }
+
+  return {
+    async start() {
+      for (const [, value] of await state.list('jobs/')) jobStateById.set((value as unknown as JobRecord).id, (value as unknown as JobRecord).state);
+      unsubscribeStates = state.subscribe((change) => {
+        if (!change.applied) return;
+        for (const op of change.command.ops) {
+          if (op.op === 'put' && op.key.startsWith('jobs/')) jobStateById.set((op.value as unknown as JobRecord).id, (op.value as unknown as JobRecord).state);
+        }
+      });
+      await worker.start();
+      scheduler.start();
+    },
+    async stop() {
+      unsubscribeStates?.();
+      await scheduler.stop();
+      await worker.stop();
+    },
+    workerStats: () => worker.stats(),
+
+    async startUpload(request) {
+      if (uploads >= config.uploadsMax) throw new JobError('BUSY', `this node is serving ${uploads} uploads, its limit; retry later or use another node`);
+      uploads++;
+      let session;
+      try {
+        session = await startUploadSession(request, { node, state, blobs, config, logger, onEnd: () => uploads-- });
+      } catch (error) {
+        uploads--;
+        throw error;
+      }
+      const staging = session;
+      return {
+        jobId: staging.jobId,
+        write: (bytes) => staging.write(bytes),
+        finish: async () => toView(await staging.finish(), await readChunks(state, staging.jobId)),
+        abort: (reason) => staging.abort(reason),
+      } satisfies UploadSession;
+    },
+
+    async getJob(id) {
+      if (!jobIdPattern.test(id)) return undefined;
+      return view(id);
+    },
+
+    async listJobs(listOptions = {}) {
+      const limit = Math.min(listOptions.limit ?? 1000, 10_000);
+      const jobs = (await state.list('jobs/')).map(([, value]) => value as unknown as JobRecord);
+      jobs.sort((a, b) => (b.timestamps.pending ?? '').localeCompare(a.timestamps.pending ?? ''));
+      return Promise.all(jobs.slice(0, limit).map(async (job) => toView(job, job.state === 'completed' || job.state === 'failed' ? [] : await readChunks(state, job.id))));
+    },
+
+    async watch(id, listener) {
+      checkId(id);
+      const first = await view(id);
+      if (first === undefined) throw new JobError('NOT_FOUND', `no job ${id}`);
+      listener(first);
+      let timer: NodeJS.Timeout | undefined;
+      let last = JSON.stringify(first);
+      const touched = (key: string) => key === jobKey(id) || key.startsWith(chunkPrefix(id));
+      const unsubscribe = state.subscribe((change) => {
+        if (!change.applied || !change.command.ops.some((op) => touched(op.key)) || timer !== undefined) return;
+        timer = setTimeout(() => {
+          timer = undefined;
+          void view(id).then((next) => {
+            const text = JSON.stringify(next);
+            if (next !== undefined && text !== last) {
+              last = text;
+              listener(next);
+            }
+          });
+        }, watchCoalesceMs);
+      });
+      return () => {
+        unsubscribe();
+        if (timer !== undefined) clearTimeout(timer);
+      };
+    },
+
+    async openDownload(id, request): Promise<Download> {
+      const job = await completedJob(id);
+      if (request.compressed) {
+        const info = await blobs.stat(blobKeys.dcz(id));
+        if (info === undefined) throw new JobError('UNAVAILABLE', `job ${id}: its .dcz is missing from the blob store`);
+        return { size: info.size, fileName: job.mode === 'compress' ? `${job.fileName}.dcz` : job.fileName, sha256: null, stream: streamBlob(blobKeys.dcz(id)) };
+      }
+      const fileName = job.mode === 'decompress' && job.fileName.endsWith('.dcz') ? job.fileName.slice(0, -4) : job.fileName;
+      const original = await blobs.stat(blobKeys.original(id));
+      if (original !== undefined) return { size: original.size, fileName, sha256: job.sha256, stream: streamBlob(blobKeys.original(id)) };
+      return { size: job.originalSize ?? 0, fileName, sha256: job.sha256, stream: decodeStored(job, blobKeys.dcz(id)) };
+    },
+
+    metrics(): JobMetrics {
+      const stats = worker.stats();
+      const jobsByState = Object.fromEntries(jobStates.map((name) => [name, 0])) as Record<JobState, number>;
+      for (const jobState of jobStateById.values()) jobsByState[jobState]++;
+      return {
+        jobsByState,
+        chunksCoded: stats.chunksCoded,
+        bytesIn: stats.bytesIn,
+        bytesOut: stats.bytesOut + bytesServed,
+        kernelMBps: stats.kernelMBps,
+        queueDepth: stats.queued,
+        inFlight: stats.inFlight,
+      };
+    },
+  };
+}

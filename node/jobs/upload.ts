@@ -1,0 +1,267 @@
+/**
+ * An upload on the gateway node that received it: bytes in, staged chunks and chunk records out.
+ *
+ * `write` feeds a stream with a small high-water mark, so the client's bytes wait in the socket (its
+ * flow-control credit), not in this process. A consumer loop cuts the stream into chunks (compress)
+ * or parses it as a .dcz, record by record (decompress), stages each chunk in the blob store, and
+ * proposes its chunk record; the coordinator starts assigning chunks while the upload goes on.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { fileTypeFromBuffer } from 'file-type';
+import type { Logger } from 'pino';
+import type { ReplicatedState } from '../cluster/replicated.ts';
+import { CodecError, format, rechunk, streamSource, type ByteSource } from '../codec/index.ts';
+import type { JobsConfig } from '../config/index.ts';
+import type { BlobStore } from '../storage/blob/types.ts';
+import { blobKeys, casChunk, createJobOps, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { JobError, type UploadRequest } from './types.ts';
+
+/** An upload as the jobs room runs it; the service turns the finished record into a JobView. */
+export interface StagingSession {
+  readonly jobId: string;
+  write(bytes: Uint8Array): Promise<void>;
+  finish(): Promise<JobRecord>;
+  abort(reason: string): Promise<void>;
+}
+
+export interface UploadContext {
+  node: string;
+  state: ReplicatedState;
+  blobs: BlobStore;
+  config: JobsConfig;
+  logger: Logger;
+  /** Called when the session ends, either way. */
+  onEnd: () => void;
+}
+
+const probeBytes = 4100;
+const proposalsInFlightMax = 8;
+const fileNameBytesMax = 255;
+
+export const codecName = 'dcas-huffman-v1';
+
+export function newJobId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+export function validateUploadRequest(request: UploadRequest, config: JobsConfig): { fileName: string; chunkSize: number } {
+  const fileName = String(request.fileName ?? '');
+  if (fileName.length === 0 || Buffer.byteLength(fileName) > fileNameBytesMax || /[\u0000-\u001f/\\]/.test(fileName) || fileName === '.' || fileName === '..') {
+    throw new JobError('BAD_INPUT', `fileName must be a plain file name of 1..${fileNameBytesMax} bytes without "/", "\\" or control characters`);
+  }
+  if (request.mode !== 'compress' && request.mode !== 'decompress') throw new JobError('BAD_INPUT', 'mode must be "compress" or "decompress"');
+  const chunkSize = request.chunkSize ?? config.chunkSize;
+  if (!Number.isInteger(chunkSize) || chunkSize < format.chunkBytesMin || chunkSize > format.chunkBytesMax) {
+    throw new JobError('BAD_INPUT', `chunkSize must be an integer from ${format.chunkBytesMin} to ${format.chunkBytesMax}`);
+  }
+  if (request.size !== undefined && (!Number.isSafeInteger(request.size) || request.size < 0)) throw new JobError('BAD_INPUT', 'size must be a non-negative integer');
+  if ((request.size ?? 0) > config.uploadBytesMax) throw new JobError('TOO_LARGE', `upload of ${request.size} bytes exceeds this node's limit of ${config.uploadBytesMax}`);
+  return { fileName, chunkSize };
+}
+
+function looksLikeText(probe: Uint8Array): boolean {
+  if (probe.length === 0 || probe.includes(0)) return false;
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(probe.subarray(0, Math.max(0, probe.length - 4)));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function detectMime(probe: Uint8Array): Promise<string> {
+  const type = await fileTypeFromBuffer(probe).catch(() => undefined);
+  if (type !== undefined) return type.mime;
+  return looksLikeText(probe) ? 'text/plain' : 'application/octet-stream';
+}
+
+export async function startUploadSession(request: UploadRequest, context: UploadContext): Promise<StagingSession> {
+  const { state, blobs, config, logger } = context;
+  const { fileName, chunkSize } = validateUploadRequest(request, config);
+  const id = newJobId();
+  const job: JobRecord = stamp(
+    stamp(
+      {
+        id,
+        state: 'pending',
+        mode: request.mode,
+        fileName,
+        chunkSize,
+        gateway: context.node,
+        chunks: null,
+        originalSize: null,
+        compressedSize: null,
+        sha256: null,
+        mime: null,
+        codec: codecName,
+        timestamps: {},
+        chunkNodes: {},
+        output: null,
+        error: null,
+        processSeconds: null,
+      },
+      'pending',
+    ),
+    'uploading',
+  );
+  const created = await state.propose(createJobOps(job));
+  if (!created.applied) throw new JobError('UNAVAILABLE', `job id ${id} collided; retry the upload`);
+
+  const input = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const proposals = new Set<Promise<void>>();
+  let received = 0;
+  let chunks = 0;
+  let ended = false;
+
+  async function stage(bytes: Uint8Array, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): Promise<void> {
+    const index = chunks++;
+    const key = blobKeys.input(id, index);
+    await blobs.put(key, bytes);
+    const record: ChunkRecord = {
+      job: id,
+      index,
+      state: 'pending',
+      attempt: 0,
+      node: null,
+      failures: 0,
+      lastError: null,
+      input: key,
+      inputBytes: bytes.length,
+      originalBytes: fields.originalBytes,
+      checksum: fields.checksum,
+      output: null,
+      outputBytes: null,
+      assignedAt: null,
+      doneAt: null,
+    };
+    const proposal = casChunk(state, null, record).then((applied) => {
+      if (!applied) throw new Error(`job ${id}: chunk ${index} was recorded twice`);
+    });
+    proposal.catch(() => {});
+    proposals.add(proposal);
+    void proposal.finally(() => proposals.delete(proposal)).catch(() => {});
+    if (proposals.size >= proposalsInFlightMax) await Promise.race(proposals);
+  }
+
+  /** Compress mode: cut into chunkSize pieces; hash and sniff the original on the way. */
+  async function consumeOriginal(): Promise<Partial<JobRecord>> {
+    const hash = createHash('sha256');
+    let probe = new Uint8Array(0);
+    let originalSize = 0;
+    for await (const piece of rechunk(input, chunkSize)) {
+      hash.update(piece);
+      if (probe.length < probeBytes) probe = Buffer.concat([probe, piece.subarray(0, probeBytes - probe.length)]);
+      originalSize += piece.length;
+      await stage(piece, { originalBytes: piece.length, checksum: null });
+    }
+    return { originalSize, sha256: hash.digest('hex'), mime: await detectMime(probe), compressedSize: null };
+  }
+
+  /** Decompress mode: parse the .dcz; each chunk record is staged whole; the trailer gives size and SHA-256. */
+  async function consumeContainer(): Promise<Partial<JobRecord>> {
+    const source: ByteSource = streamSource(input);
+    const exact = async (length: number, what: string) => {
+      const bytes = await source.read(length);
+      if (bytes.length !== length) throw new CodecError('TRUNCATED', `${what}: truncated`);
+      return bytes;
+    };
+    const header = format.decodeHeader(await source.read(format.headerBytes));
+    const entries: Array<{ offset: number; originalBytes: number; compressedBytes: number; checksum: number }> = [];
+    let offset = format.headerBytes;
+    for (;;) {
+      const tag = await exact(4, `chunk ${entries.length}`);
+      const tagValue = Buffer.from(tag).readUInt32LE(0);
+      if (tagValue === format.tagIndex) break;
+      if (tagValue !== format.tagChunk) throw new CodecError('CORRUPT_CONTAINER', `chunk ${entries.length}: expected a chunk or the index`);
+      const record = new Uint8Array(format.chunkHeaderBytes);
+      record.set(tag, 0);
+      record.set(await exact(format.chunkHeaderBytes - 4, `chunk ${entries.length} header`), 4);
+      const fields = format.decodeChunkHeader(record, entries.length, header.chunkBytes);
+      const frame = await exact(fields.compressedBytes, `chunk ${entries.length}`);
+      entries.push({ offset, ...fields });
+      offset += format.chunkHeaderBytes + fields.compressedBytes;
+      await stage(Buffer.concat([record, frame]), { originalBytes: fields.originalBytes, checksum: fields.checksum });
+    }
+    const countBytes = await exact(4, 'index');
+    const count = Buffer.from(countBytes).readUInt32LE(0);
+    if (count !== entries.length) throw new CodecError('CORRUPT_CONTAINER', `index: lists ${count} chunks, the file holds ${entries.length}`);
+    const indexRest = await exact(count * format.indexEntryBytes + 4, 'index');
+    const listed = format.decodeIndex(Buffer.concat([Buffer.from(Uint32Array.of(format.tagIndex).buffer), countBytes, indexRest]));
+    listed.forEach((entry, i) => {
+      const seen = entries[i];
+      if (entry.offset !== seen.offset || entry.originalBytes !== seen.originalBytes || entry.compressedBytes !== seen.compressedBytes || entry.checksum !== seen.checksum) {
+        throw new CodecError('CORRUPT_CONTAINER', `index: entry ${i} does not match chunk ${i}`);
+      }
+    });
+    const trailer = format.decodeTrailer(await source.read(format.trailerBytes));
+    if (trailer.indexOffset !== offset || trailer.chunkCount !== entries.length) throw new CodecError('CORRUPT_CONTAINER', 'trailer: disagrees with the chunks');
+    if ((await source.read(1)).length !== 0) throw new CodecError('CORRUPT_CONTAINER', 'trailer: unexpected bytes after the end of the container');
+    const originalSize = entries.reduce((sum, entry) => sum + entry.originalBytes, 0);
+    if (trailer.originalBytes !== originalSize) throw new CodecError('CORRUPT_CONTAINER', 'trailer: original size disagrees with the chunks');
+    return { originalSize, sha256: Buffer.from(trailer.sha256).toString('hex'), mime: null, compressedSize: received, chunkSize: header.chunkBytes };
+  }
+
+  const consumed = (request.mode === 'compress' ? consumeOriginal() : consumeContainer()).then(async (fields) => {
+    await Promise.all(proposals);
+    return fields;
+  });
+  consumed.catch(() => input.destroy());
+
+  function end(): void {
+    if (ended) return;
+    ended = true;
+    context.onEnd();
+  }
+
+  async function fail(reason: string): Promise<void> {
+    end();
+    input.destroy();
+    await updateJob(state, id, (current) => (current.state === 'completed' || current.state === 'failed' ? undefined : { ...stamp(current, 'failed'), error: reason })).catch(
+      (error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'),
+    );
+    await blobs.deletePrefix(blobKeys.stagingPrefix(id)).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
+  }
+
+  async function failed(error: unknown): Promise<never> {
+    const reason = error instanceof CodecError ? `not a valid .dcz: ${error.message}` : (error as Error).message;
+    await fail(reason);
+    throw error instanceof JobError ? error : new JobError(error instanceof CodecError ? 'BAD_INPUT' : 'UNAVAILABLE', reason);
+  }
+
+  return {
+    jobId: id,
+    async write(bytes) {
+      if (ended) throw new JobError('BAD_INPUT', `upload ${id} has ended`);
+      received += bytes.length;
+      if (received > config.uploadBytesMax) return failed(new JobError('TOO_LARGE', `upload exceeds this node's limit of ${config.uploadBytesMax} bytes`));
+      if (request.size !== undefined && received > request.size) return failed(new JobError('BAD_INPUT', `upload sent more than its declared ${request.size} bytes`));
+      if (!input.write(bytes)) {
+        const drained = once(input, 'drain').then(() => undefined);
+        await Promise.race([drained, consumed.then(() => undefined)]).catch(failed);
+      }
+    },
+    async finish() {
+      if (ended) throw new JobError('BAD_INPUT', `upload ${id} has ended`);
+      if (request.size !== undefined && received !== request.size) return failed(new JobError('BAD_INPUT', `upload ended after ${received} of its declared ${request.size} bytes`));
+      input.end();
+      const fields = await consumed.catch(failed);
+      const processing = await updateJob(state, id, (current) =>
+        current.state === 'uploading' ? { ...stamp(current, 'processing'), ...fields, chunks } : undefined,
+      ).catch(failed);
+      end();
+      if (processing === undefined) {
+        const current = await readJob(state, id);
+        throw new JobError('BAD_INPUT', `upload ${id} cannot finish: the job is ${current?.state ?? 'gone'}${current?.error ? ` (${current.error})` : ''}`);
+      }
+      logger.info({ job: id, chunks, bytes: received, mode: request.mode }, 'upload: complete');
+      return processing;
+    },
+    async abort(reason) {
+      if (ended) return;
+      logger.info({ job: id, reason }, 'upload: aborted');
+      await fail(`upload aborted: ${reason}`);
+    },
+  };
+}

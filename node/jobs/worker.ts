@@ -1,0 +1,155 @@
+/**
+ * The worker actor of a node: codes the chunks the coordinator assigned to this node.
+ *
+ * Assignments arrive through the replicated log (every node applies it), so a worker needs no
+ * separate message: it sees `chunks/<job>/<i>` become { state: assigned, node: <me>, attempt: k }.
+ * It reads the staged input, codes it on the node's worker threads, writes the output under a key
+ * that includes the attempt, and proposes a completion guarded on the very assignment it served.
+ * A late or duplicate completion fails its guard and changes nothing.
+ */
+import type { Logger } from 'pino';
+import type { ReplicatedState } from '../cluster/replicated.ts';
+import { CodecError, format, type CodecPool } from '../codec/index.ts';
+import type { BlobStore } from '../storage/blob/types.ts';
+import type { StateChange } from '../storage/state-store.ts';
+import { activeJobIds, blobKeys, casChunk, readChunks, readJob, type ChunkRecord } from './records.ts';
+
+export interface WorkerOptions {
+  name: string;
+  state: ReplicatedState;
+  blobs: BlobStore;
+  pool: CodecPool;
+  logger: Logger;
+  /** Chunks coded at once on this node. */
+  concurrency: number;
+}
+
+export interface WorkerStats {
+  chunksCoded: number;
+  bytesIn: number;
+  bytesOut: number;
+  inFlight: number;
+  queued: number;
+  /** MB/s of original bytes over the recent chunks, as the kernel ran them (thread time, not wall). */
+  kernelMBps: number;
+}
+
+export interface Worker {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  stats(): WorkerStats;
+}
+
+const taskId = (chunk: ChunkRecord) => `${chunk.job}/${chunk.index}/${chunk.attempt}`;
+
+export function createWorker(options: WorkerOptions): Worker {
+  const { name, state, blobs, pool, logger } = options;
+  const queue: ChunkRecord[] = [];
+  const seen = new Set<string>();
+  const stats: WorkerStats = { chunksCoded: 0, bytesIn: 0, bytesOut: 0, inFlight: 0, queued: 0, kernelMBps: 0 };
+  const recent: Array<{ bytes: number; seconds: number }> = [];
+  let running = false;
+  let unsubscribe: (() => void) | undefined;
+  const idle = new Set<Promise<void>>();
+
+  function offer(chunk: ChunkRecord): void {
+    if (chunk.state !== 'assigned' || chunk.node !== name) return;
+    const id = taskId(chunk);
+    if (seen.has(id)) return;
+    seen.add(id);
+    queue.push(chunk);
+    pump();
+  }
+
+  function pump(): void {
+    while (running && stats.inFlight < options.concurrency && queue.length > 0) {
+      const chunk = queue.shift()!;
+      stats.inFlight++;
+      const work = run(chunk).finally(() => {
+        stats.inFlight--;
+        seen.delete(taskId(chunk));
+        idle.delete(work);
+        pump();
+      });
+      idle.add(work);
+    }
+    stats.queued = queue.length;
+  }
+
+  async function code(chunk: ChunkRecord, mode: 'compress' | 'decompress'): Promise<{ output: Uint8Array; checksum: number; originalBytes: number }> {
+    const input = await blobs.get(chunk.input);
+    if (mode === 'compress') {
+      const originalBytes = input.length;
+      const { frame, checksum } = await pool.compress(input);
+      const header = format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum });
+      return { output: Buffer.concat([header, frame]), checksum, originalBytes };
+    }
+    // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
+    const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax);
+    const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`);
+    return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes };
+  }
+
+  async function run(chunk: ChunkRecord): Promise<void> {
+    const job = await readJob(state, chunk.job);
+    if (job === undefined || job.state === 'failed' || job.state === 'completed') return;
+    const started = performance.now();
+    try {
+      const coded = await code(chunk, job.mode);
+      const seconds = (performance.now() - started) / 1000;
+      const outputKey = blobKeys.output(chunk.job, chunk.index, chunk.attempt);
+      await blobs.put(outputKey, coded.output);
+      const done: ChunkRecord = {
+        ...chunk,
+        state: 'done',
+        checksum: coded.checksum,
+        originalBytes: coded.originalBytes,
+        output: outputKey,
+        outputBytes: coded.output.length,
+        doneAt: new Date().toISOString(),
+      };
+      const won = await casChunk(state, chunk, done);
+      if (won) {
+        stats.chunksCoded++;
+        stats.bytesIn += chunk.inputBytes;
+        stats.bytesOut += coded.output.length;
+        recent.push({ bytes: coded.originalBytes, seconds });
+        if (recent.length > 32) recent.shift();
+        const total = recent.reduce((sum, sample) => ({ bytes: sum.bytes + sample.bytes, seconds: sum.seconds + sample.seconds }), { bytes: 0, seconds: 0 });
+        stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
+      } else {
+        // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
+        await blobs.delete(outputKey).catch(() => {});
+      }
+    } catch (error) {
+      const reason = error instanceof CodecError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
+      logger.warn({ job: chunk.job, chunk: chunk.index, attempt: chunk.attempt, err: error }, 'worker: chunk failed');
+      const failed: ChunkRecord = { ...chunk, state: 'pending', node: null, failures: chunk.failures + 1, lastError: `chunk ${chunk.index}: ${reason}` };
+      await casChunk(state, chunk, failed).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
+    }
+  }
+
+  function onChange(change: StateChange): void {
+    if (!change.applied) return;
+    for (const op of change.command.ops) {
+      if (op.op === 'put' && op.key.startsWith('chunks/')) offer(op.value as unknown as ChunkRecord);
+    }
+  }
+
+  return {
+    async start() {
+      running = true;
+      unsubscribe = state.subscribe(onChange);
+      // Assignments made while this node was down are still in the state: pick them up.
+      for (const id of await activeJobIds(state)) {
+        for (const chunk of await readChunks(state, id)) offer(chunk);
+      }
+    },
+    async stop() {
+      running = false;
+      unsubscribe?.();
+      await Promise.allSettled([...idle]);
+    },
+    stats: () => ({ ...stats, queued: queue.length }),
+  };
+}
