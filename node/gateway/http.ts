@@ -1,9 +1,20 @@
 /**
- * The gateway's HTTP side: health, readiness, cluster status and a read of the replicated state.
- * Every response is JSON; unknown paths get 404, other methods 405, all with a one-line error.
+ * A node's gateway: one HTTP server that answers health, readiness, cluster and job reads, Prometheus
+ * metrics, and upgrades /ws to the WebSocket protocol (ws.ts). Every HTTP answer but /metrics is JSON;
+ * errors are `{"error":{"code","message"}}` with one line of message.
+ *
+ * Auth: when the node has a token, /jobs*, /state and /cluster need `Authorization: Bearer <token>`
+ * (401 otherwise); /healthz, /readyz and /metrics stay open for probes and scrapers.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import { JobError, type JobService } from '../jobs/types.ts';
+import { bearerToken, createTokenCheck } from './auth.ts';
+import { createGatewayMetrics, type GatewayStats, type RaftStatus } from './metrics.ts';
+import { jobIdPattern, webSocketPath } from './protocol.ts';
+import { createWebSocketGateway, defaultGatewayLimits, type GatewayLimits } from './ws.ts';
 
 export interface GatewayRoutes {
   /** Liveness: the process serves requests. */
@@ -16,9 +27,19 @@ export interface GatewayRoutes {
 
 export interface GatewayOptions {
   host: string;
+  /** 0 picks a free port; url() then reports the one chosen. */
   port: number;
   routes: GatewayRoutes;
   logger: Logger;
+  /** This node's name, told to WebSocket clients in the welcome. */
+  node?: string;
+  /** The jobs room; without it, job requests answer NOT_READY (503). */
+  jobs?: JobService;
+  /** Client token; undefined turns auth off. */
+  token?: string;
+  /** Raft term and role for /metrics. */
+  raftStatus?: () => RaftStatus;
+  limits?: Partial<GatewayLimits>;
   /** Header size limit for requests. */
   headerBytesMax?: number;
 }
@@ -27,35 +48,89 @@ export interface Gateway {
   start(): Promise<void>;
   stop(): Promise<void>;
   readonly server: Server;
+  /** http://host:port */
   url(): string;
+  /** ws://host:port/ws */
+  wsUrl(): string;
+  stats(): GatewayStats & { uploadBufferedBytesPeak: number };
 }
 
-function send(response: ServerResponse, status: number, body: unknown): void {
+const jobsListHttpMax = 1_000;
+
+function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = `${JSON.stringify(body)}\n`;
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    'cache-control': 'no-store',
+    ...headers,
+  });
   response.end(text);
 }
 
-function fail(response: ServerResponse, status: number, code: string, message: string): void {
-  send(response, status, { error: { code, message } });
+function fail(response: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+  send(response, status, { error: { code, message } }, headers);
 }
 
+/**
+ * The raw path, before any normalisation: `new URL` would quietly turn /jobs/../state into /state.
+ * Dot segments, encoded dots or separators, backslashes and NULs are refused, not resolved.
+ */
+function checkedPath(rawUrl: string): string | undefined {
+  const path = rawUrl.split('?')[0];
+  if (!path.startsWith('/') || path.includes('//') || path.includes('\\')) return undefined;
+  if (/%(2e|2f|5c|00)/i.test(path)) return undefined;
+  if (path.split('/').some((segment) => segment === '.' || segment === '..')) return undefined;
+  return path;
+}
+
+const jobErrorStatus: Record<string, number> = { NOT_FOUND: 404, NOT_READY: 503, BUSY: 503, UNAVAILABLE: 503, TOO_LARGE: 413, BAD_INPUT: 400 };
+
 export function createGateway(options: GatewayOptions): Gateway {
-  const { routes, logger } = options;
+  const { routes, logger, jobs } = options;
+  const node = options.node ?? 'node';
+  const limits: GatewayLimits = { ...defaultGatewayLimits, ...options.limits };
+  const tokenCheck = createTokenCheck(options.token);
+  const webSockets = createWebSocketGateway({ node, jobs, tokenCheck, limits, logger, metrics: () => metrics });
+  const metrics = createGatewayMetrics({ jobs, raftStatus: options.raftStatus, stats: () => webSockets.stats() });
+
+  function authorized(request: IncomingMessage): boolean {
+    return !tokenCheck.enabled || tokenCheck.matches(bearerToken(request.headers.authorization));
+  }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://gateway');
-    if (request.method !== 'GET' && request.method !== 'HEAD') {
-      fail(response, 405, 'METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${url.pathname}`);
+    const path = checkedPath(request.url ?? '/');
+    if (path === undefined) {
+      fail(response, 400, 'BAD_REQUEST', 'the path has dot segments, encoded separators or backslashes');
       return;
     }
-    switch (url.pathname) {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      fail(response, 405, 'METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${path}`, { allow: 'GET, HEAD' });
+      return;
+    }
+    const url = new URL(request.url ?? '/', 'http://gateway');
+    const open = path === '/healthz' || path === '/readyz' || path === '/metrics';
+    if (!open && !authorized(request)) {
+      fail(response, 401, 'AUTH', 'this node requires Authorization: Bearer <token>', { 'www-authenticate': 'Bearer realm="dcas"' });
+      return;
+    }
+    if (path === '/jobs' || path.startsWith('/jobs/')) {
+      await handleJobs(path, url, response);
+      return;
+    }
+    switch (path) {
       case '/healthz':
         send(response, 200, routes.health());
         return;
       case '/readyz': {
         const readiness = routes.ready();
         send(response, readiness.ready ? 200 : 503, readiness);
+        return;
+      }
+      case '/metrics': {
+        const text = await metrics.render();
+        response.writeHead(200, { 'content-type': metrics.contentType, 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' });
+        response.end(text);
         return;
       }
       case '/cluster':
@@ -68,17 +143,59 @@ export function createGateway(options: GatewayOptions): Gateway {
         return;
       }
       default:
-        fail(response, 404, 'NOT_FOUND', `no such path: ${url.pathname}`);
+        fail(response, 404, 'NOT_FOUND', `no such path: ${path}`);
     }
   }
 
-  const server = createServer({ maxHeaderSize: options.headerBytesMax ?? 16 * 1024, requestTimeout: 30_000 }, (request, response) => {
+  async function handleJobs(path: string, url: URL, response: ServerResponse): Promise<void> {
+    const jobId = path === '/jobs' ? undefined : path.slice('/jobs/'.length);
+    if (jobId !== undefined && !jobIdPattern.test(jobId)) {
+      fail(response, 400, 'BAD_REQUEST', `not a job id: ${JSON.stringify(jobId.slice(0, 80))} (letters, digits, "-" and "_", 1 to 64)`);
+      return;
+    }
+    if (jobs === undefined) {
+      fail(response, 503, 'NOT_READY', `node ${node} has no jobs service running yet`);
+      return;
+    }
+    try {
+      if (jobId === undefined) {
+        const limit = Math.min(Math.max(Math.floor(Number(url.searchParams.get('limit') ?? jobsListHttpMax)) || jobsListHttpMax, 1), jobsListHttpMax);
+        send(response, 200, { jobs: (await jobs.listJobs({ limit })).slice(0, limit) });
+        return;
+      }
+      const job = await jobs.getJob(jobId);
+      if (job === undefined) fail(response, 404, 'NOT_FOUND', `job ${jobId}: not found on node ${node}`);
+      else send(response, 200, job);
+    } catch (error) {
+      if (!(error instanceof JobError)) throw error;
+      fail(response, jobErrorStatus[error.code] ?? 500, error.code, error.message);
+    }
+  }
+
+  function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const path = checkedPath(request.url ?? '/');
+    if (path !== webSocketPath) {
+      const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: `WebSocket connections go to ${webSocketPath}` } });
+      socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
+    webSockets.handleUpgrade(request, socket, head);
+  }
+
+  const server = createServer({ maxHeaderSize: options.headerBytesMax ?? 16 * 1024, requestTimeout: 30_000, headersTimeout: 10_000 }, (request, response) => {
     handle(request, response).catch((error: unknown) => {
       logger.error({ err: error, path: request.url }, 'gateway: request failed');
       if (!response.headersSent) fail(response, 500, 'INTERNAL', 'the node could not answer this request');
       else response.destroy();
     });
   });
+  server.on('upgrade', upgrade);
+
+  const url = () => {
+    const address = server.address() as AddressInfo | null;
+    return `http://${options.host}:${address?.port ?? options.port}`;
+  };
 
   return {
     server,
@@ -92,9 +209,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       });
     },
     async stop() {
+      await webSockets.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
-    url: () => `http://${options.host}:${options.port}`,
+    url,
+    wsUrl: () => `${url().replace(/^http/, 'ws')}${webSocketPath}`,
+    stats: () => webSockets.stats(),
   };
 }

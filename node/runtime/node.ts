@@ -125,6 +125,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       host: config.gateway.host,
       port: config.gateway.port,
       logger,
+      node: config.name,
+      token: config.token,
+      raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),
       routes: {
         health: () => ({ ok: true, node: config.name }),
         ready: () => (replicated.leader() === null ? { ready: false, reason: 'no coordinator known yet' } : { ready: true }),

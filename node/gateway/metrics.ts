@@ -1,0 +1,128 @@
+/**
+ * /metrics: Prometheus text from a registry of this gateway's own (not prom-client's global one, so
+ * several gateways in one process, as in tests, do not collide). Values from the jobs room and the
+ * Raft runtime are read at scrape time; the gateway's own counters are kept here.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { JobService, JobState } from '../jobs/types.ts';
+import type { ErrorCode } from './protocol.ts';
+
+export interface RaftStatus {
+  term: number;
+  /** leader, follower, candidate, learner, ... */
+  role: string;
+}
+
+export interface GatewayStats {
+  connections: number;
+  uploadsActive: number;
+  downloadsActive: number;
+  watches: number;
+  /** Bytes received from upload clients that the jobs room has not yet taken (over all uploads). */
+  uploadBufferedBytes: number;
+}
+
+export interface GatewayMetrics {
+  readonly contentType: string;
+  render(): Promise<string>;
+  protocolError(code: ErrorCode): void;
+  uploadBytes(bytes: number): void;
+  downloadBytes(bytes: number): void;
+  connectionOpened(): void;
+}
+
+const jobStates: readonly JobState[] = ['pending', 'uploading', 'processing', 'merging', 'completed', 'failed'];
+
+export function createGatewayMetrics(options: { jobs?: JobService; raftStatus?: () => RaftStatus; stats: () => GatewayStats }): GatewayMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const { jobs, raftStatus, stats } = options;
+
+  if (jobs !== undefined) {
+    const jobMetrics = () => jobs.metrics();
+    new Gauge({
+      name: 'dcas_jobs',
+      help: 'Jobs known to this node, by state',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const byState = jobMetrics().jobsByState;
+        for (const state of jobStates) this.set({ state }, byState[state] ?? 0);
+      },
+    });
+    const cumulative = (name: string, help: string, read: () => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    cumulative('dcas_chunks_coded_total', 'Chunks coded by this node\'s worker actors', () => jobMetrics().chunksCoded);
+    cumulative('dcas_job_bytes_in_total', 'Bytes read by the kernel on this node', () => jobMetrics().bytesIn);
+    cumulative('dcas_job_bytes_out_total', 'Bytes written by the kernel on this node', () => jobMetrics().bytesOut);
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    gauge('dcas_kernel_megabytes_per_second', 'Kernel throughput over the last chunks coded here, MB/s of original bytes', () => jobMetrics().kernelMBps);
+    gauge('dcas_queue_depth', 'Chunks queued for this node\'s worker actors', () => jobMetrics().queueDepth);
+    gauge('dcas_chunks_in_flight', 'Chunks being coded on this node now', () => jobMetrics().inFlight);
+  }
+
+  if (raftStatus !== undefined) {
+    new Gauge({
+      name: 'dcas_raft_term',
+      help: 'Current Raft term as this node sees it',
+      registers,
+      collect() {
+        this.set(raftStatus().term);
+      },
+    });
+    new Gauge({
+      name: 'dcas_raft_role',
+      help: 'This node\'s Raft role: 1 for the current role',
+      labelNames: ['role'],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ role: raftStatus().role }, 1);
+      },
+    });
+  }
+
+  const statGauge = (name: string, help: string, read: (current: GatewayStats) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read(stats()));
+      },
+    });
+  statGauge('dcas_gateway_connections', 'Open WebSocket connections', (current) => current.connections);
+  statGauge('dcas_gateway_uploads_active', 'Uploads in progress on this gateway', (current) => current.uploadsActive);
+  statGauge('dcas_gateway_downloads_active', 'Downloads in progress on this gateway', (current) => current.downloadsActive);
+  statGauge('dcas_gateway_upload_buffered_bytes', 'Uploaded bytes held by the gateway, not yet taken by the jobs room', (current) => current.uploadBufferedBytes);
+  const connectionsTotal = new Counter({ name: 'dcas_gateway_connections_total', help: 'WebSocket connections accepted', registers });
+  const errorsTotal = new Counter({ name: 'dcas_gateway_errors_total', help: 'Error frames sent, by code', labelNames: ['code'], registers });
+  const uploadBytesTotal = new Counter({ name: 'dcas_gateway_upload_bytes_total', help: 'Bytes received in upload frames', registers });
+  const downloadBytesTotal = new Counter({ name: 'dcas_gateway_download_bytes_total', help: 'Bytes sent in download frames', registers });
+
+  return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
+    protocolError: (code) => errorsTotal.inc({ code }),
+    uploadBytes: (bytes) => uploadBytesTotal.inc(bytes),
+    downloadBytes: (bytes) => downloadBytesTotal.inc(bytes),
+    connectionOpened: () => connectionsTotal.inc(),
+  };
+}

@@ -1,0 +1,737 @@
+/**
+ * The gateway's WebSocket side (path /ws): one connection = hello, then requests. docs/PROTOCOL.md is
+ * the specification; this file is its implementation.
+ *
+ * Rules that keep a node safe from its clients:
+ * - Nothing but hello is read before the hello; a connection that sends none is closed (slow-loris).
+ * - Upload bytes are accepted only against credit, and credit is granted back only after the jobs room
+ *   took earlier bytes (`session.write` resolved), so the bytes a node holds for one upload never
+ *   exceed the window however fast its client sends. Overrunning the credit closes the connection.
+ * - Every size is capped: frames (by ws's maxPayload, before a payload is buffered), control messages,
+ *   connections, uploads, watches, queued download bytes, bad messages per connection.
+ * - A failure in one connection is answered on that connection only; the process never crashes.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/types.ts';
+import type { TokenCheck } from './auth.ts';
+import { parseClientMessage } from './messages.ts';
+import type { GatewayMetrics, GatewayStats } from './metrics.ts';
+import {
+  closeCodes,
+  errorCodes,
+  protocolVersion,
+  protocolVersionsSupported,
+  type ClientMessage,
+  type DownloadMessage,
+  type ErrorCode,
+  type ProtocolLimits,
+  type RequestId,
+  type ServerMessage,
+  type UploadMessage,
+  type WatchMessage,
+} from './protocol.ts';
+
+export interface GatewayLimits extends ProtocolLimits {
+  /** Open WebSocket connections; one more is refused at the upgrade with HTTP 503. */
+  connectionsMax: number;
+  /** A connection that has not said hello after this long is closed. */
+  helloTimeoutMs: number;
+  /** A watched job's updates are sent at most this often (the latest view wins). */
+  watchIntervalMs: number;
+  /** A download waits while more than this many bytes are queued to its client's socket. */
+  downloadBufferedBytesMax: number;
+  /** Request-level errors one connection may cause before it is closed. */
+  badMessagesMax: number;
+  /** Most jobs one `jobs` request lists. */
+  jobsListMax: number;
+}
+
+export const defaultGatewayLimits: GatewayLimits = {
+  frameBytesMax: 1024 * 1024,
+  controlBytesMax: 64 * 1024,
+  uploadWindowBytes: 8 * 1024 * 1024,
+  uploadsMax: 32,
+  watchesMax: 64,
+  heartbeatMs: 15_000,
+  uploadIdleMs: 60_000,
+  connectionsMax: 512,
+  helloTimeoutMs: 5_000,
+  watchIntervalMs: 100,
+  downloadBufferedBytesMax: 1024 * 1024,
+  badMessagesMax: 16,
+  jobsListMax: 1_000,
+};
+
+export interface WebSocketGatewayOptions {
+  node: string;
+  jobs: JobService | undefined;
+  tokenCheck: TokenCheck;
+  limits: GatewayLimits;
+  logger: Logger;
+  metrics: () => GatewayMetrics | undefined;
+}
+
+export interface WebSocketGateway {
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
+  stats(): GatewayStats & { uploadBufferedBytesPeak: number };
+  /** Closes every connection (1001), aborts unfinished uploads and waits for those aborts. */
+  close(): Promise<void>;
+}
+
+type UploadPhase = 'receiving' | 'finishing' | 'failed' | 'aborted' | 'done';
+
+interface UploadState {
+  requestId: RequestId | undefined;
+  jobId: string;
+  session: UploadSession;
+  phase: UploadPhase;
+  /** Total credit granted since upload-accepted; the client may have sent at most this many bytes. */
+  grantedBytes: number;
+  receivedBytes: number;
+  /** Received, not yet taken by `session.write`. */
+  bufferedBytes: number;
+  /** Taken by `session.write` but not yet granted back as credit (grants are batched). */
+  owedBytes: number;
+  /** Writes run one after another on this chain, in arrival order. */
+  tail: Promise<void>;
+  idleTimer: NodeJS.Timeout | undefined;
+  failure: { code: ErrorCode; message: string } | undefined;
+}
+
+interface WatchState {
+  requestId: RequestId | undefined;
+  latest: JobView | undefined;
+  timer: NodeJS.Timeout | undefined;
+  sentAtMs: number;
+  unsubscribe: (() => void) | undefined;
+  stopped: boolean;
+}
+
+interface DownloadState {
+  jobId: string;
+  cancelled: boolean;
+}
+
+interface Connection {
+  id: number;
+  socket: WebSocket;
+  remote: string;
+  welcomed: boolean;
+  closing: boolean;
+  closed: boolean;
+  alive: boolean;
+  helloTimer: NodeJS.Timeout | undefined;
+  badMessages: number;
+  uploadStarting: boolean;
+  upload: UploadState | undefined;
+  download: DownloadState | undefined;
+  watches: Map<string, WatchState>;
+  closedPromise: Promise<void>;
+}
+
+class ConnectionClosed extends Error {}
+
+/** Upload credit is granted back in batches of at least this fraction of the window, or when idle. */
+const grantFraction = 8;
+/** After a close frame, a peer that does not complete the close handshake is cut off after this long. */
+const closeGraceMs = 2_000;
+
+function assert(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(`gateway invariant broken: ${message}`);
+}
+
+export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSocketGateway {
+  const { jobs, tokenCheck, limits, logger, node } = options;
+  const server = new WebSocketServer({ noServer: true, maxPayload: limits.frameBytesMax, perMessageDeflate: false, clientTracking: false });
+  const connections = new Set<Connection>();
+  const pendingAborts = new Set<Promise<void>>();
+  let connectionCount = 0;
+  let uploadsActive = 0;
+  let downloadsActive = 0;
+  let uploadBufferedBytes = 0;
+  let uploadBufferedBytesPeak = 0;
+  let stopping = false;
+
+  const heartbeat = setInterval(() => {
+    for (const connection of connections) {
+      if (!connection.alive) {
+        logger.info({ connection: connection.id, remote: connection.remote }, 'gateway: no pong within a heartbeat; dropping the connection');
+        connection.socket.terminate();
+        continue;
+      }
+      connection.alive = false;
+      if (connection.socket.readyState === WebSocket.OPEN) connection.socket.ping();
+    }
+  }, limits.heartbeatMs);
+  heartbeat.unref();
+
+  // Sending.
+
+  function send(connection: Connection, message: ServerMessage): void {
+    if (message.type === 'error') options.metrics()?.protocolError(message.code);
+    if (connection.socket.readyState !== WebSocket.OPEN) return;
+    connection.socket.send(JSON.stringify(message));
+  }
+
+  function sendError(connection: Connection, code: ErrorCode, message: string, context: { id?: RequestId; jobId?: string } = {}): void {
+    const frame: ServerMessage = { type: 'error', code, message };
+    if (context.id !== undefined) frame.id = context.id;
+    if (context.jobId !== undefined) frame.jobId = context.jobId;
+    send(connection, frame);
+  }
+
+  /** An error about one request: the connection stays open, unless it keeps sending bad requests. */
+  function rejectRequest(connection: Connection, code: ErrorCode, message: string, context: { id?: RequestId; jobId?: string } = {}): void {
+    sendError(connection, code, message, context);
+    if (code !== 'BAD_MESSAGE' && code !== 'OUT_OF_ORDER') return;
+    connection.badMessages++;
+    if (connection.badMessages >= limits.badMessagesMax) {
+      closeFor(connection, 'BAD_MESSAGE', `${connection.badMessages} bad messages on one connection; closing it`, closeCodes.policyViolation);
+    }
+  }
+
+  /** A protocol violation or a node-side end: an error frame, then the close handshake. */
+  function closeFor(connection: Connection, code: ErrorCode, message: string, closeCode: number): void {
+    if (connection.closing) return;
+    sendError(connection, code, message);
+    connection.closing = true;
+    logger.info({ connection: connection.id, remote: connection.remote, code, reason: message }, 'gateway: closing a connection');
+    if (connection.socket.readyState === WebSocket.OPEN) connection.socket.close(closeCode, code);
+    setTimeout(() => connection.socket.terminate(), closeGraceMs).unref();
+  }
+
+  /** Sends one download frame; waits while more than the bound is queued to this client. */
+  function sendBinary(connection: Connection, frame: Uint8Array): Promise<void> {
+    const socket = connection.socket;
+    if (socket.readyState !== WebSocket.OPEN) return Promise.reject(new ConnectionClosed());
+    let written!: Promise<void>;
+    written = new Promise<void>((resolve) => socket.send(frame, { binary: true }, () => resolve()));
+    options.metrics()?.downloadBytes(frame.length);
+    if (socket.bufferedAmount <= limits.downloadBufferedBytesMax) return Promise.resolve();
+    // The callback of the last frame fires once everything before it left the process.
+    return Promise.race([written, connection.closedPromise.then(() => Promise.reject(new ConnectionClosed()))]);
+  }
+
+  function describeError(error: unknown, what: string): { code: ErrorCode; message: string } {
+    if (error instanceof JobError && (errorCodes as readonly string[]).includes(error.code)) return { code: error.code, message: error.message };
+    logger.error({ err: error }, `gateway: ${what} failed`);
+    return { code: 'INTERNAL', message: `${what} failed on node ${node}; see its log` };
+  }
+
+  // Connections.
+
+  function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (stopping || connectionCount >= limits.connectionsMax) {
+      const body = JSON.stringify({ error: { code: 'BUSY', message: stopping ? `node ${node} is stopping` : `node ${node} has ${limits.connectionsMax} connections open; try another node or later` } });
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
+    connectionCount++;
+    let counted = true;
+    const uncount = () => {
+      if (counted) connectionCount--;
+      counted = false;
+    };
+    // A handshake ws rejects never reaches the callback; the socket's close then frees the slot.
+    socket.once('close', uncount);
+    server.handleUpgrade(request, socket, head, (webSocket) => {
+      socket.off('close', uncount);
+      open(webSocket, request, uncount);
+    });
+  }
+
+  function open(socket: WebSocket, request: IncomingMessage, uncount: () => void): void {
+    let markClosed!: () => void;
+    const connection: Connection = {
+      id: nextConnectionId++,
+      socket,
+      remote: `${request.socket.remoteAddress}:${request.socket.remotePort}`,
+      welcomed: false,
+      closing: false,
+      closed: false,
+      alive: true,
+      helloTimer: undefined,
+      badMessages: 0,
+      uploadStarting: false,
+      upload: undefined,
+      download: undefined,
+      watches: new Map(),
+      closedPromise: new Promise<void>((resolve) => (markClosed = resolve)),
+    };
+    connections.add(connection);
+    options.metrics()?.connectionOpened();
+    connection.helloTimer = setTimeout(() => closeFor(connection, 'TIMEOUT', `no hello within ${limits.helloTimeoutMs} ms`, closeCodes.policyViolation), limits.helloTimeoutMs);
+    socket.on('pong', () => (connection.alive = true));
+    socket.on('error', (error) => {
+      // ws has already started closing; a frame over maxPayload is refused here (close 1009).
+      const tooBig = (error as { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+      if (tooBig) options.metrics()?.protocolError('FRAME_TOO_LARGE');
+      logger.info({ connection: connection.id, remote: connection.remote, err: error.message }, 'gateway: connection error');
+    });
+    socket.on('message', (data, isBinary) => {
+      connection.alive = true;
+      if (connection.closing) return;
+      try {
+        onFrame(connection, data, isBinary);
+      } catch (error) {
+        logger.error({ err: error, connection: connection.id }, 'gateway: a frame could not be handled');
+        closeFor(connection, 'INTERNAL', `node ${node} failed to handle a frame; see its log`, closeCodes.internalError);
+      }
+    });
+    socket.on('close', () => {
+      connection.closed = true;
+      connection.closing = true;
+      connections.delete(connection);
+      uncount();
+      markClosed();
+      try {
+        onClosed(connection);
+      } catch (error) {
+        logger.error({ err: error, connection: connection.id }, 'gateway: cleaning up a closed connection failed');
+      }
+    });
+  }
+  let nextConnectionId = 1;
+
+  function onClosed(connection: Connection): void {
+    clearTimeout(connection.helloTimer);
+    const upload = connection.upload;
+    connection.upload = undefined;
+    if (upload !== undefined && upload.phase === 'receiving') endUpload(upload, 'aborted', 'client disconnected');
+    if (connection.download !== undefined) connection.download.cancelled = true;
+    for (const watch of connection.watches.values()) stopWatch(watch);
+    connection.watches.clear();
+  }
+
+  function onFrame(connection: Connection, data: RawData, isBinary: boolean): void {
+    const bytes = data as Buffer;
+    if (!connection.welcomed && isBinary) {
+      closeFor(connection, 'OUT_OF_ORDER', 'expected hello first, got a binary frame', closeCodes.policyViolation);
+      return;
+    }
+    if (isBinary) {
+      onUploadBytes(connection, bytes);
+      return;
+    }
+    if (bytes.length > limits.controlBytesMax) {
+      closeFor(connection, 'FRAME_TOO_LARGE', `a control message of ${bytes.length} bytes is over the limit of ${limits.controlBytesMax}`, closeCodes.messageTooBig);
+      return;
+    }
+    const parsed = parseClientMessage(bytes.toString('utf8'));
+    if (!connection.welcomed) {
+      if (!parsed.ok) closeFor(connection, 'BAD_MESSAGE', parsed.message, closeCodes.policyViolation);
+      else onHello(connection, parsed.message);
+      return;
+    }
+    if (!parsed.ok) {
+      rejectRequest(connection, 'BAD_MESSAGE', parsed.message, { id: parsed.id });
+      return;
+    }
+    dispatch(connection, parsed.message);
+  }
+
+  function onHello(connection: Connection, message: ClientMessage): void {
+    if (message.type !== 'hello') {
+      closeFor(connection, 'OUT_OF_ORDER', `expected hello first, got ${message.type}`, closeCodes.policyViolation);
+      return;
+    }
+    if (!protocolVersionsSupported.includes(message.version)) {
+      closeFor(connection, 'UNSUPPORTED_VERSION', `protocol version ${message.version} is not supported; node ${node} speaks ${protocolVersionsSupported.join(', ')}`, closeCodes.policyViolation);
+      return;
+    }
+    if (!tokenCheck.matches(message.token)) {
+      closeFor(connection, 'AUTH', message.token === undefined ? 'this node requires a token' : 'wrong token', closeCodes.policyViolation);
+      return;
+    }
+    clearTimeout(connection.helloTimer);
+    connection.welcomed = true;
+    const { frameBytesMax, controlBytesMax, uploadWindowBytes, uploadsMax, watchesMax, heartbeatMs, uploadIdleMs } = limits;
+    send(connection, {
+      type: 'welcome',
+      version: protocolVersion,
+      node,
+      auth: tokenCheck.enabled ? 'token' : 'none',
+      limits: { frameBytesMax, controlBytesMax, uploadWindowBytes, uploadsMax, watchesMax, heartbeatMs, uploadIdleMs },
+    });
+  }
+
+  function dispatch(connection: Connection, message: ClientMessage): void {
+    const context = { id: 'id' in message ? message.id : undefined };
+    const run = (what: string, work: Promise<void>) =>
+      work.catch((error: unknown) => {
+        if (error instanceof ConnectionClosed) return;
+        const { code, message: text } = describeError(error, what);
+        sendError(connection, code, text, { ...context, jobId: 'jobId' in message ? message.jobId : undefined });
+      });
+    if (jobs === undefined && message.type !== 'hello' && message.type !== 'unwatch' && message.type !== 'download-cancel') {
+      rejectRequest(connection, 'NOT_READY', `node ${node} has no jobs service running yet`, context);
+      return;
+    }
+    switch (message.type) {
+      case 'hello':
+        rejectRequest(connection, 'OUT_OF_ORDER', 'hello was already received on this connection', context);
+        return;
+      case 'upload':
+        void run('starting the upload', startUpload(connection, message));
+        return;
+      case 'upload-end':
+        endUploadRequest(connection, message.jobId, message.id);
+        return;
+      case 'upload-abort':
+        abortUploadRequest(connection, message.jobId, message.reason, message.id);
+        return;
+      case 'watch':
+        void run(`watching job ${message.jobId}`, startWatch(connection, message));
+        return;
+      case 'unwatch': {
+        const jobIds = message.jobId === undefined ? [...connection.watches.keys()] : [message.jobId].filter((jobId) => connection.watches.has(jobId));
+        for (const jobId of jobIds) {
+          stopWatch(connection.watches.get(jobId)!);
+          connection.watches.delete(jobId);
+        }
+        send(connection, { type: 'unwatched', id: message.id, jobIds });
+        return;
+      }
+      case 'status':
+        void run(`reading job ${message.jobId}`, getJob(message.jobId).then((job) => send(connection, { type: 'job', id: message.id, job })));
+        return;
+      case 'jobs': {
+        const limit = Math.min(message.limit ?? limits.jobsListMax, limits.jobsListMax);
+        void run('listing jobs', jobs!.listJobs({ limit }).then((list) => send(connection, { type: 'jobs', id: message.id, jobs: list.slice(0, limit) })));
+        return;
+      }
+      case 'download':
+        void run(`downloading job ${message.jobId}`, download(connection, message));
+        return;
+      case 'download-cancel':
+        // Idempotent: the download may have ended while this message was on its way.
+        if (connection.download?.jobId === message.jobId) connection.download.cancelled = true;
+        return;
+    }
+  }
+
+  async function getJob(jobId: string): Promise<JobView> {
+    const job = await jobs!.getJob(jobId);
+    if (job === undefined) throw new JobError('NOT_FOUND', `job ${jobId}: not found on node ${node}`);
+    return job;
+  }
+
+  // Uploads.
+
+  async function startUpload(connection: Connection, message: UploadMessage): Promise<void> {
+    const context = { id: message.id };
+    if (connection.upload !== undefined || connection.uploadStarting) {
+      const current = connection.upload;
+      const detail = current?.phase === 'failed' ? `upload of job ${current.jobId} failed; send upload-abort for it first` : 'one upload at a time per connection';
+      rejectRequest(connection, 'OUT_OF_ORDER', detail, context);
+      return;
+    }
+    if (uploadsActive >= limits.uploadsMax) {
+      rejectRequest(connection, 'BUSY', `node ${node} has ${limits.uploadsMax} uploads in progress; try again later or another node`, context);
+      return;
+    }
+    uploadsActive++;
+    connection.uploadStarting = true;
+    let session: UploadSession;
+    try {
+      session = await jobs!.startUpload({ fileName: message.fileName, mode: message.mode, chunkSize: message.chunkSize, size: message.size });
+    } catch (error) {
+      uploadsActive--;
+      throw error;
+    } finally {
+      connection.uploadStarting = false;
+    }
+    const upload: UploadState = {
+      requestId: message.id,
+      jobId: session.jobId,
+      session,
+      phase: 'receiving',
+      grantedBytes: limits.uploadWindowBytes,
+      receivedBytes: 0,
+      bufferedBytes: 0,
+      owedBytes: 0,
+      tail: Promise.resolve(),
+      idleTimer: undefined,
+      failure: undefined,
+    };
+    if (connection.closed) {
+      endUpload(upload, 'aborted', 'client disconnected');
+      return;
+    }
+    connection.upload = upload;
+    armIdleTimer(connection, upload);
+    logger.info({ connection: connection.id, job: upload.jobId, fileName: message.fileName, mode: message.mode, size: message.size }, 'gateway: upload started');
+    send(connection, { type: 'upload-accepted', id: message.id, jobId: upload.jobId, credit: upload.grantedBytes });
+  }
+
+  function armIdleTimer(connection: Connection, upload: UploadState): void {
+    clearTimeout(upload.idleTimer);
+    upload.idleTimer = setTimeout(() => {
+      if (upload.phase !== 'receiving') return;
+      // While the jobs room still holds bytes, the client is waiting for credit: not its fault.
+      if (upload.bufferedBytes > 0) {
+        armIdleTimer(connection, upload);
+        return;
+      }
+      failUpload(connection, upload, { code: 'TIMEOUT', message: `upload of job ${upload.jobId}: nothing received for ${limits.uploadIdleMs} ms` });
+    }, limits.uploadIdleMs);
+    upload.idleTimer.unref();
+  }
+
+  function onUploadBytes(connection: Connection, bytes: Buffer): void {
+    const upload = connection.upload;
+    if (upload === undefined) {
+      closeFor(connection, 'FLOW_CONTROL', 'a binary frame without an accepted upload (no credit)', closeCodes.policyViolation);
+      return;
+    }
+    if (upload.receivedBytes + bytes.length > upload.grantedBytes) {
+      const credit = upload.grantedBytes - upload.receivedBytes;
+      closeFor(connection, 'FLOW_CONTROL', `upload of job ${upload.jobId}: a frame of ${bytes.length} bytes with ${credit} bytes of credit left`, closeCodes.policyViolation);
+      return;
+    }
+    if (upload.phase === 'finishing') {
+      closeFor(connection, 'OUT_OF_ORDER', `upload of job ${upload.jobId}: data after upload-end`, closeCodes.policyViolation);
+      return;
+    }
+    upload.receivedBytes += bytes.length;
+    options.metrics()?.uploadBytes(bytes.length);
+    // Frames that were in flight when the upload failed are counted against the credit and dropped.
+    if (upload.phase !== 'receiving') return;
+    armIdleTimer(connection, upload);
+    upload.bufferedBytes += bytes.length;
+    uploadBufferedBytes += bytes.length;
+    uploadBufferedBytesPeak = Math.max(uploadBufferedBytesPeak, uploadBufferedBytes);
+    assert(upload.bufferedBytes <= limits.uploadWindowBytes, `job ${upload.jobId}: ${upload.bufferedBytes} bytes buffered, window ${limits.uploadWindowBytes}`);
+    upload.tail = upload.tail.then(() => writeUploadBytes(connection, upload, bytes));
+  }
+
+  /** One step of an upload's write chain; never rejects, so the chain keeps its accounting. */
+  async function writeUploadBytes(connection: Connection, upload: UploadState, bytes: Buffer): Promise<void> {
+    let written = false;
+    try {
+      if (upload.phase === 'receiving' || upload.phase === 'finishing') {
+        await upload.session.write(bytes);
+        written = true;
+      }
+    } catch (error) {
+      failUpload(connection, upload, describeError(error, `writing upload bytes of job ${upload.jobId}`));
+    } finally {
+      upload.bufferedBytes -= bytes.length;
+      uploadBufferedBytes -= bytes.length;
+    }
+    if (!written || upload.phase !== 'receiving') return;
+    upload.owedBytes += bytes.length;
+    if (upload.owedBytes >= limits.uploadWindowBytes / grantFraction || upload.bufferedBytes === 0) {
+      upload.grantedBytes += upload.owedBytes;
+      send(connection, { type: 'credit', jobId: upload.jobId, bytes: upload.owedBytes });
+      upload.owedBytes = 0;
+      armIdleTimer(connection, upload);
+    }
+  }
+
+  /** The upload fails; the connection stays open and drops its frames until upload-abort or upload-end. */
+  function failUpload(connection: Connection, upload: UploadState, failure: { code: ErrorCode; message: string }, id = upload.requestId): void {
+    if (upload.phase !== 'receiving' && upload.phase !== 'finishing') return;
+    upload.failure = failure;
+    sendError(connection, failure.code, failure.message, { id, jobId: upload.jobId });
+    endUpload(upload, 'failed', failure.message);
+  }
+
+  /** Leaves the receiving/finishing phase for good: frees the node's upload slot, aborts the session after its writes. */
+  function endUpload(upload: UploadState, phase: 'failed' | 'aborted' | 'done', reason: string): void {
+    assert(upload.phase === 'receiving' || upload.phase === 'finishing', `job ${upload.jobId}: upload ended twice`);
+    upload.phase = phase;
+    clearTimeout(upload.idleTimer);
+    uploadsActive--;
+    if (phase === 'done') return;
+    logger.info({ job: upload.jobId, reason }, 'gateway: upload aborted');
+    const aborted = upload.tail
+      .then(() => upload.session.abort(reason))
+      .catch((error: unknown) => logger.warn({ err: error, job: upload.jobId }, 'gateway: aborting an upload failed'));
+    pendingAborts.add(aborted);
+    void aborted.finally(() => pendingAborts.delete(aborted));
+  }
+
+  function endUploadRequest(connection: Connection, jobId: string, id: RequestId | undefined): void {
+    const upload = connection.upload;
+    if (upload === undefined || upload.jobId !== jobId) {
+      rejectRequest(connection, 'OUT_OF_ORDER', `upload-end for job ${jobId}, which is not this connection's upload`, { id, jobId });
+      return;
+    }
+    if (upload.phase === 'failed') {
+      connection.upload = undefined;
+      sendError(connection, upload.failure!.code, upload.failure!.message, { id, jobId });
+      return;
+    }
+    if (upload.phase !== 'receiving') {
+      rejectRequest(connection, 'OUT_OF_ORDER', `upload of job ${jobId} is already ending`, { id, jobId });
+      return;
+    }
+    upload.phase = 'finishing';
+    clearTimeout(upload.idleTimer);
+    // From here a disconnect no longer aborts: the client sent everything it meant to.
+    upload.tail = upload.tail.then(async () => {
+      // Nothing more can arrive for this upload: the connection is free for the next one once this ends.
+      const release = () => {
+        if (connection.upload === upload) connection.upload = undefined;
+      };
+      if (upload.phase !== 'finishing') {
+        release(); // A write failed after upload-end was sent; its error frame is already out.
+        return;
+      }
+      let job: JobView;
+      try {
+        job = await upload.session.finish();
+      } catch (error) {
+        failUpload(connection, upload, describeError(error, `finishing the upload of job ${jobId}`), id);
+        release();
+        return;
+      }
+      endUpload(upload, 'done', 'finished');
+      release();
+      logger.info({ connection: connection.id, job: jobId, bytes: upload.receivedBytes }, 'gateway: upload finished');
+      send(connection, { type: 'upload-done', id, job });
+    });
+  }
+
+  function abortUploadRequest(connection: Connection, jobId: string, reason: string | undefined, id: RequestId | undefined): void {
+    const upload = connection.upload;
+    if (upload === undefined || upload.jobId !== jobId) {
+      rejectRequest(connection, 'OUT_OF_ORDER', `upload-abort for job ${jobId}, which is not this connection's upload`, { id, jobId });
+      return;
+    }
+    if (upload.phase === 'finishing') {
+      rejectRequest(connection, 'OUT_OF_ORDER', `upload of job ${jobId} is already ending`, { id, jobId });
+      return;
+    }
+    if (upload.phase === 'receiving') endUpload(upload, 'aborted', `client aborted the upload${reason ? `: ${reason}` : ''}`);
+    connection.upload = undefined;
+    send(connection, { type: 'upload-aborted', id, jobId });
+  }
+
+  // Watches.
+
+  async function startWatch(connection: Connection, message: WatchMessage): Promise<void> {
+    const { jobId, id } = message;
+    const existing = connection.watches.get(jobId);
+    if (existing !== undefined) {
+      // Watching twice is not an error; the client gets the job now, as on a first watch.
+      send(connection, { type: 'job', id, job: await getJob(jobId) });
+      return;
+    }
+    if (connection.watches.size >= limits.watchesMax) {
+      rejectRequest(connection, 'BUSY', `a connection may watch at most ${limits.watchesMax} jobs`, { id, jobId });
+      return;
+    }
+    const watch: WatchState = { requestId: id, latest: undefined, timer: undefined, sentAtMs: 0, unsubscribe: undefined, stopped: false };
+    connection.watches.set(jobId, watch);
+    try {
+      await getJob(jobId);
+      const unsubscribe = await jobs!.watch(jobId, (job) => offerWatchedJob(connection, watch, job));
+      if (watch.stopped) unsubscribe();
+      else watch.unsubscribe = unsubscribe;
+    } catch (error) {
+      stopWatch(watch);
+      if (connection.watches.get(jobId) === watch) connection.watches.delete(jobId);
+      throw error;
+    }
+  }
+
+  /** Keeps the latest view; sends at most one per interval, and waits while the client is behind. */
+  function offerWatchedJob(connection: Connection, watch: WatchState, job: JobView): void {
+    if (watch.stopped) return;
+    watch.latest = job;
+    if (watch.timer !== undefined) return;
+    const flush = () => {
+      watch.timer = undefined;
+      if (watch.stopped || watch.latest === undefined) return;
+      const waitMs = watch.sentAtMs + limits.watchIntervalMs - Date.now();
+      const behind = connection.socket.bufferedAmount > limits.downloadBufferedBytesMax;
+      if (waitMs > 0 || behind) {
+        watch.timer = setTimeout(flush, Math.max(waitMs, limits.watchIntervalMs));
+        return;
+      }
+      send(connection, { type: 'job', id: watch.requestId, job: watch.latest });
+      watch.latest = undefined;
+      watch.sentAtMs = Date.now();
+    };
+    flush();
+  }
+
+  function stopWatch(watch: WatchState): void {
+    watch.stopped = true;
+    clearTimeout(watch.timer);
+    watch.timer = undefined;
+    const unsubscribe = watch.unsubscribe;
+    watch.unsubscribe = undefined;
+    try {
+      unsubscribe?.();
+    } catch (error) {
+      logger.warn({ err: error }, 'gateway: unsubscribing a watch failed');
+    }
+  }
+
+  // Downloads.
+
+  async function download(connection: Connection, message: DownloadMessage): Promise<void> {
+    const { jobId, id, compressed } = message;
+    if (connection.download !== undefined) {
+      rejectRequest(connection, 'OUT_OF_ORDER', `one download at a time per connection; job ${connection.download.jobId} is downloading`, { id, jobId });
+      return;
+    }
+    const state: DownloadState = { jobId, cancelled: false };
+    connection.download = state;
+    downloadsActive++;
+    try {
+      const source = await jobs!.openDownload(jobId, { compressed });
+      if (connection.closed) {
+        await source.stream[Symbol.asyncIterator]().return?.();
+        return;
+      }
+      send(connection, { type: 'download-start', id, jobId, compressed, size: source.size, fileName: source.fileName, sha256: source.sha256 });
+      let sentBytes = 0;
+      for await (const piece of source.stream) {
+        if (state.cancelled) break;
+        for (let at = 0; at < piece.length && !state.cancelled; at += limits.frameBytesMax) {
+          const frame = piece.subarray(at, at + limits.frameBytesMax);
+          await sendBinary(connection, frame);
+          sentBytes += frame.length;
+        }
+      }
+      if (connection.closed) return;
+      if (!state.cancelled && sentBytes !== source.size) {
+        throw new Error(`download of job ${jobId}: the stream gave ${sentBytes} bytes, the jobs room announced ${source.size}`);
+      }
+      send(connection, { type: 'download-end', id, jobId, bytes: sentBytes, cancelled: state.cancelled });
+    } finally {
+      downloadsActive--;
+      if (connection.download === state) connection.download = undefined;
+    }
+  }
+
+  return {
+    handleUpgrade,
+    stats: () => ({
+      connections: connections.size,
+      uploadsActive,
+      downloadsActive,
+      watches: [...connections].reduce((sum, connection) => sum + connection.watches.size, 0),
+      uploadBufferedBytes,
+      uploadBufferedBytesPeak,
+    }),
+    async close() {
+      stopping = true;
+      clearInterval(heartbeat);
+      const closing = [...connections].map((connection) => {
+        closeFor(connection, 'UNAVAILABLE', `node ${node} is stopping`, closeCodes.goingAway);
+        return connection.closedPromise;
+      });
+      await Promise.all(closing);
+      await Promise.all([...pendingAborts]);
+      server.close();
+    },
+  };
+}

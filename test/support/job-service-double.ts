@@ -1,0 +1,224 @@
+/**
+ * A TEST DOUBLE of the jobs room (node/jobs): an in-memory JobService for testing the gateway, the
+ * client and the CLI without the cluster. It keeps uploaded bytes in memory, "processes" a job on a
+ * timer (or when a test says so), and serves downloads from memory. It checks nothing the real jobs
+ * room checks beyond the declared size; end-to-end tests with the real service live with the jobs room.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  JobError,
+  type Download,
+  type DownloadRequest,
+  type JobMetrics,
+  type JobService,
+  type JobState,
+  type JobView,
+  type UploadRequest,
+  type UploadSession,
+} from '../../node/jobs/types.ts';
+
+export interface JobServiceDoubleOptions {
+  /** Called before each write resolves; a test can hold writes back to see backpressure. */
+  beforeWrite?: (jobId: string, bytes: Uint8Array) => Promise<void>;
+  /** Makes startUpload fail with this error. */
+  startUploadError?: JobError;
+  /** Completes jobs by itself after finish, one chunk per tick; false leaves them "processing". */
+  autoProcessTickMs?: number | false;
+  /** Fails the job when the upload's bytes start with this text (simulates a kernel failure). */
+  failMarker?: string;
+  /** Called for each piece a download stream yields, as the gateway pulls it. */
+  onDownloadPiece?: (jobId: string, bytes: Uint8Array) => void;
+  /** Called when a download stream ends or is closed early. */
+  onDownloadClosed?: (jobId: string) => void;
+  /** Pieces a download stream yields. */
+  downloadPieceBytes?: number;
+}
+
+interface StoredJob {
+  view: JobView;
+  pieces: Buffer[];
+  listeners: Set<(job: JobView) => void>;
+}
+
+export interface JobServiceDouble extends JobService {
+  readonly aborts: Array<{ jobId: string; reason: string }>;
+  readonly writes: Array<{ jobId: string; bytes: number }>;
+  readonly startedUploads: number;
+  bytesOf(jobId: string): Buffer;
+  listenerCount(jobId: string): number;
+  update(jobId: string, patch: Partial<JobView>): void;
+  complete(jobId: string): void;
+  fail(jobId: string, error: string): void;
+  /** Stops the processing timers. */
+  close(): void;
+}
+
+/** The "compressed" form the double serves: the original bytes with each byte inverted. */
+export function fakeCompressed(bytes: Uint8Array): Buffer {
+  const out = Buffer.alloc(bytes.length);
+  for (let i = 0; i < bytes.length; i++) out[i] = bytes[i] ^ 0xff;
+  return out;
+}
+
+export function createJobServiceDouble(options: JobServiceDoubleOptions = {}): JobServiceDouble {
+  const jobs = new Map<string, StoredJob>();
+  const aborts: Array<{ jobId: string; reason: string }> = [];
+  const writes: Array<{ jobId: string; bytes: number }> = [];
+  const timers = new Set<NodeJS.Timeout>();
+  let startedUploads = 0;
+  let chunksCoded = 0;
+  const tickMs = options.autoProcessTickMs ?? 10;
+
+  function changed(job: StoredJob, patch: Partial<JobView>): void {
+    job.view = { ...job.view, ...patch };
+    const now = new Date().toISOString();
+    if (patch.state !== undefined && job.view.timestamps[patch.state] === undefined) job.view.timestamps = { ...job.view.timestamps, [patch.state]: now };
+    for (const listener of job.listeners) listener(structuredClone(job.view));
+  }
+
+  function stored(jobId: string): StoredJob {
+    const job = jobs.get(jobId);
+    if (job === undefined) throw new JobError('NOT_FOUND', `job ${jobId}: not found`);
+    return job;
+  }
+
+  function process(job: StoredJob): void {
+    if (tickMs === false) return;
+    const timer = setInterval(() => {
+      if (job.view.state !== 'processing') {
+        clearInterval(timer);
+        timers.delete(timer);
+        return;
+      }
+      chunksCoded++;
+      if (job.view.chunksDone + 1 < job.view.chunks) {
+        changed(job, { chunksDone: job.view.chunksDone + 1 });
+        return;
+      }
+      clearInterval(timer);
+      timers.delete(timer);
+      complete(job);
+    }, tickMs);
+    timers.add(timer);
+  }
+
+  function complete(job: StoredJob): void {
+    const original = Buffer.concat(job.pieces);
+    changed(job, { state: 'merging', chunksDone: job.view.chunks });
+    changed(job, { state: 'completed', compressedSize: original.length, ratio: original.length === 0 ? null : 1 });
+  }
+
+  return {
+    aborts,
+    writes,
+    get startedUploads() {
+      return startedUploads;
+    },
+    async startUpload(request: UploadRequest): Promise<UploadSession> {
+      if (options.startUploadError) throw options.startUploadError;
+      startedUploads++;
+      const jobId = randomBytes(8).toString('hex');
+      const chunkSize = request.chunkSize ?? 4 * 1024 * 1024;
+      const job: StoredJob = {
+        pieces: [],
+        listeners: new Set(),
+        view: {
+          id: jobId,
+          state: 'uploading',
+          mode: request.mode,
+          fileName: request.fileName,
+          originalSize: null,
+          compressedSize: null,
+          ratio: null,
+          sha256: null,
+          mime: null,
+          codec: 'huffman',
+          chunkSize,
+          chunks: 0,
+          chunksDone: 0,
+          uploadedBytes: 0,
+          chunkNodes: {},
+          timestamps: { pending: new Date().toISOString(), uploading: new Date().toISOString() },
+          phases: { uploadSeconds: null, processSeconds: null, mergeSeconds: null },
+          error: null,
+          gateway: 'double',
+        },
+      };
+      jobs.set(jobId, job);
+      return {
+        jobId,
+        async write(bytes) {
+          await options.beforeWrite?.(jobId, bytes);
+          if (job.view.state !== 'uploading') throw new JobError('BAD_INPUT', `job ${jobId}: not uploading`);
+          const uploadedBytes = job.view.uploadedBytes + bytes.length;
+          if (request.size !== undefined && uploadedBytes > request.size) throw new JobError('TOO_LARGE', `job ${jobId}: more than the declared ${request.size} bytes`);
+          job.pieces.push(Buffer.from(bytes));
+          writes.push({ jobId, bytes: bytes.length });
+          changed(job, { uploadedBytes, chunks: Math.ceil(uploadedBytes / chunkSize) });
+        },
+        async finish() {
+          const original = Buffer.concat(job.pieces);
+          if (request.size !== undefined && original.length !== request.size) throw new JobError('BAD_INPUT', `job ${jobId}: ${original.length} bytes arrived, ${request.size} declared`);
+          const sha256 = createHash('sha256').update(original).digest('hex');
+          changed(job, { state: 'processing', originalSize: original.length, sha256, mime: 'application/octet-stream', chunks: Math.max(1, Math.ceil(original.length / chunkSize)) });
+          if (options.failMarker !== undefined && original.subarray(0, options.failMarker.length).toString() === options.failMarker) {
+            setTimeout(() => changed(job, { state: 'failed', error: `chunk 0 of job ${jobId}: kernel failed` }), tickMs || 0);
+          } else {
+            process(job);
+          }
+          return structuredClone(job.view);
+        },
+        async abort(reason) {
+          aborts.push({ jobId, reason });
+          if (job.view.state !== 'failed') changed(job, { state: 'failed', error: reason });
+        },
+      };
+    },
+    async getJob(id) {
+      const job = jobs.get(id);
+      return job === undefined ? undefined : structuredClone(job.view);
+    },
+    async listJobs(listOptions) {
+      return [...jobs.values()].slice(0, listOptions?.limit ?? Infinity).map((job) => structuredClone(job.view));
+    },
+    async watch(id, listener) {
+      const job = stored(id);
+      job.listeners.add(listener);
+      listener(structuredClone(job.view));
+      return () => job.listeners.delete(listener);
+    },
+    async openDownload(id, request: DownloadRequest): Promise<Download> {
+      const job = stored(id);
+      if (job.view.state !== 'completed') throw new JobError('NOT_READY', `job ${id}: ${job.view.state}, not completed`);
+      const original = Buffer.concat(job.pieces);
+      const bytes = request.compressed ? fakeCompressed(original) : original;
+      const pieceBytes = options.downloadPieceBytes ?? 300 * 1024;
+      async function* stream(): AsyncGenerator<Uint8Array> {
+        try {
+          for (let at = 0; at < bytes.length; at += pieceBytes) {
+            const piece = bytes.subarray(at, at + pieceBytes);
+            options.onDownloadPiece?.(id, piece);
+            yield piece;
+          }
+        } finally {
+          options.onDownloadClosed?.(id);
+        }
+      }
+      return { size: bytes.length, fileName: request.compressed ? `${job.view.fileName}.dcz` : job.view.fileName, sha256: job.view.sha256, stream: stream() };
+    },
+    metrics(): JobMetrics {
+      const jobsByState: Record<JobState, number> = { pending: 0, uploading: 0, processing: 0, merging: 0, completed: 0, failed: 0 };
+      for (const job of jobs.values()) jobsByState[job.view.state]++;
+      return { jobsByState, chunksCoded, bytesIn: 0, bytesOut: 0, kernelMBps: 123.5, queueDepth: 2, inFlight: 1 };
+    },
+    bytesOf: (jobId) => Buffer.concat(stored(jobId).pieces),
+    listenerCount: (jobId) => stored(jobId).listeners.size,
+    update: (jobId, patch) => changed(stored(jobId), patch),
+    complete: (jobId) => complete(stored(jobId)),
+    fail: (jobId, error) => changed(stored(jobId), { state: 'failed', error }),
+    close() {
+      for (const timer of timers) clearInterval(timer);
+      timers.clear();
+    },
+  };
+}
