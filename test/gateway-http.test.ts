@@ -66,7 +66,7 @@ test('an unknown job is 404 with a JSON error', async () => {
 
 test('/jobs*, /state and /cluster need the token (401 JSON with WWW-Authenticate); probes and /metrics stay open', async () => {
   for (const path of ['/jobs', `/jobs/${jobId}`, '/state', '/cluster']) {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${token}` }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${token}` }] as Array<Record<string, string>>) {
       const refused = await rawGet(path, headers);
       assert.is(refused.status, 401, `${path} ${JSON.stringify(headers)}`);
       assert.is(refused.body.error.code, 'AUTH');

@@ -31,6 +31,7 @@ export const errorCodes = [
   'BAD_INPUT',
   'UNAVAILABLE',
   'TIMEOUT',
+  'CORRUPT',
   'INTERNAL',
 ] as const;
 export type ErrorCode = (typeof errorCodes)[number];

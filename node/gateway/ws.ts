@@ -15,6 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { CodecError } from '../codec/index.ts';
 import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/types.ts';
 import type { TokenCheck } from './auth.ts';
 import { parseClientMessage } from './messages.ts';
@@ -217,6 +218,10 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
 
   function describeError(error: unknown, what: string): { code: ErrorCode; message: string } {
     if (error instanceof JobError && (errorCodes as readonly string[]).includes(error.code)) return { code: error.code, message: error.message };
+    if (error instanceof CodecError) {
+      logger.error({ err: error }, `gateway: ${what} failed verification`);
+      return { code: 'CORRUPT', message: error.message };
+    }
     logger.error({ err: error }, `gateway: ${what} failed`);
     return { code: 'INTERNAL', message: `${what} failed on node ${node}; see its log` };
   }
@@ -579,7 +584,9 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
         if (connection.upload === upload) connection.upload = undefined;
       };
       if (upload.phase !== 'finishing') {
-        release(); // A write failed after upload-end was sent; its error frame is already out.
+        // A write failed after upload-end was sent: answer the upload-end with that failure too.
+        release();
+        if (upload.failure !== undefined) sendError(connection, upload.failure.code, upload.failure.message, { id, jobId });
         return;
       }
       let job: JobView;
@@ -691,7 +698,9 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
         await source.stream[Symbol.asyncIterator]().return?.();
         return;
       }
-      send(connection, { type: 'download-start', id, jobId, compressed, size: source.size, fileName: source.fileName, sha256: source.sha256 });
+      // The protocol promises the original's SHA-256 with either form; the jobs room may leave it to the job.
+      const sha256 = source.sha256 ?? (await jobs!.getJob(jobId))?.sha256 ?? null;
+      send(connection, { type: 'download-start', id, jobId, compressed, size: source.size, fileName: source.fileName, sha256 });
       let sentBytes = 0;
       for await (const piece of source.stream) {
         if (state.cancelled) break;

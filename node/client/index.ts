@@ -1,0 +1,24 @@
+/**
+ * The DCaS client library: upload files to a cluster, follow jobs, download results.
+ *
+ *   const client = await connect({ server: 'http://127.0.0.1:7701', token });
+ *   const job = await client.upload('big.log', { onProgress: ({ bytes }) => ... });
+ *   const done = await client.waitForCompletion(job.id);
+ *   await client.downloadToFile(job.id, 'big.log.dcz', { compressed: true });
+ *   await client.close();
+ */
+export {
+  connect,
+  terminalStates,
+  webSocketUrl,
+  type ConnectOptions,
+  type DcasClient,
+  type DownloadOptions,
+  type DownloadResult,
+  type DownloadStream,
+  type UploadOptions,
+  type UploadProgress,
+  type Watch,
+} from './client.ts';
+export { DcasClientError, type ClientErrorCode } from './errors.ts';
+export type { JobMode, JobState, JobView } from '../jobs/types.ts';
