@@ -1,6 +1,8 @@
 /**
  * One blob-store interface, two implementations (a local folder, Google Cloud Storage).
  * Keys are relative paths of "/"-separated segments from [A-Za-z0-9._-] (no "..", no leading "/").
+ * A segment may not start with "." either: such names are the stores' own (temporary files,
+ * compose intermediates), so no key can collide with them. Limits: keys.ts.
  * Every blob carries a CRC32C of its bytes, checked when a whole blob is read: a mismatch is a
  * BlobError('CHECKSUM_MISMATCH'), never silent bad data. Writes are atomic: a blob is either absent
  * or whole under its key.
@@ -15,6 +17,7 @@ export interface BlobInfo {
 }
 
 export interface PutOptions {
+  /** Small string pairs kept with the blob (at most 8 KiB in all, as GCS allows). */
   metadata?: Record<string, string>;
 }
 
@@ -29,11 +32,19 @@ export interface BlobStore {
   readonly kind: 'folder' | 'gcs';
   /** Writes a whole blob from memory. */
   put(key: string, data: Uint8Array, options?: PutOptions): Promise<BlobInfo>;
-  /** Writes a blob from a stream of any length, with bounded memory. */
+  /**
+   * Writes a blob from a stream of any length, with bounded memory. A chunk may be reused by the
+   * caller once the store asks for the next one. If the source throws, its error is rethrown and
+   * the key keeps what it held before (nothing, or the previous whole blob).
+   */
   putStream(key: string, source: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<BlobInfo>;
   /** Reads a whole blob and checks its CRC32C. */
   get(key: string): Promise<Uint8Array>;
-  /** Reads a blob (or a byte range of it) as a stream; a whole-blob read checks the CRC32C at the end. */
+  /**
+   * Reads a blob (or a byte range of it) as a stream; a whole-blob read (no range) checks the
+   * CRC32C at the end and throws CHECKSUM_MISMATCH there. A range must lie within the blob
+   * (0 <= start <= end <= size), else BAD_RANGE.
+   */
   getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array>;
   /** A byte range into memory (no whole-blob CRC check: callers check the container's chunk CRC). */
   getRange(key: string, range: ReadRange): Promise<Uint8Array>;
@@ -54,7 +65,13 @@ export interface BlobStore {
   close(): Promise<void>;
 }
 
-export type BlobErrorCode = 'NOT_FOUND' | 'CHECKSUM_MISMATCH' | 'BAD_KEY' | 'UNAVAILABLE' | 'IO';
+/**
+ * NOT_FOUND: no blob under the key. CHECKSUM_MISMATCH: stored bytes do not match their CRC32C.
+ * BAD_KEY: a key or prefix breaks the rules above (or, in the folder store, a key is both a blob and
+ * a prefix of others). BAD_RANGE: a range outside the blob. BAD_METADATA: metadata too large or
+ * not strings. UNAVAILABLE: the backend failed transiently and retries ran out. IO: anything else.
+ */
+export type BlobErrorCode = 'NOT_FOUND' | 'CHECKSUM_MISMATCH' | 'BAD_KEY' | 'BAD_RANGE' | 'BAD_METADATA' | 'UNAVAILABLE' | 'IO';
 
 export class BlobError extends Error {
   readonly code: BlobErrorCode;

@@ -1,0 +1,479 @@
+/**
+ * The GCS blob store: the blob under <key> is the object <prefix>/<key> of one bucket, reached
+ * through @google-cloud/storage (real GCS with Application Default Credentials unless credentials
+ * or a key file are given; or any JSON-API endpoint, such as our loopback server, via apiEndpoint).
+ *
+ * Atomicity: GCS makes an object visible only when its upload completes, and replaces objects
+ * whole, so a blob is absent or whole. put() is one simple upload; putStream() a resumable upload
+ * sent in uploadChunkBytes requests (the client keeps one chunk in memory, which bounds memory and
+ * lets it resend that chunk after a failure). A putStream whose source fails never sends its last
+ * chunk, so the session never completes and nothing appears under the key.
+ *
+ * CRC32C: on writes the client hashes what it sends and compares with the object GCS made
+ * (validation 'crc32c'), and we compare our own CRC32C and size with the returned resource as well.
+ * A whole read compares the bytes received with the CRC32C in the download's x-goog-hash header,
+ * which is the object's crc32c field for the very generation the bytes came from (no race with a
+ * concurrent overwrite). Ranged reads are not checked: callers check their chunks.
+ *
+ * Retries: the client's, with exponential backoff, for 408/429/5xx and connection resets. The
+ * idempotency strategy is RetryAlways so uploads, compose and delete retry too; every write here
+ * may safely run twice (same bytes or sources under the same name).
+ *
+ * Compose: GCS takes at most 32 sources per call, so larger lists are composed in rounds into
+ * intermediate objects under "<prefix>/.dcas-compose/<uuid>/" (no key starts with ".", so they are
+ * never listed as blobs), deleted at the end.
+ */
+
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { crc32c } from '@node-rs/crc32';
+import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type CRC32CValidator, type StorageOptions } from '@google-cloud/storage';
+import { checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
+import { BlobError, type BlobInfo, type BlobStore, type PutOptions, type ReadRange } from './types.ts';
+
+export interface GcsRetryOptions {
+  /** Retries after the first attempt (default 6). */
+  retriesMax?: number;
+  /**
+   * Longest wait between attempts (default 32 s, at least 1 s). The client waits 2^n seconds plus
+   * up to 1 s of jitter, capped by this. The floor is the client's: its upload retries start at
+   * 1 s and refuse a cap below that. Tests use 1 s.
+   */
+  delayMsMax?: number;
+  /** Growth of the wait per retry (default 2). */
+  delayMultiplier?: number;
+  /** Give up once an operation has taken this long (default 10 minutes). */
+  totalMsMax?: number;
+}
+
+export interface GcsStoreOptions {
+  bucket: string;
+  /** Object name prefix; "dcas" and "dcas/" both put blob "a/b" at "dcas/a/b". Default none. */
+  prefix?: string;
+  /** A JSON-API endpoint other than Google's, e.g. "http://127.0.0.1:4443". */
+  apiEndpoint?: string;
+  /** Send credentials to apiEndpoint too (a proxy in front of real GCS). Default false. */
+  authWithCustomEndpoint?: boolean;
+  projectId?: string;
+  /** A service account key file; without it and `credentials`, Application Default Credentials. */
+  keyFilename?: string;
+  credentials?: StorageOptions['credentials'];
+  retry?: GcsRetryOptions;
+  /** Bytes per resumable-upload request, a multiple of 256 KiB (default 8 MiB). */
+  uploadChunkBytes?: number;
+  /** Compose calls or deletes in flight at once (default 8). */
+  parallelMax?: number;
+}
+
+/** GCS's limit on sources per compose call. */
+export const composeSourcesMax = 32;
+const uploadChunkQuantum = 256 * 1024;
+const contentType = 'application/octet-stream';
+
+/** The object resource fields this store reads. */
+interface ObjectResource {
+  name?: string;
+  generation?: string | number;
+  size?: string | number;
+  crc32c?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export function createGcsStore(options: GcsStoreOptions): BlobStore {
+  const retry = options.retry ?? {};
+  const uploadChunkBytes = options.uploadChunkBytes ?? 8 << 20;
+  if (!Number.isSafeInteger(uploadChunkBytes) || uploadChunkBytes <= 0 || uploadChunkBytes % uploadChunkQuantum !== 0) {
+    throw new Error(`gcs store: uploadChunkBytes must be a positive multiple of ${uploadChunkQuantum}, got ${uploadChunkBytes}`);
+  }
+  const delayMsMax = retry.delayMsMax ?? 32_000;
+  if (!(delayMsMax >= 1000)) throw new Error(`gcs store: retry.delayMsMax must be at least 1000 (the client's first upload retry waits 1 s), got ${delayMsMax}`);
+  const parallelMax = options.parallelMax ?? 8;
+  const objectPrefix = normalizePrefix(options.prefix ?? '');
+  const storage = new Storage({
+    ...(options.apiEndpoint === undefined ? {} : { apiEndpoint: options.apiEndpoint, useAuthWithCustomEndpoint: options.authWithCustomEndpoint ?? false }),
+    ...(options.projectId === undefined ? {} : { projectId: options.projectId }),
+    ...(options.keyFilename === undefined ? {} : { keyFilename: options.keyFilename }),
+    ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+    retryOptions: {
+      autoRetry: true,
+      maxRetries: retry.retriesMax ?? 6,
+      maxRetryDelay: delayMsMax / 1000,
+      retryDelayMultiplier: retry.delayMultiplier ?? 2,
+      totalTimeout: (retry.totalMsMax ?? 600_000) / 1000,
+      idempotencyStrategy: IdempotencyStrategy.RetryAlways,
+    },
+    crc32cGenerator: nativeCrc32cValidator,
+  });
+  const bucket = storage.bucket(options.bucket);
+  const location = `gs://${options.bucket}/${objectPrefix}`;
+  let closed = false;
+
+  const nameOf = (key: string): string => objectPrefix + key;
+  const describe = (action: string, key: string): string => `gcs store ${action} ${JSON.stringify(key)} (${location}${key})`;
+  const assertOpen = (where: string): void => {
+    if (closed) throw new BlobError('IO', `${where}: the store is closed`);
+  };
+
+  /** Checks what GCS says it stored against what we sent; removes that generation if they differ. */
+  async function checkWritten(key: string, resource: ObjectResource, size: number, crc: number, where: string): Promise<BlobInfo> {
+    const info = infoOf(key, resource, where);
+    if (info.size === size && info.crc32c === crc) return info;
+    await bucket.file(nameOf(key)).delete({ ifGenerationMatch: resource.generation, ignoreNotFound: true }).catch(() => {});
+    throw new BlobError('CHECKSUM_MISMATCH', `${where}: GCS stored ${info.size} bytes with CRC32C ${crc32cHex(info.crc32c)}, we sent ${size} bytes with CRC32C ${crc32cHex(crc)}`);
+  }
+
+  async function put(key: string, data: Uint8Array, putOptions: PutOptions | undefined): Promise<BlobInfo> {
+    const where = describe('put', key);
+    assertOpen(where);
+    checkKey(key, where);
+    const metadata = checkMetadata(putOptions?.metadata, where);
+    if (!(data instanceof Uint8Array)) throw new BlobError('IO', `${where}: data is not a Uint8Array`);
+    const file = bucket.file(nameOf(key));
+    try {
+      await file.save(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { resumable: false, validation: 'crc32c', metadata: { contentType, metadata } });
+    } catch (error) {
+      throw toBlobError(where, error);
+    }
+    return checkWritten(key, file.metadata as ObjectResource, data.byteLength, crc32c(data), where);
+  }
+
+  /** Downloads a blob or a range of it; a whole download is checked against the object's CRC32C. */
+  async function* download(key: string, range: ReadRange | undefined, where: string): AsyncGenerator<Uint8Array> {
+    const file = bucket.file(nameOf(key));
+    const stream = range === undefined
+      ? file.createReadStream({ validation: 'crc32c' })
+      : file.createReadStream({ start: range.start, end: range.end - 1, validation: false }); // GCS ranges end inclusive
+    let headers: Record<string, unknown> = {};
+    stream.on('response', (response: { headers?: Record<string, unknown> }) => {
+      headers = response.headers ?? {};
+    });
+    let crc = 0;
+    let received = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (range === undefined) crc = crc32c(chunk, crc);
+        received += chunk.length;
+        yield chunk;
+      }
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'CONTENT_DOWNLOAD_MISMATCH') {
+        const stored = storedCrc32c(headers);
+        throw new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: the bytes received do not match the stored CRC32C ${stored === undefined ? '(none sent)' : crc32cHex(stored)}`);
+      }
+      throw toBlobError(where, error);
+    }
+    if (range === undefined) {
+      const stored = storedCrc32c(headers);
+      if (stored === undefined) throw new BlobError('CHECKSUM_MISMATCH', `${where}: the download carried no CRC32C to check against`);
+      if (stored !== crc) throw new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: stored CRC32C ${crc32cHex(stored)}, bytes read give ${crc32cHex(crc)}`);
+    } else if (received !== range.end - range.start) {
+      const size = /\/(\d+)$/.exec(String(headers['content-range'] ?? ''))?.[1] ?? 'fewer';
+      throw new BlobError('BAD_RANGE', `${where}: range [${range.start}, ${range.end}) runs past the end of the blob (${size} bytes)`);
+    }
+  }
+
+  async function statOf(key: string, where: string): Promise<BlobInfo | undefined> {
+    try {
+      const [resource] = await bucket.file(nameOf(key)).getMetadata();
+      return infoOf(key, resource as ObjectResource, where);
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw toBlobError(where, error);
+    }
+  }
+
+  /** A range of zero bytes needs no download, only the blob's existence and size. */
+  async function checkEmptyRange(key: string, range: ReadRange, where: string): Promise<void> {
+    const info = await statOf(key, where);
+    if (info === undefined) throw new BlobError('NOT_FOUND', `${where}: no such blob`);
+    checkRangeWithin(range, info.size, where);
+  }
+
+  async function* readRange(key: string, range: ReadRange, where: string): AsyncGenerator<Uint8Array> {
+    if (range.start === range.end) return await checkEmptyRange(key, range, where);
+    yield* download(key, range, where);
+  }
+
+  async function listKeys(prefix: string, where: string): Promise<string[]> {
+    const keys: string[] = [];
+    let pageToken: string | undefined;
+    try {
+      for (;;) {
+        const [files, next] = await bucket.getFiles({ prefix: objectPrefix + prefix, autoPaginate: false, ...(pageToken === undefined ? {} : { pageToken }) });
+        for (const file of files) {
+          const key = file.name.slice(objectPrefix.length);
+          if (keyProblem(key) === '') keys.push(key); // skips compose intermediates and foreign objects
+        }
+        const nextToken = (next as { pageToken?: string } | null | undefined)?.pageToken;
+        if (nextToken === undefined || nextToken === '') break;
+        if (nextToken === pageToken) throw new BlobError('IO', `${where}: the server returned the same page token twice`);
+        pageToken = nextToken;
+      }
+    } catch (error) {
+      throw toBlobError(where, error);
+    }
+    return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** One compose call: at most 32 object names into `target`, with the destination's metadata. */
+  async function composeCall(names: readonly string[], target: string, metadata: Record<string, string>): Promise<ObjectResource> {
+    // bucket.combine() would drop custom metadata; the JSON API's compose takes a destination resource.
+    const [body] = await bucket.file(target).request({
+      method: 'POST',
+      uri: '/compose',
+      json: { destination: { contentType, metadata }, sourceObjects: names.map((name) => ({ name })) },
+    });
+    return body as ObjectResource;
+  }
+
+  return {
+    kind: 'gcs',
+
+    put: (key, data, putOptions) => put(key, data, putOptions),
+
+    async putStream(key: string, source: AsyncIterable<Uint8Array>, putOptions?: PutOptions): Promise<BlobInfo> {
+      const where = describe('putStream', key);
+      assertOpen(where);
+      checkKey(key, where);
+      const metadata = checkMetadata(putOptions?.metadata, where);
+      let size = 0;
+      let crc = 0;
+      let sourceFailure: { error: unknown } | undefined;
+      async function* counted(): AsyncGenerator<Buffer> {
+        try {
+          for await (const chunk of source) {
+            if (!(chunk instanceof Uint8Array)) throw new BlobError('IO', `${where}: the source yielded a ${typeof chunk}, not a Uint8Array`);
+            crc = crc32c(chunk, crc);
+            size += chunk.length;
+            yield Buffer.from(chunk); // a copy: the client holds chunks until GCS acknowledges them
+          }
+        } catch (error) {
+          sourceFailure = { error };
+          throw error;
+        }
+      }
+      const file = bucket.file(nameOf(key));
+      const upload = file.createWriteStream({ resumable: true, chunkSize: uploadChunkBytes, validation: 'crc32c', metadata: { contentType, metadata } });
+      try {
+        await pipeline(Readable.from(counted(), { highWaterMark: 1 }), upload);
+      } catch (error) {
+        if (sourceFailure !== undefined) throw sourceFailure.error;
+        throw toBlobError(where, error);
+      }
+      return checkWritten(key, file.metadata as ObjectResource, size, crc, where);
+    },
+
+    async get(key: string): Promise<Uint8Array> {
+      const where = describe('get', key);
+      assertOpen(where);
+      checkKey(key, where);
+      const chunks: Uint8Array[] = [];
+      let size = 0;
+      for await (const chunk of download(key, undefined, where)) {
+        chunks.push(chunk);
+        size += chunk.length;
+      }
+      return Buffer.concat(chunks, size);
+    },
+
+    getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array> {
+      const where = describe(range === undefined ? 'getStream' : `getStream [${range.start}, ${range.end}) of`, key);
+      assertOpen(where);
+      checkKey(key, where);
+      if (range === undefined) return download(key, undefined, where);
+      checkRange(range, where);
+      return readRange(key, { start: range.start, end: range.end }, where);
+    },
+
+    async getRange(key: string, range: ReadRange): Promise<Uint8Array> {
+      const where = describe(`getRange [${range.start}, ${range.end}) of`, key);
+      assertOpen(where);
+      checkKey(key, where);
+      checkRange(range, where);
+      const data = Buffer.allocUnsafe(range.end - range.start);
+      let at = 0;
+      for await (const chunk of readRange(key, range, where)) {
+        data.set(chunk, at);
+        at += chunk.length;
+      }
+      return data;
+    },
+
+    async stat(key: string): Promise<BlobInfo | undefined> {
+      const where = describe('stat', key);
+      assertOpen(where);
+      checkKey(key, where);
+      return statOf(key, where);
+    },
+
+    async list(prefix: string): Promise<string[]> {
+      const where = `gcs store list ${JSON.stringify(prefix)} (${location}${prefix})`;
+      assertOpen(where);
+      checkPrefix(prefix, where);
+      return listKeys(prefix, where);
+    },
+
+    async delete(key: string): Promise<void> {
+      const where = describe('delete', key);
+      assertOpen(where);
+      checkKey(key, where);
+      try {
+        await bucket.file(nameOf(key)).delete({ ignoreNotFound: true });
+      } catch (error) {
+        throw toBlobError(where, error);
+      }
+    },
+
+    async deletePrefix(prefix: string): Promise<number> {
+      const where = `gcs store deletePrefix ${JSON.stringify(prefix)} (${location}${prefix})`;
+      assertOpen(where);
+      checkPrefix(prefix, where);
+      let removed = 0;
+      await forEachLimited(await listKeys(prefix, where), parallelMax, async (key) => {
+        try {
+          await bucket.file(nameOf(key)).delete();
+          removed++;
+        } catch (error) {
+          if (statusOf(error) !== 404) throw toBlobError(describe('deletePrefix: delete', key), error); // 404: someone else removed it
+        }
+      });
+      return removed;
+    },
+
+    async compose(sources: readonly string[], destination: string, putOptions?: PutOptions): Promise<BlobInfo> {
+      const where = describe('compose into', destination);
+      assertOpen(where);
+      checkKey(destination, where);
+      for (const source of sources) checkKey(source, where);
+      if (sources.includes(destination)) throw new BlobError('BAD_KEY', `${where}: the destination is also a source`);
+      const metadata = checkMetadata(putOptions?.metadata, where);
+      if (sources.length === 0) return put(destination, new Uint8Array(0), putOptions); // GCS wants 1 to 32 sources
+      const scratch = `${objectPrefix}.dcas-compose/${randomUUID()}/`;
+      const intermediates: string[] = [];
+      try {
+        let layer = sources.map(nameOf);
+        for (let round = 1; layer.length > composeSourcesMax; round++) {
+          const groups = splitEvenly(layer, Math.ceil(layer.length / composeSourcesMax));
+          const next: string[] = groups.map((_, index) => `${scratch}${round}-${index}`);
+          intermediates.push(...next);
+          await forEachLimited(groups.map((group, index) => ({ group, target: next[index] })), parallelMax, ({ group, target }) => composeCall(group, target, {}));
+          layer = next;
+        }
+        return infoOf(destination, await composeCall(layer, nameOf(destination), metadata), where);
+      } catch (error) {
+        throw toBlobError(where, error);
+      } finally {
+        await forEachLimited(intermediates, parallelMax, (name) => bucket.file(name).delete({ ignoreNotFound: true }).then(() => {})).catch(() => {});
+      }
+    },
+
+    async close(): Promise<void> {
+      closed = true;
+    },
+  };
+}
+
+/** The CRC32C validator the client uses for uploads and downloads, on @node-rs/crc32 (native, fast). */
+function nativeCrc32cValidator(): CRC32CValidator {
+  let value = 0;
+  return {
+    update: (data: Buffer) => {
+      value = crc32c(data, value);
+    },
+    validate: (expected: string) => expected === crc32cToBase64(value),
+    toString: () => crc32cToBase64(value),
+  };
+}
+
+function infoOf(key: string, resource: ObjectResource, where: string): BlobInfo {
+  const size = Number(resource.size);
+  const crc = typeof resource.crc32c === 'string' ? crc32cFromBase64(resource.crc32c) : undefined;
+  if (!Number.isSafeInteger(size) || size < 0) throw new BlobError('IO', `${where}: object resource has no valid size (${String(resource.size)})`);
+  if (crc === undefined) throw new BlobError('IO', `${where}: object resource has no valid crc32c (${String(resource.crc32c)})`);
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(resource.metadata ?? {})) {
+    if (value !== null && value !== undefined) metadata[name] = String(value);
+  }
+  return { key, size, crc32c: crc, metadata };
+}
+
+/** The crc32c from an x-goog-hash header ("crc32c=<b64>,md5=<b64>"). */
+function storedCrc32c(headers: Record<string, unknown>): number | undefined {
+  const header = headers['x-goog-hash'];
+  const text = Array.isArray(header) ? header.join(',') : typeof header === 'string' ? header : '';
+  for (const pair of text.split(',')) {
+    const equals = pair.indexOf('=');
+    if (pair.slice(0, equals).trim() === 'crc32c') return crc32cFromBase64(pair.slice(equals + 1).trim());
+  }
+  return undefined;
+}
+
+function normalizePrefix(prefix: string): string {
+  if (prefix.startsWith('/')) throw new Error(`gcs store: prefix ${JSON.stringify(prefix)} must not start with "/"`);
+  if (Buffer.byteLength(prefix) > 200) throw new Error('gcs store: prefix longer than 200 bytes');
+  return prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/`;
+}
+
+function statusOf(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
+
+function toBlobError(where: string, error: unknown): BlobError {
+  if (error instanceof BlobError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error && error.message !== '' ? error.message : String(error);
+  const text = serverMessage(message).replace(/\s+/g, ' ').slice(0, 500);
+  if (code === 404) return new BlobError('NOT_FOUND', `${where}: not found (${text})`);
+  if (code === 416) return new BlobError('BAD_RANGE', `${where}: range runs past the end of the blob`);
+  if (code === 'CONTENT_DOWNLOAD_MISMATCH' || code === 'FILE_NO_UPLOAD') return new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: ${text}`);
+  const transient =
+    RETRYABLE_ERR_FN_DEFAULT(error as ApiError) ||
+    (typeof code === 'string' && connectionCodes.has(code)) ||
+    /Retry (limit|total time limit) exceeded|socket hang up|ECONNREFUSED|ECONNRESET/.test(message);
+  if (transient) return new BlobError('UNAVAILABLE', `${where}: ${text}`);
+  return new BlobError('IO', `${where}: ${text}`);
+}
+
+/** The message inside a JSON API error document, when the client passed the whole body on. */
+function serverMessage(message: string): string {
+  if (!message.startsWith('{')) return message;
+  try {
+    const parsed = JSON.parse(message) as { error?: { message?: unknown } };
+    return typeof parsed.error?.message === 'string' ? parsed.error.message : message;
+  } catch {
+    return message;
+  }
+}
+
+/** Splits `items` into `count` runs in order, their lengths differing by at most one. */
+function splitEvenly<T>(items: readonly T[], count: number): T[][] {
+  const runs: T[][] = [];
+  for (let run = 0, at = 0; run < count; run++) {
+    const length = Math.floor(items.length / count) + (run < items.length % count ? 1 : 0);
+    runs.push(items.slice(at, at + length));
+    at += length;
+  }
+  return runs;
+}
+
+/** Runs `step` over `items` with at most `limit` in flight; the first failure rejects (after the others settle). */
+async function forEachLimited<T>(items: readonly T[], limit: number, step: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && failure === undefined) {
+      const item = items[next++];
+      try {
+        await step(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== undefined) throw failure.error;
+}
