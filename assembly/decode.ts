@@ -3,10 +3,10 @@
 
 import {
   BLOCK_BYTES_MAX, BLOCK_HEADER_BYTES, BLOCK_HUFFMAN, BLOCK_RAW, BLOCK_REPEAT, BLOCK_RLE, DECODE_LENGTHS,
-  DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTH_COUNTS, NEXT_CODES, STREAM_SIZES_BYTES,
+  DECODE_OFFSETS, DECODE_ORDER, DECODE_PAIRS, DECODE_REVERSED, DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTH_COUNTS, NEXT_CODES, STREAM_SIZES_BYTES,
   SYMBOL_COUNT, TABLE_LOG, TABLE_MASK, TABLE_SIZE,
 } from './layout';
-import { countLengths, firstCodes, reverseBits } from './huffman';
+import { countLengths, reverseBits } from './huffman';
 
 export const OK: i32 = 0;
 export const ERROR_FRAME_TRUNCATED: i32 = -1;
@@ -29,8 +29,8 @@ export let errorBlock: i32 = -1;
 export let errorStream: i32 = -1;
 
 /** Blocks at least this long are decoded two symbols per lookup; shorter ones do not repay the table. */
-const X2_BLOCK_BYTES_MIN: u32 = 8 * 1024;
-/** Bits per lookup at most, and lookups between refills of a 64-bit container (7 + 5 * 11 <= 64). */
+const X2_BLOCK_BYTES_MIN: u32 = 16 * 1024;
+/** Lookups between refills: a refilled container guarantees 56 bits, enough for five codes of 11. */
 const LOOKUPS_PER_REFILL: u32 = 5;
 /** Bytes a stream's bit position advances per fast-loop round at most: (7 + 5 * 11) / 8. */
 const ROUND_INPUT_BYTES_MAX: u32 = 7;
@@ -46,6 +46,8 @@ export function decompressChunk(frame: usize, frameLength: u32, destination: usi
   errorStream = -1;
   tableValid = false;
   x2Valid = false;
+  // The first table of a frame is described as changes from all-absent.
+  memory.fill(DECODE_LENGTHS, 0, SYMBOL_COUNT);
   if (frameLength < FRAME_HEADER_BYTES) return ERROR_FRAME_TRUNCATED;
   if (load<u8>(frame) != FRAME_VERSION) return ERROR_FRAME_VERSION;
   if (load<u32>(frame, 1) != length) return ERROR_FRAME_LENGTH;
@@ -97,56 +99,120 @@ function decodeBlock(out: usize, room: u32): i32 {
   return status < 0 ? status : length;
 }
 
-/** Reads a table description at `cursor`, checks it and builds the one-symbol decode table. */
+/**
+ * Reads a table description at `cursor` (changes from the frame's previous table, kept in
+ * DECODE_LENGTHS), checks it and builds the one-symbol decode table.
+ */
 function readTable(): i32 {
   tableValid = false;
   x2Valid = false;
   if (frameEnd - cursor < 1) return ERROR_PAYLOAD_TRUNCATED;
   const top: u32 = load<u8>(cursor);
-  const bytes = (top >> 1) + 1;
-  if (frameEnd - cursor - 1 < bytes) return ERROR_PAYLOAD_TRUNCATED;
-  memory.fill(DECODE_LENGTHS, 0, SYMBOL_COUNT);
-  for (let i: u32 = 0; i < bytes; i++) {
-    const pair: u32 = load<u8>(cursor + 1 + i);
-    const low = pair & 15;
-    const high = pair >> 4;
-    if (low > TABLE_LOG || high > TABLE_LOG) return ERROR_TABLE_LENGTH;
-    const symbol = i << 1;
-    if (symbol + 1 > top && high != 0) return ERROR_TABLE_LENGTH;
-    store<u8>(DECODE_LENGTHS + symbol, <u8>low);
-    if (symbol + 1 <= top) store<u8>(DECODE_LENGTHS + symbol + 1, <u8>high);
+  const codes = cursor + 1;
+  const available = <u32>(frameEnd - codes);
+  let position: u32 = 0;
+  for (let symbol: u32 = 0; symbol <= top; symbol++) {
+    // A code starting inside the frame ends at most 7 bits later, inside the frame's zeroed slack.
+    if ((position >> 3) >= available) return ERROR_PAYLOAD_TRUNCATED;
+    const word = load<u32>(codes + (position >> 3)) >> (position & 7);
+    let length = <i32>load<u8>(DECODE_LENGTHS + symbol);
+    if ((word & 1) == 0) {
+      position += 1;
+    } else if ((word & 2) == 0) {
+      length += (word & 4) == 0 ? 1 : -1;
+      position += 3;
+    } else if ((word & 4) == 0) {
+      length += (word & 8) == 0 ? 2 : -2;
+      position += 4;
+    } else {
+      length = (word >> 3) & 15;
+      position += 7;
+    }
+    if (<u32>length > TABLE_LOG) return ERROR_TABLE_LENGTH;
+    store<u8>(DECODE_LENGTHS + symbol, <u8>length);
   }
-  cursor += 1 + bytes;
+  const bytes = (position + 7) >> 3;
+  if (bytes > available) return ERROR_PAYLOAD_TRUNCATED;
+  if ((position & 7) != 0 && (<u32>load<u8>(codes + bytes - 1) >> (position & 7)) != 0) return ERROR_TABLE_LENGTH;
+  if (top < SYMBOL_COUNT - 1) memory.fill(DECODE_LENGTHS + top + 1, 0, SYMBOL_COUNT - 1 - top);
+  cursor = codes + bytes;
   // A complete code needs at least two symbols, so this also rejects a table of one symbol.
   if (countLengths(DECODE_LENGTHS) != TABLE_SIZE) return ERROR_TABLE_INCOMPLETE;
-  firstCodes();
-  for (let symbol: u32 = 0; symbol <= top; symbol++) {
-    const length: u32 = load<u8>(DECODE_LENGTHS + symbol);
-    if (length == 0) continue;
-    const at = NEXT_CODES + (<usize>length << 2);
-    const code = load<u32>(at);
-    store<u32>(at, code + 1);
-    const entry = <u16>(symbol | (length << 8));
-    // LSB-first: every index whose low `length` bits are the reversed code decodes this symbol.
-    for (let index = reverseBits(code, length); index < TABLE_SIZE; index += 1 << length) {
-      store<u16>(DECODE_X1 + (<usize>index << 1), entry);
-    }
-  }
+  buildX1(top);
   tableValid = true;
   return OK;
 }
 
-/** Builds the two-symbols-per-lookup table from the one-symbol table. */
+/**
+ * Builds the one-symbol table from DECODE_LENGTHS (complete, lengths counted in LENGTH_COUNTS) as
+ * libdeflate does: going through the lengths in increasing order, the first 2^length entries are made
+ * complete for the codes up to that length, then doubled, so each code is stored once and the rest is
+ * bulk copies.
+ */
+function buildX1(top: u32): void {
+  let offset: u32 = 0;
+  for (let length: u32 = 1; length <= TABLE_LOG; length++) {
+    store<u32>(DECODE_OFFSETS + (<usize>length << 2), offset);
+    offset += load<u32>(LENGTH_COUNTS + (<usize>length << 2));
+  }
+  for (let symbol: u32 = 0; symbol <= top; symbol++) {
+    const length: u32 = load<u8>(DECODE_LENGTHS + symbol);
+    if (length == 0) continue;
+    const at = DECODE_OFFSETS + (<usize>length << 2);
+    const rank = load<u32>(at);
+    store<u32>(at, rank + 1);
+    store<u8>(DECODE_ORDER + rank, <u8>symbol);
+  }
+  let code: u32 = 0;
+  let rank: u32 = 0;
+  for (let length: u32 = 1; ; length++) {
+    const count = load<u32>(LENGTH_COUNTS + (<usize>length << 2));
+    for (let i: u32 = 0; i < count; i++) {
+      const symbol: u32 = load<u8>(DECODE_ORDER + rank);
+      // LSB-first: an index whose low `length` bits are the reversed code decodes this symbol.
+      const reversed = reverseBits(code, length);
+      store<u16>(DECODE_REVERSED + (<usize>rank << 1), <u16>reversed);
+      store<u16>(DECODE_X1 + (<usize>reversed << 1), <u16>(symbol | (length << 8)));
+      code++;
+      rank++;
+    }
+    if (length == TABLE_LOG) break;
+    memory.copy(DECODE_X1 + (<usize>2 << length), DECODE_X1, <usize>2 << length);
+    code <<= 1;
+  }
+}
+
+/**
+ * Builds the two-symbols-per-lookup table from the one-symbol table. The entries of a first symbol of
+ * length L are its reversed code plus every j << L; what j decodes to depends only on L, so it is worked
+ * out once per length (DECODE_PAIRS) and then combined with each symbol of that length.
+ */
 function buildX2(): void {
-  for (let index: u32 = 0; index < TABLE_SIZE; index++) {
-    const first: u32 = load<u16>(DECODE_X1 + (<usize>index << 1));
-    const firstLength = first >> 8;
-    const second: u32 = load<u16>(DECODE_X1 + (<usize>(index >> firstLength) << 1));
-    const bothLength = firstLength + (second >> 8);
-    const entry = bothLength <= TABLE_LOG
-      ? (first & 255) | ((second & 255) << 8) | (bothLength << 16) | (2 << 24)
-      : (first & 255) | (firstLength << 16) | (1 << 24);
-    store<u32>(DECODE_X2 + (<usize>index << 2), entry);
+  let pairs = DECODE_PAIRS;
+  let rank: u32 = 0;
+  for (let length: u32 = 1; length <= TABLE_LOG; length++) {
+    const count = load<u32>(LENGTH_COUNTS + (<usize>length << 2));
+    if (count == 0) continue;
+    const room = TABLE_LOG - length;
+    const pairCount: u32 = 1 << room;
+    for (let rest: u32 = 0; rest < pairCount; rest++) {
+      const second: u32 = load<u16>(DECODE_X1 + (<usize>rest << 1));
+      const secondLength = second >> 8;
+      const pair = secondLength <= room
+        ? ((second & 255) << 8) | ((length + secondLength) << 16) | (2 << 24)
+        : (length << 16) | (1 << 24);
+      store<u32>(pairs + (<usize>rest << 2), pair);
+    }
+    for (let i: u32 = 0; i < count; i++) {
+      const symbol: u32 = load<u8>(DECODE_ORDER + rank);
+      let index = <usize>load<u16>(DECODE_REVERSED + (<usize>rank << 1));
+      const step = <usize>1 << length;
+      for (let rest: usize = 0; rest < pairCount; rest++) {
+        store<u32>(index << 2, load<u32>(pairs + (rest << 2)) | symbol, DECODE_X2);
+        index += step;
+      }
+      rank++;
+    }
   }
   x2Valid = true;
 }
@@ -173,6 +239,8 @@ function decodeStreams(out: usize, length: u32): i32 {
   if (length >= X2_BLOCK_BYTES_MIN) {
     if (!x2Valid) buildX2();
     fastLoopX2();
+  } else {
+    fastLoopX1();
   }
   let status = finishStream(state0, 0);
   if (status == OK) status = finishStream(state1, 1);
@@ -181,27 +249,32 @@ function decodeStreams(out: usize, length: u32): i32 {
   return status;
 }
 
-/** Where one stream stands: its bytes, its bit position, and its output range. */
+/** Where one stream stands: its bytes, the next byte and bit to read, and its output range. */
 @final @unmanaged class Stream {
   base: usize = 0;
-  bytes: u32 = 0;
-  bitPosition: u32 = 0;
+  end: usize = 0;
+  cursor: usize = 0;
+  /** Bits of the byte at `cursor` already read (0..7). */
+  shift: u32 = 0;
   out: usize = 0;
   outEnd: usize = 0;
 
   start(base: usize, bytes: u32, out: usize, count: u32): void {
     this.base = base;
-    this.bytes = bytes;
-    this.bitPosition = 0;
+    this.end = base + bytes;
+    this.cursor = base;
+    this.shift = 0;
     this.out = out;
     this.outEnd = out + count;
   }
 
-  /** Fast-loop rounds this stream can take with no check: every refill stays in its bytes, every write in its output. */
-  @inline rounds(): u32 {
-    const bytePosition = this.bitPosition >> 3;
-    const inputRounds = this.bytes >= bytePosition + 8 ? (this.bytes - 8 - bytePosition) / ROUND_INPUT_BYTES_MAX + 1 : 0;
-    const outputRounds = <u32>(this.outEnd - this.out) / (2 * LOOKUPS_PER_REFILL);
+  /**
+   * Fast-loop rounds this stream can take with no check: every refill stays in its bytes, and every
+   * write, `roundBytes` at most per round, inside its output.
+   */
+  @inline rounds(roundBytes: u32): u32 {
+    const inputRounds = this.end >= this.cursor + 8 ? <u32>(this.end - 8 - this.cursor) / ROUND_INPUT_BYTES_MAX + 1 : 0;
+    const outputRounds = <u32>(this.outEnd - this.out) / roundBytes;
     return min(inputRounds, outputRounds);
   }
 }
@@ -211,47 +284,132 @@ const state1 = changetype<Stream>(memory.data(offsetof<Stream>(), 16));
 const state2 = changetype<Stream>(memory.data(offsetof<Stream>(), 16));
 const state3 = changetype<Stream>(memory.data(offsetof<Stream>(), 16));
 
+const SENTINEL: u64 = 1 << 63;
+
+/**
+ * A container of the stream's bits from (cursor, shift) on, moved up by `scale` bits so that masking it
+ * gives a table index already multiplied by the entry size, with a 1 (the sentinel) in its top bit. It
+ * holds at least 57 of the stream's bits; after lookups have shifted it right, clz counts the bits used.
+ */
+// @ts-ignore: decorator
+@inline function refill(cursor: usize, shift: u32, scale: u64): u64 {
+  return ((load<u64>(cursor) >> <u64>shift) << scale) | SENTINEL;
+}
+
 /** Four streams at once, two symbols per lookup, while every stream has room for a whole round. */
 function fastLoopX2(): void {
-  let base0 = state0.base, base1 = state1.base, base2 = state2.base, base3 = state3.base;
-  let bit0 = state0.bitPosition, bit1 = state1.bitPosition, bit2 = state2.bitPosition, bit3 = state3.bitPosition;
+  let cursor0 = state0.cursor, cursor1 = state1.cursor, cursor2 = state2.cursor, cursor3 = state3.cursor;
+  let shift0 = state0.shift, shift1 = state1.shift, shift2 = state2.shift, shift3 = state3.shift;
   let out0 = state0.out, out1 = state1.out, out2 = state2.out, out3 = state3.out;
   while (true) {
-    state0.bitPosition = bit0; state1.bitPosition = bit1; state2.bitPosition = bit2; state3.bitPosition = bit3;
+    state0.cursor = cursor0; state1.cursor = cursor1; state2.cursor = cursor2; state3.cursor = cursor3;
+    state0.shift = shift0; state1.shift = shift1; state2.shift = shift2; state3.shift = shift3;
     state0.out = out0; state1.out = out1; state2.out = out2; state3.out = out3;
-    let rounds = min(min(state0.rounds(), state1.rounds()), min(state2.rounds(), state3.rounds()));
+    const roundBytes = 2 * LOOKUPS_PER_REFILL;
+    let rounds = min(min(state0.rounds(roundBytes), state1.rounds(roundBytes)), min(state2.rounds(roundBytes), state3.rounds(roundBytes)));
     if (rounds == 0) return;
     while (rounds != 0) {
-      let bits0 = load<u64>(base0 + (bit0 >> 3)) >> (bit0 & 7);
-      let bits1 = load<u64>(base1 + (bit1 >> 3)) >> (bit1 & 7);
-      let bits2 = load<u64>(base2 + (bit2 >> 3)) >> (bit2 & 7);
-      let bits3 = load<u64>(base3 + (bit3 >> 3)) >> (bit3 & 7);
-      for (let lookup: u32 = 0; lookup < LOOKUPS_PER_REFILL; lookup++) {
-        let entry = load<u32>(DECODE_X2 + ((<usize>bits0 & TABLE_MASK) << 2));
-        store<u16>(out0, <u16>entry);
-        out0 += entry >> 24;
-        let used = (entry >> 16) & 255;
-        bits0 >>= used;
-        bit0 += used;
-        entry = load<u32>(DECODE_X2 + ((<usize>bits1 & TABLE_MASK) << 2));
-        store<u16>(out1, <u16>entry);
-        out1 += entry >> 24;
-        used = (entry >> 16) & 255;
-        bits1 >>= used;
-        bit1 += used;
-        entry = load<u32>(DECODE_X2 + ((<usize>bits2 & TABLE_MASK) << 2));
-        store<u16>(out2, <u16>entry);
-        out2 += entry >> 24;
-        used = (entry >> 16) & 255;
-        bits2 >>= used;
-        bit2 += used;
-        entry = load<u32>(DECODE_X2 + ((<usize>bits3 & TABLE_MASK) << 2));
-        store<u16>(out3, <u16>entry);
-        out3 += entry >> 24;
-        used = (entry >> 16) & 255;
-        bits3 >>= used;
-        bit3 += used;
-      }
+      let bits0 = refill(cursor0, shift0, 2);
+      let bits1 = refill(cursor1, shift1, 2);
+      let bits2 = refill(cursor2, shift2, 2);
+      let bits3 = refill(cursor3, shift3, 2);
+      // Entries: first symbol, second symbol, bits used, symbols (1 or 2). Reading the fields with
+      // separate narrow loads costs fewer instructions than extracting them from one word. Unrolled:
+      // LOOKUPS_PER_REFILL (5) lookups per stream.
+      let index: usize;
+      index = <usize>bits0 & (TABLE_MASK << 2); store<u16>(out0, load<u16>(index, DECODE_X2));
+      bits0 >>= <u64>load<u8>(index, DECODE_X2 + 2); out0 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits1 & (TABLE_MASK << 2); store<u16>(out1, load<u16>(index, DECODE_X2));
+      bits1 >>= <u64>load<u8>(index, DECODE_X2 + 2); out1 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits2 & (TABLE_MASK << 2); store<u16>(out2, load<u16>(index, DECODE_X2));
+      bits2 >>= <u64>load<u8>(index, DECODE_X2 + 2); out2 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits3 & (TABLE_MASK << 2); store<u16>(out3, load<u16>(index, DECODE_X2));
+      bits3 >>= <u64>load<u8>(index, DECODE_X2 + 2); out3 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits0 & (TABLE_MASK << 2); store<u16>(out0, load<u16>(index, DECODE_X2));
+      bits0 >>= <u64>load<u8>(index, DECODE_X2 + 2); out0 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits1 & (TABLE_MASK << 2); store<u16>(out1, load<u16>(index, DECODE_X2));
+      bits1 >>= <u64>load<u8>(index, DECODE_X2 + 2); out1 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits2 & (TABLE_MASK << 2); store<u16>(out2, load<u16>(index, DECODE_X2));
+      bits2 >>= <u64>load<u8>(index, DECODE_X2 + 2); out2 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits3 & (TABLE_MASK << 2); store<u16>(out3, load<u16>(index, DECODE_X2));
+      bits3 >>= <u64>load<u8>(index, DECODE_X2 + 2); out3 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits0 & (TABLE_MASK << 2); store<u16>(out0, load<u16>(index, DECODE_X2));
+      bits0 >>= <u64>load<u8>(index, DECODE_X2 + 2); out0 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits1 & (TABLE_MASK << 2); store<u16>(out1, load<u16>(index, DECODE_X2));
+      bits1 >>= <u64>load<u8>(index, DECODE_X2 + 2); out1 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits2 & (TABLE_MASK << 2); store<u16>(out2, load<u16>(index, DECODE_X2));
+      bits2 >>= <u64>load<u8>(index, DECODE_X2 + 2); out2 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits3 & (TABLE_MASK << 2); store<u16>(out3, load<u16>(index, DECODE_X2));
+      bits3 >>= <u64>load<u8>(index, DECODE_X2 + 2); out3 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits0 & (TABLE_MASK << 2); store<u16>(out0, load<u16>(index, DECODE_X2));
+      bits0 >>= <u64>load<u8>(index, DECODE_X2 + 2); out0 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits1 & (TABLE_MASK << 2); store<u16>(out1, load<u16>(index, DECODE_X2));
+      bits1 >>= <u64>load<u8>(index, DECODE_X2 + 2); out1 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits2 & (TABLE_MASK << 2); store<u16>(out2, load<u16>(index, DECODE_X2));
+      bits2 >>= <u64>load<u8>(index, DECODE_X2 + 2); out2 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits3 & (TABLE_MASK << 2); store<u16>(out3, load<u16>(index, DECODE_X2));
+      bits3 >>= <u64>load<u8>(index, DECODE_X2 + 2); out3 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits0 & (TABLE_MASK << 2); store<u16>(out0, load<u16>(index, DECODE_X2));
+      bits0 >>= <u64>load<u8>(index, DECODE_X2 + 2); out0 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits1 & (TABLE_MASK << 2); store<u16>(out1, load<u16>(index, DECODE_X2));
+      bits1 >>= <u64>load<u8>(index, DECODE_X2 + 2); out1 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits2 & (TABLE_MASK << 2); store<u16>(out2, load<u16>(index, DECODE_X2));
+      bits2 >>= <u64>load<u8>(index, DECODE_X2 + 2); out2 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits3 & (TABLE_MASK << 2); store<u16>(out3, load<u16>(index, DECODE_X2));
+      bits3 >>= <u64>load<u8>(index, DECODE_X2 + 2); out3 += <usize>load<u8>(index, DECODE_X2 + 3);
+      let read = shift0 + <u32>clz<u64>(bits0); cursor0 += read >> 3; shift0 = read & 7;
+      read = shift1 + <u32>clz<u64>(bits1); cursor1 += read >> 3; shift1 = read & 7;
+      read = shift2 + <u32>clz<u64>(bits2); cursor2 += read >> 3; shift2 = read & 7;
+      read = shift3 + <u32>clz<u64>(bits3); cursor3 += read >> 3; shift3 = read & 7;
+      rounds--;
+    }
+  }
+}
+
+/** Four streams at once, one symbol per lookup, while every stream has room for a whole round. */
+function fastLoopX1(): void {
+  let cursor0 = state0.cursor, cursor1 = state1.cursor, cursor2 = state2.cursor, cursor3 = state3.cursor;
+  let shift0 = state0.shift, shift1 = state1.shift, shift2 = state2.shift, shift3 = state3.shift;
+  let out0 = state0.out, out1 = state1.out, out2 = state2.out, out3 = state3.out;
+  while (true) {
+    state0.cursor = cursor0; state1.cursor = cursor1; state2.cursor = cursor2; state3.cursor = cursor3;
+    state0.shift = shift0; state1.shift = shift1; state2.shift = shift2; state3.shift = shift3;
+    state0.out = out0; state1.out = out1; state2.out = out2; state3.out = out3;
+    const roundBytes = LOOKUPS_PER_REFILL;
+    let rounds = min(min(state0.rounds(roundBytes), state1.rounds(roundBytes)), min(state2.rounds(roundBytes), state3.rounds(roundBytes)));
+    if (rounds == 0) return;
+    while (rounds != 0) {
+      let bits0 = refill(cursor0, shift0, 1);
+      let bits1 = refill(cursor1, shift1, 1);
+      let bits2 = refill(cursor2, shift2, 1);
+      let bits3 = refill(cursor3, shift3, 1);
+      // Entries: symbol, code length. Unrolled: LOOKUPS_PER_REFILL (5) lookups per stream.
+      let index: usize;
+      index = <usize>bits0 & (TABLE_MASK << 1); store<u8>(out0, load<u8>(index, DECODE_X1), 0); bits0 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits1 & (TABLE_MASK << 1); store<u8>(out1, load<u8>(index, DECODE_X1), 0); bits1 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits2 & (TABLE_MASK << 1); store<u8>(out2, load<u8>(index, DECODE_X1), 0); bits2 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits3 & (TABLE_MASK << 1); store<u8>(out3, load<u8>(index, DECODE_X1), 0); bits3 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits0 & (TABLE_MASK << 1); store<u8>(out0, load<u8>(index, DECODE_X1), 1); bits0 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits1 & (TABLE_MASK << 1); store<u8>(out1, load<u8>(index, DECODE_X1), 1); bits1 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits2 & (TABLE_MASK << 1); store<u8>(out2, load<u8>(index, DECODE_X1), 1); bits2 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits3 & (TABLE_MASK << 1); store<u8>(out3, load<u8>(index, DECODE_X1), 1); bits3 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits0 & (TABLE_MASK << 1); store<u8>(out0, load<u8>(index, DECODE_X1), 2); bits0 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits1 & (TABLE_MASK << 1); store<u8>(out1, load<u8>(index, DECODE_X1), 2); bits1 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits2 & (TABLE_MASK << 1); store<u8>(out2, load<u8>(index, DECODE_X1), 2); bits2 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits3 & (TABLE_MASK << 1); store<u8>(out3, load<u8>(index, DECODE_X1), 2); bits3 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits0 & (TABLE_MASK << 1); store<u8>(out0, load<u8>(index, DECODE_X1), 3); bits0 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits1 & (TABLE_MASK << 1); store<u8>(out1, load<u8>(index, DECODE_X1), 3); bits1 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits2 & (TABLE_MASK << 1); store<u8>(out2, load<u8>(index, DECODE_X1), 3); bits2 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits3 & (TABLE_MASK << 1); store<u8>(out3, load<u8>(index, DECODE_X1), 3); bits3 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits0 & (TABLE_MASK << 1); store<u8>(out0, load<u8>(index, DECODE_X1), 4); bits0 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits1 & (TABLE_MASK << 1); store<u8>(out1, load<u8>(index, DECODE_X1), 4); bits1 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits2 & (TABLE_MASK << 1); store<u8>(out2, load<u8>(index, DECODE_X1), 4); bits2 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      index = <usize>bits3 & (TABLE_MASK << 1); store<u8>(out3, load<u8>(index, DECODE_X1), 4); bits3 >>= <u64>load<u8>(index, DECODE_X1 + 1);
+      out0 += LOOKUPS_PER_REFILL; out1 += LOOKUPS_PER_REFILL; out2 += LOOKUPS_PER_REFILL; out3 += LOOKUPS_PER_REFILL;
+      let read = shift0 + <u32>clz<u64>(bits0); cursor0 += read >> 3; shift0 = read & 7;
+      read = shift1 + <u32>clz<u64>(bits1); cursor1 += read >> 3; shift1 = read & 7;
+      read = shift2 + <u32>clz<u64>(bits2); cursor2 += read >> 3; shift2 = read & 7;
+      read = shift3 + <u32>clz<u64>(bits3); cursor3 += read >> 3; shift3 = read & 7;
       rounds--;
     }
   }
@@ -264,9 +422,9 @@ function fastLoopX2(): void {
 function finishStream(stream: Stream, index: i32): i32 {
   errorStream = index;
   const base = stream.base;
-  const bytes = stream.bytes;
+  const bytes = <u32>(stream.end - base);
   const bitsTotal = bytes << 3;
-  let bit = stream.bitPosition;
+  let bit = (<u32>(stream.cursor - base) << 3) + stream.shift;
   let out = stream.out;
   const outEnd = stream.outEnd;
   while (out < outEnd) {

@@ -6,9 +6,11 @@ import {
   SUB_HISTOGRAM, SYMBOL_COUNT, TABLE_LENGTHS,
 } from './layout';
 import {
-  buildEncoderCodes, buildLengths, entropyBits, histogram, maxSymbol, sumCountLogCount,
-  sumCountLogCountMerged,
+  buildEncoderCodes, buildLengths, entropyBits, histogram, lengthChangeCode, maxSymbol, sumCountLogCount,
+  sumCountLogCountMerged, tableDescriptionBytes,
 } from './huffman';
+
+const SPLIT_TABLE_BYTES: u32 = 96;
 
 /** Whether TABLE_LENGTHS/CODES hold a table written earlier in the frame being coded. */
 let tableValid = false;
@@ -25,6 +27,8 @@ export function compressChunk(source: usize, length: u32, destination: usize): u
   store<u32>(destination, length, 1);
   let out = destination + FRAME_HEADER_BYTES;
   tableValid = false;
+  // The first table of a frame is described as changes from all-absent.
+  memory.fill(TABLE_LENGTHS, 0, SYMBOL_COUNT);
   let blockStart: u32 = 0;
   let blockLength: u32 = 0;
   let blockCountLog: u64 = 0;
@@ -57,7 +61,7 @@ export function compressChunk(source: usize, length: u32, destination: usize): u
 
 /** Estimated cost in bits of starting a new block with its own table for this histogram. */
 function tableBits(histogram: usize): u64 {
-  const bytes = BLOCK_HEADER_BYTES + 1 + ((<u32>maxSymbol(histogram) + 2) >> 1) + STREAM_SIZES_BYTES;
+  const bytes = BLOCK_HEADER_BYTES + STREAM_SIZES_BYTES + SPLIT_TABLE_BYTES;
   return <u64>bytes * 8;
 }
 
@@ -102,7 +106,7 @@ function emitBlock(source: usize, length: u32, out: usize): usize {
     return out + BLOCK_HEADER_BYTES + 1;
   }
   const top = <u32>maxSymbol(BLOCK_HISTOGRAM);
-  const tableBytes = 1 + ((top + 2) >> 1);
+  const tableBytes = tableDescriptionBytes(LENGTHS, TABLE_LENGTHS, top);
   const fixedBytes = BLOCK_HEADER_BYTES + STREAM_SIZES_BYTES;
   const newBytes = fixedBytes + tableBytes + streamBytesMax(codedBits(BLOCK_HISTOGRAM, LENGTHS));
   const repeatBits = tableValid ? codedBits(BLOCK_HISTOGRAM, TABLE_LENGTHS) : u64.MAX_VALUE;
@@ -124,18 +128,30 @@ function emitBlock(source: usize, length: u32, out: usize): usize {
   return encodeStreams(source, length, cursor);
 }
 
-/** Adopts LENGTHS as the frame's table and writes its description: max symbol, then 4-bit lengths. */
+/**
+ * Writes the description of LENGTHS as changes from the frame's current table (docs/KERNEL.md), then
+ * adopts LENGTHS as the current table.
+ */
 function writeTable(out: usize, top: u32): usize {
-  memory.copy(TABLE_LENGTHS, LENGTHS, SYMBOL_COUNT);
-  buildEncoderCodes(TABLE_LENGTHS, CODES);
   store<u8>(out, <u8>top);
   let cursor = out + 1;
-  for (let symbol: u32 = 0; symbol <= top; symbol += 2) {
-    const low: u32 = load<u8>(TABLE_LENGTHS + symbol);
-    const high: u32 = symbol + 1 <= top ? load<u8>(TABLE_LENGTHS + symbol + 1) : 0;
-    store<u8>(cursor, <u8>(low | (high << 4)));
-    cursor++;
+  let bits: u64 = 0;
+  let bitCount: u64 = 0;
+  for (let symbol: u32 = 0; symbol <= top; symbol++) {
+    const change = lengthChangeCode(load<u8>(TABLE_LENGTHS + symbol), load<u8>(LENGTHS + symbol));
+    bits |= <u64>(change & 0xffff) << bitCount;
+    bitCount += change >> 16;
+    if (bitCount >= 32) {
+      store<u32>(cursor, <u32>bits);
+      cursor += 4;
+      bits >>= 32;
+      bitCount -= 32;
+    }
   }
+  store<u64>(cursor, bits);
+  cursor += <usize>((bitCount + 7) >> 3);
+  memory.copy(TABLE_LENGTHS, LENGTHS, SYMBOL_COUNT);
+  buildEncoderCodes(TABLE_LENGTHS, CODES);
   return cursor;
 }
 
@@ -152,9 +168,15 @@ function encodeStreams(source: usize, length: u32, out: usize): usize {
   return cursor;
 }
 
+/** Appends the code of `symbol` above the `bitCount` bits pending in `bits`. */
 // @ts-ignore: decorator
-@inline function codeOf(symbol: u32): u32 {
-  return load<u32>(CODES + (<usize>symbol << 2));
+@inline function code(symbol: usize): u64 {
+  return <u64>load<u16>(symbol << 1, CODES);
+}
+
+// @ts-ignore: decorator
+@inline function codeLength(symbol: usize): u64 {
+  return <u64>load<u8>(symbol, TABLE_LENGTHS);
 }
 
 /**
@@ -167,33 +189,35 @@ function encodeStream(source: usize, count: u32, destination: usize): u32 {
   let bitCount: u64 = 0;
   let out = destination;
   let cursor = source;
-  const end4 = source + (count & ~3);
-  // Four codes of at most 11 bits on top of at most 7 pending bits fit the 64-bit accumulator.
-  while (cursor < end4) {
-    const word = load<u32>(cursor);
-    let entry = codeOf(word & 255);
-    bits |= <u64>(entry & 0xffff) << bitCount;
-    bitCount += entry >> 16;
-    entry = codeOf((word >> 8) & 255);
-    bits |= <u64>(entry & 0xffff) << bitCount;
-    bitCount += entry >> 16;
-    entry = codeOf((word >> 16) & 255);
-    bits |= <u64>(entry & 0xffff) << bitCount;
-    bitCount += entry >> 16;
-    entry = codeOf(word >> 24);
-    bits |= <u64>(entry & 0xffff) << bitCount;
-    bitCount += entry >> 16;
+  const end5 = source + count - count % 5;
+  // Five codes of at most 11 bits on top of at most 7 pending bits fit the 64-bit accumulator.
+  while (cursor < end5) {
+    let symbol = <usize>load<u8>(cursor);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
+    symbol = <usize>load<u8>(cursor, 1);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
+    symbol = <usize>load<u8>(cursor, 2);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
+    symbol = <usize>load<u8>(cursor, 3);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
+    symbol = <usize>load<u8>(cursor, 4);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
     store<u64>(out, bits);
     out += <usize>(bitCount >> 3);
     bits >>= bitCount & 56;
     bitCount &= 7;
-    cursor += 4;
+    cursor += 5;
   }
   const end = source + count;
   while (cursor < end) {
-    const entry = codeOf(load<u8>(cursor));
-    bits |= <u64>(entry & 0xffff) << bitCount;
-    bitCount += entry >> 16;
+    const symbol = <usize>load<u8>(cursor);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
     cursor++;
   }
   store<u64>(out, bits);

@@ -1,7 +1,7 @@
 // Histograms, length-limited Huffman code lengths and canonical code assignment.
 
 import {
-  COUNT_LANES, LENGTH_COUNTS, LOG2_TABLE, LOG2_TABLE_BITS, NEXT_CODES, REVERSE_BYTE, SORT_KEYS,
+  COUNT_LANE_BYTES, COUNT_LANE_COUNT, COUNT_LANES, LENGTH_COUNTS, LOG2_TABLE, LOG2_TABLE_BITS, NEXT_CODES, RADIX_BUCKETS, REVERSE_BYTE, SORT_KEYS, SORT_SPARE,
   SYMBOL_COUNT, TABLE_LOG, TREE,
 } from './layout';
 
@@ -25,41 +25,39 @@ export function initTables(): void {
   return reversed16 >> (16 - length);
 }
 
-// @ts-ignore: decorator
-@inline function increment(address: usize): void {
-  store<u32>(address, load<u32>(address) + 1);
-}
-
-/** Counts the bytes of [source, source + length) into `histogram` (256 u32). */
+/** Counts the bytes of [source, source + length) into `histogram` (256 u32); length < 65536. */
 export function histogram(source: usize, length: u32, histogram: usize): void {
-  memory.fill(COUNT_LANES, 0, 4 * SYMBOL_COUNT * 4);
+  memory.fill(COUNT_LANES, 0, COUNT_LANE_COUNT * COUNT_LANE_BYTES);
   let cursor = source;
   const end8 = source + (length & ~7);
-  // Eight bytes per load, spread over four count tables, so increments of equal bytes do not wait
-  // for each other's store.
+  // Each of eight consecutive bytes increments its own table (u16 counters), so runs of equal bytes do
+  // not wait for each other's store. Byte loads take fewer instructions than extracting bytes from a word.
   while (cursor < end8) {
-    const word = load<u64>(cursor);
-    const low = <u32>word;
-    const high = <u32>(word >> 32);
-    increment(COUNT_LANES + ((low & 255) << 2));
-    increment(COUNT_LANES + 1024 + (((low >> 8) & 255) << 2));
-    increment(COUNT_LANES + 2048 + (((low >> 16) & 255) << 2));
-    increment(COUNT_LANES + 3072 + ((low >> 24) << 2));
-    increment(COUNT_LANES + ((high & 255) << 2));
-    increment(COUNT_LANES + 1024 + (((high >> 8) & 255) << 2));
-    increment(COUNT_LANES + 2048 + (((high >> 16) & 255) << 2));
-    increment(COUNT_LANES + 3072 + ((high >> 24) << 2));
+    let counter: usize;
+    counter = <usize>load<u8>(cursor) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES) + 1, COUNT_LANES);
+    counter = <usize>load<u8>(cursor, 1) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 1 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 1 * COUNT_LANE_BYTES);
+    counter = <usize>load<u8>(cursor, 2) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 2 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 2 * COUNT_LANE_BYTES);
+    counter = <usize>load<u8>(cursor, 3) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 3 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 3 * COUNT_LANE_BYTES);
+    counter = <usize>load<u8>(cursor, 4) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 4 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 4 * COUNT_LANE_BYTES);
+    counter = <usize>load<u8>(cursor, 5) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 5 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 5 * COUNT_LANE_BYTES);
+    counter = <usize>load<u8>(cursor, 6) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 6 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 6 * COUNT_LANE_BYTES);
+    counter = <usize>load<u8>(cursor, 7) << 1; store<u16>(counter, load<u16>(counter, COUNT_LANES + 7 * COUNT_LANE_BYTES) + 1, COUNT_LANES + 7 * COUNT_LANE_BYTES);
     cursor += 8;
   }
   const end = source + length;
   while (cursor < end) {
-    increment(COUNT_LANES + (<usize>load<u8>(cursor) << 2));
+    const counter = <usize>load<u8>(cursor) << 1;
+    store<u16>(counter, load<u16>(counter, COUNT_LANES) + 1, COUNT_LANES);
     cursor++;
   }
-  for (let offset: usize = 0; offset < SYMBOL_COUNT * 4; offset += 4) {
-    const sum = load<u32>(COUNT_LANES + offset) + load<u32>(COUNT_LANES + offset, 1024)
-      + load<u32>(COUNT_LANES + offset, 2048) + load<u32>(COUNT_LANES + offset, 3072);
-    store<u32>(histogram + offset, sum);
+  // Sum the tables eight counters at a time (no u16 overflow: length < 65536), widened to u32.
+  for (let offset: usize = 0; offset < COUNT_LANE_BYTES; offset += 16) {
+    let sum = v128.load(COUNT_LANES + offset);
+    for (let lane: usize = 1; lane < COUNT_LANE_COUNT; lane++) {
+      sum = i16x8.add(sum, v128.load(COUNT_LANES + lane * COUNT_LANE_BYTES + offset));
+    }
+    v128.store(histogram + (offset << 1), i32x4.extend_low_i16x8_u(sum));
+    v128.store(histogram + (offset << 1), i32x4.extend_high_i16x8_u(sum), 16);
   }
 }
 
@@ -114,15 +112,15 @@ export function maxSymbol(histogram: usize): i32 {
 export function buildLengths(histogram: usize, lengths: usize): u32 {
   memory.fill(lengths, 0, SYMBOL_COUNT);
   let present: u32 = 0;
+  let countMax: u32 = 0;
   for (let symbol: u32 = 0; symbol < SYMBOL_COUNT; symbol++) {
     const count = load<u32>(histogram + (<usize>symbol << 2));
-    if (count != 0) {
-      store<u32>(SORT_KEYS + (<usize>present << 2), (count << 8) | symbol);
-      present++;
-    }
+    store<u32>(SORT_KEYS + (<usize>present << 2), (count << 8) | symbol);
+    present += <u32>(count != 0);
+    countMax = max(countMax, count);
   }
   if (present < 2) return present;
-  sortKeys(present);
+  sortKeys(present, countMax);
   for (let i: u32 = 0; i < present; i++) {
     store<u32>(TREE + (<usize>i << 2), load<u32>(SORT_KEYS + (<usize>i << 2)) >> 8);
   }
@@ -142,23 +140,37 @@ export function buildLengths(histogram: usize, lengths: usize): u32 {
   return present;
 }
 
-/** Sorts SORT_KEYS[0..n) ascending: counts ascending, ties by symbol (keys are distinct). */
-function sortKeys(n: u32): void {
-  // Shell sort with a short gap sequence: at most 256 keys, no workspace.
-  for (let gapIndex = 0; gapIndex < 4; gapIndex++) {
-    const gap: u32 = gapIndex == 0 ? 57 : gapIndex == 1 ? 23 : gapIndex == 2 ? 4 : 1;
-    for (let i: u32 = gap; i < n; i++) {
-      const key = load<u32>(SORT_KEYS + (<usize>i << 2));
-      let j = i;
-      while (j >= gap) {
-        const previous = load<u32>(SORT_KEYS + (<usize>(j - gap) << 2));
-        if (previous <= key) break;
-        store<u32>(SORT_KEYS + (<usize>j << 2), previous);
-        j -= gap;
-      }
-      store<u32>(SORT_KEYS + (<usize>j << 2), key);
+/**
+ * Sorts SORT_KEYS[0..n) ascending by count (key >> 8), ties in symbol order: an LSD radix sort, one
+ * pass per byte of the largest count, because a comparison sort's mispredicted branches cost more.
+ */
+function sortKeys(n: u32, countMax: u32): void {
+  let from = SORT_KEYS;
+  let to = SORT_SPARE;
+  for (let shift: u32 = 8; shift < 32 && (countMax >> (shift - 8)) != 0; shift += 8) {
+    memory.fill(RADIX_BUCKETS, 0, 256 * 4);
+    for (let i: u32 = 0; i < n; i++) {
+      const bucket = RADIX_BUCKETS + (<usize>((load<u32>(from + (<usize>i << 2)) >> shift) & 255) << 2);
+      store<u32>(bucket, load<u32>(bucket) + 1);
     }
+    let sum: u32 = 0;
+    for (let offset: usize = 0; offset < 256 * 4; offset += 4) {
+      const count = load<u32>(RADIX_BUCKETS + offset);
+      store<u32>(RADIX_BUCKETS + offset, sum);
+      sum += count;
+    }
+    for (let i: u32 = 0; i < n; i++) {
+      const key = load<u32>(from + (<usize>i << 2));
+      const bucket = RADIX_BUCKETS + (<usize>((key >> shift) & 255) << 2);
+      const rank = load<u32>(bucket);
+      store<u32>(bucket, rank + 1);
+      store<u32>(to + (<usize>rank << 2), key);
+    }
+    const swap = from;
+    from = to;
+    to = swap;
   }
+  if (from != SORT_KEYS) memory.copy(SORT_KEYS, from, <usize>n << 2);
 }
 
 /**
@@ -284,7 +296,7 @@ export function countLengths(lengths: usize): u32 {
   return kraft;
 }
 
-/** Encoder codes from `lengths` into `codes`: bit-reversed code | length << 16. */
+/** Encoder codes from `lengths` into `codes` (u16 per symbol): each code bit-reversed. */
 export function buildEncoderCodes(lengths: usize, codes: usize): void {
   countLengths(lengths);
   firstCodes();
@@ -295,8 +307,32 @@ export function buildEncoderCodes(lengths: usize, codes: usize): void {
       const at = NEXT_CODES + (<usize>length << 2);
       const code = load<u32>(at);
       store<u32>(at, code + 1);
-      entry = reverseBits(code, length) | (length << 16);
+      entry = reverseBits(code, length);
     }
-    store<u32>(codes + (<usize>symbol << 2), entry);
+    store<u16>(codes + (<usize>symbol << 1), <u16>entry);
   }
+}
+
+/**
+ * The code of a table description for one symbol, going from `previous` to `length`: in its low 16 bits
+ * the bits (first bit lowest), in the high 16 bits their number. 0 = same; 1 0 s = one longer (s = 0) or
+ * shorter (s = 1); 1 1 0 s = two longer or shorter; 1 1 1 vvvv = the length v itself.
+ */
+export function lengthChangeCode(previous: u32, length: u32): u32 {
+  const change = <i32>length - <i32>previous;
+  if (change == 0) return 1 << 16;
+  if (change == 1) return 1 | (3 << 16);
+  if (change == -1) return 5 | (3 << 16);
+  if (change == 2) return 3 | (4 << 16);
+  if (change == -2) return 11 | (4 << 16);
+  return 7 | (length << 3) | (7 << 16);
+}
+
+/** Bytes of the description of `lengths` after `previous`, for symbols 0..top: the top byte, then the codes. */
+export function tableDescriptionBytes(lengths: usize, previous: usize, top: u32): u32 {
+  let bits: u32 = 0;
+  for (let symbol: u32 = 0; symbol <= top; symbol++) {
+    bits += lengthChangeCode(load<u8>(previous + symbol), load<u8>(lengths + symbol)) >> 16;
+  }
+  return 1 + ((bits + 7) >> 3);
 }

@@ -10,7 +10,7 @@ export const TABLE_MASK: u32 = TABLE_SIZE - 1;
 export const SYMBOL_COUNT: u32 = 256;
 export const BLOCK_BYTES_MAX: u32 = 128 * 1024;
 /** Granularity of the adaptive block splitter: blocks are whole runs of sub-blocks. */
-export const SUB_BLOCK_BYTES: u32 = 16 * 1024;
+export const SUB_BLOCK_BYTES: u32 = 8 * 1024;
 export const CHUNK_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
 export const FRAME_VERSION: u8 = 1;
@@ -28,18 +28,22 @@ export const BLOCK_REPEAT: u32 = 3;
 export const BUFFER_SLACK_BYTES: u32 = 16;
 
 // Encoder regions.
-/** Four histograms side by side, so consecutive bytes increment different counters. */
-export const COUNT_LANES: usize = memory.data(4 * SYMBOL_COUNT * 4, 64);
+/** Eight histograms of u16 counters side by side, so consecutive bytes increment different counters. */
+export const COUNT_LANE_COUNT: usize = 8;
+export const COUNT_LANE_BYTES: usize = SYMBOL_COUNT * 2;
+export const COUNT_LANES: usize = memory.data(<i32>(COUNT_LANE_COUNT * COUNT_LANE_BYTES), 64);
 export const SUB_HISTOGRAM: usize = memory.data(SYMBOL_COUNT * 4, 64);
 export const BLOCK_HISTOGRAM: usize = memory.data(SYMBOL_COUNT * 4, 64);
 /** Code lengths of the block being coded (u8 per symbol). */
 export const LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 /** Lengths of the frame's current table: the last Huffman block's, which a repeat block reuses. */
 export const TABLE_LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
-/** Encoder codes of the current table: bit-reversed code in the low 16 bits, length in the high 16. */
-export const CODES: usize = memory.data(SYMBOL_COUNT * 4, 64);
+/** Encoder codes of the current table, bit-reversed (u16 per symbol); their lengths are TABLE_LENGTHS. */
+export const CODES: usize = memory.data(SYMBOL_COUNT * 2, 64);
 /** Sort keys (count << 8 | symbol) and tree workspace of the code-length builder. */
 export const SORT_KEYS: usize = memory.data(SYMBOL_COUNT * 4, 64);
+export const SORT_SPARE: usize = memory.data(SYMBOL_COUNT * 4, 64);
+export const RADIX_BUCKETS: usize = memory.data(256 * 4, 64);
 export const TREE: usize = memory.data(SYMBOL_COUNT * 4, 64);
 /** Number of codes of each length, 0..63 (u32 each). */
 export const LENGTH_COUNTS: usize = memory.data(64 * 4, 64);
@@ -52,6 +56,13 @@ export const REVERSE_BYTE: usize = memory.data(256, 64);
 
 // Decoder regions.
 export const DECODE_LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
+/** Symbols ordered by (code length, symbol): the order canonical codes are assigned in. */
+export const DECODE_ORDER: usize = memory.data(SYMBOL_COUNT, 64);
+export const DECODE_OFFSETS: usize = memory.data(16 * 4, 64);
+/** Reversed canonical code of each symbol of DECODE_ORDER (u16). */
+export const DECODE_REVERSED: usize = memory.data(SYMBOL_COUNT * 2, 64);
+/** What the bits after a first code of one length decode to, as a partial two-symbol entry (u32). */
+export const DECODE_PAIRS: usize = memory.data(TABLE_SIZE * 4, 64);
 /** One symbol per lookup: symbol in the low byte, code length in the high byte (u16 entries). */
 export const DECODE_X1: usize = memory.data(TABLE_SIZE * 2, 64);
 /**
