@@ -16,6 +16,9 @@ import { createHost, type HostWithStats, type Member } from '../cluster/host/ind
 import { createReplicatedState, type ReplicatedState } from '../cluster/replicated.ts';
 import type { NodeConfig } from '../config/index.ts';
 import { createGateway, type Gateway } from '../gateway/index.ts';
+import { createCodecPool, type CodecPool } from '../codec/index.ts';
+import { createJobService, type RunningJobService } from '../jobs/index.ts';
+import { createBlobStore, type BlobStore } from '../storage/blob/index.ts';
 
 export interface MemberStatusView {
   name: string;
@@ -44,6 +47,7 @@ export interface NodeRuntime {
   readonly state: ReplicatedState;
   readonly host: HostWithStats;
   readonly gateway: Gateway;
+  readonly jobs: RunningJobService;
   clusterStatus(): ClusterStatusView;
   stop(): Promise<void>;
 }
@@ -76,7 +80,12 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   const host = createHost({ config, logger });
   let state: ReplicatedState | undefined;
   let gateway: Gateway | undefined;
+  let jobs: RunningJobService | undefined;
+  let pool: CodecPool | undefined;
+  let blobs: BlobStore | undefined;
   try {
+    blobs = createBlobStore(config.blobStore);
+    pool = createCodecPool({ threads: config.workers });
     await host.start();
     const workers = () => host.members().filter((member) => member.role === 'worker').map((member) => member.name);
     state = await createReplicatedState({
@@ -91,11 +100,14 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       heartbeatTicks: config.raft.heartbeatTicks,
     });
     const replicated = state;
+    const jobService = createJobService({ node: config.name, state: replicated, blobs, pool, config: config.jobs, logger, members: () => host.members() });
+    jobs = jobService;
     host.setStatusProvider(() => {
       const status = replicated.status();
+      const work = jobService.workerStats();
       return {
         raft: { term: status.term, role: config.role === 'worker' ? 'learner' : status.role, leader: status.leader },
-        load: { workers: config.workers, inFlight: 0, queue: 0 },
+        load: { workers: config.workers, inFlight: work.inFlight, queue: work.queued },
       };
     });
     const refreshLearners = () => replicated.setLearners([...new Set([...workers(), ...(config.role === 'worker' ? [config.name] : [])])]);
@@ -103,6 +115,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
     host.on('member:changed', refreshLearners);
     refreshLearners();
     await replicated.start();
+    await jobService.start();
     let reconciling = false;
     const registry = setInterval(() => {
       if (reconciling) return;
@@ -127,6 +140,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       logger,
       node: config.name,
       token: config.token,
+      jobs: jobService,
       raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),
       routes: {
         health: () => ({ ok: true, node: config.name }),
@@ -137,7 +151,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
     });
     await gateway.start();
     logger.info({ gateway: gateway.url(), p2p: host.addresses(), role: config.role, voters: config.voters }, 'node started');
-    const started = { host, state, gateway };
+    const started = { host, state, gateway, jobs: jobService };
     return {
       config,
       ...started,
@@ -145,15 +159,21 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       async stop() {
         clearInterval(registry);
         await started.gateway.stop();
+        await started.jobs.stop();
         await started.state.stop();
         await host.stop();
+        await pool?.close();
+        await blobs?.close();
         await db.close();
         logger.info('node stopped');
       },
     };
   } catch (error) {
     await gateway?.stop().catch(() => {});
+    await jobs?.stop().catch(() => {});
     await state?.stop().catch(() => {});
+    await pool?.close().catch(() => {});
+    await blobs?.close().catch(() => {});
     await host.stop().catch(() => {});
     await db.close().catch(() => {});
     throw error;
