@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNodesMax, type NodeConfig } from '../config/index.ts';
-import { startNode, type ClusterStatusView } from '../runtime/node.ts';
+import type { ClusterStatusView } from '../runtime/node.ts';
 import { CliError, exitUsage, printJson } from './output.ts';
 import { parsePositiveInteger } from './codec-commands.ts';
 
@@ -31,10 +31,11 @@ export function serverUrl(option: string | undefined): string {
   return url.origin;
 }
 
-export async function getJson<T>(server: string, path: string): Promise<T> {
+export async function getJson<T>(server: string, path: string, token?: string): Promise<T> {
   let response: Response;
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   try {
-    response = await fetch(`${server}${path}`, { signal: AbortSignal.timeout(5_000) });
+    response = await fetch(`${server}${path}`, { headers, signal: AbortSignal.timeout(5_000) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
     throw new CliError(`cannot reach ${server}: ${cause === 'ECONNREFUSED' ? 'connection refused (is a node running there?)' : cause}`);
@@ -53,6 +54,8 @@ async function runNode(configPath: string): Promise<void> {
     throw error;
   }
   const logger = pino({ base: { node: config.name }, level: process.env.DCAS_LOG_LEVEL ?? 'info' });
+  // Loaded here, not at the top: libp2p and LevelDB would add most of a second to every other command.
+  const { startNode } = await import('../runtime/node.ts');
   const node = await startNode(config, logger);
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string) => {
@@ -198,9 +201,10 @@ export function addClusterCommands(program: Command): void {
     .command('status')
     .description('members, roles, liveness, load, coordinator, term and commit index')
     .option('-s, --server <url>', `a node's gateway (default: $DCAS_SERVER or ${defaultServer})`)
+    .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN)')
     .option('--json', 'print one JSON document')
-    .action(async (options: { server?: string; json?: boolean }) => {
-      const status = await getJson<ClusterStatusView>(serverUrl(options.server), '/cluster');
+    .action(async (options: { server?: string; token?: string; json?: boolean }) => {
+      const status = await getJson<ClusterStatusView>(serverUrl(options.server), '/cluster', options.token ?? process.env.DCAS_TOKEN);
       if (options.json) printJson(status);
       else printStatus(status);
     });

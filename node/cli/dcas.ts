@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { CodecError, FileError, removePartialFilesSync } from '../codec/index.ts';
 import { addClusterCommands } from './cluster-commands.ts';
 import { addCodecCommands } from './codec-commands.ts';
+import { addJobCommands } from './job-commands.ts';
 import { CliError, exitFailure, exitUsage, printError } from './output.ts';
 
 const program = new Command('dcas')
@@ -17,6 +18,7 @@ const program = new Command('dcas')
 
 addCodecCommands(program);
 addClusterCommands(program);
+addJobCommands(program);
 for (const command of program.commands) command.exitOverride();
 
 function exitOnSignal(signal: NodeJS.Signals, code: number): void {

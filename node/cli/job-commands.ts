@@ -1,0 +1,252 @@
+/**
+ * `dcas upload`, `dcas status`, `dcas jobs`, `dcas download`: jobs on a cluster, through the client
+ * library. Server from --server or DCAS_SERVER (default: the first node of a local cluster), token
+ * from --token or DCAS_TOKEN. A job that ends failed is exit 1 for `upload --wait` and
+ * `status --watch`; a plain `status` of a failed job is a successful report (exit 0).
+ */
+import { SingleBar } from 'cli-progress';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { format } from '../codec/index.ts';
+import { connect, DcasClientError, terminalStates, type DcasClient, type JobView } from '../client/index.ts';
+import { defaultServer, serverUrl } from './cluster-commands.ts';
+import { parseSize } from './codec-commands.ts';
+import { CliError, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
+
+interface ConnectionOptions {
+  server?: string;
+  token?: string;
+  json?: boolean;
+}
+
+function withConnectionOptions(command: Command): Command {
+  return command
+    .option('-s, --server <url>', `a node's gateway, http:// or ws:// (default: $DCAS_SERVER or ${defaultServer})`)
+    .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN)')
+    .option('--json', 'print one JSON document');
+}
+
+/** Runs `work` with a connected client; client errors become one-line CLI errors. */
+async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient) => Promise<T>): Promise<T> {
+  const server = serverUrl(options.server);
+  const token = options.token ?? process.env.DCAS_TOKEN;
+  let client: DcasClient | undefined;
+  try {
+    client = await connect({ server, token: token === '' ? undefined : token });
+    return await work(client);
+  } catch (error) {
+    if (!(error instanceof DcasClientError)) throw error;
+    if (error.code === 'AUTH') throw new CliError(`${server}: ${error.message} (give it with --token or DCAS_TOKEN)`);
+    throw new CliError(error.message);
+  } finally {
+    await client?.close().catch(() => {});
+  }
+}
+
+function parseChunkSize(text: string): number {
+  const value = parseSize(text);
+  if (value < format.chunkBytesMin || value > format.chunkBytesMax) {
+    throw new CliError(`--chunk-size ${text}: must be between ${formatBytes(format.chunkBytesMin)} and ${formatBytes(format.chunkBytesMax)}`, exitUsage);
+  }
+  return value;
+}
+
+function checkJobId(jobId: string): string {
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(jobId)) throw new CliError(`"${jobId.slice(0, 80)}" is not a job id (letters, digits, "-" and "_")`, exitUsage);
+  return jobId;
+}
+
+/** A bar of chunks done on a terminal; nothing with --json or when stderr is not a TTY. */
+function chunkBar(options: { json?: boolean }): { update(job: JobView): void; stop(): void } {
+  if (options.json || !process.stderr.isTTY) return { update() {}, stop() {} };
+  const bar = new SingleBar({ stream: process.stderr, format: 'job {state} {bar} {value}/{total} chunks', hideCursor: true, clearOnComplete: true });
+  let started = false;
+  return {
+    update(job) {
+      const total = Math.max(job.chunks, 1);
+      if (!started) bar.start(total, job.chunksDone, { state: job.state.padEnd(10) });
+      started = true;
+      bar.setTotal(total);
+      bar.update(job.chunksDone, { state: job.state.padEnd(10) });
+    },
+    stop: () => started && bar.stop(),
+  };
+}
+
+function ratioText(job: JobView): string {
+  return job.ratio === null ? '-' : job.ratio.toFixed(3);
+}
+
+function sizeText(bytes: number | null): string {
+  return bytes === null ? '-' : formatBytes(bytes);
+}
+
+function failureOf(job: JobView): CliError {
+  return new CliError(`job ${job.id} failed: ${job.error ?? 'no reason recorded'}`);
+}
+
+function printJob(job: JobView): void {
+  const lines = [
+    `job       ${job.id}  ${job.state}  (${job.mode})`,
+    `file      ${job.fileName}${job.mime ? `  (${job.mime})` : ''}`,
+    `sizes     original ${sizeText(job.originalSize)}, compressed ${sizeText(job.compressedSize)}, ratio ${ratioText(job)}`,
+    `chunks    ${job.chunksDone}/${job.chunks} of ${formatBytes(job.chunkSize)}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${node}: ${count}`).join(', ')})` : ''}`,
+    `sha256    ${job.sha256 ?? '-'}`,
+    `gateway   ${job.gateway}`,
+  ];
+  const phases = Object.entries(job.phases).filter(([, seconds]) => seconds !== null);
+  if (phases.length > 0) lines.push(`seconds   ${phases.map(([phase, seconds]) => `${phase.replace('Seconds', '')} ${(seconds as number).toFixed(2)}`).join(', ')}`);
+  if (job.error !== null) lines.push(`error     ${job.error}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+function printJobsTable(jobs: JobView[]): void {
+  const header = `${'ID'.padEnd(18)}${'STATE'.padEnd(12)}${'MODE'.padEnd(12)}${'ORIGINAL'.padStart(11)}${'COMPRESSED'.padStart(12)}${'RATIO'.padStart(7)}${'CHUNKS'.padStart(10)}  FILE`;
+  process.stdout.write(`${header}\n`);
+  for (const job of jobs) {
+    process.stdout.write(
+      `${job.id.padEnd(18)}${job.state.padEnd(12)}${job.mode.padEnd(12)}${sizeText(job.originalSize).padStart(11)}${sizeText(job.compressedSize).padStart(12)}${ratioText(job).padStart(7)}${`${job.chunksDone}/${job.chunks}`.padStart(10)}  ${job.fileName}\n`,
+    );
+  }
+  if (jobs.length === 0) process.stdout.write('(no jobs)\n');
+}
+
+/** Follows a job to its end with a chunk bar; returns the final view. */
+async function follow(client: DcasClient, jobId: string, options: { json?: boolean }): Promise<JobView> {
+  const bar = chunkBar(options);
+  try {
+    return await client.waitForCompletion(jobId, { onJob: (job) => bar.update(job) });
+  } finally {
+    bar.stop();
+  }
+}
+
+interface UploadCommandOptions extends ConnectionOptions {
+  wait?: boolean;
+  decompress?: boolean;
+  chunkSize?: number;
+}
+
+async function upload(file: string, options: UploadCommandOptions): Promise<void> {
+  if (options.decompress && options.chunkSize !== undefined) throw new CliError('--chunk-size does not apply with --decompress (the .dcz says its chunk size)', exitUsage);
+  await withClient(options, async (client) => {
+    let bar: ProgressBar | undefined;
+    let job: JobView;
+    try {
+      job = await client.upload(file, {
+        mode: options.decompress ? 'decompress' : 'compress',
+        chunkSize: options.chunkSize,
+        onProgress: ({ bytes, totalBytes }) => {
+          bar ??= progressBar('upload', totalBytes ?? 0, options);
+          bar.update(bytes);
+        },
+      });
+    } finally {
+      bar?.stop();
+    }
+    if (!options.wait) {
+      if (options.json) printJson(job);
+      else process.stdout.write(`${job.id}\n`);
+      return;
+    }
+    if (!options.json) process.stdout.write(`${job.id}\n`);
+    const final = await follow(client, job.id, options);
+    if (options.json) printJson(final);
+    if (final.state !== 'completed') throw failureOf(final);
+    if (!options.json && process.stderr.isTTY) {
+      process.stderr.write(`job ${final.id} completed: ${sizeText(final.originalSize)} -> ${sizeText(final.compressedSize)} (ratio ${ratioText(final)}), ${final.chunks} chunks\n`);
+    }
+  });
+}
+
+async function status(jobId: string, options: ConnectionOptions & { watch?: boolean }): Promise<void> {
+  await withClient(options, async (client) => {
+    if (!options.watch) {
+      const job = await client.status(checkJobId(jobId));
+      if (options.json) printJson(job);
+      else printJob(job);
+      return;
+    }
+    checkJobId(jobId);
+    // Off a terminal, each state change is a line; on one, the bar shows the chunks.
+    let lastState = '';
+    const tty = process.stderr.isTTY && !options.json;
+    const bar = chunkBar(options);
+    let final: JobView;
+    try {
+      final = await client.waitForCompletion(jobId, {
+        onJob: (job) => {
+          bar.update(job);
+          if (!tty && !options.json && job.state !== lastState && !terminalStates.has(job.state)) {
+            process.stdout.write(`${job.id} ${job.state} ${job.chunksDone}/${job.chunks} chunks\n`);
+          }
+          lastState = job.state;
+        },
+      });
+    } finally {
+      bar.stop();
+    }
+    if (options.json) printJson(final);
+    else printJob(final);
+    if (final.state !== 'completed') throw failureOf(final);
+  });
+}
+
+async function listJobs(options: ConnectionOptions & { limit?: number }): Promise<void> {
+  await withClient(options, async (client) => {
+    const jobs = await client.jobs({ limit: options.limit });
+    if (options.json) printJson(jobs);
+    else printJobsTable(jobs);
+  });
+}
+
+async function download(jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }): Promise<void> {
+  checkJobId(jobId);
+  await withClient(options, async (client) => {
+    let bar: ProgressBar | undefined;
+    let result;
+    try {
+      result = await client.downloadToFile(jobId, options.output, {
+        compressed: options.compressed ?? false,
+        force: options.force ?? false,
+        onProgress: (bytes, totalBytes) => {
+          bar ??= progressBar('download', totalBytes, options);
+          bar.update(bytes);
+        },
+      });
+    } finally {
+      bar?.stop();
+    }
+    const form = options.compressed ? 'compressed' : 'original';
+    if (options.json) printJson({ jobId, output: result.path, compressed: options.compressed ?? false, bytes: result.bytes, sha256: result.sha256, verified: result.verified });
+    else process.stdout.write(`${result.path}: ${formatBytes(result.bytes)} (${form}${result.verified ? ', SHA-256 verified' : ''})\n`);
+  });
+}
+
+export function addJobCommands(program: Command): void {
+  withConnectionOptions(program.command('upload').argument('<file>', 'file to upload').description('upload a file to the cluster as a job and print its id'))
+    .option('-w, --wait', 'follow the job live; exit 0 only if it completed')
+    .option('-d, --decompress', 'the file is a .dcz: decode it back into the original')
+    .addOption(new Option('--chunk-size <size>', `original bytes per chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)}; default: the cluster's)`).argParser(parseChunkSize))
+    .action(async (file: string, options: UploadCommandOptions) => upload(file, options));
+
+  withConnectionOptions(program.command('status').argument('<job>', 'job id').description('show a job: state, sizes, chunks, SHA-256, timings'))
+    .option('-w, --watch', 'follow the job live until it completed or failed (exit 1 if it failed)')
+    .action(async (jobId: string, options: ConnectionOptions & { watch?: boolean }) => status(jobId, options));
+
+  withConnectionOptions(program.command('jobs').description('list the jobs of the cluster, newest first'))
+    .addOption(new Option('-n, --limit <n>', 'at most this many jobs').argParser((text) => {
+      const value = Number(text);
+      if (!Number.isInteger(value) || value < 1) throw new CliError(`--limit: expected a positive integer, got "${text}"`, exitUsage);
+      return value;
+    }))
+    .action(async (options: ConnectionOptions & { limit?: number }) => listJobs(options));
+
+  withConnectionOptions(program.command('download').argument('<job>', 'job id').description('download a completed job: the original (verified) or the .dcz'))
+    .requiredOption('-o, --output <file>', 'where to write it')
+    .option('-c, --compressed', 'the .dcz as stored instead of the original')
+    .option('-f, --force', 'replace the output file if it exists')
+    .action(async (jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }) => download(jobId, options));
+
+  for (const command of program.commands) command.exitOverride();
+}
