@@ -63,7 +63,7 @@ const failures: Record<number, string> = {
   [-5]: 'block length field exceeds 128 KiB',
   [-6]: "block runs past the chunk's original length",
   [-7]: 'block runs past the end of the frame',
-  [-8]: 'table has a code length above 11 or a nonzero padding nibble',
+  [-8]: 'table has a code length above 11 or nonzero padding bits',
   [-9]: 'table is not a complete prefix code',
   [-10]: 'repeat block has no earlier table to repeat',
   [-11]: 'overruns its length',
