@@ -27,8 +27,13 @@ function exitOnSignal(signal: NodeJS.Signals, code: number): void {
     process.exit(code);
   });
 }
-exitOnSignal('SIGINT', 130);
-exitOnSignal('SIGTERM', 143);
+// File commands exit at once on a signal, removing their temporary output. `node` and `cluster`
+// install their own handlers, which stop nodes gracefully first.
+program.hook('preAction', (_program, action) => {
+  if (action.name() === 'node' || action.parent?.name() === 'cluster') return;
+  exitOnSignal('SIGINT', 130);
+  exitOnSignal('SIGTERM', 143);
+});
 
 function describe(error: unknown, input: string | undefined): { message: string; exitCode: number } {
   if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode };

@@ -39,7 +39,15 @@ const workerUrl = new URL('./worker.ts', import.meta.url).href;
 export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
   const threads = options.threads ?? availableParallelism();
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
-  const piscina = new Piscina({ filename: workerUrl, minThreads: threads, maxThreads: threads, idleTimeout: 60_000 });
+  // Chunks live in ArrayBuffers and WASM memory, outside the JS heap: a small heap per thread is plenty,
+  // and keeps a node's resident memory bounded.
+  const piscina = new Piscina({
+    filename: workerUrl,
+    minThreads: threads,
+    maxThreads: threads,
+    idleTimeout: 60_000,
+    resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+  });
 
   async function run(task: CodecTask, transfer: ArrayBufferLike): Promise<CodecTaskResult> {
     return piscina.run(task, { transferList: [transfer as ArrayBuffer] });
