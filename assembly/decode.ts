@@ -3,7 +3,7 @@
 
 import {
   BLOCK_BYTES_MAX, BLOCK_HEADER_BYTES, BLOCK_HUFFMAN, BLOCK_RAW, BLOCK_REPEAT, BLOCK_RLE, DECODE_LENGTHS,
-  DECODE_OFFSETS, DECODE_ORDER, DECODE_PAIRS, DECODE_REVERSED, DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTH_COUNTS, NEXT_CODES, STREAM_SIZES_BYTES,
+  DECODE_OFFSETS, DECODE_ORDER, LENGTH_CHANGE_PARSE, DECODE_PAIRS, DECODE_REVERSED, DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTH_COUNTS, NEXT_CODES, STREAM_SIZES_BYTES,
   SYMBOL_COUNT, TABLE_LOG, TABLE_MASK, TABLE_SIZE,
 } from './layout';
 import { countLengths, reverseBits } from './huffman';
@@ -115,19 +115,12 @@ function readTable(): i32 {
     // A code starting inside the frame ends at most 7 bits later, inside the frame's zeroed slack.
     if ((position >> 3) >= available) return ERROR_PAYLOAD_TRUNCATED;
     const word = load<u32>(codes + (position >> 3)) >> (position & 7);
-    let length = <i32>load<u8>(DECODE_LENGTHS + symbol);
-    if ((word & 1) == 0) {
-      position += 1;
-    } else if ((word & 2) == 0) {
-      length += (word & 4) == 0 ? 1 : -1;
-      position += 3;
-    } else if ((word & 4) == 0) {
-      length += (word & 8) == 0 ? 2 : -2;
-      position += 4;
-    } else {
-      length = (word >> 3) & 15;
-      position += 7;
-    }
+    // One lookup of the next 7 bits, no branches (see LENGTH_CHANGE_PARSE).
+    const entry = load<u32>(<usize>(word & 127) << 2, LENGTH_CHANGE_PARSE);
+    const previous = <i32>load<u8>(DECODE_LENGTHS + symbol);
+    const changed = previous + (<i32>(entry << 16) >> 24);
+    const length = (entry & 0x80) != 0 ? <i32>((word >> 3) & 15) : changed;
+    position += entry & 7;
     if (<u32>length > TABLE_LOG) return ERROR_TABLE_LENGTH;
     store<u8>(DECODE_LENGTHS + symbol, <u8>length);
   }

@@ -3,14 +3,20 @@
 import {
   BLOCK_BYTES_MAX, BLOCK_HEADER_BYTES, BLOCK_HISTOGRAM, BLOCK_HUFFMAN, BLOCK_RAW, BLOCK_REPEAT, BLOCK_RLE,
   CODES, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTHS, STREAM_COUNT, STREAM_SIZES_BYTES, SUB_BLOCK_BYTES,
-  SUB_HISTOGRAM, SYMBOL_COUNT, TABLE_LENGTHS,
+  SUB_HISTOGRAM, SYMBOL_COUNT, TABLE_DESCRIPTION, TABLE_LENGTHS,
 } from './layout';
 import {
-  buildEncoderCodes, buildLengths, entropyBits, histogram, lengthChangeCode, maxSymbol, sumCountLogCount,
-  sumCountLogCountMerged, tableDescriptionBytes,
+  buildEncoderCodes, buildLengths, entropyBits, histogram, lengthChangeCode, presentSymbols, sumCountLogCount,
+  sumCountLogCountMerged,
 } from './huffman';
 
-const SPLIT_TABLE_BYTES: u32 = 96;
+/**
+ * The splitter's charge for a new table beyond its header and stream sizes: a fixed part and a part per
+ * symbol present. Set by measurement on the benchmark data: lower values split more often, which gains
+ * a little ratio (well under 1%) and costs speed on both sides, since every table is built by both.
+ */
+const SPLIT_FIXED_BITS: u64 = 256;
+const SPLIT_SYMBOL_BITS: u64 = 6;
 
 /** Whether TABLE_LENGTHS/CODES hold a table written earlier in the frame being coded. */
 let tableValid = false;
@@ -40,7 +46,7 @@ export function compressChunk(source: usize, length: u32, destination: usize): u
       if (blockLength + subLength <= BLOCK_BYTES_MAX) {
         const mergedCountLog = sumCountLogCountMerged(BLOCK_HISTOGRAM, SUB_HISTOGRAM);
         const separateBits = entropyBits(blockLength, blockCountLog) + entropyBits(subLength, subCountLog)
-          + tableBits(SUB_HISTOGRAM);
+          + newBlockBits(presentSymbols);
         if (entropyBits(blockLength + subLength, mergedCountLog) <= separateBits) {
           addHistogram(BLOCK_HISTOGRAM, SUB_HISTOGRAM);
           blockLength += subLength;
@@ -59,10 +65,14 @@ export function compressChunk(source: usize, length: u32, destination: usize): u
   return <u32>(out - destination);
 }
 
-/** Estimated cost in bits of starting a new block with its own table for this histogram. */
-function tableBits(histogram: usize): u64 {
-  const bytes = BLOCK_HEADER_BYTES + STREAM_SIZES_BYTES + SPLIT_TABLE_BYTES;
-  return <u64>bytes * 8;
+/**
+ * Estimated cost in bits of starting a new block for a histogram of `present` symbols: header, stream
+ * sizes and table description, plus a charge for the time a table costs both sides, which also grows
+ * with the symbols.
+ */
+// @ts-ignore: decorator
+@inline function newBlockBits(present: u32): u64 {
+  return 8 * (BLOCK_HEADER_BYTES + STREAM_SIZES_BYTES) + SPLIT_FIXED_BITS + SPLIT_SYMBOL_BITS * <u64>present;
 }
 
 function addHistogram(into: usize, from: usize): void {
@@ -71,17 +81,29 @@ function addHistogram(into: usize, from: usize): void {
   }
 }
 
-/** Total bits of a histogram coded with the given lengths, or u64.MAX_VALUE if a symbol lacks a code. */
-function codedBits(histogram: usize, lengths: usize): u64 {
-  let bits: u64 = 0;
-  let missing = false;
-  for (let symbol: usize = 0; symbol < SYMBOL_COUNT; symbol++) {
-    const count = load<u32>(histogram + (symbol << 2));
-    const length: u32 = load<u8>(lengths + symbol);
-    missing = missing || (count != 0 && length == 0);
-    bits += <u64>count * length;
+/** Symbol counts of BLOCK_HISTOGRAM weighed by LENGTHS and by TABLE_LENGTHS, and the highest symbol. */
+let newBits: u64 = 0;
+let repeatBits: u64 = 0;
+let repeatPossible = false;
+let topSymbol: u32 = 0;
+
+function weighBlock(): void {
+  let bitsNew: u64 = 0;
+  let bitsRepeat: u64 = 0;
+  let missing: u32 = 0;
+  let top: u32 = 0;
+  for (let symbol: u32 = 0; symbol < SYMBOL_COUNT; symbol++) {
+    const count = <u64>load<u32>(<usize>symbol << 2, BLOCK_HISTOGRAM);
+    const current: u32 = load<u8>(symbol, TABLE_LENGTHS);
+    bitsNew += count * load<u8>(symbol, LENGTHS);
+    bitsRepeat += count * current;
+    missing |= <u32>(count != 0) & <u32>(current == 0);
+    top = count != 0 ? symbol : top;
   }
-  return missing ? u64.MAX_VALUE : bits;
+  newBits = bitsNew;
+  repeatBits = bitsRepeat;
+  repeatPossible = tableValid && missing == 0;
+  topSymbol = top;
 }
 
 /** Bytes of four streams holding `bits` in total, at most: each stream rounds up to a whole byte. */
@@ -105,12 +127,11 @@ function emitBlock(source: usize, length: u32, out: usize): usize {
     store<u8>(out, load<u8>(source), BLOCK_HEADER_BYTES);
     return out + BLOCK_HEADER_BYTES + 1;
   }
-  const top = <u32>maxSymbol(BLOCK_HISTOGRAM);
-  const tableBytes = tableDescriptionBytes(LENGTHS, TABLE_LENGTHS, top);
+  weighBlock();
+  const tableBytes = describeTable(topSymbol);
   const fixedBytes = BLOCK_HEADER_BYTES + STREAM_SIZES_BYTES;
-  const newBytes = fixedBytes + tableBytes + streamBytesMax(codedBits(BLOCK_HISTOGRAM, LENGTHS));
-  const repeatBits = tableValid ? codedBits(BLOCK_HISTOGRAM, TABLE_LENGTHS) : u64.MAX_VALUE;
-  const repeatBytes = repeatBits == u64.MAX_VALUE ? u64.MAX_VALUE : fixedBytes + streamBytesMax(repeatBits);
+  const newBytes = fixedBytes + tableBytes + streamBytesMax(newBits);
+  const repeatBytes = repeatPossible ? fixedBytes + streamBytesMax(repeatBits) : u64.MAX_VALUE;
   const rawBytes = <u64>(BLOCK_HEADER_BYTES + length);
   if (rawBytes <= newBytes && rawBytes <= repeatBytes) {
     writeBlockHeader(out, BLOCK_RAW, length);
@@ -122,37 +143,38 @@ function emitBlock(source: usize, length: u32, out: usize): usize {
     writeBlockHeader(out, BLOCK_REPEAT, length);
   } else {
     writeBlockHeader(out, BLOCK_HUFFMAN, length);
-    cursor = writeTable(cursor, top);
+    memory.copy(cursor, TABLE_DESCRIPTION, tableBytes);
+    cursor += tableBytes;
+    memory.copy(TABLE_LENGTHS, LENGTHS, SYMBOL_COUNT);
+    buildEncoderCodes(TABLE_LENGTHS, CODES);
     tableValid = true;
   }
   return encodeStreams(source, length, cursor);
 }
 
 /**
- * Writes the description of LENGTHS as changes from the frame's current table (docs/KERNEL.md), then
- * adopts LENGTHS as the current table.
+ * Writes the description of LENGTHS as changes from the frame's current table (docs/KERNEL.md) to
+ * TABLE_DESCRIPTION; returns its bytes.
  */
-function writeTable(out: usize, top: u32): usize {
-  store<u8>(out, <u8>top);
-  let cursor = out + 1;
+function describeTable(top: u32): u32 {
+  store<u8>(TABLE_DESCRIPTION, <u8>top);
+  let cursor = TABLE_DESCRIPTION + 1;
   let bits: u64 = 0;
   let bitCount: u64 = 0;
   for (let symbol: u32 = 0; symbol <= top; symbol++) {
-    const change = lengthChangeCode(load<u8>(TABLE_LENGTHS + symbol), load<u8>(LENGTHS + symbol));
-    bits |= <u64>(change & 0xffff) << bitCount;
-    bitCount += change >> 16;
-    if (bitCount >= 32) {
-      store<u32>(cursor, <u32>bits);
-      cursor += 4;
-      bits >>= 32;
-      bitCount -= 32;
-    }
+    const code = lengthChangeCode(load<u8>(symbol, TABLE_LENGTHS), load<u8>(symbol, LENGTHS));
+    bits |= <u64>(code & 0xffff) << bitCount;
+    bitCount += code >> 16;
+    // At most 7 bits per symbol: flush whole bytes once 32 bits are pending.
+    const flush = bitCount & 32;
+    store<u32>(cursor, <u32>bits);
+    cursor += <usize>(flush >> 3);
+    bits >>= flush;
+    bitCount -= flush;
   }
   store<u64>(cursor, bits);
   cursor += <usize>((bitCount + 7) >> 3);
-  memory.copy(TABLE_LENGTHS, LENGTHS, SYMBOL_COUNT);
-  buildEncoderCodes(TABLE_LENGTHS, CODES);
-  return cursor;
+  return <u32>(cursor - TABLE_DESCRIPTION);
 }
 
 /** Writes the stream sizes and the four streams of a block with CODES; returns the new end. */

@@ -1,7 +1,7 @@
 // Histograms, length-limited Huffman code lengths and canonical code assignment.
 
 import {
-  COUNT_LANE_BYTES, COUNT_LANE_COUNT, COUNT_LANES, LENGTH_COUNTS, LOG2_TABLE, LOG2_TABLE_BITS, NEXT_CODES, RADIX_BUCKETS, REVERSE_BYTE, SORT_KEYS, SORT_SPARE,
+  COUNT_LANE_BYTES, COUNT_LANE_COUNT, COUNT_LANES, LENGTH_COUNTS, LOG2_TABLE, LOG2_TABLE_BITS, LENGTH_CHANGE_CODES, LENGTH_CHANGE_PARSE, NEXT_CODES, RADIX_BUCKETS, REVERSE_BYTE, SORT_KEYS, SORT_SPARE,
   SYMBOL_COUNT, TABLE_LOG, TREE,
 } from './layout';
 
@@ -12,6 +12,8 @@ export function initTables(): void {
     for (let bit: u32 = 0; bit < 8; bit++) reversed |= ((i >> bit) & 1) << (7 - bit);
     store<u8>(REVERSE_BYTE + i, <u8>reversed);
   }
+  initLengthChangeCodes();
+  initLengthChangeParse();
   store<u32>(LOG2_TABLE, 0);
   for (let i: u32 = 1; i < (1 << LOG2_TABLE_BITS); i++) {
     store<u32>(LOG2_TABLE + (<usize>i << 2), <u32>Math.round(Math.log2(<f64>i) * 65536.0));
@@ -73,11 +75,18 @@ export function histogram(source: usize, length: u32, histogram: usize): void {
 /** Sum of count * log2(count) over a histogram, 16.16 fixed point. */
 export function sumCountLogCount(histogram: usize): u64 {
   let sum: u64 = 0;
+  let present: u32 = 0;
   for (let offset: usize = 0; offset < SYMBOL_COUNT * 4; offset += 4) {
-    sum += countLogCount(load<u32>(histogram + offset));
+    const count = load<u32>(histogram + offset);
+    sum += countLogCount(count);
+    present += <u32>(count != 0);
   }
+  presentSymbols = present;
   return sum;
 }
+
+/** Symbols with a nonzero count in the histogram of the last sumCountLogCount. */
+export let presentSymbols: u32 = 0;
 
 /** Like sumCountLogCount of the sum of two histograms. */
 export function sumCountLogCountMerged(first: usize, second: usize): u64 {
@@ -95,13 +104,6 @@ export function sumCountLogCountMerged(first: usize, second: usize): u64 {
 export function entropyBits(total: u32, sumCountLog: u64): u64 {
   const totalLog = countLogCount(total);
   return totalLog > sumCountLog ? (totalLog - sumCountLog) >> 16 : 0;
-}
-
-/** The highest symbol with a nonzero count, or -1 for an empty histogram. */
-export function maxSymbol(histogram: usize): i32 {
-  let symbol: i32 = SYMBOL_COUNT - 1;
-  while (symbol >= 0 && load<u32>(histogram + (<usize>symbol << 2)) == 0) symbol--;
-  return symbol;
 }
 
 /**
@@ -179,28 +181,33 @@ function sortKeys(n: u32, countMax: u32): void {
  */
 function minimumRedundancyDepths(weights: usize, n: u32): void {
   // First pass, left to right: combine the two lightest of leaves and internal nodes; internal node
-  // `next` takes slot `next`, and a consumed internal node's slot keeps a pointer to its parent.
+  // `next` takes slot `next`, and a consumed internal node's slot keeps a pointer to its parent. Written
+  // with selects rather than branches: the comparisons are unpredictable. A[n] may be read (the slot
+  // past the leaves) but is never chosen.
   store<u32>(weights, load<u32>(weights) + load<u32>(weights, 4));
   let root: u32 = 0;
   let leaf: u32 = 2;
   for (let next: u32 = 1; next < n - 1; next++) {
     const at = weights + (<usize>next << 2);
-    if (leaf >= n || load<u32>(weights + (<usize>root << 2)) < load<u32>(weights + (<usize>leaf << 2))) {
-      store<u32>(at, load<u32>(weights + (<usize>root << 2)));
-      store<u32>(weights + (<usize>root << 2), next);
-      root++;
-    } else {
-      store<u32>(at, load<u32>(weights + (<usize>leaf << 2)));
-      leaf++;
-    }
-    if (leaf >= n || (root < next && load<u32>(weights + (<usize>root << 2)) < load<u32>(weights + (<usize>leaf << 2)))) {
-      store<u32>(at, load<u32>(at) + load<u32>(weights + (<usize>root << 2)));
-      store<u32>(weights + (<usize>root << 2), next);
-      root++;
-    } else {
-      store<u32>(at, load<u32>(at) + load<u32>(weights + (<usize>leaf << 2)));
-      leaf++;
-    }
+    let rootAt = weights + (<usize>root << 2);
+    let rootWeight = load<u32>(rootAt);
+    let leafWeight = load<u32>(weights + (<usize>leaf << 2));
+    let takeRoot = leaf >= n || rootWeight < leafWeight;
+    const first = takeRoot ? rootWeight : leafWeight;
+    store<u32>(rootAt, takeRoot ? next : rootWeight);
+    root += <u32>takeRoot;
+    leaf += <u32>!takeRoot;
+    rootAt = weights + (<usize>root << 2);
+    rootWeight = load<u32>(rootAt);
+    leafWeight = load<u32>(weights + (<usize>leaf << 2));
+    takeRoot = leaf >= n || (root < next && rootWeight < leafWeight);
+    const second = takeRoot ? rootWeight : leafWeight;
+    // A taken root gets its parent pointer; otherwise the slot keeps its weight (or, when root == next,
+    // is overwritten by the sum just below).
+    store<u32>(rootAt, takeRoot ? next : rootWeight);
+    store<u32>(at, first + second);
+    root += <u32>takeRoot;
+    leaf += <u32>!takeRoot;
   }
   // Second pass, right to left: depth of each internal node from its parent's.
   store<u32>(weights + (<usize>(n - 2) << 2), 0);
@@ -315,24 +322,39 @@ export function buildEncoderCodes(lengths: usize, codes: usize): void {
 
 /**
  * The code of a table description for one symbol, going from `previous` to `length`: in its low 16 bits
- * the bits (first bit lowest), in the high 16 bits their number. 0 = same; 1 0 s = one longer (s = 0) or
- * shorter (s = 1); 1 1 0 s = two longer or shorter; 1 1 1 vvvv = the length v itself.
+ * the bits (first bit lowest), in the high 16 bits their number. 0 = same; 1 0 x = one longer (x = 0) or
+ * shorter (x = 1); 1 1 0 x = two longer or shorter; 1 1 1 vvvv = the length v itself. Branch-free: the
+ * change indexes LENGTH_CHANGE_CODES, whose explicit entries let the length in through a mask.
  */
-export function lengthChangeCode(previous: u32, length: u32): u32 {
-  const change = <i32>length - <i32>previous;
-  if (change == 0) return 1 << 16;
-  if (change == 1) return 1 | (3 << 16);
-  if (change == -1) return 5 | (3 << 16);
-  if (change == 2) return 3 | (4 << 16);
-  if (change == -2) return 11 | (4 << 16);
-  return 7 | (length << 3) | (7 << 16);
+// @ts-ignore: decorator
+@inline export function lengthChangeCode(previous: u32, length: u32): u32 {
+  const entry = load<u32>(<usize>(length - previous + TABLE_LOG) << 2, LENGTH_CHANGE_CODES);
+  return (entry & 0xffff007f) | ((length << 3) & (entry >> 8) & 0x78);
 }
 
-/** Bytes of the description of `lengths` after `previous`, for symbols 0..top: the top byte, then the codes. */
-export function tableDescriptionBytes(lengths: usize, previous: usize, top: u32): u32 {
-  let bits: u32 = 0;
-  for (let symbol: u32 = 0; symbol <= top; symbol++) {
-    bits += lengthChangeCode(load<u8>(previous + symbol), load<u8>(lengths + symbol)) >> 16;
+/**
+ * LENGTH_CHANGE_PARSE[next 7 bits]: bits used in bits 0..2, 0x80 if the length follows explicitly,
+ * else the change as a signed byte in bits 8..15.
+ */
+function initLengthChangeParse(): void {
+  for (let bits: u32 = 0; bits < 128; bits++) {
+    let entry: u32;
+    if ((bits & 1) == 0) entry = 1;
+    else if ((bits & 2) == 0) entry = 3 | ((<u32>((bits & 4) == 0 ? 1 : -1) & 255) << 8);
+    else if ((bits & 4) == 0) entry = 4 | ((<u32>((bits & 8) == 0 ? 2 : -2) & 255) << 8);
+    else entry = 7 | 0x80;
+    store<u32>(<usize>bits << 2, entry, LENGTH_CHANGE_PARSE);
   }
-  return 1 + ((bits + 7) >> 3);
+}
+
+function initLengthChangeCodes(): void {
+  for (let change: i32 = -(<i32>TABLE_LOG); change <= <i32>TABLE_LOG; change++) {
+    let entry: u32 = 7 | (0x78 << 8) | (7 << 16);
+    if (change == 0) entry = 1 << 16;
+    if (change == 1) entry = 1 | (3 << 16);
+    if (change == -1) entry = 5 | (3 << 16);
+    if (change == 2) entry = 3 | (4 << 16);
+    if (change == -2) entry = 11 | (4 << 16);
+    store<u32>(<usize>(change + <i32>TABLE_LOG) << 2, entry, LENGTH_CHANGE_CODES);
+  }
 }

@@ -40,6 +40,10 @@ export const LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 export const TABLE_LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 /** Encoder codes of the current table, bit-reversed (u16 per symbol); their lengths are TABLE_LENGTHS. */
 export const CODES: usize = memory.data(SYMBOL_COUNT * 2, 64);
+/** The description of LENGTHS, written before the block's kind is chosen: top byte and up to 7 bits per symbol. */
+export const TABLE_DESCRIPTION: usize = memory.data(1 + SYMBOL_COUNT + 16, 64);
+/** Codes of the table description by change of length + TABLE_LOG (see lengthChangeCode). */
+export const LENGTH_CHANGE_CODES: usize = memory.data((2 * TABLE_LOG + 1) * 4, 64);
 /** Sort keys (count << 8 | symbol) and tree workspace of the code-length builder. */
 export const SORT_KEYS: usize = memory.data(SYMBOL_COUNT * 4, 64);
 export const SORT_SPARE: usize = memory.data(SYMBOL_COUNT * 4, 64);
@@ -56,6 +60,8 @@ export const REVERSE_BYTE: usize = memory.data(256, 64);
 
 // Decoder regions.
 export const DECODE_LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
+/** How to read a table description entry, by its next 7 bits (see initLengthChangeParse). */
+export const LENGTH_CHANGE_PARSE: usize = memory.data(128 * 4, 64);
 /** Symbols ordered by (code length, symbol): the order canonical codes are assigned in. */
 export const DECODE_ORDER: usize = memory.data(SYMBOL_COUNT, 64);
 export const DECODE_OFFSETS: usize = memory.data(16 * 4, 64);
