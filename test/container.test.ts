@@ -129,4 +129,14 @@ test('bytes after the trailer are refused', async () => {
   assert.is(error.code, 'CORRUPT_CONTAINER');
 });
 
+test('the pool codes views into pooled Buffers without detaching their neighbours', async () => {
+  // Small Buffers share Node's pool, which cannot be transferred; the pool must copy them.
+  const pooled = [Buffer.from('first small buffer'), Buffer.from(textLike(3000, 4)), Buffer.from('last')];
+  for (const bytes of pooled) {
+    const { frame, checksum } = await pool.compress(bytes);
+    assert.ok(Buffer.from(await pool.decompress(frame, bytes.length, checksum, 'chunk 0')).equals(bytes));
+  }
+  assert.is(pooled[0].toString(), 'first small buffer');
+});
+
 test.run();

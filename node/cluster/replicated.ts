@@ -83,6 +83,12 @@ export interface ReplicatedState {
 }
 
 const proposeProtocol = '/dcas/propose/1.0.0';
+/**
+ * Results of recently applied commands by id. A proposer whose forwarded proposal timed out (say, the
+ * leader died) retries the same command; if the first copy was committed after all, the retry's copy
+ * fails its guards. The proposer must still learn the first copy's result, not the retry's.
+ */
+const recentResultsMax = 16_384;
 const leaderWaitStepMs = 50;
 
 interface Pending {
@@ -110,7 +116,8 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   );
   const snapshotEntries = options.snapshotEntries ?? 1000;
   const proposeTimeoutMs = options.proposeTimeoutMs ?? 10_000;
-  const pending = new Map<string, Pending>();
+  const pending = new Map<string, Pending[]>();
+  const recentResults = new Map<string, ApplyResult>();
   const listeners = new Set<(change: StateChange) => void>();
   let ticker: NodeJS.Timeout | undefined;
   let running = false;
@@ -178,6 +185,11 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
         continue;
       }
       const applied = await store.apply(entry.index, command);
+      const first = recentResults.get(command.id);
+      if (first === undefined) {
+        recentResults.set(command.id, { id: command.id, index: entry.index, applied });
+        if (recentResults.size > recentResultsMax) recentResults.delete(recentResults.keys().next().value!);
+      }
       const change: StateChange = { index: entry.index, command, applied };
       for (const listener of listeners) {
         try {
@@ -186,11 +198,14 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
           logger.error({ err: error }, 'state listener threw');
         }
       }
-      const waiter = pending.get(command.id);
-      if (waiter !== undefined) {
+      const waiters = pending.get(command.id);
+      if (waiters !== undefined) {
         pending.delete(command.id);
-        clearTimeout(waiter.timer);
-        waiter.resolve({ id: command.id, index: entry.index, applied });
+        const result = recentResults.get(command.id) ?? { id: command.id, index: entry.index, applied };
+        for (const waiter of waiters) {
+          clearTimeout(waiter.timer);
+          waiter.resolve(result);
+        }
       }
     }
   }
@@ -207,16 +222,24 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
 
   function waitApplied(commandId: string, timeoutMs: number): Promise<ApplyResult> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        pending.delete(commandId);
-        reject(new ProposalError('TIMEOUT', `command ${commandId} was not applied within ${timeoutMs} ms`));
-      }, timeoutMs);
-      pending.set(commandId, { resolve, reject, timer });
+      const waiter: Pending = {
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          const rest = (pending.get(commandId) ?? []).filter((other) => other !== waiter);
+          if (rest.length > 0) pending.set(commandId, rest);
+          else pending.delete(commandId);
+          reject(new ProposalError('TIMEOUT', `command ${commandId} was not applied within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      pending.set(commandId, [...(pending.get(commandId) ?? []), waiter]);
     });
   }
 
   /** Proposes on this node, which must lead; resolves when applied here. */
   function proposeLocally(command: StateCommand, timeoutMs: number): Promise<ApplyResult> {
+    const known = recentResults.get(command.id);
+    if (known !== undefined) return Promise.resolve(known);
     const result = core.propose(encodeCommand(command));
     if (!result.ok) return Promise.reject(new ProposalError(result.error.code === 'not-leader' ? 'NO_LEADER' : 'REJECTED', result.error.message));
     const applied = waitApplied(command.id, timeoutMs);
@@ -307,9 +330,11 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       if (ticker !== undefined) clearInterval(ticker);
       await draining;
       stopped = true;
-      for (const [commandId, waiter] of pending) {
-        clearTimeout(waiter.timer);
-        waiter.reject(new ProposalError('STOPPED', `node ${id} stopped before command ${commandId} was applied`));
+      for (const [commandId, waiters] of pending) {
+        for (const waiter of waiters) {
+          clearTimeout(waiter.timer);
+          waiter.reject(new ProposalError('STOPPED', `node ${id} stopped before command ${commandId} was applied`));
+        }
       }
       pending.clear();
     },

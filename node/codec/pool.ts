@@ -3,6 +3,7 @@
  * Buffers are transferred, not copied, in both directions.
  */
 import { availableParallelism } from 'node:os';
+import { isMarkedAsUntransferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CodecError, type CodecErrorCode } from './errors.ts';
 
@@ -53,10 +54,15 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
     return piscina.run(task, { transferList: [transfer as ArrayBuffer] });
   }
 
-  /** Transferring detaches the whole ArrayBuffer, so a view into a shared one is copied first. */
+  /**
+   * Transferring detaches the whole ArrayBuffer, so a view into a larger one (such as Node's Buffer
+   * pool, which is also marked untransferable) is copied first. `new Uint8Array(view)` copies;
+   * `Buffer#slice` would not.
+   */
   function owned(bytes: Uint8Array): Uint8Array {
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    return whole && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice();
+    if (whole && !(bytes.buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable(bytes.buffer)) return bytes;
+    return new Uint8Array(bytes);
   }
 
   return {

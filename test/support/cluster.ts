@@ -1,0 +1,136 @@
+/**
+ * A local cluster of real `dcas node` processes for tests: each with its own LevelDB, libp2p host,
+ * worker threads and gateway, sharing one blob folder (or a GCS endpoint) as a local cluster does.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput } from '../../node/config/index.ts';
+import type { ClusterStatusView } from '../../node/runtime/node.ts';
+
+const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
+
+export interface TestCluster {
+  dataDir: string;
+  configs: NodeConfig[];
+  gateway(name: string): string;
+  start(name: string): void;
+  stop(name: string, signal: NodeJS.Signals): Promise<void>;
+  status(name: string): Promise<ClusterStatusView | undefined>;
+  state(name: string, prefix: string): Promise<Record<string, unknown>>;
+  /** The coordinator all running nodes agree on, once each sees `alive` members alive. */
+  agreed(alive: number, names?: string[]): Promise<ClusterStatusView | undefined>;
+  /** The tail of every running node's output, for a failure message. */
+  logs(): string;
+  destroy(): Promise<void>;
+}
+
+export interface TestClusterOptions {
+  nodes: number;
+  overrides?: Pick<NodeConfigInput, 'membership' | 'raft' | 'workers' | 'jobs'>;
+  /** Changes applied to each config after the local-cluster layout (e.g. a GCS blob store, a token). */
+  edit?: (config: NodeConfig) => NodeConfig;
+}
+
+export async function createTestCluster(options: TestClusterOptions): Promise<TestCluster> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'dcas-cluster-'));
+  const pskFile = join(dataDir, 'cluster.key');
+  await writeFile(pskFile, formatPsk());
+  const basePort = 20_000 + Math.floor(Math.random() * 20_000);
+  const configs = localClusterConfigs({
+    nodes: options.nodes,
+    dataDir,
+    basePort,
+    pskFile,
+    overrides: { workers: 1, membership: { heartbeatMs: 200, suspectMs: 600, deadMs: 1200 }, ...options.overrides },
+  }).map(options.edit ?? ((config) => config));
+  for (const config of configs) {
+    const { source: _source, ...fields } = config;
+    await writeFile(join(dataDir, `${config.name}.json`), JSON.stringify(fields));
+  }
+  const running = new Map<string, { child: ChildProcess; output: string[] }>();
+  const byName = (name: string) => configs.find((config) => config.name === name) ?? raise(`no node ${name}`);
+  const gateway = (name: string) => `http://${byName(name).gateway.host}:${byName(name).gateway.port}`;
+  const headers = (name: string): Record<string, string> => (byName(name).token ? { authorization: `Bearer ${byName(name).token}` } : {});
+
+  async function status(name: string): Promise<ClusterStatusView | undefined> {
+    try {
+      const response = await fetch(`${gateway(name)}/cluster`, { headers: headers(name), signal: AbortSignal.timeout(1_000) });
+      return response.ok ? ((await response.json()) as ClusterStatusView) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  return {
+    dataDir,
+    configs,
+    gateway,
+    start(name) {
+      const child = spawn(process.execPath, ['--max-semi-space-size=2', dcas, 'node', '--config', join(dataDir, `${name}.json`)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, DCAS_LOG_LEVEL: process.env.DCAS_LOG_LEVEL ?? 'warn' },
+      });
+      const output: string[] = [];
+      child.stdout?.on('data', (data) => output.push(String(data)));
+      child.stderr?.on('data', (data) => output.push(String(data)));
+      running.set(name, { child, output });
+    },
+    async stop(name, signal) {
+      const node = running.get(name);
+      if (node === undefined) return;
+      running.delete(name);
+      if (node.child.exitCode !== null || node.child.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        node.child.once('exit', () => resolve());
+        node.child.kill(signal);
+      });
+    },
+    status,
+    async state(name, prefix) {
+      const response = await fetch(`${gateway(name)}/state?prefix=${encodeURIComponent(prefix)}`, { headers: headers(name) });
+      return ((await response.json()) as { entries: Record<string, unknown> }).entries;
+    },
+    async agreed(alive, names = [...running.keys()]) {
+      const views = await Promise.all(names.map(status));
+      if (views.some((view) => view === undefined)) return undefined;
+      const coordinators = new Set(views.map((view) => view!.coordinator));
+      if (coordinators.size !== 1 || views[0]!.coordinator === null) return undefined;
+      if (views.some((view) => view!.members.filter((member) => member.status === 'alive').length !== alive)) return undefined;
+      return views[0];
+    },
+    logs() {
+      return [...running.entries()].map(([name, node]) => `--- ${name}\n${node.output.join('').slice(-3000)}`).join('\n');
+    },
+    async destroy() {
+      await Promise.all(
+        [...running.values()].map(
+          (node) =>
+            new Promise<void>((resolve) => {
+              if (node.child.exitCode !== null || node.child.signalCode !== null) return resolve();
+              node.child.once('exit', () => resolve());
+              node.child.kill('SIGKILL');
+            }),
+        ),
+      );
+      running.clear();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function raise(message: string): never {
+  throw new Error(message);
+}
+
+/** Polls `probe` until it returns a value; on timeout throws with `context()` appended. */
+export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>, context: () => string = () => ''): Promise<{ value: T; elapsedMs: number }> {
+  const started = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return { value, elapsedMs: Date.now() - started };
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${context()}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
