@@ -32,7 +32,7 @@ async function thrown(promise: Promise<unknown>): Promise<unknown> {
   } catch (error) {
     return error;
   }
-  throw new assert.Assertion({ message: 'expected a rejection, the call succeeded' });
+  return assert.unreachable('expected a rejection, the call succeeded');
 }
 
 async function rejection(promise: Promise<unknown>): Promise<BlobError> {

@@ -17,7 +17,20 @@
  *
  * Retries: the client's, with exponential backoff, for 408/429/5xx and connection resets. The
  * idempotency strategy is RetryAlways so uploads, compose and delete retry too; every write here
- * may safely run twice (same bytes or sources under the same name).
+ * may safely run twice (same bytes or sources under the same name). Two client bugs (v7.22, with
+ * teeny-request 9.0.0) are worked around:
+ *  - A retried streaming download can throw ERR_STREAM_UNABLE_TO_PIPE as an unhandled rejection,
+ *    which ends the process (googleapis/google-cloud-node#8670). Downloads therefore use a second
+ *    client with auto-retry off, and retry here: before the first byte, or resuming with a ranged
+ *    request pinned to the generation already being read.
+ *  - node-fetch 2 (under teeny-request) never ends nor fails a body whose connection drops before
+ *    its Content-Length: a download would wait forever. Downloads therefore give up on a response
+ *    that sends nothing for readIdleMsMax, and resume.
+ *  - When a resumable chunk fails and the status check that follows fails too, the client starts
+ *    over from offset 0 and aborts ("The offset is lower than the number of bytes written"):
+ *    Upload.continueUploading runs startUploading although getAndSetOffset already scheduled a
+ *    retry. Status checks are therefore retried by gaxios itself, through the interceptor hook the
+ *    client applies to every upload request.
  *
  * Compose: GCS takes at most 32 sources per call, so larger lists are composed in rounds into
  * intermediate objects under "<prefix>/.dcas-compose/<uuid>/" (no key starts with ".", so they are
@@ -28,7 +41,7 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
-import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type CRC32CValidator, type StorageOptions } from '@google-cloud/storage';
+import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type CRC32CValidator, type File, type StorageOptions } from '@google-cloud/storage';
 import { checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
 import { BlobError, type BlobInfo, type BlobStore, type PutOptions, type ReadRange } from './types.ts';
 
@@ -64,6 +77,8 @@ export interface GcsStoreOptions {
   uploadChunkBytes?: number;
   /** Compose calls or deletes in flight at once (default 8). */
   parallelMax?: number;
+  /** A download that receives nothing for this long is dropped and resumed (default 60 s). */
+  readIdleMsMax?: number;
 }
 
 /** GCS's limit on sources per compose call. */
@@ -89,23 +104,29 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
   const delayMsMax = retry.delayMsMax ?? 32_000;
   if (!(delayMsMax >= 1000)) throw new Error(`gcs store: retry.delayMsMax must be at least 1000 (the client's first upload retry waits 1 s), got ${delayMsMax}`);
   const parallelMax = options.parallelMax ?? 8;
+  const readIdleMsMax = options.readIdleMsMax ?? 60_000;
   const objectPrefix = normalizePrefix(options.prefix ?? '');
-  const storage = new Storage({
+  const retriesMax = retry.retriesMax ?? 6;
+  const delayMultiplier = retry.delayMultiplier ?? 2;
+  const clientOptions = (autoRetry: boolean): StorageOptions => ({
     ...(options.apiEndpoint === undefined ? {} : { apiEndpoint: options.apiEndpoint, useAuthWithCustomEndpoint: options.authWithCustomEndpoint ?? false }),
     ...(options.projectId === undefined ? {} : { projectId: options.projectId }),
     ...(options.keyFilename === undefined ? {} : { keyFilename: options.keyFilename }),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     retryOptions: {
-      autoRetry: true,
-      maxRetries: retry.retriesMax ?? 6,
+      autoRetry,
+      maxRetries: retriesMax,
       maxRetryDelay: delayMsMax / 1000,
-      retryDelayMultiplier: retry.delayMultiplier ?? 2,
+      retryDelayMultiplier: delayMultiplier,
       totalTimeout: (retry.totalMsMax ?? 600_000) / 1000,
       idempotencyStrategy: IdempotencyStrategy.RetryAlways,
     },
     crc32cGenerator: nativeCrc32cValidator,
   });
-  const bucket = storage.bucket(options.bucket);
+  const bucket = new Storage(clientOptions(true)).bucket(options.bucket);
+  /** Downloads only: the client's stream retries can crash the process (see the top of this file). */
+  const downloadBucket = new Storage(clientOptions(false)).bucket(options.bucket);
+  const backoffMs = (attempt: number): number => Math.min(delayMsMax, 250 * delayMultiplier ** attempt) * (0.5 + Math.random() / 2);
   const location = `gs://${options.bucket}/${objectPrefix}`;
   let closed = false;
 
@@ -138,38 +159,54 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
     return checkWritten(key, file.metadata as ObjectResource, data.byteLength, crc32c(data), where);
   }
 
-  /** Downloads a blob or a range of it; a whole download is checked against the object's CRC32C. */
+  /**
+   * Downloads a blob or a range of it; a whole download is checked against the object's CRC32C.
+   * Transient failures are retried; after some bytes arrived, the rest is asked for by range from
+   * the same generation, so the bytes and the CRC32C always belong to one object version.
+   */
   async function* download(key: string, range: ReadRange | undefined, where: string): AsyncGenerator<Uint8Array> {
-    const file = bucket.file(nameOf(key));
-    const stream = range === undefined
-      ? file.createReadStream({ validation: 'crc32c' })
-      : file.createReadStream({ start: range.start, end: range.end - 1, validation: false }); // GCS ranges end inclusive
-    let headers: Record<string, unknown> = {};
-    stream.on('response', (response: { headers?: Record<string, unknown> }) => {
-      headers = response.headers ?? {};
-    });
+    const start = range?.start ?? 0;
+    let end = range?.end; // exclusive; for a whole read, known from the first response
+    let position = start;
     let crc = 0;
-    let received = 0;
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (range === undefined) crc = crc32c(chunk, crc);
-        received += chunk.length;
-        yield chunk;
+    let first: DownloadFacts | undefined;
+    for (let attempt = 0; end === undefined || position < end; attempt++) {
+      const file = downloadBucket.file(nameOf(key), first === undefined ? {} : { generation: Number(first.generation) });
+      const stream = range === undefined && first === undefined
+        ? file.createReadStream({ validation: 'crc32c' })
+        : file.createReadStream({ start: position, ...(end === undefined ? {} : { end: end - 1 }), validation: false }); // GCS ranges end inclusive
+      let facts: DownloadFacts | undefined;
+      stream.on('response', (response: { headers?: Record<string, unknown> }) => {
+        facts = downloadFacts(response.headers ?? {});
+      });
+      try {
+        for await (const chunk of withIdleLimit(stream, readIdleMsMax)) {
+          if (first === undefined && facts !== undefined) {
+            first = facts;
+            if (range === undefined) end = facts.size;
+          }
+          if (range === undefined) crc = crc32c(chunk, crc);
+          position += chunk.length;
+          yield chunk;
+        }
+        if (first === undefined && facts !== undefined) first = facts; // an empty body
+        break;
+      } catch (error) {
+        if ((error as { code?: unknown }).code === 'CONTENT_DOWNLOAD_MISMATCH') {
+          const stored = first?.crc32c ?? facts?.crc32c;
+          throw new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: the bytes received do not match the stored CRC32C ${stored === undefined ? '(none sent)' : crc32cHex(stored)}`);
+        }
+        if (first !== undefined && statusOf(error) === 404) throw new BlobError('IO', `${where}: the blob was replaced or deleted while being read`);
+        if (!isTransient(error) || attempt >= retriesMax) throw toBlobError(where, error);
+        await sleep(backoffMs(attempt));
       }
-    } catch (error) {
-      if ((error as { code?: unknown }).code === 'CONTENT_DOWNLOAD_MISMATCH') {
-        const stored = storedCrc32c(headers);
-        throw new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: the bytes received do not match the stored CRC32C ${stored === undefined ? '(none sent)' : crc32cHex(stored)}`);
-      }
-      throw toBlobError(where, error);
     }
     if (range === undefined) {
-      const stored = storedCrc32c(headers);
+      const stored = first?.crc32c;
       if (stored === undefined) throw new BlobError('CHECKSUM_MISMATCH', `${where}: the download carried no CRC32C to check against`);
       if (stored !== crc) throw new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: stored CRC32C ${crc32cHex(stored)}, bytes read give ${crc32cHex(crc)}`);
-    } else if (received !== range.end - range.start) {
-      const size = /\/(\d+)$/.exec(String(headers['content-range'] ?? ''))?.[1] ?? 'fewer';
-      throw new BlobError('BAD_RANGE', `${where}: range [${range.start}, ${range.end}) runs past the end of the blob (${size} bytes)`);
+    } else if (position !== range.end) {
+      throw new BlobError('BAD_RANGE', `${where}: range [${range.start}, ${range.end}) runs past the end of the blob (${first?.size ?? 'fewer'} bytes)`);
     }
   }
 
@@ -254,6 +291,7 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
         }
       }
       const file = bucket.file(nameOf(key));
+      retryStatusChecks(file, retriesMax, delayMsMax);
       const upload = file.createWriteStream({ resumable: true, chunkSize: uploadChunkBytes, validation: 'crc32c', metadata: { contentType, metadata } });
       try {
         await pipeline(Readable.from(counted(), { highWaterMark: 1 }), upload);
@@ -398,15 +436,69 @@ function infoOf(key: string, resource: ObjectResource, where: string): BlobInfo 
   return { key, size, crc32c: crc, metadata };
 }
 
-/** The crc32c from an x-goog-hash header ("crc32c=<b64>,md5=<b64>"). */
-function storedCrc32c(headers: Record<string, unknown>): number | undefined {
-  const header = headers['x-goog-hash'];
-  const text = Array.isArray(header) ? header.join(',') : typeof header === 'string' ? header : '';
-  for (const pair of text.split(',')) {
+/** What a download's response headers say about the object version being read. */
+interface DownloadFacts {
+  generation: string | undefined;
+  /** From x-goog-hash ("crc32c=<b64>,md5=<b64>"). */
+  crc32c: number | undefined;
+  /** The whole object's size. */
+  size: number | undefined;
+}
+
+function downloadFacts(headers: Record<string, unknown>): DownloadFacts {
+  const text = (name: string): string => {
+    const value = headers[name];
+    return Array.isArray(value) ? value.join(',') : typeof value === 'string' ? value : '';
+  };
+  let crc: number | undefined;
+  for (const pair of text('x-goog-hash').split(',')) {
     const equals = pair.indexOf('=');
-    if (pair.slice(0, equals).trim() === 'crc32c') return crc32cFromBase64(pair.slice(equals + 1).trim());
+    if (pair.slice(0, equals).trim() === 'crc32c') crc = crc32cFromBase64(pair.slice(equals + 1).trim());
   }
-  return undefined;
+  const size = Number(text('x-goog-stored-content-length') || (/\/(\d+)$/.exec(text('content-range'))?.[1] ?? text('content-length')));
+  return { generation: text('x-goog-generation') || undefined, crc32c: crc, size: Number.isSafeInteger(size) ? size : undefined };
+}
+
+/**
+ * Lets gaxios retry the status checks of this file's resumable uploads ("Content-Range: bytes *\/*"),
+ * and nothing else: the client's own recovery breaks when a status check fails (top of this file).
+ */
+function retryStatusChecks(file: File, retriesMax: number, delayMsMax: number): void {
+  const retryConfig = {
+    retryDelay: 250,
+    maxRetryDelay: delayMsMax,
+    shouldRetry: (error: { config?: { headers?: unknown; retryConfig?: { currentRetryAttempt?: number } }; response?: { status?: number } }): boolean => {
+      const headers = (error.config?.headers ?? {}) as Record<string, unknown>;
+      const range = Object.entries(headers).find(([name]) => name.toLowerCase() === 'content-range')?.[1];
+      const status = error.response?.status;
+      const transient = status === undefined || status === 408 || status === 429 || status >= 500;
+      return range === 'bytes */*' && transient && (error.config?.retryConfig?.currentRetryAttempt ?? 0) < retriesMax;
+    },
+  };
+  file.interceptors.push({ request: (requestOptions) => ({ ...requestOptions, retryConfig }) as unknown as ReturnType<File['interceptors'][number]['request']> });
+}
+
+/** The stream's chunks, failing with a transient ETIMEDOUT when one takes longer than `idleMsMax` to come. */
+async function* withIdleLimit(stream: Readable, idleMsMax: number): AsyncGenerator<Buffer> {
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const idle = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(Object.assign(new Error(`no data for ${idleMsMax} ms`), { code: 'ETIMEDOUT' })), idleMsMax);
+      });
+      // Racing also handles the abandoned next() if it rejects once the stream is destroyed below.
+      const next = await Promise.race([chunks.next(), idle]).finally(() => clearTimeout(timer));
+      if (next.done === true) return;
+      yield next.value;
+    }
+  } finally {
+    stream.destroy();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function normalizePrefix(prefix: string): string {
@@ -430,12 +522,19 @@ function toBlobError(where: string, error: unknown): BlobError {
   if (code === 404) return new BlobError('NOT_FOUND', `${where}: not found (${text})`);
   if (code === 416) return new BlobError('BAD_RANGE', `${where}: range runs past the end of the blob`);
   if (code === 'CONTENT_DOWNLOAD_MISMATCH' || code === 'FILE_NO_UPLOAD') return new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: ${text}`);
-  const transient =
+  if (isTransient(error)) return new BlobError('UNAVAILABLE', `${where}: ${text}`);
+  return new BlobError('IO', `${where}: ${text}`);
+}
+
+/** 408, 429, 5xx, a dropped connection, or the client's own "retries ran out". */
+function isTransient(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return (
     RETRYABLE_ERR_FN_DEFAULT(error as ApiError) ||
     (typeof code === 'string' && connectionCodes.has(code)) ||
-    /Retry (limit|total time limit) exceeded|socket hang up|ECONNREFUSED|ECONNRESET/.test(message);
-  if (transient) return new BlobError('UNAVAILABLE', `${where}: ${text}`);
-  return new BlobError('IO', `${where}: ${text}`);
+    /Retry (limit|total time limit) exceeded|socket hang up|ECONNREFUSED|ECONNRESET|premature close/i.test(message)
+  );
 }
 
 /** The message inside a JSON API error document, when the client passed the whole body on. */

@@ -16,7 +16,8 @@
  * validate. Errors are GCS's JSON documents. There is no authentication: loopback only.
  *
  * Faults: failNext / failFor answer a status (503 by default) instead of serving, after reading
- * the request body; resetNext destroys the connection. A filter picks which requests they hit.
+ * the request body; resetNext destroys the connection; cutNext serves but drops the connection
+ * after some bytes of the response body. A filter picks which requests they hit.
  */
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -66,6 +67,8 @@ export interface GcsFaults {
   failFor(ms: number, status?: number, when?: RequestFilter): void;
   /** The next `count` matching requests have their connection destroyed (a reset, no answer). */
   resetNext(count: number, when?: RequestFilter): void;
+  /** The next `count` matching streamed responses (downloads) stop after `bodyBytes` bytes of body: the connection drops. */
+  cutNext(count: number, bodyBytes: number, when?: RequestFilter): void;
   /** Flips one stored byte of an object, leaving its CRC32C and MD5 as they were. */
   corrupt(bucket: string, name: string, offset?: number): Promise<void>;
   /** Forgets every pending fault. */
@@ -89,8 +92,10 @@ export interface GcsServer {
   stop(): Promise<void>;
 }
 
+type FaultAnswer = number | 'reset' | { cutAfterBytes: number };
+
 interface FaultRule {
-  answer: number | 'reset';
+  answer: FaultAnswer;
   remaining: number;
   untilMs: number;
   when: RequestFilter | undefined;
@@ -122,7 +127,7 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
   const stats: GcsServerStats = { requests: 0, faultsInjected: 0, operations: {} };
   let rules: FaultRule[] = [];
 
-  function takeFault(facts: RequestFacts): number | 'reset' | undefined {
+  function takeFault(facts: RequestFacts): FaultAnswer | undefined {
     const now = Date.now();
     rules = rules.filter((rule) => rule.remaining > 0 && now < rule.untilMs);
     for (const rule of rules) {
@@ -137,6 +142,7 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
     failNext: (count, status = 503, when) => void rules.push({ answer: status, remaining: count, untilMs: Infinity, when }),
     failFor: (ms, status = 503, when) => void rules.push({ answer: status, remaining: Infinity, untilMs: Date.now() + ms, when }),
     resetNext: (count, when) => void rules.push({ answer: 'reset', remaining: count, untilMs: Infinity, when }),
+    cutNext: (count, bodyBytes, when) => void rules.push({ answer: { cutAfterBytes: bodyBytes }, remaining: count, untilMs: Infinity, when }),
     corrupt: (bucket, name, offset = 0) => store.corrupt(bucket, name, offset),
     clear: () => void (rules = []),
   };
@@ -162,7 +168,10 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
       req.socket.destroy();
       return;
     }
-    if (fault !== undefined) {
+    if (typeof fault === 'object') {
+      stats.faultsInjected++;
+      cutAfter(res, fault.cutAfterBytes);
+    } else if (fault !== undefined) {
       stats.faultsInjected++;
       await drain(req);
       return sendError(res, fault, reasonOf(fault), `Injected fault: ${route.operation} answered ${fault}`);
@@ -356,6 +365,23 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
   if (start >= size || end < start) return 'unsatisfiable';
   return { start, end };
+}
+
+/** Lets `bodyBytes` bytes of the response body out, then drops the connection. */
+function cutAfter(res: ServerResponse, bodyBytes: number): void {
+  let left = bodyBytes;
+  const write = res.write.bind(res) as (chunk: Buffer, done?: () => void) => boolean;
+  res.write = ((chunk: string | Uint8Array): boolean => {
+    if (left === 0) return false;
+    const bytes = Buffer.from(chunk);
+    if (bytes.length < left) {
+      left -= bytes.length;
+      return write(bytes);
+    }
+    write(bytes.subarray(0, left), () => res.destroy());
+    left = 0;
+    return false;
+  }) as typeof res.write;
 }
 
 function presentObject(resource: ObjectResource, base: string): unknown {
