@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
-import { BlobError, createFolderStore, createGcsStore, type BlobStore } from '../node/storage/blob/index.ts';
+import { BlobError, createBlobStore, createFolderStore, createGcsStore, type BlobStore } from '../node/storage/blob/index.ts';
 import { startGcsServer } from '../node/storage/gcs-server/index.ts';
 import { randomBytesSeeded, seededRandom } from './helpers.ts';
 
@@ -153,6 +153,7 @@ function conformance(name: string, start: () => Promise<Harness>): void {
       assert.is((await rejection(store.getRange('ranges/small', range))).code, 'BAD_RANGE', `getRange ${JSON.stringify(range)}`);
     }
     assert.is((await rejection(collect(store.getStream('ranges/small', { start: 90, end: 120 })))).code, 'BAD_RANGE');
+    assert.is((await rejection(collect(store.getStream('ranges/small', { start: 9, end: 1 })))).code, 'BAD_RANGE');
   });
 
   test('compose of 70 sources equals their concatenation and carries its CRC32C; the sources stay', async () => {
@@ -201,6 +202,7 @@ function conformance(name: string, start: () => Promise<Harness>): void {
       assert.is((await rejection(store.put(key, new Uint8Array([1])))).code, 'BAD_KEY', `put ${label}`);
       assert.is((await rejection(store.putStream(key, (async function* () {})()))).code, 'BAD_KEY', `putStream ${label}`);
       assert.is((await rejection(store.get(key))).code, 'BAD_KEY', `get ${label}`);
+      assert.is((await rejection(collect(store.getStream(key)))).code, 'BAD_KEY', `getStream ${label}`);
       assert.is((await rejection(store.stat(key))).code, 'BAD_KEY', `stat ${label}`);
       assert.is((await rejection(store.delete(key))).code, 'BAD_KEY', `delete ${label}`);
       assert.is((await rejection(store.compose(['ok'], key))).code, 'BAD_KEY', `compose into ${label}`);
@@ -265,3 +267,25 @@ conformance('gcs store', async () => {
     stop: () => server.stop(),
   };
 });
+
+const door = suite('createBlobStore');
+
+door('picks the store the config names, and both work behind it', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'dcas-blob-'));
+  const server = await startGcsServer({ buckets: ['dcas-door'] });
+  try {
+    const folder = createBlobStore({ kind: 'folder', path: root });
+    const gcs = createBlobStore({ kind: 'gcs', bucket: 'dcas-door', prefix: 'node1', apiEndpoint: server.url }, { gcs: { retry: { delayMsMax: 1000 } } });
+    assert.equal([folder.kind, gcs.kind], ['folder', 'gcs']);
+    for (const store of [folder, gcs]) {
+      await store.put('door/key', new Uint8Array([4, 2]));
+      assert.equal([...(await store.get('door/key'))], [4, 2]);
+    }
+    assert.is((await (await fetch(`${server.url}/storage/v1/b/dcas-door/o/${encodeURIComponent('node1/door/key')}`)).json() as { size: string }).size, '2', 'GCS objects sit under the prefix');
+  } finally {
+    await server.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+door.run();

@@ -275,10 +275,14 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
 
     getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array> {
       const where = describe(range === undefined ? 'getStream' : `getStream [${range.start}, ${range.end}) of`, key);
-      assertOpen(where);
-      checkKey(key, where);
-      if (range !== undefined) checkRange(range, where);
-      return readBlob(key, range === undefined ? undefined : { start: range.start, end: range.end }, where);
+      const wanted = range === undefined ? undefined : { start: range.start, end: range.end };
+      // Every failure, bad arguments included, comes out of the iteration, where callers handle errors.
+      return (async function* () {
+        assertOpen(where);
+        checkKey(key, where);
+        if (wanted !== undefined) checkRange(wanted, where);
+        yield* readBlob(key, wanted, where);
+      })();
     },
 
     async getRange(key: string, range: ReadRange): Promise<Uint8Array> {

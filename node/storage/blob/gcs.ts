@@ -317,11 +317,15 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
 
     getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array> {
       const where = describe(range === undefined ? 'getStream' : `getStream [${range.start}, ${range.end}) of`, key);
-      assertOpen(where);
-      checkKey(key, where);
-      if (range === undefined) return download(key, undefined, where);
-      checkRange(range, where);
-      return readRange(key, { start: range.start, end: range.end }, where);
+      const wanted = range === undefined ? undefined : { start: range.start, end: range.end };
+      // Every failure, bad arguments included, comes out of the iteration, where callers handle errors.
+      return (async function* () {
+        assertOpen(where);
+        checkKey(key, where);
+        if (wanted === undefined) return yield* download(key, undefined, where);
+        checkRange(wanted, where);
+        yield* readRange(key, wanted, where);
+      })();
     },
 
     async getRange(key: string, range: ReadRange): Promise<Uint8Array> {

@@ -181,8 +181,8 @@ export async function openObjectStore(root: string): Promise<ObjectStore> {
     list(bucket: string, query: ListQuery): ListPage {
       const { prefix, delimiter, after, maxResults } = query;
       // Code-unit order, which is GCS's UTF-8 byte order for every name without astral characters.
-      const names = [...bucketOrFail(bucket).objects.keys()].filter((name) => name.startsWith(prefix)).sort();
-      const objects = bucketOrFail(bucket).objects;
+      const { objects } = bucketOrFail(bucket);
+      const names = [...objects.keys()].filter((name) => name.startsWith(prefix)).sort();
       const page: ListPage = { items: [], prefixes: [], last: undefined };
       const skipUnder = after !== undefined && delimiter !== '' && after.endsWith(delimiter) ? after : undefined;
       let entries = 0;
@@ -258,7 +258,7 @@ export async function openObjectStore(root: string): Promise<ObjectStore> {
 
     async compose(bucket: string, sources: readonly SourceObject[], name: string, fields: ComposeFields, ifGenerationMatch?: string): Promise<ObjectResource> {
       const opened: OpenObject[] = [];
-      const path = join(incomingFolder, randomUUID());
+      const path = store.incomingPath();
       try {
         for (const source of sources) opened.push(await store.open(bucket, source.name, source.generation));
         const output = await open(path, 'w');

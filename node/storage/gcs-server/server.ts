@@ -183,8 +183,11 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
     }
   }
 
+  const inFlight = new Set<Promise<void>>();
   const server = createServer({ keepAlive: true }, (req, res) => {
-    handle(req, res).catch((error: unknown) => answerError(req, res, error));
+    const handling = handle(req, res).catch((error: unknown) => answerError(req, res, error));
+    inFlight.add(handling);
+    void handling.finally(() => inFlight.delete(handling));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -204,6 +207,8 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      // Handlers whose connections were just cut finish (failing) before their files go away.
+      await Promise.allSettled(inFlight);
       await uploads.close();
       if (ownRoot) await rm(root, { recursive: true, force: true });
     },
