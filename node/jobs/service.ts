@@ -3,6 +3,8 @@
  * while this node leads, the coordinator's scheduler and merger.
  */
 import { createHash } from 'node:crypto';
+import { decode, encode } from 'cborg';
+import { crc32c } from '@node-rs/crc32';
 import type { Logger } from 'pino';
 import type { Member } from '../cluster/host/index.ts';
 import type { ReplicatedState } from '../cluster/replicated.ts';
@@ -16,8 +18,17 @@ import { startUploadSession } from './upload.ts';
 import { createWorker, type WorkerStats } from './worker.ts';
 import { JobError, type Download, type JobMetrics, type JobService, type JobState, type JobView, type UploadSession } from './types.ts';
 
+/** What the jobs room needs of the network to share decoding work: members and one request/response. */
+export interface JobPeers {
+  members(): readonly Member[];
+  request(toName: string, protocol: string, bytes: Uint8Array, options?: { timeoutMs?: number }): Promise<Uint8Array>;
+  handle(protocol: string, handler: (fromName: string, bytes: Uint8Array) => Promise<Uint8Array>): void;
+}
+
 export interface JobServiceOptions {
   node: string;
+  /** Peers to share download decoding with; without them the gateway decodes alone. */
+  peers?: JobPeers;
   state: ReplicatedState;
   blobs: BlobStore;
   pool: CodecPool;
@@ -33,6 +44,19 @@ export interface RunningJobService extends JobService {
 }
 
 const jobStates: JobState[] = ['pending', 'uploading', 'processing', 'merging', 'completed', 'failed'];
+const decodeProtocol = '/dcas/decode/1.0.0';
+const decodeTimeoutMs = 30_000;
+
+/** One chunk of a stored .dcz to decode: where its record is, and what it must decode to. */
+interface DecodeRequest {
+  key: string;
+  start: number;
+  end: number;
+  chunk: number;
+  originalBytes: number;
+  checksum: number;
+  label: string;
+}
 const watchCoalesceMs = 50;
 
 export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView {
@@ -105,22 +129,71 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
     const trailer = format.decodeTrailer(await blobs.getRange(key, { start: info.size - format.trailerBytes, end: info.size }));
     const entries = format.decodeIndex(await blobs.getRange(key, { start: trailer.indexOffset, end: info.size - format.trailerBytes }));
     const hash = createHash('sha256');
-    const decode = async (entry: (typeof entries)[number], index: number) => {
-      const record = await blobs.getRange(key, { start: entry.offset, end: entry.offset + format.chunkHeaderBytes + entry.compressedBytes });
-      const fields = format.decodeChunkHeader(record.subarray(0, format.chunkHeaderBytes), index, format.chunkBytesMax);
-      if (fields.checksum !== entry.checksum || fields.compressedBytes !== entry.compressedBytes) throw new CodecError('CORRUPT_CONTAINER', `chunk ${index}: header does not match the index`);
-      return pool.decompress(record.slice(format.chunkHeaderBytes), entry.originalBytes, entry.checksum, `job ${job.id}: chunk ${index}`);
-    };
+    const decode = (entry: (typeof entries)[number], index: number) =>
+      decodeAnywhere({
+        key,
+        start: entry.offset,
+        end: entry.offset + format.chunkHeaderBytes + entry.compressedBytes,
+        chunk: index,
+        originalBytes: entry.originalBytes,
+        checksum: entry.checksum,
+        label: `job ${job.id}: chunk ${index}`,
+      });
     async function* indexed() {
       yield* entries;
     }
-    for await (const data of mapOrdered(indexed(), decode, pool.threads * 2)) {
+    for await (const data of mapOrdered(indexed(), decode, decodeSlots())) {
       hash.update(data);
       bytesServed += data.length;
       yield data;
     }
     if (hash.digest('hex') !== job.sha256) throw new CodecError('CHECKSUM_MISMATCH', `job ${job.id}: SHA-256 of the decoded file does not match`);
   }
+
+  /** Reads one chunk record from the store and decodes it on this node's threads, verifying its CRC32C. */
+  async function decodeHere(request: DecodeRequest): Promise<Uint8Array> {
+    const record = await blobs.getRange(request.key, { start: request.start, end: request.end });
+    const fields = format.decodeChunkHeader(record.subarray(0, format.chunkHeaderBytes), request.chunk, format.chunkBytesMax);
+    if (fields.checksum !== request.checksum || fields.originalBytes !== request.originalBytes || format.chunkHeaderBytes + fields.compressedBytes !== record.length) {
+      throw new CodecError('CORRUPT_CONTAINER', `${request.label}: header does not match the index`);
+    }
+    return pool.decompress(record.subarray(format.chunkHeaderBytes), request.originalBytes, request.checksum, request.label);
+  }
+
+  /** Decoding slots across the cluster: every alive member's worker threads, twice over. */
+  function decodeSlots(): number {
+    const members = options.peers?.members().filter((member) => member.status === 'alive') ?? [];
+    const threads = members.reduce((sum, member) => sum + (member.self ? pool.threads : (member.load?.workers ?? 1)), 0);
+    return Math.max(pool.threads, threads) * 2;
+  }
+
+  let nextPeer = 0;
+  /**
+   * Decodes a chunk on some alive member (round robin, weighted by worker threads), so a download
+   * uses the whole cluster's cores. A remote result is checked against the chunk's CRC32C here; any
+   * failure falls back to decoding locally, which reports a real corruption with its chunk.
+   */
+  async function decodeAnywhere(request: DecodeRequest): Promise<Uint8Array> {
+    const candidates = (options.peers?.members() ?? []).filter((member) => member.status === 'alive').flatMap((member) => Array.from({ length: member.self ? pool.threads : (member.load?.workers ?? 1) }, () => member));
+    const target = candidates.length === 0 ? undefined : candidates[nextPeer++ % candidates.length];
+    if (target === undefined || target.self || options.peers === undefined) return decodeHere(request);
+    try {
+      const data = await options.peers.request(target.name, decodeProtocol, encode(request), { timeoutMs: decodeTimeoutMs });
+      if (data.length === request.originalBytes && crc32c(data) === request.checksum) return data;
+      logger.warn({ peer: target.name, chunk: request.chunk }, 'download: a peer returned a chunk that fails its checksum; decoding here');
+    } catch (error) {
+      logger.debug({ err: error, peer: target.name, chunk: request.chunk }, 'download: remote decode failed; decoding here');
+    }
+    return decodeHere(request);
+  }
+
+  options.peers?.handle(decodeProtocol, async (_from, bytes) => {
+    const request = decode(bytes) as DecodeRequest;
+    if (typeof request?.key !== 'string' || !request.key.startsWith('jobs/')) throw new Error('decode request names no job object');
+    const data = await decodeHere(request);
+    bytesServed += data.length;
+    return data;
+  });
 
   async function* streamBlob(key: string): AsyncGenerator<Uint8Array> {
     for await (const piece of blobs.getStream(key)) {

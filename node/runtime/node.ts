@@ -16,7 +16,9 @@ import { createHost, type HostWithStats, type Member } from '../cluster/host/ind
 import { createReplicatedState, type ReplicatedState } from '../cluster/replicated.ts';
 import type { NodeConfig } from '../config/index.ts';
 import { createGateway, type Gateway } from '../gateway/index.ts';
-import { createCodecPool, type CodecPool } from '../codec/index.ts';
+import { createCodecPool, format, type CodecPool } from '../codec/index.ts';
+
+const chunkBytesMax = format.chunkBytesMax;
 import { createJobService, type RunningJobService } from '../jobs/index.ts';
 import { createBlobStore, type BlobStore } from '../storage/blob/index.ts';
 
@@ -77,7 +79,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   await mkdir(config.dataDir, { recursive: true });
   const db = new Level<string, unknown>(join(config.dataDir, 'state'));
   await db.open();
-  const host = createHost({ config, logger });
+  // Frames carry whole decoded chunks (downloads are decoded across the cluster): allow the largest.
+  const host = createHost({ config, logger, transportLimits: { frameBytesMax: chunkBytesMax + 1024 * 1024 } });
   let state: ReplicatedState | undefined;
   let gateway: Gateway | undefined;
   let jobs: RunningJobService | undefined;
@@ -100,7 +103,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       heartbeatTicks: config.raft.heartbeatTicks,
     });
     const replicated = state;
-    const jobService = createJobService({ node: config.name, state: replicated, blobs, pool, config: config.jobs, logger, members: () => host.members() });
+    const jobService = createJobService({ node: config.name, state: replicated, blobs, pool, config: config.jobs, logger, members: () => host.members(), peers: host });
     jobs = jobService;
     host.setStatusProvider(() => {
       const status = replicated.status();
