@@ -2,9 +2,9 @@
 // zeroed slack, every write inside the output, and every loop is bounded by the output length.
 
 import {
-  BLOCK_BYTES_MAX, BLOCK_HEADER_BYTES, BLOCK_HUFFMAN, BLOCK_RAW, BLOCK_REPEAT, BLOCK_RLE, DECODE_LENGTHS,
-  DECODE_OFFSETS, DECODE_ORDER, LENGTH_CHANGE_PARSE, DECODE_PAIRS, DECODE_REVERSED, DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTH_COUNTS, NEXT_CODES, STREAM_SIZES_BYTES,
-  SYMBOL_COUNT, TABLE_LOG, TABLE_MASK, TABLE_SIZE,
+  BLOCK_BYTES_MAX, BLOCK_HEADER_BYTES, BLOCK_HUFFMAN, BLOCK_RAW, BLOCK_RLE, DECODE_LENGTHS, DECODE_OFFSETS,
+  DECODE_ORDER, DECODE_PAIRS, DECODE_REVERSED, DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION,
+  LENGTH_CHANGE_PARSE, LENGTH_COUNTS, STREAM_SIZES_BYTES, SYMBOL_COUNT, TABLE_LOG, TABLE_MASK, TABLE_SIZE,
 } from './layout';
 import { countLengths, reverseBits } from './huffman';
 
@@ -30,7 +30,7 @@ export let errorStream: i32 = -1;
 
 /** Blocks at least this long are decoded two symbols per lookup; shorter ones do not repay the table. */
 const X2_BLOCK_BYTES_MIN: u32 = 16 * 1024;
-/** Lookups between refills: a refilled container guarantees 56 bits, enough for five codes of 11. */
+/** Lookups between refills: a refilled container holds at least 57 bits, enough for five codes of 11. */
 const LOOKUPS_PER_REFILL: u32 = 5;
 /** Bytes a stream's bit position advances per fast-loop round at most: (7 + 5 * 11) / 8. */
 const ROUND_INPUT_BYTES_MAX: u32 = 7;
@@ -181,7 +181,7 @@ function buildX1(top: u32): void {
  * out once per length (DECODE_PAIRS) and then combined with each symbol of that length.
  */
 function buildX2(): void {
-  let pairs = DECODE_PAIRS;
+  const pairs = DECODE_PAIRS;
   let rank: u32 = 0;
   for (let length: u32 = 1; length <= TABLE_LOG; length++) {
     const count = load<u32>(LENGTH_COUNTS + (<usize>length << 2));
@@ -229,11 +229,20 @@ function decodeStreams(out: usize, length: u32): i32 {
   state1.start(base1, size1, out + quarter, quarter);
   state2.start(base2, size2, out + 2 * quarter, quarter);
   state3.start(base3, size3, out + 3 * quarter, length - 3 * quarter);
+  // The four-stream loop stops when the first stream nears an end; the others go on alone.
   if (length >= X2_BLOCK_BYTES_MIN) {
     if (!x2Valid) buildX2();
     fastLoopX2();
+    oneStreamX2(state0);
+    oneStreamX2(state1);
+    oneStreamX2(state2);
+    oneStreamX2(state3);
   } else {
     fastLoopX1();
+    oneStreamX1(state0);
+    oneStreamX1(state1);
+    oneStreamX1(state2);
+    oneStreamX1(state3);
   }
   let status = finishStream(state0, 0);
   if (status == OK) status = finishStream(state1, 1);
@@ -406,6 +415,66 @@ function fastLoopX1(): void {
       rounds--;
     }
   }
+}
+
+/** One stream alone, two symbols per lookup, while it has room for a whole round. */
+function oneStreamX2(stream: Stream): void {
+  let cursor = stream.cursor;
+  let shift = stream.shift;
+  let out = stream.out;
+  let rounds = stream.rounds(2 * LOOKUPS_PER_REFILL);
+  while (rounds != 0) {
+    let bits = refill(cursor, shift, 2);
+    for (let lookup: u32 = 0; lookup < LOOKUPS_PER_REFILL; lookup++) {
+      const index = <usize>bits & (TABLE_MASK << 2);
+      store<u16>(out, load<u16>(index, DECODE_X2));
+      bits >>= <u64>load<u8>(index, DECODE_X2 + 2);
+      out += <usize>load<u8>(index, DECODE_X2 + 3);
+    }
+    const read = shift + <u32>clz<u64>(bits);
+    cursor += read >> 3;
+    shift = read & 7;
+    rounds--;
+    if (rounds == 0) {
+      stream.cursor = cursor;
+      stream.shift = shift;
+      stream.out = out;
+      rounds = stream.rounds(2 * LOOKUPS_PER_REFILL);
+    }
+  }
+  stream.cursor = cursor;
+  stream.shift = shift;
+  stream.out = out;
+}
+
+/** One stream alone, one symbol per lookup, while it has room for a whole round. */
+function oneStreamX1(stream: Stream): void {
+  let cursor = stream.cursor;
+  let shift = stream.shift;
+  let out = stream.out;
+  let rounds = stream.rounds(LOOKUPS_PER_REFILL);
+  while (rounds != 0) {
+    let bits = refill(cursor, shift, 1);
+    for (let lookup: usize = 0; lookup < LOOKUPS_PER_REFILL; lookup++) {
+      const index = <usize>bits & (TABLE_MASK << 1);
+      store<u8>(out + lookup, load<u8>(index, DECODE_X1));
+      bits >>= <u64>load<u8>(index, DECODE_X1 + 1);
+    }
+    out += LOOKUPS_PER_REFILL;
+    const read = shift + <u32>clz<u64>(bits);
+    cursor += read >> 3;
+    shift = read & 7;
+    rounds--;
+    if (rounds == 0) {
+      stream.cursor = cursor;
+      stream.shift = shift;
+      stream.out = out;
+      rounds = stream.rounds(LOOKUPS_PER_REFILL);
+    }
+  }
+  stream.cursor = cursor;
+  stream.shift = shift;
+  stream.out = out;
 }
 
 /**

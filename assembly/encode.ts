@@ -81,12 +81,16 @@ function addHistogram(into: usize, from: usize): void {
   }
 }
 
-/** Symbol counts of BLOCK_HISTOGRAM weighed by LENGTHS and by TABLE_LENGTHS, and the highest symbol. */
+// What weighBlock found.
 let newBits: u64 = 0;
 let repeatBits: u64 = 0;
 let repeatPossible = false;
 let topSymbol: u32 = 0;
 
+/**
+ * One pass over BLOCK_HISTOGRAM: its bits coded with LENGTHS (a new table) and with TABLE_LENGTHS (a
+ * repeat, possible only if every symbol present has a code there), and its highest symbol.
+ */
 function weighBlock(): void {
   let bitsNew: u64 = 0;
   let bitsRepeat: u64 = 0;
@@ -165,7 +169,7 @@ function describeTable(top: u32): u32 {
     const code = lengthChangeCode(load<u8>(symbol, TABLE_LENGTHS), load<u8>(symbol, LENGTHS));
     bits |= <u64>(code & 0xffff) << bitCount;
     bitCount += code >> 16;
-    // At most 7 bits per symbol: flush whole bytes once 32 bits are pending.
+    // At most 7 bits per symbol, so at most 38 pending: move 4 bytes out whenever 32 are pending.
     const flush = bitCount & 32;
     store<u32>(cursor, <u32>bits);
     cursor += <usize>(flush >> 3);
@@ -190,7 +194,7 @@ function encodeStreams(source: usize, length: u32, out: usize): usize {
   return cursor;
 }
 
-/** Appends the code of `symbol` above the `bitCount` bits pending in `bits`. */
+/** The code of `symbol` in the current table, bit-reversed. */
 // @ts-ignore: decorator
 @inline function code(symbol: usize): u64 {
   return <u64>load<u16>(symbol << 1, CODES);

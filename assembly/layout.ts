@@ -40,7 +40,7 @@ export const LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 export const TABLE_LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 /** Encoder codes of the current table, bit-reversed (u16 per symbol); their lengths are TABLE_LENGTHS. */
 export const CODES: usize = memory.data(SYMBOL_COUNT * 2, 64);
-/** The description of LENGTHS, written before the block's kind is chosen: top byte and up to 7 bits per symbol. */
+/** The description of LENGTHS, made before the block's kind is chosen: top byte, up to 7 bits per symbol. */
 export const TABLE_DESCRIPTION: usize = memory.data(1 + SYMBOL_COUNT + 16, 64);
 /** Codes of the table description by change of length + TABLE_LOG (see lengthChangeCode). */
 export const LENGTH_CHANGE_CODES: usize = memory.data((2 * TABLE_LOG + 1) * 4, 64);
@@ -52,7 +52,7 @@ export const TREE: usize = memory.data(SYMBOL_COUNT * 4, 64);
 /** Number of codes of each length, 0..63 (u32 each). */
 export const LENGTH_COUNTS: usize = memory.data(64 * 4, 64);
 export const NEXT_CODES: usize = memory.data(16 * 4, 64);
-/** log2(i) in 16.16 fixed point for i < LOG2_TABLE_SIZE, for the splitter's cost estimate. */
+/** log2(i) in 16.16 fixed point for i < 2^LOG2_TABLE_BITS, for the splitter's cost estimate. */
 export const LOG2_TABLE_BITS: u32 = 12;
 export const LOG2_TABLE: usize = memory.data((1 << LOG2_TABLE_BITS) * 4, 64);
 /** Bit reversal of a byte. */

@@ -4,8 +4,11 @@
  *
  *   node bench/kernel.ts [--runs N] [--data mail,elf,random] [--json]
  *
- * Speeds are MB/s (10^6 bytes) of original bytes; each run times every chunk of a data set once with
- * each codec; the table shows the median run with the min..max beside it.
+ * Speeds are MB/s (10^6 bytes) of original bytes, through the public API (copies in and out included).
+ * A run codes every chunk once with each codec, the two back to back per chunk (which goes first
+ * alternates), so load from other processes hits both alike. Reported per codec and direction: the
+ * median run with min..max, and `best`, the sum over chunks of each chunk's fastest time across runs,
+ * which estimates the speed of an unloaded machine. Targets are checked on both.
  */
 
 import { deflateRawSync, inflateRawSync, constants } from 'node:zlib';
@@ -17,17 +20,34 @@ const chunkBytes = 4 * 1024 * 1024;
 /** Hard requirements of the kernel, relative to zlib Huffman-only in the same run. */
 const targets = { compressSpeedup: 4, decompressSpeedup: 3, sizeRatioMax: 1 };
 
-interface Spread {
+const codecNames = ['kernel', 'zlib'] as const;
+type CodecName = (typeof codecNames)[number];
+const directions = ['compress', 'decompress'] as const;
+type Direction = (typeof directions)[number];
+
+interface Codec {
+  compress(chunk: Uint8Array): Uint8Array;
+  decompress(frame: Uint8Array, originalLength: number): Uint8Array;
+}
+
+interface Speed {
   median: number;
   min: number;
   max: number;
+  best: number;
 }
 
 interface CodecResult {
-  compressMBps: Spread;
-  decompressMBps: Spread;
+  compressMBps: Speed;
+  decompressMBps: Speed;
   compressedBytes: number;
   ratio: number;
+}
+
+interface Verdict {
+  median: number;
+  best: number;
+  met: boolean;
 }
 
 interface DatasetResult {
@@ -37,18 +57,9 @@ interface DatasetResult {
   runs: number;
   kernel: CodecResult;
   zlib: CodecResult;
-  compressSpeedup: number;
-  decompressSpeedup: number;
-  sizeVsZlib: number;
-  meetsTargets: { compress: boolean; decompress: boolean; size: boolean };
-}
-
-const codecNames = ['kernel', 'zlib'] as const;
-type CodecName = (typeof codecNames)[number];
-
-interface Codec {
-  compress(chunk: Uint8Array): Uint8Array;
-  decompress(frame: Uint8Array, originalLength: number): Uint8Array;
+  compressSpeedup: Verdict;
+  decompressSpeedup: Verdict;
+  sizeVsZlib: { value: number; met: boolean };
 }
 
 function zlibHuffmanOnly(): Codec {
@@ -56,13 +67,6 @@ function zlibHuffmanOnly(): Codec {
     compress: (chunk) => deflateRawSync(chunk, { strategy: constants.Z_HUFFMAN_ONLY }),
     decompress: (frame) => inflateRawSync(frame),
   };
-}
-
-function spread(values: number[]): Spread {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  const median = sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-  return { median, min: sorted[0], max: sorted[sorted.length - 1] };
 }
 
 function splitChunks(bytes: Uint8Array): Uint8Array[] {
@@ -73,22 +77,18 @@ function splitChunks(bytes: Uint8Array): Uint8Array[] {
   return chunks;
 }
 
-interface PassResult {
-  compressSeconds: number;
-  decompressSeconds: number;
-  compressedBytes: number;
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/**
- * One timed pass over all chunks. Every chunk is coded by both codecs back to back (which goes first
- * alternates), so a burst of load from other processes hits both alike. The warm-up pass also checks
- * that every chunk round-trips.
- */
-function timePass(codecs: Record<CodecName, Codec>, chunks: Uint8Array[], check: boolean): Record<CodecName, PassResult> {
-  const results = {
-    kernel: { compressSeconds: 0, decompressSeconds: 0, compressedBytes: 0 },
-    zlib: { compressSeconds: 0, decompressSeconds: 0, compressedBytes: 0 },
-  };
+/** Seconds per chunk, per codec and direction, of one run; sizes of the frames. */
+type Timings = Record<CodecName, Record<Direction, number[]>>;
+
+function timeRun(codecs: Record<CodecName, Codec>, chunks: Uint8Array[], check: boolean): { timings: Timings; compressedBytes: Record<CodecName, number> } {
+  const timings: Timings = { kernel: { compress: [], decompress: [] }, zlib: { compress: [], decompress: [] } };
+  const compressedBytes = { kernel: 0, zlib: 0 };
   chunks.forEach((chunk, index) => {
     const order: CodecName[] = index % 2 === 0 ? ['kernel', 'zlib'] : ['zlib', 'kernel'];
     for (const name of order) {
@@ -97,75 +97,73 @@ function timePass(codecs: Record<CodecName, Codec>, chunks: Uint8Array[], check:
       const compressed = process.hrtime.bigint();
       const decoded = codecs[name].decompress(frame, chunk.length);
       const decompressed = process.hrtime.bigint();
-      results[name].compressSeconds += Number(compressed - started) / 1e9;
-      results[name].decompressSeconds += Number(decompressed - compressed) / 1e9;
-      results[name].compressedBytes += frame.length;
+      timings[name].compress.push(Number(compressed - started) / 1e9);
+      timings[name].decompress.push(Number(decompressed - compressed) / 1e9);
+      compressedBytes[name] += frame.length;
       if (check && !Buffer.from(decoded.buffer, decoded.byteOffset, decoded.length).equals(chunk)) {
         throw new Error(`${name}: chunk ${index} does not round-trip`);
       }
     }
   });
-  return results;
+  return { timings, compressedBytes };
+}
+
+function verdict(kernel: Speed, zlib: Speed, target: number): Verdict {
+  const speedup = { median: kernel.median / zlib.median, best: kernel.best / zlib.best };
+  return { ...speedup, met: speedup.median >= target && speedup.best >= target };
 }
 
 async function benchmark(name: DatasetName, runs: number): Promise<DatasetResult> {
   const { bytes } = await dataset(name);
   const chunks = splitChunks(bytes);
   const codecs = { kernel: loadKernel(), zlib: zlibHuffmanOnly() };
-  const samples = {
-    kernel: { compress: [] as number[], decompress: [] as number[], compressedBytes: 0 },
-    zlib: { compress: [] as number[], decompress: [] as number[], compressedBytes: 0 },
+  // A warm-up run checks every round trip and lets V8 tier the kernel up; then the timed runs.
+  const { compressedBytes } = timeRun(codecs, chunks, true);
+  const runTimings: Timings[] = [];
+  for (let run = 0; run < runs; run++) runTimings.push(timeRun(codecs, chunks, false).timings);
+  const speed = (codec: CodecName, direction: Direction): Speed => {
+    const perRun = runTimings.map((timings) => bytes.length / 1e6 / timings[codec][direction].reduce((sum, seconds) => sum + seconds, 0));
+    const fastest = chunks.reduce((sum, _, index) => sum + Math.min(...runTimings.map((timings) => timings[codec][direction][index])), 0);
+    return { median: median(perRun), min: Math.min(...perRun), max: Math.max(...perRun), best: bytes.length / 1e6 / fastest };
   };
-  // A warm-up pass (the round-trip check; it also lets V8 tier the kernel up), then the timed runs.
-  for (let run = -1; run < runs; run++) {
-    const pass = timePass(codecs, chunks, run === -1);
-    if (run === -1) continue;
-    for (const which of codecNames) {
-      samples[which].compress.push(bytes.length / 1e6 / pass[which].compressSeconds);
-      samples[which].decompress.push(bytes.length / 1e6 / pass[which].decompressSeconds);
-      samples[which].compressedBytes = pass[which].compressedBytes;
-    }
-  }
-  const result = (which: CodecName): CodecResult => ({
-    compressMBps: spread(samples[which].compress),
-    decompressMBps: spread(samples[which].decompress),
-    compressedBytes: samples[which].compressedBytes,
-    ratio: samples[which].compressedBytes / bytes.length,
+  const result = (codec: CodecName): CodecResult => ({
+    compressMBps: speed(codec, 'compress'),
+    decompressMBps: speed(codec, 'decompress'),
+    compressedBytes: compressedBytes[codec],
+    ratio: compressedBytes[codec] / bytes.length,
   });
   const kernel = result('kernel');
   const zlib = result('zlib');
-  const compressSpeedup = kernel.compressMBps.median / zlib.compressMBps.median;
-  const decompressSpeedup = kernel.decompressMBps.median / zlib.decompressMBps.median;
   const sizeVsZlib = kernel.compressedBytes / zlib.compressedBytes;
   return {
     name, originalBytes: bytes.length, chunks: chunks.length, runs, kernel, zlib,
-    compressSpeedup, decompressSpeedup, sizeVsZlib,
-    meetsTargets: {
-      compress: compressSpeedup >= targets.compressSpeedup,
-      decompress: decompressSpeedup >= targets.decompressSpeedup,
-      size: sizeVsZlib <= targets.sizeRatioMax,
-    },
+    compressSpeedup: verdict(kernel.compressMBps, zlib.compressMBps, targets.compressSpeedup),
+    decompressSpeedup: verdict(kernel.decompressMBps, zlib.decompressMBps, targets.decompressSpeedup),
+    sizeVsZlib: { value: sizeVsZlib, met: sizeVsZlib <= targets.sizeRatioMax },
   };
 }
 
-function formatSpread(value: Spread): string {
-  return `${value.median.toFixed(0).padStart(5)} (${value.min.toFixed(0)}..${value.max.toFixed(0)})`.padEnd(18);
+function formatSpeed(speed: Speed): string {
+  const spread = `${speed.median.toFixed(0)} (${speed.min.toFixed(0)}..${speed.max.toFixed(0)})`;
+  return `${spread.padStart(17)} ${speed.best.toFixed(0).padStart(5)}`;
 }
 
 function printTable(results: DatasetResult[]): void {
-  console.log(`chunks of ${chunkBytes / 1024 / 1024} MiB, single thread, MB/s of original bytes: median (min..max)\n`);
-  console.log(`${'data'.padEnd(7)} ${'MB'.padStart(6)}  ${'codec'.padEnd(7)} ${'compress'.padEnd(18)} ${'decompress'.padEnd(18)} ratio`);
+  console.log(`4 MiB chunks, one thread, MB/s of original bytes: median run (min..max) and best (fastest run per chunk)\n`);
+  console.log(`${'data'.padEnd(7)} ${'MB'.padStart(6)}  ${'codec'.padEnd(7)} ${'compress'.padStart(17)} ${'best'.padStart(5)}  ${'decompress'.padStart(17)} ${'best'.padStart(5)}  ratio`);
   for (const result of results) {
-    for (const which of ['kernel', 'zlib'] as const) {
-      const codec = result[which];
-      const label = which === 'kernel' ? 'dcas' : 'zlib-h';
-      console.log(`${result.name.padEnd(7)} ${(result.originalBytes / 1e6).toFixed(1).padStart(6)}  ${label.padEnd(7)} ${formatSpread(codec.compressMBps)} ${formatSpread(codec.decompressMBps)} ${codec.ratio.toFixed(4)}`);
+    for (const codec of codecNames) {
+      const row = result[codec];
+      const label = codec === 'kernel' ? 'dcas' : 'zlib-h';
+      console.log(`${result.name.padEnd(7)} ${(result.originalBytes / 1e6).toFixed(1).padStart(6)}  ${label.padEnd(7)} ${formatSpeed(row.compressMBps)}  ${formatSpeed(row.decompressMBps)}  ${row.ratio.toFixed(4)}`);
     }
   }
-  console.log(`\ntargets: compress >= ${targets.compressSpeedup}x zlib, decompress >= ${targets.decompressSpeedup}x zlib, size <= zlib's\n`);
+  console.log(`\nzlib-h = zlib deflateRawSync/inflateRawSync with Z_HUFFMAN_ONLY. Targets: compress >= ${targets.compressSpeedup}x zlib-h, decompress >= ${targets.decompressSpeedup}x zlib-h, size <= zlib-h's\n`);
+  const mark = (met: boolean) => (met ? 'ok  ' : 'MISS');
   for (const result of results) {
-    const mark = (ok: boolean) => (ok ? 'ok  ' : 'MISS');
-    console.log(`${result.name.padEnd(7)} compress ${result.compressSpeedup.toFixed(2)}x ${mark(result.meetsTargets.compress)}  decompress ${result.decompressSpeedup.toFixed(2)}x ${mark(result.meetsTargets.decompress)}  size ${result.sizeVsZlib.toFixed(4)} of zlib ${mark(result.meetsTargets.size)}`);
+    const c = result.compressSpeedup;
+    const d = result.decompressSpeedup;
+    console.log(`${result.name.padEnd(7)} compress ${c.median.toFixed(2)}x (best ${c.best.toFixed(2)}x) ${mark(c.met)}  decompress ${d.median.toFixed(2)}x (best ${d.best.toFixed(2)}x) ${mark(d.met)}  size ${result.sizeVsZlib.value.toFixed(4)} of zlib-h ${mark(result.sizeVsZlib.met)}`);
   }
 }
 
@@ -185,7 +183,7 @@ async function main(): Promise<void> {
   }
   const results: DatasetResult[] = [];
   for (const name of names as DatasetName[]) results.push(await benchmark(name, runs));
-  if (values.json) console.log(JSON.stringify({ chunkBytes, targets, results }, null, 2));
+  if (values.json) console.log(JSON.stringify({ chunkBytes, runs, targets, results }, null, 2));
   else printTable(results);
 }
 
