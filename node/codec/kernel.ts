@@ -102,8 +102,15 @@ export function loadKernel(): Kernel {
     new Uint8Array(kernel.memory.buffer, address, input.length).set(input);
   }
 
+  /**
+   * The result, copied into memory of its own (transferable to another thread). Every byte is written
+   * here, so the allocation skips zero-filling.
+   */
   function copyOut(length: number): Uint8Array {
-    return new Uint8Array(kernel.memory.buffer, kernel.output() >>> 0, length).slice();
+    const owned = Buffer.allocUnsafeSlow(length);
+    const result = new Uint8Array(owned.buffer, owned.byteOffset, length);
+    result.set(new Uint8Array(kernel.memory.buffer, kernel.output() >>> 0, length));
+    return result;
   }
 
   function compress(input: Uint8Array): Uint8Array {
