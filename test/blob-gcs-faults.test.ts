@@ -6,7 +6,8 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
-import { BlobError, createGcsStore, type BlobStore } from '../node/storage/blob/index.ts';
+import { BlobError, type BlobStore } from '../node/storage/blob/index.ts';
+import { createGcsStore } from '../node/storage/blob/gcs.ts';
 import { startGcsServer, type GcsServer, type RequestFacts } from '../node/storage/gcs-server/index.ts';
 import { randomBytesSeeded } from './helpers.ts';
 

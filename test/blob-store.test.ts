@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
-import { BlobError, createBlobStore, createFolderStore, createGcsStore, type BlobStore } from '../node/storage/blob/index.ts';
+import { BlobError, createBlobStore, createFolderStore, type BlobStore } from '../node/storage/blob/index.ts';
+import { createGcsStore } from '../node/storage/blob/gcs.ts';
 import { startGcsServer } from '../node/storage/gcs-server/index.ts';
 import { randomBytesSeeded, seededRandom } from './helpers.ts';
 
@@ -274,8 +275,8 @@ door('picks the store the config names, and both work behind it', async () => {
   const root = await mkdtemp(join(tmpdir(), 'dcas-blob-'));
   const server = await startGcsServer({ buckets: ['dcas-door'] });
   try {
-    const folder = createBlobStore({ kind: 'folder', path: root });
-    const gcs = createBlobStore({ kind: 'gcs', bucket: 'dcas-door', prefix: 'node1', apiEndpoint: server.url }, { gcs: { retry: { delayMsMax: 1000 } } });
+    const folder = await createBlobStore({ kind: 'folder', path: root });
+    const gcs = await createBlobStore({ kind: 'gcs', bucket: 'dcas-door', prefix: 'node1', apiEndpoint: server.url }, { gcs: { retry: { delayMsMax: 1000 } } });
     assert.equal([folder.kind, gcs.kind], ['folder', 'gcs']);
     for (const store of [folder, gcs]) {
       await store.put('door/key', new Uint8Array([4, 2]));

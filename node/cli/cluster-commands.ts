@@ -19,7 +19,7 @@ const dcasEntry = new URL('./dcas.ts', import.meta.url).pathname;
  * V8 flags for node processes: a small young generation keeps garbage chunk buffers from piling up
  * between collections, which is most of what bounds a node's resident memory under load.
  */
-export const nodeProcessFlags = ['--max-semi-space-size=2'];
+export const nodeProcessFlags = ['--max-semi-space-size=4'];
 
 /** The server URL from --server, DCAS_SERVER, or the first node of a default local cluster; ws:// is accepted. */
 export function serverUrl(option: string | undefined): string {

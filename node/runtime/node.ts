@@ -87,7 +87,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   let pool: CodecPool | undefined;
   let blobs: BlobStore | undefined;
   try {
-    blobs = createBlobStore(config.blobStore);
+    blobs = await createBlobStore(config.blobStore);
     pool = createCodecPool({ threads: config.workers });
     await host.start();
     const workers = () => host.members().filter((member) => member.role === 'worker').map((member) => member.name);
