@@ -3,7 +3,8 @@
 import {
   BLOCK_BYTES_MAX, BLOCK_HEADER_BYTES, BLOCK_HISTOGRAM, BLOCK_HUFFMAN, BLOCK_RAW, BLOCK_REPEAT, BLOCK_RLE,
   CODES, FRAME_HEADER_BYTES, FRAME_VERSION, LENGTHS, STREAM_COUNT, STREAM_SIZES_BYTES, SUB_BLOCK_BYTES,
-  SUB_HISTOGRAM, SYMBOL_COUNT, TABLE_DESCRIPTION, TABLE_LENGTHS,
+  CODES_WIDE, LENGTH_POWERS, PAIR_CODES, PAIR_LENGTHS, SUB_HISTOGRAM, SYMBOL_COUNT, TABLE_DESCRIPTION,
+  TABLE_LENGTHS,
 } from './layout';
 import {
   buildEncoderCodes, buildLengths, entropyBits, histogram, lengthChangeCode, presentSymbols, sumCountLogCount,
@@ -20,6 +21,15 @@ const SPLIT_SYMBOL_BITS: u64 = 6;
 
 /** Whether TABLE_LENGTHS/CODES hold a table written earlier in the frame being coded. */
 let tableValid = false;
+/** Whether PAIR_CODES/PAIR_LENGTHS hold the codes of byte pairs under the current table. */
+let pairsValid = false;
+/** Symbols with a code in the current table. */
+let tableSymbols: u32 = 0;
+/**
+ * Blocks of at least this many bytes per symbol of their table are coded two bytes per lookup: building
+ * the pair table takes about as long as coding that many bytes one by one (measured).
+ */
+const PAIR_BYTES_PER_SYMBOL: u32 = 128;
 
 /** Largest frame for a chunk of `length` bytes: every sub-block a raw block. */
 export function frameBytesMax(length: u32): u32 {
@@ -33,6 +43,7 @@ export function compressChunk(source: usize, length: u32, destination: usize): u
   store<u32>(destination, length, 1);
   let out = destination + FRAME_HEADER_BYTES;
   tableValid = false;
+  pairsValid = false;
   // The first table of a frame is described as changes from all-absent.
   memory.fill(TABLE_LENGTHS, 0, SYMBOL_COUNT);
   let blockStart: u32 = 0;
@@ -152,8 +163,12 @@ function emitBlock(source: usize, length: u32, out: usize): usize {
     memory.copy(TABLE_LENGTHS, LENGTHS, SYMBOL_COUNT);
     buildEncoderCodes(TABLE_LENGTHS, CODES);
     tableValid = true;
+    tableSymbols = present;
+    pairsValid = false;
   }
-  return encodeStreams(source, length, cursor);
+  const byPairs = pairsValid || length >= PAIR_BYTES_PER_SYMBOL * tableSymbols;
+  if (!pairsValid && byPairs) buildPairCodes();
+  return encodeStreams(source, length, cursor, byPairs);
 }
 
 /**
@@ -182,12 +197,13 @@ function describeTable(top: u32): u32 {
 }
 
 /** Writes the stream sizes and the four streams of a block with CODES; returns the new end. */
-function encodeStreams(source: usize, length: u32, out: usize): usize {
+function encodeStreams(source: usize, length: u32, out: usize, byPairs: bool): usize {
   const quarter = length >> 2;
   let cursor = out + STREAM_SIZES_BYTES;
   for (let stream: u32 = 0; stream < STREAM_COUNT; stream++) {
     const count = stream < STREAM_COUNT - 1 ? quarter : length - 3 * quarter;
-    const bytes = encodeStream(source + stream * quarter, count, cursor);
+    const from = source + stream * quarter;
+    const bytes = byPairs ? encodeStreamByPairs(from, count, cursor) : encodeStream(from, count, cursor);
     store<u16>(out + (<usize>stream << 1), <u16>bytes);
     cursor += bytes;
   }
@@ -238,6 +254,69 @@ function encodeStream(source: usize, count: u32, destination: usize): u32 {
     bits >>= bitCount & 56;
     bitCount &= 7;
     cursor += 5;
+  }
+  const end = source + count;
+  while (cursor < end) {
+    const symbol = <usize>load<u8>(cursor);
+    bits |= code(symbol) << bitCount;
+    bitCount += codeLength(symbol);
+    cursor++;
+  }
+  store<u64>(out, bits);
+  out += <usize>((bitCount + 7) >> 3);
+  return <u32>(out - destination);
+}
+
+/**
+ * Codes of all byte pairs whose second byte has a code, from CODES and TABLE_LENGTHS: the pair read as a
+ * little-endian u16 (first byte low) indexes PAIR_CODES (u32: the first code, then the second above it)
+ * and PAIR_LENGTHS (u8: both lengths). A second byte's 256 entries are contiguous, so they are made four
+ * (codes) or sixteen (lengths) at a time; multiplying by 2^length stands in for a per-lane shift.
+ */
+function buildPairCodes(): void {
+  for (let symbol: usize = 0; symbol < SYMBOL_COUNT; symbol++) {
+    const length: u32 = load<u8>(symbol, TABLE_LENGTHS);
+    store<u32>(symbol << 2, load<u16>(symbol << 1, CODES), CODES_WIDE);
+    store<u32>(symbol << 2, <u32>1 << length, LENGTH_POWERS);
+  }
+  for (let second: usize = 0; second < SYMBOL_COUNT; second++) {
+    const secondLength: u32 = load<u8>(second, TABLE_LENGTHS);
+    if (secondLength == 0) continue;
+    const secondCode = i32x4.splat(load<u16>(second << 1, CODES));
+    const codes = PAIR_CODES + (second << 10);
+    for (let first: usize = 0; first < SYMBOL_COUNT * 4; first += 16) {
+      const shifted = i32x4.mul(secondCode, v128.load(first, LENGTH_POWERS));
+      v128.store(codes + first, v128.or(v128.load(first, CODES_WIDE), shifted));
+    }
+    const lengths = PAIR_LENGTHS + (second << 8);
+    const addend = i8x16.splat(<i8>secondLength);
+    for (let first: usize = 0; first < SYMBOL_COUNT; first += 16) {
+      v128.store(lengths + first, i8x16.add(v128.load(first, TABLE_LENGTHS), addend));
+    }
+  }
+  pairsValid = true;
+}
+
+/** Like encodeStream, two bytes per lookup in the pair tables. */
+function encodeStreamByPairs(source: usize, count: u32, destination: usize): u32 {
+  let bits: u64 = 0;
+  let bitCount: u64 = 0;
+  let out = destination;
+  let cursor = source;
+  const end4 = source + (count & ~3);
+  // Two pair codes of at most 22 bits on top of at most 7 pending bits fit the 64-bit accumulator.
+  while (cursor < end4) {
+    let pair = <usize>load<u16>(cursor);
+    bits |= <u64>load<u32>(pair << 2, PAIR_CODES) << bitCount;
+    bitCount += <u64>load<u8>(pair, PAIR_LENGTHS);
+    pair = <usize>load<u16>(cursor, 2);
+    bits |= <u64>load<u32>(pair << 2, PAIR_CODES) << bitCount;
+    bitCount += <u64>load<u8>(pair, PAIR_LENGTHS);
+    store<u64>(out, bits);
+    out += <usize>(bitCount >> 3);
+    bits >>= bitCount & 56;
+    bitCount &= 7;
+    cursor += 4;
   }
   const end = source + count;
   while (cursor < end) {

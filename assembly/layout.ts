@@ -40,6 +40,12 @@ export const LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 export const TABLE_LENGTHS: usize = memory.data(SYMBOL_COUNT, 64);
 /** Encoder codes of the current table, bit-reversed (u16 per symbol); their lengths are TABLE_LENGTHS. */
 export const CODES: usize = memory.data(SYMBOL_COUNT * 2, 64);
+/** CODES widened to u32, and 2^length per symbol, for building the pair tables with SIMD. */
+export const CODES_WIDE: usize = memory.data(SYMBOL_COUNT * 4, 64);
+export const LENGTH_POWERS: usize = memory.data(SYMBOL_COUNT * 4, 64);
+/** Codes of byte pairs (u32, indexed by the pair as a little-endian u16) and their lengths (u8). */
+export const PAIR_CODES: usize = memory.data(SYMBOL_COUNT * SYMBOL_COUNT * 4, 64);
+export const PAIR_LENGTHS: usize = memory.data(SYMBOL_COUNT * SYMBOL_COUNT, 64);
 /** The description of LENGTHS, made before the block's kind is chosen: top byte, up to 7 bits per symbol. */
 export const TABLE_DESCRIPTION: usize = memory.data(1 + SYMBOL_COUNT + 16, 64);
 /** Codes of the table description by change of length + TABLE_LOG (see lengthChangeCode). */
