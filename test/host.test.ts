@@ -5,6 +5,7 @@
  */
 
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -244,6 +245,8 @@ test('a node keeps redialing its bootstrap peer: when that peer restarts on its 
     hosts.push(second);
     await second.start();
     await waitFor('bb hears the second run of ba', () => (b.member('ba')?.startedAt ?? 0) > firstStartedAt, 6000);
+    // bb's next heartbeat reaches the second run within a heartbeat interval or so.
+    await waitFor('the second run of ba hears bb', () => statusOf(second, 'bb') === 'alive', 3000);
     assert.is(statusOf(second, 'bb'), 'alive');
   } finally {
     await stopAll(hosts);
@@ -343,5 +346,30 @@ test('the peer id persists across a restart on the same data folder, and others 
 });
 
 test.after(() => rmSync(folder, { recursive: true, force: true }));
+
+// Regression: @libp2p/pnet's xsalsa20 grew its shared WASM memory on every large message once any
+// message had grown it, until the process died ("Maximum memory size exceeded").
+test('large messages over private-network connections, alternating between peers, do not exhaust the cipher', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b, c] = await startTrio('big', hosts);
+    const payload = new Uint8Array(3 * 1024 * 1024).fill(0x5a); // far above the cipher's 640 KiB of free memory
+    for (const host of [b, c]) host.handle('/dcas/test-big/1.0.0', () => payload);
+    for (let round = 0; round < 12; round++) {
+      const from = round % 2 === 0 ? b : c;
+      const reply = await a.request(from.name, '/dcas/test-big/1.0.0', Uint8Array.of(round), { timeoutMs: 10_000 });
+      assert.is(reply.length, payload.length);
+      assert.is(reply[reply.length - 1], 0x5a);
+    }
+    // A fresh cipher's view spans the module's whole shared memory: it must never have grown.
+    const XSalsa20 = createRequire(import.meta.url)('xsalsa20');
+    const probe = new XSalsa20(new Uint8Array(24), new Uint8Array(32));
+    const memoryBytes = probe._xor._memory.buffer.byteLength;
+    probe.finalize();
+    assert.is(memoryBytes, 655_360, `xsalsa20's WASM memory grew to ${memoryBytes} bytes`);
+  } finally {
+    await stopAll(hosts);
+  }
+});
 
 test.run();

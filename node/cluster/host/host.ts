@@ -13,6 +13,7 @@ import { identify } from '@libp2p/identify';
 import type { Identify } from '@libp2p/identify';
 import type { Libp2p } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
+import './xsalsa20-windowed.ts';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import type { Libp2pOptions } from 'libp2p';
