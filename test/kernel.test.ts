@@ -382,7 +382,16 @@ test('lengths at the block limit round-trip: 128 KiB - 1, 128 KiB, 128 KiB + 1',
   }
 });
 
-test('lengths below four bytes round-trip: Huffman streams of zero symbols are empty', () => {
+test('blocks of 1 to 3 bytes have empty streams 0 to 2 and decode; chunks of 1 to 12 bytes round-trip', () => {
+  // After an RLE block, so the frame stays within the bound for its length.
+  const run = { header: u24(1 | ((8192 - 1) << 2)), table: [7], sizes: [], streams: [] };
+  for (let m = 1; m <= 3; m++) {
+    const data = Uint8Array.from({ length: m }, (_, i) => i % 2);
+    const block = referenceHuffmanBlock(data, [1, 1, ...new Array(254).fill(0)], noTable);
+    assert.equal(block.sizes.slice(0, 3), [0, 0, 0]);
+    const frame = Uint8Array.from([1, ...u24(8192 + m), 0, ...run.header, ...run.table, ...blockBytes(block)]);
+    assert.equal(kernel.decompress(frame, 8192 + m), concat(new Uint8Array(8192).fill(7), data));
+  }
   for (let length = 1; length <= 12; length++) roundTrip(textBytes(length, 7));
 });
 
@@ -398,7 +407,7 @@ test('a multi-block chunk of mixed content round-trips with every block kind', (
   assert.equal([...kinds].sort(), [0, 1, 2, 3], `kinds ${[...kinds]}`);
 });
 
-test('a larger chunk (4 MiB of text) round-trips and shrinks', () => {
+test('a 4 MiB chunk of text round-trips and shrinks', () => {
   const input = textBytes(4 * 1024 * 1024, 9);
   const frame = kernel.compress(input);
   assert.ok(frame.length < input.length * 0.7);
