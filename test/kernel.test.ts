@@ -534,6 +534,39 @@ test('mutated frames never hang and throw only CodecError; a frame that decodes 
   assert.ok(accepted < mutations / 2, `${accepted} of ${mutations} mutations decoded`);
 });
 
+test('on mutated frames the kernel accepts exactly what the reference decoder accepts, with the same bytes', () => {
+  const inputs = [
+    uniformBytes(9000, 30),
+    concat(textBytes(3000, 31), new Uint8Array(600).fill(9), uniformBytes(500, 32)),
+    concat(new Uint8Array(9000).fill(1), uniformBytes(9000, 33)),
+    geometricBytes(2500, 34, 0.7),
+  ];
+  const next = xorshift(35);
+  for (const input of inputs) {
+    const frame = kernel.compress(input);
+    for (let round = 0; round < 250; round++) {
+      const mutated = new Uint8Array(frame);
+      const at = next() % Math.min(mutated.length, next() % 2 ? 24 : mutated.length);
+      if (next() % 2) mutated[at] ^= 1 << (next() % 8);
+      else mutated[at] = next() & 255;
+      let expected: Uint8Array | undefined;
+      try {
+        expected = referenceDecode(mutated, input.length);
+      } catch {
+        expected = undefined;
+      }
+      let actual: Uint8Array | undefined;
+      try {
+        actual = kernel.decompress(mutated, input.length);
+      } catch (error) {
+        assert.instance(error, CodecError);
+      }
+      if (expected === undefined) assert.is(actual, undefined, `accepted a frame the reference rejects (byte ${at})`);
+      else assert.equal(actual, expected, `byte ${at}`);
+    }
+  }
+});
+
 test('frames built from docs/KERNEL.md by hand decode in the kernel', () => {
   const data = uniformBytes(1000, 21, 16);
   const block = referenceHuffmanBlock(data, flatLengths(4), noTable);
