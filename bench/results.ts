@@ -1,0 +1,125 @@
+/**
+ * The shape of bench/results/<timestamp>.json: what the harness (run.ts) writes and the report
+ * (report.ts) reads. Speeds are MB/s of original bytes (1 MB = 10^6 bytes); ratios are compressed size
+ * over original size (lower is better), as in a job's `ratio`.
+ */
+
+/** A figure measured over several runs: the median with the smallest and largest, and every run. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  samples: number[];
+}
+
+export interface Machine {
+  cpuModel: string;
+  cores: number;
+  memoryBytes: number;
+  nodeVersion: string;
+  platform: string;
+  kernelRelease: string;
+  /** git rev-parse HEAD of the tree that ran, and whether it had uncommitted changes. */
+  commit: string;
+  dirty: boolean;
+  /** SHA-256 of build/kernel.wasm, which the kernel engineer may rebuild between runs. */
+  kernelWasmSha256: string;
+  /** 1-minute load average when the run started: other work on the machine skews every figure. */
+  loadAverageAtStart: number;
+}
+
+export interface CodecFigures {
+  codec: string;
+  compressMBps: Spread;
+  decompressMBps: Spread;
+  compressedBytes: number;
+  ratio: number;
+}
+
+export interface DatasetFigures {
+  name: string;
+  description: string;
+  /** Size of the whole data set, and of the part coded (quick runs take a prefix). */
+  datasetBytes: number;
+  codedBytes: number;
+  codecs: CodecFigures[];
+}
+
+export interface CodecSection {
+  chunkBytes: number;
+  runs: number;
+  codecs: Array<{ name: string; description: string }>;
+  datasets: DatasetFigures[];
+}
+
+export interface CliFigures {
+  dataset: string;
+  inputBytes: number;
+  compressedBytes: number;
+  ratio: number;
+  threads: number;
+  /** Whole process, spawn to exit, over original bytes. */
+  compressMBps: Spread;
+  decompressMBps: Spread;
+  /** What the CLI itself reported (--json mbPerSecond): its work without process start-up. */
+  compressReportedMBps: Spread;
+  decompressReportedMBps: Spread;
+}
+
+export interface PhaseSeconds {
+  upload: Spread;
+  process: Spread;
+  merge: Spread;
+}
+
+export interface ClusterRun {
+  nodes: number;
+  /** Upload start to job completed, over original bytes. */
+  throughputMBps: Spread;
+  seconds: Spread;
+  phases: PhaseSeconds;
+  ratio: number;
+  /** Which node coded how many chunks, in the last run. */
+  chunkNodes: Record<string, number>;
+  /** Peak resident memory of each node process over the cluster's life (VmHWM), bytes. */
+  peakRssBytes: Record<string, number>;
+  startSeconds: number;
+}
+
+export interface ClusterSection {
+  dataset: string;
+  fileBytes: number;
+  chunkBytes: number;
+  runs: number;
+  clusters: ClusterRun[];
+}
+
+export interface LoadSection {
+  nodes: number;
+  concurrency: number;
+  uploadBytes: number;
+  rounds: number;
+  uploads: number;
+  successes: number;
+  errors: Record<string, number>;
+  /** Upload start (connect) to job completed, seconds, over every successful upload of every round. */
+  latencySeconds: { p50: number; p95: number; p99: number; min: number; max: number; samples: number[] };
+  /** Successful original bytes over each round's wall time. */
+  throughputMBps: Spread;
+  /** Peak resident memory of each node (VmHWM), bytes: during the load test alone when the peaks could be reset. */
+  peakRssBytes: Record<string, number>;
+  peakRssScope: 'load test' | 'cluster life';
+}
+
+export interface BenchResults {
+  version: 1;
+  startedAt: string;
+  mode: 'full' | 'quick' | 'tiny';
+  wallSeconds: number;
+  command: string;
+  machine: Machine;
+  codecs: CodecSection;
+  cli: CliFigures | null;
+  cluster: ClusterSection | null;
+  load: LoadSection | null;
+}

@@ -1,0 +1,267 @@
+/**
+ * The benchmark harness: codecs side by side on one thread, the local CLI on all cores, local clusters
+ * of 1, 2 and 3 nodes end to end, and a load test. Writes bench/results/<timestamp>.json and a
+ * self-contained HTML report beside it, and prints a summary.
+ *
+ *   npm run bench                 full: whole data sets, 512 MB cluster file, 10 x 10 MB load test
+ *   npm run bench -- --quick      a few minutes' figures in under 2 minutes
+ *   npm run bench -- --tiny       seconds; for the report test, not for reading figures
+ *
+ * Options: --data mail,elf,... (data sets for the codecs; the CLI codes the first), --nodes 1,2,3,
+ * --runs N, --cluster-size SIZE, --concurrency C, --upload-size SIZE, --rounds N, --out DIR,
+ * --skip codecs,cli,cluster,load.
+ */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { benchCli } from './cli.ts';
+import { benchClusterThroughput, benchLoad } from './cluster.ts';
+import { benchCodecs, benchDatasetCodecs, codecSectionHeader } from './codecs.ts';
+import { benchDataset, benchDatasetNames, generatedFile, isBenchDatasetName, type BenchDatasetName } from './datasets-extra.ts';
+import { builtInSchemaPath, generateBuffer, loadRecordSchema, parseSize } from './generate.ts';
+import { describeMachine } from './machine.ts';
+import { renderReport } from './report.ts';
+import type { BenchResults, ClusterSection, LoadSection } from './results.ts';
+import { formatSummary } from './summary.ts';
+
+type Mode = BenchResults['mode'];
+const sections = ['codecs', 'cli', 'cluster', 'load'] as const;
+type Section = (typeof sections)[number];
+
+interface Plan {
+  mode: Mode;
+  datasets: BenchDatasetName[];
+  codecRuns: number;
+  codecBytesMax: number;
+  cliRuns: number;
+  cliBytesMax: number;
+  nodeCounts: number[];
+  clusterBytes: number;
+  clusterRuns: number;
+  /** Chunk size of cluster uploads; undefined: the nodes' default (4 MiB). */
+  clusterChunkBytes: number | undefined;
+  concurrency: number;
+  uploadBytes: number;
+  rounds: number;
+  skip: Set<Section>;
+  outDir: string;
+}
+
+const mebibyte = 1024 * 1024;
+
+/** What each mode measures; options override single knobs. */
+const modes: Record<Mode, Omit<Plan, 'mode' | 'skip' | 'outDir'>> = {
+  full: {
+    datasets: [...benchDatasetNames],
+    codecRuns: 5,
+    codecBytesMax: Number.MAX_SAFE_INTEGER,
+    cliRuns: 3,
+    cliBytesMax: Number.MAX_SAFE_INTEGER,
+    nodeCounts: [1, 2, 3],
+    clusterBytes: 512_000_000,
+    clusterRuns: 3,
+    clusterChunkBytes: undefined,
+    concurrency: 10,
+    uploadBytes: 10_000_000,
+    rounds: 3,
+  },
+  quick: {
+    datasets: [...benchDatasetNames],
+    codecRuns: 3,
+    codecBytesMax: 8 * mebibyte,
+    cliRuns: 2,
+    cliBytesMax: 32 * mebibyte,
+    nodeCounts: [1, 2, 3],
+    clusterBytes: 64_000_000,
+    clusterRuns: 2,
+    clusterChunkBytes: undefined,
+    concurrency: 8,
+    uploadBytes: 4_000_000,
+    rounds: 2,
+  },
+  tiny: {
+    datasets: ['elf', 'random', 'csv', 'jsonl'],
+    codecRuns: 2,
+    codecBytesMax: mebibyte,
+    cliRuns: 1,
+    cliBytesMax: 4 * mebibyte,
+    nodeCounts: [1, 2, 3],
+    clusterBytes: 6_000_000,
+    clusterRuns: 1,
+    clusterChunkBytes: 512 * 1024,
+    concurrency: 4,
+    uploadBytes: 1_000_000,
+    rounds: 1,
+  },
+};
+
+class UsageError extends Error {}
+
+function list(text: string, what: string): string[] {
+  const items = text.split(',').map((item) => item.trim()).filter((item) => item !== '');
+  if (items.length === 0) throw new UsageError(`${what}: expected a comma-separated list`);
+  return items;
+}
+
+function positiveInteger(text: string, what: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new UsageError(`${what}: expected a positive integer, got ${JSON.stringify(text)}`);
+  return value;
+}
+
+function size(text: string, what: string): number {
+  try {
+    const value = parseSize(text);
+    if (value < 1) throw new RangeError('must be at least 1 byte');
+    return value;
+  } catch (error) {
+    throw new UsageError(`${what}: ${(error as Error).message}`);
+  }
+}
+
+function parsePlan(argv: string[]): Plan {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean' },
+      tiny: { type: 'boolean' },
+      data: { type: 'string' },
+      nodes: { type: 'string' },
+      runs: { type: 'string' },
+      'cluster-size': { type: 'string' },
+      concurrency: { type: 'string' },
+      'upload-size': { type: 'string' },
+      rounds: { type: 'string' },
+      out: { type: 'string' },
+      skip: { type: 'string' },
+    },
+  });
+  const mode: Mode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
+  const plan: Plan = { mode, ...modes[mode], skip: new Set(), outDir: resolve(values.out ?? fileURLToPath(new URL('./results/', import.meta.url))) };
+  if (values.data !== undefined) {
+    plan.datasets = list(values.data, '--data').map((name) => {
+      if (!isBenchDatasetName(name)) throw new UsageError(`--data: unknown data set ${name}; known: ${benchDatasetNames.join(', ')}`);
+      return name;
+    });
+  }
+  if (values.nodes !== undefined) plan.nodeCounts = list(values.nodes, '--nodes').map((item) => positiveInteger(item, '--nodes'));
+  if (values.runs !== undefined) {
+    plan.codecRuns = positiveInteger(values.runs, '--runs');
+    plan.cliRuns = plan.codecRuns;
+    plan.clusterRuns = plan.codecRuns;
+  }
+  if (values['cluster-size'] !== undefined) plan.clusterBytes = size(values['cluster-size'], '--cluster-size');
+  if (values.concurrency !== undefined) plan.concurrency = positiveInteger(values.concurrency, '--concurrency');
+  if (values['upload-size'] !== undefined) plan.uploadBytes = size(values['upload-size'], '--upload-size');
+  if (values.rounds !== undefined) plan.rounds = positiveInteger(values.rounds, '--rounds');
+  if (values.skip !== undefined) {
+    for (const name of list(values.skip, '--skip')) {
+      if (!(sections as readonly string[]).includes(name)) throw new UsageError(`--skip: unknown section ${name}; known: ${sections.join(', ')}`);
+      plan.skip.add(name as Section);
+    }
+  }
+  return plan;
+}
+
+function progress(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+async function run(plan: Plan, command: string): Promise<BenchResults> {
+  const started = performance.now();
+  const startedAt = new Date();
+  const machine = describeMachine();
+  progress(`${plan.mode} run on ${machine.cpuModel} x${machine.cores}, load ${machine.loadAverageAtStart.toFixed(2)}`);
+
+  const codecs = benchCodecs();
+  const codecSection = { ...codecSectionHeader(codecs, plan.codecRuns), datasets: [] as BenchResults['codecs']['datasets'] };
+  if (!plan.skip.has('codecs')) {
+    for (const name of plan.datasets) codecSection.datasets.push(benchDatasetCodecs(await benchDataset(name), codecs, { runs: plan.codecRuns, bytesMax: plan.codecBytesMax, onProgress: progress }));
+  }
+
+  let cli: BenchResults['cli'] = null;
+  if (!plan.skip.has('cli')) {
+    cli = await benchCli(await benchDataset(plan.datasets[0]), { runs: plan.cliRuns, bytesMax: plan.cliBytesMax });
+    progress(`cli: compress ${cli.compressMBps.median.toFixed(0)} MB/s, decompress ${cli.decompressMBps.median.toFixed(0)} MB/s (whole process)`);
+  }
+
+  let cluster: ClusterSection | null = null;
+  let load: LoadSection | null = null;
+  const wantLoad = !plan.skip.has('load');
+  if (!plan.skip.has('cluster') || wantLoad) {
+    const clusterFile = generatedFile('stocks', 'csv', plan.clusterBytes, 1);
+    const loadData = wantLoad ? generateBuffer(loadRecordSchema(builtInSchemaPath('weblog')), { format: 'jsonl', seed: 2, sizeBytes: plan.concurrency * plan.uploadBytes + 4096 }) : new Uint8Array();
+    const loadTest = async (up: Parameters<typeof benchLoad>[0]) => {
+      if (wantLoad) load = await benchLoad(up, { concurrency: plan.concurrency, uploadBytes: plan.uploadBytes, rounds: plan.rounds, data: loadData, chunkSize: plan.clusterChunkBytes, onProgress: progress });
+    };
+    const loadNodes = Math.max(...plan.nodeCounts);
+    const clusters = await benchClusterThroughput({
+      nodeCounts: plan.skip.has('cluster') ? [loadNodes] : plan.nodeCounts,
+      filePath: clusterFile,
+      runs: plan.skip.has('cluster') ? 1 : plan.clusterRuns,
+      chunkSize: plan.clusterChunkBytes,
+      whileUp: loadTest,
+      onProgress: progress,
+    });
+    if (!plan.skip.has('cluster')) {
+      cluster = {
+        dataset: 'stocks: bench/generate.ts stocks records as csv, seed 1',
+        fileBytes: plan.clusterBytes,
+        chunkBytes: plan.clusterChunkBytes ?? 4 * mebibyte,
+        runs: plan.clusterRuns,
+        clusters,
+      };
+    }
+  }
+
+  return {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    mode: plan.mode,
+    wallSeconds: (performance.now() - started) / 1000,
+    command,
+    machine,
+    codecs: codecSection,
+    cli,
+    cluster,
+    load,
+  };
+}
+
+/** bench/results/2026-01-31T12-00-00Z: sortable, and safe as a file name everywhere. */
+function timestampName(date: Date): string {
+  return date.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+}
+
+async function main(argv: string[]): Promise<void> {
+  let plan: Plan;
+  try {
+    plan = parsePlan(argv);
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}`);
+    process.exitCode = 2;
+    return;
+  }
+  // Ctrl-C: let local-cluster's exit hook kill every cluster still running.
+  process.once('SIGINT', () => process.exit(130));
+  process.once('SIGTERM', () => process.exit(143));
+  const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const results = await run(plan, command);
+  mkdirSync(plan.outDir, { recursive: true });
+  const base = join(plan.outDir, timestampName(new Date(results.startedAt)));
+  writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(`${base}.html`, renderReport(results));
+  process.stdout.write(formatSummary(results));
+  process.stdout.write(`\nresults: ${base}.json\nreport:  ${base}.html\n`);
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  try {
+    await main(process.argv.slice(2));
+  } catch (error) {
+    console.error(`bench: ${(error as Error).stack ?? error}`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * The text summary a bench run prints: the same figures as the report, in aligned columns.
+ */
+import type { BenchResults, Spread } from './results.ts';
+
+const fixed = (value: number, digits: number) => value.toFixed(digits);
+const spreadText = (spread: Spread, digits: number) => `${fixed(spread.median, digits)} (${fixed(spread.min, digits)}..${fixed(spread.max, digits)})`;
+const mebibytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+
+function columns(rows: string[][], rightAligned: boolean[]): string {
+  const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
+  return rows.map((row) => row.map((cell, column) => (rightAligned[column] ? cell.padStart(widths[column]) : cell.padEnd(widths[column]))).join('  ').trimEnd()).join('\n');
+}
+
+export function formatSummary(results: BenchResults): string {
+  const machine = results.machine;
+  const lines: string[] = [];
+  lines.push(`DCaS benchmark, ${results.mode} run, ${results.startedAt}, ${fixed(results.wallSeconds, 0)} s`);
+  lines.push(
+    `machine: ${machine.cpuModel}, ${machine.cores} cores, ${(machine.memoryBytes / 1024 ** 3).toFixed(1)} GiB, Node ${machine.nodeVersion}, ` +
+      `commit ${machine.commit.slice(0, 12)}${machine.dirty ? ' (uncommitted changes)' : ''}, load ${fixed(machine.loadAverageAtStart, 2)} at start`,
+  );
+  if (results.codecs.datasets.length > 0) {
+    lines.push('', `Codecs, one thread, ${mebibytes(results.codecs.chunkBytes)} chunks, median (min..max) of ${results.codecs.runs} runs; MB/s of original bytes; ratio = compressed/original`);
+    const rows = [['data set', 'codec', 'compress MB/s', 'decompress MB/s', 'ratio']];
+    for (const dataset of results.codecs.datasets) {
+      dataset.codecs.forEach((figures, index) => {
+        rows.push([index === 0 ? `${dataset.name} (${mebibytes(dataset.codedBytes)})` : '', figures.codec, spreadText(figures.compressMBps, 0), spreadText(figures.decompressMBps, 0), fixed(figures.ratio, 3)]);
+      });
+    }
+    lines.push(columns(rows, [false, false, true, true, true]));
+  }
+  if (results.cli !== null) {
+    const cli = results.cli;
+    lines.push(
+      '',
+      `Local CLI, ${cli.threads} threads, ${cli.dataset} ${mebibytes(cli.inputBytes)}, whole process: compress ${spreadText(cli.compressMBps, 0)} MB/s, ` +
+        `decompress ${spreadText(cli.decompressMBps, 0)} MB/s (the CLI's own figures: ${fixed(cli.compressReportedMBps.median, 0)} and ${fixed(cli.decompressReportedMBps.median, 0)} MB/s); ratio ${fixed(cli.ratio, 3)}`,
+    );
+  }
+  if (results.cluster !== null) {
+    const cluster = results.cluster;
+    lines.push('', `Cluster, upload to completed, ${fixed(cluster.fileBytes / 1e6, 0)} MB stocks CSV, ${mebibytes(cluster.chunkBytes)} chunks, median (min..max) of ${cluster.runs} runs`);
+    const rows = [['nodes', 'MB/s', 'upload s', 'process s', 'merge s', 'chunks per node', 'peak RSS per node']];
+    for (const run of cluster.clusters) {
+      rows.push([
+        String(run.nodes),
+        spreadText(run.throughputMBps, 1),
+        fixed(run.phases.upload.median, 2),
+        fixed(run.phases.process.median, 2),
+        fixed(run.phases.merge.median, 2),
+        Object.entries(run.chunkNodes).map(([node, chunks]) => `${node}:${chunks}`).join(' '),
+        Object.entries(run.peakRssBytes).map(([node, bytes]) => `${node}:${(bytes / 1024 / 1024).toFixed(0)}MiB`).join(' '),
+      ]);
+    }
+    lines.push(columns(rows, [true, true, true, true, true, false, false]));
+  }
+  if (results.load !== null) {
+    const load = results.load;
+    const errors = Object.entries(load.errors).map(([kind, count]) => `${kind} ${count}`).join(', ') || 'none';
+    lines.push(
+      '',
+      `Load test, ${load.concurrency} concurrent uploads of ${fixed(load.uploadBytes / 1e6, 1)} MB over ${load.nodes} gateways, ${load.rounds} round(s): ` +
+        `${load.successes}/${load.uploads} completed, errors: ${errors}`,
+      `  latency (connect to completed) p50 ${fixed(load.latencySeconds.p50, 2)} s, p95 ${fixed(load.latencySeconds.p95, 2)} s, p99 ${fixed(load.latencySeconds.p99, 2)} s, max ${fixed(load.latencySeconds.max, 2)} s; ` +
+        `throughput ${spreadText(load.throughputMBps, 1)} MB/s; peak RSS ${Object.entries(load.peakRssBytes).map(([node, bytes]) => `${node}:${(bytes / 1024 / 1024).toFixed(0)}MiB`).join(' ')}`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
