@@ -5,6 +5,7 @@
  */
 
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,10 +47,15 @@ export async function benchDataset(name: BenchDatasetName): Promise<BenchDataset
   return { name, description: `bench/generate.ts: ${spec.schema} records as ${spec.format}, seed ${spec.seed}`, path: file, bytes: new Uint8Array(readFileSync(file)) };
 }
 
-/** A generated file in the cache, made on first use (by schema name, format, size and seed). */
+/**
+ * A generated file in the cache, made on first use. Its name carries the schema file's hash, so an
+ * edited schema makes a new file (a changed generator needs `rm bench/data/generated-*`).
+ */
 export function generatedFile(schemaName: string, format: RecordFormat, sizeBytes: number, seed: number): string {
-  return cached(`generated-${schemaName}-${sizeBytes}-seed${seed}.${format}`, (path) => {
-    generateFile(loadRecordSchema(builtInSchemaPath(schemaName)), { format, seed, sizeBytes }, path);
+  const schemaPath = builtInSchemaPath(schemaName);
+  const schemaHash = createHash('sha256').update(readFileSync(schemaPath)).digest('hex').slice(0, 8);
+  return cached(`generated-${schemaName}-${schemaHash}-${sizeBytes}-seed${seed}.${format}`, (path) => {
+    generateFile(loadRecordSchema(schemaPath), { format, seed, sizeBytes }, path);
   });
 }
 

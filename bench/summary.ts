@@ -1,6 +1,11 @@
 /**
- * The text summary a bench run prints: the same figures as the report, in aligned columns.
+ * The text summary a bench run prints (the same figures as the report, in aligned columns), and the
+ * Markdown the README's Performance section quotes.
+ *
+ *   node bench/summary.ts RESULTS.json [--markdown]
  */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { BenchResults, Spread } from './results.ts';
 
 const fixed = (value: number, digits: number) => value.toFixed(digits);
@@ -67,4 +72,77 @@ export function formatSummary(results: BenchResults): string {
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The figures as Markdown tables, for the README's Performance section. */
+export function formatMarkdown(results: BenchResults): string {
+  const machine = results.machine;
+  const out: string[] = [];
+  out.push(
+    `Run of ${results.startedAt.slice(0, 10)}, \`${results.command}\` (${results.mode}, ${fixed(results.wallSeconds / 60, 1)} min), commit \`${machine.commit.slice(0, 12)}\`${machine.dirty ? ' with uncommitted changes' : ''}: ` +
+      `${machine.cpuModel}, ${machine.cores} cores, ${(machine.memoryBytes / 1024 ** 3).toFixed(0)} GiB, Node ${machine.nodeVersion}; load average ${fixed(machine.loadAverageAtStart, 1)} at the start (a shared machine).`,
+  );
+  const datasets = results.codecs.datasets;
+  if (datasets.length > 0) {
+    out.push(
+      '',
+      `**Codecs, one thread** — compress / decompress MB/s (median of ${results.codecs.runs} runs) and ratio (compressed/original), ${mebibytes(results.codecs.chunkBytes)} chunks coded alone:`,
+      '',
+      `| codec | ${datasets.map((dataset) => `${dataset.name} (${mebibytes(dataset.codedBytes)})`).join(' | ')} |`,
+      `|---|${datasets.map(() => '---').join('|')}|`,
+    );
+    for (const codec of results.codecs.codecs) {
+      const cells = datasets.map((dataset) => {
+        const figures = dataset.codecs.find((candidate) => candidate.codec === codec.name)!;
+        return `${fixed(figures.compressMBps.median, 0)} / ${fixed(figures.decompressMBps.median, 0)}, ${fixed(figures.ratio, 3)}`;
+      });
+      out.push(`| ${codec.name} | ${cells.join(' | ')} |`);
+    }
+  }
+  if (results.cli !== null) {
+    const cli = results.cli;
+    out.push(
+      '',
+      `**Local CLI, all cores (${cli.threads} threads)**, ${cli.dataset} (${mebibytes(cli.inputBytes)}), whole process from spawn to exit: compress ${spreadText(cli.compressMBps, 0)} MB/s, ` +
+        `decompress ${spreadText(cli.decompressMBps, 0)} MB/s; without process start-up (the CLI's own figure) ${fixed(cli.compressReportedMBps.median, 0)} and ${fixed(cli.decompressReportedMBps.median, 0)} MB/s.`,
+    );
+  }
+  if (results.cluster !== null) {
+    const cluster = results.cluster;
+    out.push(
+      '',
+      `**Cluster end to end**: one ${fixed(cluster.fileBytes / 1e6, 0)} MB CSV of stock ticks uploaded to node1, connect to job completed, ${mebibytes(cluster.chunkBytes)} chunks, median (min..max) of ${cluster.runs} runs:`,
+      '',
+      '| nodes | MB/s | upload s | process s | merge s | chunks per node | peak RSS per node |',
+      '|---:|---:|---:|---:|---:|---|---|',
+    );
+    for (const run of cluster.clusters) {
+      out.push(
+        `| ${run.nodes} | ${spreadText(run.throughputMBps, 1)} | ${fixed(run.phases.upload.median, 2)} | ${fixed(run.phases.process.median, 2)} | ${fixed(run.phases.merge.median, 2)} | ` +
+          `${Object.entries(run.chunkNodes).map(([node, chunks]) => `${node} ${chunks}`).join(', ')} | ${Object.entries(run.peakRssBytes).map(([node, bytes]) => `${node} ${(bytes / 1024 / 1024).toFixed(0)} MiB`).join(', ')} |`,
+      );
+    }
+  }
+  if (results.load !== null) {
+    const load = results.load;
+    const errors = Object.entries(load.errors).map(([kind, count]) => `${kind} ${count}`).join(', ') || 'no errors';
+    out.push(
+      '',
+      `**Load test**: ${load.concurrency} concurrent uploads of ${fixed(load.uploadBytes / 1e6, 0)} MB spread over ${load.nodes} gateways, ${load.rounds} rounds: ${load.successes}/${load.uploads} completed, ${errors}; ` +
+        `latency from connect to completed p50 ${fixed(load.latencySeconds.p50, 2)} s, p95 ${fixed(load.latencySeconds.p95, 2)} s, p99 ${fixed(load.latencySeconds.p99, 2)} s; ` +
+        `throughput ${spreadText(load.throughputMBps, 1)} MB/s; peak RSS ${Object.entries(load.peakRssBytes).map(([node, bytes]) => `${node} ${(bytes / 1024 / 1024).toFixed(0)} MiB`).join(', ')}.`,
+    );
+  }
+  return `${out.join('\n')}\n`;
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const [path, flag] = process.argv.slice(2);
+  if (path === undefined || (flag !== undefined && flag !== '--markdown')) {
+    console.error('usage: node bench/summary.ts RESULTS.json [--markdown]');
+    process.exitCode = 2;
+  } else {
+    const results = JSON.parse(readFileSync(path, 'utf8')) as BenchResults;
+    process.stdout.write(flag === '--markdown' ? formatMarkdown(results) : formatSummary(results));
+  }
 }
