@@ -20,6 +20,13 @@ const dcasEntry = new URL('./dcas.ts', import.meta.url).pathname;
  * between collections, which is most of what bounds a node's resident memory under load.
  */
 export const nodeProcessFlags = ['--max-semi-space-size=4'];
+/**
+ * glibc malloc settings for node processes: a fixed mmap threshold returns freed chunk buffers to
+ * the system at once (glibc otherwise raises the threshold after the first free and keeps 4 MiB
+ * buffers in its arenas), and two arenas instead of one per thread (measured: upload peak 286 MB
+ * to 235 MB on the gateway node). Set only when the user did not.
+ */
+export const nodeProcessEnv: Record<string, string> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };
 
 /** The server URL from --server, DCAS_SERVER, or the first node of a default local cluster; ws:// is accepted. */
 export function serverUrl(option: string | undefined): string {
@@ -139,7 +146,7 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     await mkdir(config.dataDir, { recursive: true });
     const logPath = join(config.dataDir, 'node.log');
     const log = createWriteStream(logPath, { flags: 'a' });
-    const child = spawn(process.execPath, [...nodeProcessFlags, dcasEntry, 'node', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeProcessFlags, dcasEntry, 'node', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...nodeProcessEnv, ...process.env } });
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     child.once('exit', (code, signal) => {

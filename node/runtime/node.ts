@@ -21,6 +21,7 @@ import { createCodecPool, format, type CodecPool } from '../codec/index.ts';
 const chunkBytesMax = format.chunkBytesMax;
 import { createJobService, type RunningJobService } from '../jobs/index.ts';
 import { createBlobStore, type BlobStore } from '../storage/blob/index.ts';
+import { startMemoryGovernor } from './memory.ts';
 
 export interface MemberStatusView {
   name: string;
@@ -77,6 +78,7 @@ function memberView(member: Member, leader: string | null): MemberStatusView {
 
 export async function startNode(config: NodeConfig, logger: Logger): Promise<NodeRuntime> {
   await mkdir(config.dataDir, { recursive: true });
+  const memory = startMemoryGovernor({ logger });
   const db = new Level<string, unknown>(join(config.dataDir, 'state'));
   await db.open();
   // Frames carry whole decoded chunks (downloads are decoded across the cluster): allow the largest.
@@ -161,6 +163,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       clusterStatus,
       async stop() {
         clearInterval(registry);
+        memory.stop();
         await started.gateway.stop();
         await started.jobs.stop();
         await started.state.stop();
@@ -172,6 +175,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       },
     };
   } catch (error) {
+    memory.stop();
     await gateway?.stop().catch(() => {});
     await jobs?.stop().catch(() => {});
     await state?.stop().catch(() => {});

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput } from '../../node/config/index.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
+import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 
@@ -68,9 +69,9 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
     configs,
     gateway,
     start(name) {
-      const child = spawn(process.execPath, ['--max-semi-space-size=2', dcas, 'node', '--config', join(dataDir, `${name}.json`)], {
+      const child = spawn(process.execPath, [...nodeProcessFlags, dcas, 'node', '--config', join(dataDir, `${name}.json`)], {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, DCAS_LOG_LEVEL: process.env.DCAS_LOG_LEVEL ?? 'warn' },
+        env: { ...nodeProcessEnv, ...process.env, DCAS_LOG_LEVEL: process.env.DCAS_LOG_LEVEL ?? 'warn' },
       });
       const output: string[] = [];
       child.stdout?.on('data', (data) => output.push(String(data)));

@@ -1,0 +1,58 @@
+/**
+ * Keeps a node's garbage chunk buffers from piling up.
+ *
+ * Chunks live in ArrayBuffers outside the JS heap. V8 collects them only when its heap heuristics
+ * say so, and a node that moves gigabytes through a small heap can hold hundreds of megabytes of
+ * dead buffers between collections (measured: 279 MB of external memory after a 1 GiB download,
+ * 14 MB after one forced collection). The governor looks at external memory a few times a second
+ * and, above a threshold, asks for a collection: a minor one first (young buffers die young), a
+ * major one if that was not enough.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Logger } from 'pino';
+
+type GcFunction = (options?: { type?: 'major' | 'minor'; execution?: 'sync' | 'async' }) => void;
+
+export interface MemoryGovernorOptions {
+  logger: Logger;
+  /** External (ArrayBuffer) bytes above which a collection is asked for. */
+  externalBytesMax?: number;
+  intervalMs?: number;
+}
+
+export interface MemoryGovernor {
+  stop(): void;
+  collections(): number;
+}
+
+/** `gc` as --expose-gc would give it; obtained at run time so no command-line flag is needed. */
+function obtainGc(): GcFunction | undefined {
+  const exposed = (globalThis as { gc?: GcFunction }).gc;
+  if (typeof exposed === 'function') return exposed;
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as GcFunction | undefined;
+  return typeof gc === 'function' ? gc : undefined;
+}
+
+export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGovernor {
+  const externalBytesMax = options.externalBytesMax ?? 32 * 1024 * 1024;
+  const gc = obtainGc();
+  let collections = 0;
+  if (gc === undefined) {
+    options.logger.warn('memory governor: no gc function available; relying on V8 alone');
+    return { stop() {}, collections: () => 0 };
+  }
+  const external = () => process.memoryUsage().external;
+  const timer = setInterval(() => {
+    if (external() <= externalBytesMax) return;
+    gc({ type: 'minor' });
+    collections++;
+    if (external() > externalBytesMax) gc({ type: 'major' });
+  }, options.intervalMs ?? 100);
+  timer.unref();
+  return {
+    stop: () => clearInterval(timer),
+    collections: () => collections,
+  };
+}
