@@ -129,6 +129,14 @@ test('bytes after the trailer are refused', async () => {
   assert.is(error.code, 'CORRUPT_CONTAINER');
 });
 
+test('compress leaves the caller\'s buffer intact, even when it is exactly one chunk', async () => {
+  const data = textLike(chunkBytes, 12);
+  const copy = Buffer.from(data);
+  await compress(data, { pool, chunkBytes });
+  assert.is(data.length, chunkBytes);
+  assert.ok(Buffer.from(data).equals(copy));
+});
+
 test('the pool codes views into pooled Buffers without detaching their neighbours', async () => {
   // Small Buffers share Node's pool, which cannot be transferred; the pool must copy them.
   const pooled = [Buffer.from('first small buffer'), Buffer.from(textLike(3000, 4)), Buffer.from('last')];

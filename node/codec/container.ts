@@ -48,6 +48,12 @@ export interface Progress {
 export interface EncodeOptions {
   pool: CodecPool;
   chunkBytes?: number;
+  /**
+   * The source already yields fresh chunks of exactly chunkBytes (the last may be shorter) that the
+   * encoder owns and may hand to worker threads, as fileChunks makes them: no re-cutting, no copy.
+   * Otherwise the source's bytes are copied, so the caller's buffers are never touched.
+   */
+  owned?: boolean;
   /** Chunks held in memory at once; defaults to twice the pool's threads. */
   inFlightMax?: number;
   onProgress?: (progress: Progress) => void;
@@ -67,23 +73,73 @@ export function validateChunkBytes(chunkBytes: number): number {
 }
 
 /**
- * Maps `source` through `fn` with at most `inFlightMax` calls pending, yielding results in source order.
- * A rejection is raised when its turn comes; later rejections are swallowed, not left unhandled.
+ * Maps `source` through `fn` with at most `inFlightMax` results pending, yielding them in source
+ * order. Reading and dispatching run ahead in the background while the consumer is busy with a
+ * result (writing it, say), so slow consumers and slow sources overlap instead of taking turns.
+ * A rejection, or a failure of the source, is raised when its turn comes; rejections behind it are
+ * swallowed, not left unhandled.
  */
 export async function* mapOrdered<T, R>(
   source: AsyncIterable<T>,
   fn: (item: T, index: number) => Promise<R>,
   inFlightMax: number,
 ): AsyncGenerator<R> {
+  const iterator = source[Symbol.asyncIterator]();
   const pending: Promise<R>[] = [];
   let index = 0;
-  for await (const item of source) {
-    const promise = fn(item, index++);
-    promise.catch(() => {});
-    pending.push(promise);
-    if (pending.length >= inFlightMax) yield await pending.shift()!;
+  let exhausted = false;
+  let failure: { error: unknown } | undefined;
+  let filling: Promise<void> | undefined;
+  let wake: (() => void) | undefined;
+
+  async function fill(): Promise<void> {
+    try {
+      while (!exhausted && pending.length < inFlightMax) {
+        const next = await iterator.next();
+        if (next.done === true || exhausted) {
+          exhausted = true;
+          break;
+        }
+        const promise = fn(next.value, index++);
+        promise.catch(() => {});
+        pending.push(promise);
+        wake?.();
+      }
+    } catch (error) {
+      failure = { error };
+      exhausted = true;
+    } finally {
+      filling = undefined;
+      wake?.();
+    }
   }
-  while (pending.length > 0) yield await pending.shift()!;
+
+  const refill = () => {
+    if (filling === undefined && !exhausted && pending.length < inFlightMax) filling = fill();
+  };
+
+  try {
+    for (;;) {
+      refill();
+      const next = pending.shift();
+      if (next !== undefined) {
+        const result = await next;
+        refill();
+        yield result;
+        continue;
+      }
+      if (exhausted && filling === undefined) {
+        if (failure !== undefined) throw failure.error;
+        return;
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+  } finally {
+    exhausted = true;
+    await filling;
+    await iterator.return?.();
+  }
 }
 
 /** Re-cuts a byte stream into fresh, exactly `chunkBytes`-long pieces (the last may be shorter). */
@@ -137,7 +193,8 @@ export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: Enc
   const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
 
   async function* hashed(): AsyncGenerator<Uint8Array> {
-    for await (const piece of rechunk(source, chunkBytes)) {
+    for await (const piece of options.owned ? source : rechunk(source, chunkBytes)) {
+      if (options.owned && piece.length > chunkBytes) throw new RangeError(`encodeDcz: an owned chunk of ${piece.length} bytes exceeds ${chunkBytes}`);
       hash.update(piece);
       yield piece;
     }

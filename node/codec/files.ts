@@ -138,6 +138,7 @@ export async function compressFile(input: string, output: string, options: FileO
     const encoded = encodeDcz(fileChunks(input, chunkBytes), {
       pool,
       chunkBytes,
+      owned: true,
       onProgress: (progress) => {
         chunks = progress.chunks;
         options.onProgress?.(progress, totalBytes);
