@@ -6,7 +6,7 @@ import {
   DECODE_ORDER, DECODE_PAIRS, DECODE_REVERSED, DECODE_X1, DECODE_X2, FRAME_HEADER_BYTES, FRAME_VERSION,
   LENGTH_CHANGE_PARSE, LENGTH_COUNTS, STREAM_SIZES_BYTES, SYMBOL_COUNT, TABLE_LOG, TABLE_MASK, TABLE_SIZE,
 } from './layout';
-import { countLengths, reverseBits } from './huffman';
+import { reverseBits } from './huffman';
 
 export const OK: i32 = 0;
 export const ERROR_FRAME_TRUNCATED: i32 = -1;
@@ -29,7 +29,7 @@ export let errorBlock: i32 = -1;
 export let errorStream: i32 = -1;
 
 /** Blocks at least this long are decoded two symbols per lookup; shorter ones do not repay the table. */
-const X2_BLOCK_BYTES_MIN: u32 = 16 * 1024;
+const X2_BLOCK_BYTES_MIN: u32 = 8 * 1024;
 /** Lookups between refills: a refilled container holds at least 57 bits, enough for five codes of 11. */
 const LOOKUPS_PER_REFILL: u32 = 5;
 /** Bytes a stream's bit position advances per fast-loop round at most: (7 + 5 * 11) / 8. */
@@ -111,6 +111,8 @@ function readTable(): i32 {
   const codes = cursor + 1;
   const available = <u32>(frameEnd - codes);
   let position: u32 = 0;
+  let kraft: u32 = 0;
+  memory.fill(LENGTH_COUNTS, 0, (TABLE_LOG + 1) * 4);
   for (let symbol: u32 = 0; symbol <= top; symbol++) {
     // A code starting inside the frame ends at most 7 bits later, inside the frame's zeroed slack.
     if ((position >> 3) >= available) return ERROR_PAYLOAD_TRUNCATED;
@@ -123,6 +125,9 @@ function readTable(): i32 {
     position += entry & 7;
     if (<u32>length > TABLE_LOG) return ERROR_TABLE_LENGTH;
     store<u8>(DECODE_LENGTHS + symbol, <u8>length);
+    const counter = LENGTH_COUNTS + (<usize>length << 2);
+    store<u32>(counter, load<u32>(counter) + 1);
+    kraft += length != 0 ? TABLE_SIZE >> length : 0;
   }
   const bytes = (position + 7) >> 3;
   if (bytes > available) return ERROR_PAYLOAD_TRUNCATED;
@@ -130,7 +135,7 @@ function readTable(): i32 {
   if (top < SYMBOL_COUNT - 1) memory.fill(DECODE_LENGTHS + top + 1, 0, SYMBOL_COUNT - 1 - top);
   cursor = codes + bytes;
   // A complete code needs at least two symbols, so this also rejects a table of one symbol.
-  if (countLengths(DECODE_LENGTHS) != TABLE_SIZE) return ERROR_TABLE_INCOMPLETE;
+  if (kraft != TABLE_SIZE) return ERROR_TABLE_INCOMPLETE;
   buildX1(top);
   tableValid = true;
   return OK;
@@ -196,13 +201,20 @@ function buildX2(): void {
         : (length << 16) | (1 << 24);
       store<u32>(pairs + (<usize>rest << 2), pair);
     }
+    const step = <usize>4 << length;
+    const pairsEnd = pairs + (<usize>pairCount << 2);
     for (let i: u32 = 0; i < count; i++) {
       const symbol: u32 = load<u8>(DECODE_ORDER + rank);
-      let index = <usize>load<u16>(DECODE_REVERSED + (<usize>rank << 1));
-      const step = <usize>1 << length;
-      for (let rest: usize = 0; rest < pairCount; rest++) {
-        store<u32>(index << 2, load<u32>(pairs + (rest << 2)) | symbol, DECODE_X2);
-        index += step;
+      let at = DECODE_X2 + (<usize>load<u16>(DECODE_REVERSED + (<usize>rank << 1)) << 2);
+      if (pairCount == 1) {
+        store<u32>(at, load<u32>(pairs) | symbol);
+      } else {
+        // Two entries per turn: pairCount is a power of two.
+        for (let pair = pairs; pair < pairsEnd; pair += 8) {
+          store<u32>(at, load<u32>(pair) | symbol);
+          store<u32>(at + step, load<u32>(pair, 4) | symbol);
+          at += step << 1;
+        }
       }
       rank++;
     }

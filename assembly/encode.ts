@@ -16,7 +16,7 @@ import {
  * symbol present. Set by measurement on the benchmark data: lower values split more often, which gains
  * a little ratio (well under 1%) and costs speed on both sides, since every table is built by both.
  */
-const SPLIT_FIXED_BITS: u64 = 256;
+const SPLIT_FIXED_BITS: u64 = 384;
 const SPLIT_SYMBOL_BITS: u64 = 6;
 
 /** Whether TABLE_LENGTHS/CODES hold a table written earlier in the frame being coded. */
