@@ -241,10 +241,12 @@ function decodeStreams(out: usize, length: u32): i32 {
   state1.start(base1, size1, out + quarter, quarter);
   state2.start(base2, size2, out + 2 * quarter, quarter);
   state3.start(base3, size3, out + 3 * quarter, length - 3 * quarter);
-  // The four-stream loop stops when the first stream nears an end; the others go on alone.
+  // The four-stream loop stops when the first stream nears an end; the others go on in pairs, then alone.
   if (length >= X2_BLOCK_BYTES_MIN) {
     if (!x2Valid) buildX2();
     fastLoopX2();
+    twoStreamsX2(state0, state1);
+    twoStreamsX2(state2, state3);
     oneStreamX2(state0);
     oneStreamX2(state1);
     oneStreamX2(state2);
@@ -427,6 +429,42 @@ function fastLoopX1(): void {
       rounds--;
     }
   }
+}
+
+/** Two streams at once, two symbols per lookup, while both have room for a whole round. */
+function twoStreamsX2(first: Stream, second: Stream): void {
+  let cursor0 = first.cursor, cursor1 = second.cursor;
+  let shift0 = first.shift, shift1 = second.shift;
+  let out0 = first.out, out1 = second.out;
+  let rounds = min(first.rounds(2 * LOOKUPS_PER_REFILL), second.rounds(2 * LOOKUPS_PER_REFILL));
+  while (rounds != 0) {
+    let bits0 = refill(cursor0, shift0, 2);
+    let bits1 = refill(cursor1, shift1, 2);
+    for (let lookup: u32 = 0; lookup < LOOKUPS_PER_REFILL; lookup++) {
+      let index = <usize>bits0 & (TABLE_MASK << 2);
+      store<u16>(out0, load<u16>(index, DECODE_X2));
+      bits0 >>= <u64>load<u8>(index, DECODE_X2 + 2);
+      out0 += <usize>load<u8>(index, DECODE_X2 + 3);
+      index = <usize>bits1 & (TABLE_MASK << 2);
+      store<u16>(out1, load<u16>(index, DECODE_X2));
+      bits1 >>= <u64>load<u8>(index, DECODE_X2 + 2);
+      out1 += <usize>load<u8>(index, DECODE_X2 + 3);
+    }
+    let read = shift0 + <u32>clz<u64>(bits0);
+    cursor0 += read >> 3;
+    shift0 = read & 7;
+    read = shift1 + <u32>clz<u64>(bits1);
+    cursor1 += read >> 3;
+    shift1 = read & 7;
+    rounds--;
+    if (rounds == 0) {
+      first.cursor = cursor0; first.shift = shift0; first.out = out0;
+      second.cursor = cursor1; second.shift = shift1; second.out = out1;
+      rounds = min(first.rounds(2 * LOOKUPS_PER_REFILL), second.rounds(2 * LOOKUPS_PER_REFILL));
+    }
+  }
+  first.cursor = cursor0; first.shift = shift0; first.out = out0;
+  second.cursor = cursor1; second.shift = shift1; second.out = out1;
 }
 
 /** One stream alone, two symbols per lookup, while it has room for a whole round. */
