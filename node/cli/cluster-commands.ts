@@ -26,7 +26,13 @@ export const nodeProcessFlags = ['--max-semi-space-size=4'];
  * buffers in its arenas), and two arenas instead of one per thread (measured: upload peak 286 MB
  * to 235 MB on the gateway node). Set only when the user did not.
  */
-export const nodeProcessEnv: Record<string, string> = { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' };
+export const nodeProcessEnv: Record<string, string> = {
+  MALLOC_ARENA_MAX: '2',
+  MALLOC_MMAP_THRESHOLD_: '131072',
+  // LevelDB (Raft's log and state) and every blob read, write and fsync share libuv's threadpool;
+  // with the default 4 threads, Raft waits behind bulk chunk I/O.
+  UV_THREADPOOL_SIZE: '16',
+};
 
 /** The server URL from --server, DCAS_SERVER, or the first node of a default local cluster; ws:// is accepted. */
 export function serverUrl(option: string | undefined): string {

@@ -8,6 +8,7 @@
  * and, above a threshold, asks for a collection: a minor one first (young buffers die young), a
  * major one if that was not enough.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Logger } from 'pino';
@@ -44,6 +45,15 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
     return { stop() {}, collections: () => 0 };
   }
   const external = () => process.memoryUsage().external;
+  // A stalled event loop delays Raft heartbeats and replies; say so when it happens.
+  const delay = monitorEventLoopDelay({ resolution: 20 });
+  delay.enable();
+  const stallReport = setInterval(() => {
+    const maxMs = delay.max / 1e6;
+    if (maxMs > 500) options.logger.warn({ eventLoopDelayMaxMs: Math.round(maxMs) }, 'node: the event loop stalled');
+    delay.reset();
+  }, 5_000);
+  stallReport.unref();
   const timer = setInterval(() => {
     if (external() <= externalBytesMax) return;
     gc({ type: 'minor' });
@@ -52,7 +62,11 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
   }, options.intervalMs ?? 100);
   timer.unref();
   return {
-    stop: () => clearInterval(timer),
+    stop: () => {
+      clearInterval(timer);
+      clearInterval(stallReport);
+      delay.disable();
+    },
     collections: () => collections,
   };
 }

@@ -70,10 +70,12 @@ export interface StateStore {
   get(key: string): Promise<StateValue | undefined>;
   /** Entries whose key starts with `prefix`, in key order. */
   list(prefix: string, limit?: number): Promise<Array<[string, StateValue]>>;
-  /** Applies one committed command at `index` atomically with the applied index. */
-  apply(index: number, command: StateCommand): Promise<boolean>;
-  /** Records that `index` was applied without a command (a no-op entry or an undecodable one). */
-  skip(index: number): Promise<void>;
+  /**
+   * Applies consecutive committed entries (a command, or null for an entry without one) in one
+   * atomic write: guards are read once, then checked in log order against the state as each
+   * earlier entry of the batch leaves it. Returns, per entry, whether its command was applied.
+   */
+  applyBatch(entries: ReadonlyArray<{ index: number; command: StateCommand | null }>): Promise<boolean[]>;
   /** The whole state as bytes, for a Raft snapshot at the current applied index. */
   exportSnapshot(): Promise<Uint8Array>;
   /** Replaces the whole state with a snapshot's, as of `index`. */
@@ -85,16 +87,10 @@ export async function openStateStore(db: Level<string, unknown>): Promise<StateS
   const meta = db.sublevel<string, number>('state-meta', { valueEncoding: 'json' });
   let appliedIndex = (await meta.get(appliedIndexKey)) ?? 0;
 
-  async function guardsHold(guards: readonly StateGuard[]): Promise<boolean> {
-    for (const guard of guards) {
-      if (!deepEqual(await state.get(guard.key), guard.equals)) return false;
-    }
-    return true;
+  function checkNextIn(index: number, previous: number): void {
+    if (index !== previous + 1) throw new Error(`state store: applying index ${index} after ${previous} would skip or repeat entries`);
   }
 
-  function checkNext(index: number): void {
-    if (index !== appliedIndex + 1) throw new Error(`state store: applying index ${index} after ${appliedIndex} would skip or repeat entries`);
-  }
 
   return {
     appliedIndex: () => appliedIndex,
@@ -106,25 +102,34 @@ export async function openStateStore(db: Level<string, unknown>): Promise<StateS
       }
       return out;
     },
-    async apply(index, command) {
-      checkNext(index);
-      const holds = await guardsHold(command.guards ?? []);
+    async applyBatch(entries) {
+      if (entries.length === 0) return [];
+      entries.forEach((entry, i) => checkNextIn(entry.index, i === 0 ? appliedIndex : entries[i - 1].index));
+      const guardKeys = [...new Set(entries.flatMap((entry) => (entry.command?.guards ?? []).map((guard) => guard.key)))];
+      const fetched = guardKeys.length === 0 ? [] : await state.getMany(guardKeys);
+      // What the batch has written so far; `undefined` marks a deleted key.
+      const overlay = new Map<string, StateValue | undefined>(guardKeys.map((key, i) => [key, fetched[i]]));
       const batch = db.batch();
-      if (holds) {
+      const results = entries.map(({ command }) => {
+        if (command === null) return false;
+        const holds = (command.guards ?? []).every((guard) => deepEqual(overlay.get(guard.key), guard.equals));
+        if (!holds) return false;
         for (const op of command.ops) {
-          if (op.op === 'put') batch.put(op.key, op.value, { sublevel: state });
-          else batch.del(op.key, { sublevel: state });
+          if (op.op === 'put') {
+            batch.put(op.key, op.value, { sublevel: state });
+            overlay.set(op.key, op.value);
+          } else {
+            batch.del(op.key, { sublevel: state });
+            overlay.set(op.key, undefined);
+          }
         }
-      }
-      batch.put(appliedIndexKey, index, { sublevel: meta });
+        return true;
+      });
+      const last = entries[entries.length - 1].index;
+      batch.put(appliedIndexKey, last, { sublevel: meta });
       await batch.write();
-      appliedIndex = index;
-      return holds;
-    },
-    async skip(index) {
-      checkNext(index);
-      await meta.put(appliedIndexKey, index);
-      appliedIndex = index;
+      appliedIndex = last;
+      return results;
     },
     async exportSnapshot() {
       const entries: Array<[string, StateValue]> = [];
