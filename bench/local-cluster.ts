@@ -69,10 +69,13 @@ function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A base port whose gateway (base+i) and libp2p (base+100+i) ports are all free now. */
-async function freeBasePort(nodes: number): Promise<number> {
+/**
+ * A base port whose gateway (base+i) and libp2p (base+100+i) ports are all free now. Bases stay below
+ * Linux's ephemeral range (32768 and up), where outgoing connections take ports at random.
+ */
+export async function freeBasePort(nodes: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 400) * 100;
+    const base = 10_000 + Math.floor(Math.random() * 220) * 100;
     const ports = Array.from({ length: nodes }, (_, index) => [base + 1 + index, base + 101 + index]).flat();
     if ((await Promise.all(ports.map(portFree))).every(Boolean)) return base;
   }

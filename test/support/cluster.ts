@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput } from '../../node/config/index.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
 import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
+import { freeBasePort } from '../../bench/local-cluster.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 
@@ -38,7 +39,7 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
   const dataDir = await mkdtemp(join(tmpdir(), 'dcas-cluster-'));
   const pskFile = join(dataDir, 'cluster.key');
   await writeFile(pskFile, formatPsk());
-  const basePort = 20_000 + Math.floor(Math.random() * 20_000);
+  const basePort = await freeBasePort(options.nodes);
   const configs = localClusterConfigs({
     nodes: options.nodes,
     dataDir,
