@@ -29,7 +29,7 @@ export let errorBlock: i32 = -1;
 export let errorStream: i32 = -1;
 
 /** Blocks at least this long are decoded two symbols per lookup; shorter ones do not repay the table. */
-const X2_BLOCK_BYTES_MIN: u32 = 8 * 1024;
+const X2_BLOCK_BYTES_MIN: u32 = 16 * 1024;
 /** Lookups between refills: a refilled container holds at least 57 bits, enough for five codes of 11. */
 const LOOKUPS_PER_REFILL: u32 = 5;
 /** Bytes a stream's bit position advances per fast-loop round at most: (7 + 5 * 11) / 8. */
