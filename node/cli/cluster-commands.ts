@@ -2,6 +2,7 @@
  * `dcas node`, `dcas cluster up`, `dcas cluster status`: running nodes and looking at a cluster.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -108,6 +109,26 @@ async function waitHealthy(url: string, child: ChildProcess, timeoutMs: number):
   throw new CliError(`${url} did not answer within ${timeoutMs} ms`);
 }
 
+async function portInUse(host: string, port: number): Promise<boolean> {
+  return new Promise((resolvePort) => {
+    const server = createServer();
+    server.once('error', () => resolvePort(true));
+    server.listen(port, host, () => server.close(() => resolvePort(false)));
+  });
+}
+
+/** Refuses to start when a node's port is taken, e.g. by a cluster that is still running. */
+async function checkPortsFree(configs: readonly NodeConfig[]): Promise<void> {
+  for (const config of configs) {
+    const p2pPort = Number(/\/tcp\/(\d+)/.exec(config.listen[0])?.[1]);
+    for (const [what, port] of [['gateway', config.gateway.port], ['libp2p', p2pPort]] as const) {
+      if (Number.isInteger(port) && (await portInUse(config.gateway.host, port))) {
+        throw new CliError(`${config.name}: ${what} port ${port} is in use (is another cluster running? stop it, or pick other ports with --base-port)`);
+      }
+    }
+  }
+}
+
 async function clusterUp(options: ClusterUpOptions): Promise<void> {
   const dataDir = resolve(options.data);
   await mkdir(join(dataDir, 'configs'), { recursive: true });
@@ -120,6 +141,7 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
   } catch (error) {
     throw new CliError((error as Error).message, exitUsage);
   }
+  await checkPortsFree(configs);
   const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string }> = [];
   let stopping = false;
   const stopAll = async (exitCode: number) => {
@@ -156,7 +178,12 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     child.once('exit', (code, signal) => {
-      if (!stopping) process.stderr.write(`${config.name} exited (${signal ?? `code ${code}`}); log: ${logPath}\n`);
+      if (stopping) return;
+      process.stderr.write(`${config.name} exited (${signal ?? `code ${code}`}); log: ${logPath}\n`);
+      if (children.every(({ child: other }) => other.exitCode !== null || other.signalCode !== null)) {
+        process.stderr.write('dcas: every node of the cluster has exited\n');
+        void stopAll(1);
+      }
     });
     children.push({ config, child, configPath, logPath });
   }
@@ -185,7 +212,9 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     process.stdout.write(`logs: ${join(dataDir, '<node>', 'node.log')}; restart one node: dcas node --config ${join(dataDir, 'configs', '<node>.json')}\n`);
     process.stdout.write(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)\n`);
   }
-  await new Promise(() => {});
+  // A timer keeps the process alive until a signal or the last node's exit ends it (stopAll exits).
+  setInterval(() => {}, 1 << 30);
+  await new Promise<never>(() => {});
 }
 
 function printStatus(status: ClusterStatusView): void {
