@@ -18,6 +18,8 @@ export interface TestCluster {
   configs: NodeConfig[];
   gateway(name: string): string;
   start(name: string): void;
+  /** The process id of a running node, for signals such as SIGSTOP/SIGCONT. */
+  pid(name: string): number | undefined;
   stop(name: string, signal: NodeJS.Signals): Promise<void>;
   status(name: string): Promise<ClusterStatusView | undefined>;
   state(name: string, prefix: string): Promise<Record<string, unknown>>;
@@ -75,10 +77,16 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
         env: { ...nodeProcessEnv, ...process.env, DCAS_LOG_LEVEL: process.env.DCAS_LOG_LEVEL ?? 'warn' },
       });
       const output: string[] = [];
-      child.stdout?.on('data', (data) => output.push(String(data)));
-      child.stderr?.on('data', (data) => output.push(String(data)));
+      // Only the tail is ever shown; a long run (chaos) must not keep every line.
+      const keep = (data: unknown) => {
+        output.push(String(data));
+        if (output.length > 400) output.splice(0, 200);
+      };
+      child.stdout?.on('data', keep);
+      child.stderr?.on('data', keep);
       running.set(name, { child, output });
     },
+    pid: (name) => running.get(name)?.child.pid,
     async stop(name, signal) {
       const node = running.get(name);
       if (node === undefined) return;
