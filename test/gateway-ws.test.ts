@@ -54,7 +54,7 @@ test('hello with the right token is welcomed with the version, the node name, au
   assert.is(welcome.node, 'node-test');
   assert.is(welcome.auth, 'token');
   assert.is(welcome.limits.frameBytesMax, 64 * 1024);
-  assert.is(welcome.limits.uploadWindowBytes, 8 * 1024 * 1024);
+  assert.is(welcome.limits.uploadWindowBytes, 2 * 1024 * 1024);
   assert.is(welcome.limits.heartbeatMs, 150);
   peer.close();
 });

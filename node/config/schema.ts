@@ -128,7 +128,7 @@ const jobs = z.strictObject({
   /** Largest upload accepted, bytes. */
   uploadBytesMax: integerIn(1, Number.MAX_SAFE_INTEGER).default(64 * 1024 * mebibyte),
   /** Uploads this node's gateway accepts at once. */
-  uploadsMax: integerIn(1, 10_000).default(64),
+  uploadsMax: integerIn(1, 10_000).default(16),
   /** Keep the original upload's staged chunks after the job completes. */
   keepOriginal: z.boolean(expecting('true or false')).default(false),
 });

@@ -53,8 +53,10 @@ export interface GatewayLimits extends ProtocolLimits {
 export const defaultGatewayLimits: GatewayLimits = {
   frameBytesMax: 1024 * 1024,
   controlBytesMax: 64 * 1024,
-  uploadWindowBytes: 8 * 1024 * 1024,
-  uploadsMax: 32,
+  // Memory per upload is about this window plus one chunk being assembled (4 MiB by default); with
+  // 16 uploads that stays within a node's memory bound. On loopback a 2 MiB window loses no speed.
+  uploadWindowBytes: 2 * 1024 * 1024,
+  uploadsMax: 16,
   watchesMax: 64,
   heartbeatMs: 15_000,
   uploadIdleMs: 60_000,
@@ -201,6 +203,9 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     connection.closing = true;
     logger.info({ connection: connection.id, remote: connection.remote, code, reason: message }, 'gateway: closing a connection');
     if (connection.socket.readyState === WebSocket.OPEN) connection.socket.close(closeCode, code);
+    // Read nothing more from a client being closed: one that floods would otherwise keep the node
+    // parsing and discarding its frames until the grace period ends.
+    connection.socket.pause();
     setTimeout(() => connection.socket.terminate(), closeGraceMs).unref();
   }
 

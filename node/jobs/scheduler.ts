@@ -118,7 +118,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const dead = chunks.find((chunk) => chunk.state === 'dead');
     if (dead === undefined) return false;
     const reason = `chunk ${dead.index} failed ${dead.failures} times; last error: ${dead.lastError ?? 'unknown'}`;
-    await updateJob(state, job.id, (current) => (current.state === 'failed' || current.state === 'completed' ? undefined : { ...stamp(current, 'failed'), error: reason }));
+    await updateJob(
+      state,
+      job.id,
+      (current) => (current.state === 'failed' || current.state === 'completed' ? undefined : { ...stamp(current, 'failed'), error: reason }),
+      () => chunks.map((chunk) => ({ op: 'del', key: chunkKey(chunk.job, chunk.index) }) as const),
+    );
     await merger.cleanup(job.id);
     logger.warn({ job: job.id, chunk: dead.index }, 'scheduler: job failed');
     return true;

@@ -15,7 +15,7 @@ import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, rechunk, streamSource, type ByteSource } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
-import { blobKeys, casChunk, createJobOps, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { blobKeys, casChunk, chunkKey, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
 
 /** An upload as the jobs room runs it; the service turns the finished record into a JobView. */
@@ -218,9 +218,16 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   async function fail(reason: string): Promise<void> {
     end();
     input.destroy();
-    await updateJob(state, id, (current) => (current.state === 'completed' || current.state === 'failed' ? undefined : { ...stamp(current, 'failed'), error: reason })).catch(
-      (error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'),
-    );
+    // Wait until the consumer has stopped: a chunk it was staging must not land after the cleanup.
+    await consumed.catch(() => {});
+    await Promise.allSettled(proposals);
+    const chunkKeys = (await readChunks(state, id).catch(() => [])).map((chunk) => chunkKey(id, chunk.index));
+    await updateJob(
+      state,
+      id,
+      (current) => (current.state === 'completed' || current.state === 'failed' ? undefined : { ...stamp(current, 'failed'), error: reason }),
+      () => chunkKeys.map((key) => ({ op: 'del', key }) as const),
+    ).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'));
     await blobs.deletePrefix(blobKeys.stagingPrefix(id)).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
   }
 
