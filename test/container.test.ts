@@ -1,4 +1,5 @@
 import { test } from 'uvu';
+import fc from 'fast-check';
 import * as assert from 'uvu/assert';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -116,6 +117,30 @@ test('a truncated container is refused at every cut point, never accepted as sho
     const error = await expectCodecError(() => decompress(dcz.subarray(0, cut), { pool }));
     assert.ok(['TRUNCATED', 'NOT_DCZ', 'CORRUPT_CONTAINER'].includes(error.code), `cut ${cut}: ${error.code} ${error.message}`);
   }
+});
+
+test('fuzz: a mutated or truncated container decodes to exactly the original or fails with a CodecError', async () => {
+  const data = textLike(3 * chunkBytes + 4321, 23);
+  const dcz = Buffer.from(await compress(data, { pool, chunkBytes }));
+  const edit = fc.record({
+    flips: fc.array(fc.record({ at: fc.nat(dcz.length - 1), bits: fc.integer({ min: 1, max: 255 }) }), { maxLength: 4 }),
+    cut: fc.option(fc.nat(dcz.length), { nil: undefined }),
+  });
+  await fc.assert(
+    fc.asyncProperty(edit, async ({ flips, cut }) => {
+      const bad = Buffer.from(dcz);
+      for (const flip of flips) bad[flip.at] ^= flip.bits;
+      let out: Uint8Array;
+      try {
+        out = await decompress(cut === undefined ? bad : bad.subarray(0, cut), { pool });
+      } catch (error) {
+        if (!(error instanceof CodecError)) throw error;
+        return;
+      }
+      assert.ok(Buffer.from(out).equals(data), 'an edited container was accepted with different output');
+    }),
+    { numRuns: 300, seed: 4242 },
+  );
 });
 
 test('a file that is not a .dcz is refused as NOT_DCZ', async () => {
