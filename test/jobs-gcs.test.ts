@@ -55,4 +55,21 @@ test('a job on the GCS store: chunks staged, coded, composed in rounds into one 
   }
 });
 
+test('GCS answering 503 for a while mid-job: the stores retry with backoff and the job completes identically', async () => {
+  const data = textLike(24 * 64 * 1024, 78);
+  const client = await connect({ server: cluster.gateway('node3') });
+  try {
+    const uploading = client.upload(data, { fileName: 'flaky.txt', chunkSize: 64 * 1024 });
+    server.faults.failFor(3_000, 503);
+    const job = await client.waitForCompletion((await uploading).id);
+    assert.is(job.state, 'completed', job.error ?? '');
+    assert.ok(server.stats.faultsInjected > 0, 'the server did answer 503');
+    const pieces: Uint8Array[] = [];
+    for await (const piece of await client.download(job.id, { compressed: false })) pieces.push(piece);
+    assert.ok(Buffer.concat(pieces).equals(data));
+  } finally {
+    await client.close();
+  }
+});
+
 test.run();
