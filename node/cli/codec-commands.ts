@@ -6,6 +6,8 @@ import { Option } from 'commander';
 import { compressFile, decompressFile, type FileResult } from '../codec/index.ts';
 import { format } from '../codec/index.ts';
 import { CliError, exitUsage, formatBytes, printJson, progressBar, type OutputOptions } from './output.ts';
+import { startMemoryGovernor } from '../runtime/memory.ts';
+import { pino } from 'pino';
 
 interface CodecCommandOptions extends OutputOptions {
   output?: string;
@@ -36,6 +38,16 @@ export function parsePositiveInteger(text: string): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < 1) throw new CliError(`expected a positive integer, got "${text}"`, exitUsage);
   return value;
+}
+
+/** Runs a file command with dead chunk buffers collected promptly, so memory stays bounded on any file size. */
+async function governed<T>(run: () => Promise<T>): Promise<T> {
+  const memory = startMemoryGovernor({ logger: pino({ level: 'silent' }) });
+  try {
+    return await run();
+  } finally {
+    memory.stop();
+  }
 }
 
 function report(command: string, result: FileResult, options: CodecCommandOptions): void {
@@ -80,7 +92,7 @@ export function addCodecCommands(program: Command): void {
     .action(async (file: string, options: CodecCommandOptions) => {
       const output = options.output ?? `${file}.dcz`;
       let bar: ReturnType<typeof progressBar> | undefined;
-      const result = await compressFile(file, output, {
+      const result = await governed(() => compressFile(file, output, {
         force: options.force,
         threads: options.threads,
         chunkBytes: options.chunkSize,
@@ -88,7 +100,7 @@ export function addCodecCommands(program: Command): void {
           bar ??= progressBar('compress  ', total, options);
           bar.update(progress.originalBytes);
         },
-      }).finally(() => bar?.stop());
+      })).finally(() => bar?.stop());
       report('compress', result, options);
     });
 
@@ -96,14 +108,14 @@ export function addCodecCommands(program: Command): void {
     .action(async (file: string, options: CodecCommandOptions) => {
       const output = options.output ?? defaultDecompressOutput(file);
       let bar: ReturnType<typeof progressBar> | undefined;
-      const result = await decompressFile(file, output, {
+      const result = await governed(() => decompressFile(file, output, {
         force: options.force,
         threads: options.threads,
         onProgress: (progress, total) => {
           bar ??= progressBar('decompress', total, options);
           bar.update(progress.containerBytes);
         },
-      }).finally(() => bar?.stop());
+      })).finally(() => bar?.stop());
       report('decompress', result, options);
     });
 }
