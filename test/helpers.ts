@@ -4,18 +4,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { seededRandom } from '../bench/generate.ts';
 
-/** A small seeded generator (mulberry32), so a failing case replays exactly. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The benchmark's seeded generator (mulberry32), so a failing case replays exactly. */
+export { seededRandom };
 
 /** Text-like bytes with a skewed distribution: words from a small vocabulary, seeded. */
 export function textLike(length: number, seed = 1): Uint8Array {
