@@ -3,7 +3,7 @@
  *
  * Keys:
  *   jobs/<id>                 JobRecord, for every job ever accepted
- *   active/<id>               true while the job is not completed or failed (what the scheduler scans)
+ *   active/<id>               true until the job ended and its staged blobs are gone (what the scheduler scans)
  *   chunks/<id>/<index>       ChunkRecord while the job is active (folded into the job when it ends)
  *
  * Every change is a compare-and-set: the command carries the record as the proposer read it, and
@@ -105,10 +105,13 @@ export function createJobOps(job: JobRecord): { guards: Array<{ key: string; equ
   };
 }
 
-/** Replaces a job record if it is still `before`; a terminal state also retires the job's chunk records. */
+/**
+ * Replaces a job record if it is still `before`. A terminal job stays under active/ until the
+ * coordinator has removed its staged blobs (scheduler), so a coordinator that dies in between leaves
+ * that cleanup to the next one.
+ */
 export async function casJob(state: ReplicatedState, before: JobRecord, after: JobRecord, extra: StateOp[] = []): Promise<boolean> {
   const ops: StateOp[] = [{ op: 'put', key: jobKey(after.id), value: asValue(after) }, ...extra];
-  if (after.state === 'completed' || after.state === 'failed') ops.push({ op: 'del', key: activeKey(after.id) });
   const result = await state.propose({ guards: [{ key: jobKey(before.id), equals: asValue(before) }], ops });
   return result.applied;
 }

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Member } from '../cluster/host/index.ts';
 import type { ReplicatedState } from '../cluster/replicated.ts';
 import type { JobsConfig } from '../config/index.ts';
-import { activeJobIds, casChunk, chunkKey, readChunks, readJob, updateJob, stamp, type ChunkRecord, type JobRecord } from './records.ts';
+import { activeJobIds, activeKey, casChunk, chunkKey, readChunks, readJob, updateJob, stamp, type ChunkRecord, type JobRecord } from './records.ts';
 import type { Merger } from './merge.ts';
 
 export interface SchedulerOptions {
@@ -93,6 +93,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     for (const id of await activeJobIds(state)) {
       const job = await readJob(state, id);
       if (job === undefined) continue;
+      if (job.state === 'completed' || job.state === 'failed') {
+        await retire(job.id);
+        continue;
+      }
       const chunks = await readChunks(state, id);
       if (await failIfDead(job, chunks)) continue;
       for (const chunk of chunks) {
@@ -107,7 +111,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
           assigned.set(chunk.node!, (assigned.get(chunk.node!) ?? 0) + 1);
         }
       }
-      if (job.state === 'processing' && job.chunks !== null && chunks.length === job.chunks && chunks.every((chunk) => chunk.state === 'done')) {
+      // A job already 'merging' is merged again: its merge may have died with an earlier coordinator or
+      // failed on a transient error, and the merger resumes from that state.
+      const mergeable = job.state === 'processing' || job.state === 'merging';
+      if (mergeable && job.chunks !== null && chunks.length === job.chunks && chunks.every((chunk) => chunk.state === 'done')) {
         startMerge(job);
       }
     }
@@ -127,6 +134,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     await merger.cleanup(job.id);
     logger.warn({ job: job.id, chunk: dead.index }, 'scheduler: job failed');
     return true;
+  }
+
+  /** Removes a terminal job's staged blobs, then takes it off the active list. */
+  async function retire(jobId: string): Promise<void> {
+    await merger.cleanup(jobId);
+    await state.propose({ guards: [{ key: activeKey(jobId), equals: true }], ops: [{ op: 'del', key: activeKey(jobId) }] });
   }
 
   /** Takes a chunk back from its node; after too many failures it is parked as dead. */
