@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { connect } from 'node:net';
 import { startTestGateway, type TestGateway } from './support/gateway.ts';
 
 const token = 's3cret-token';
@@ -120,6 +121,27 @@ test('other methods get 405, unknown paths 404, both JSON', async () => {
   const unknown = await rawGet('/nothing', bearer);
   assert.is(unknown.status, 404);
   assert.is(unknown.body.error.code, 'NOT_FOUND');
+});
+
+/** Sends raw bytes on a TCP connection and returns the status line the server answers, if any. */
+function rawExchange(bytes: string): Promise<string> {
+  const { hostname, port } = new URL(node.url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname, () => socket.end(bytes));
+    let answer = '';
+    socket.on('data', (data) => (answer += data));
+    // The server may answer and reset while a large request is still being written: keep the answer.
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(answer.split('\r\n')[0] ?? ''));
+  });
+}
+
+test('malformed requests and huge headers get a clear 4xx, and the node keeps serving', async () => {
+  assert.match(await rawExchange('GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  assert.match(await rawExchange('GET /jobs HTTP/1.1\r\nHost: x\r\nBroken header line\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  const huge = `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: ${'a'.repeat(64 * 1024)}\r\n\r\n`;
+  assert.match(await rawExchange(huge), /^HTTP\/1\.1 431 /);
+  assert.is((await fetch(`${node.url}/healthz`)).status, 200);
 });
 
 test('without a jobs service, /jobs answers 503 NOT_READY; without a token, no auth is asked', async () => {
