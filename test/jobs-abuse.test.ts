@@ -150,6 +150,33 @@ test('a flipped byte in a stored chunk is reported on download as an error namin
   await assertStillServing('node1');
 });
 
+test('a gateway killed mid-upload: the coordinator fails the orphaned job and its staged blobs are removed', async () => {
+  const leader = (await cluster.agreed(3))!.coordinator!;
+  const gatewayNode = ['node1', 'node2', 'node3'].find((name) => name !== leader)!;
+  const observer = ['node1', 'node2', 'node3'].find((name) => name !== gatewayNode)!;
+  const client = await rawClient(gatewayNode);
+  await client.next('welcome');
+  client.socket.send(JSON.stringify({ type: 'upload', id: 1, fileName: 'orphan.txt', mode: 'compress', chunkSize: 64 * 1024 }));
+  const jobId = String((await client.next('upload-accepted')).jobId);
+  const data = textLike(1_000_000, 8);
+  for (let at = 0; at < data.length; at += 256 * 1024) client.socket.send(data.subarray(at, at + 256 * 1024));
+  await waitFor('some chunks staged', 10_000, async () => ((await stagedFiles(jobId)).length > 0 ? true : undefined));
+  await cluster.stop(gatewayNode, 'SIGKILL');
+  try {
+    const { value: job } = await waitFor('the orphaned job to fail', 20_000, async () => {
+      const response = await fetch(`${cluster.gateway(observer)}/jobs/${jobId}`, { headers: { authorization: `Bearer ${token}` } });
+      const view = (await response.json()) as { state: string; error: string | null };
+      return view.state === 'failed' ? view : undefined;
+    });
+    assert.match(job.error ?? '', new RegExp(`gateway ${gatewayNode} (died|restarted) during the upload`));
+    await waitFor('staged blobs removed', 15_000, async () => ((await stagedFiles(jobId)).length === 0 ? true : undefined));
+  } finally {
+    cluster.start(gatewayNode);
+    await waitFor('the gateway to rejoin', 20_000, () => cluster.agreed(3), () => cluster.logs());
+  }
+  await assertStillServing(gatewayNode);
+});
+
 async function pidOf(name: string): Promise<number> {
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

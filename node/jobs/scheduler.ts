@@ -99,6 +99,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       }
       const chunks = await readChunks(state, id);
       if (await failIfDead(job, chunks)) continue;
+      if (await failIfOrphaned(job, chunks)) continue;
       for (const chunk of chunks) {
         if (chunk.state === 'pending') pending.push(chunk);
         if (chunk.state !== 'assigned') continue;
@@ -140,6 +141,27 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   async function retire(jobId: string): Promise<void> {
     await merger.cleanup(jobId);
     await state.propose({ guards: [{ key: activeKey(jobId), equals: true }], ops: [{ op: 'del', key: activeKey(jobId) }] });
+  }
+
+  /**
+   * An upload lives in its gateway's memory: if that gateway died, or restarted since the upload began
+   * (its start time, like the job's timestamps, comes from its own clock), nobody will finish it.
+   */
+  async function failIfOrphaned(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<boolean> {
+    if (job.state !== 'uploading') return false;
+    const gateway = options.members().find((member) => member.name === job.gateway);
+    const uploadingSince = Date.parse(job.timestamps.uploading ?? '');
+    const restarted = gateway !== undefined && Number.isFinite(uploadingSince) && gateway.startedAt > uploadingSince;
+    if (gateway === undefined || (gateway.status !== 'dead' && !restarted)) return false;
+    const reason = `upload aborted: gateway ${job.gateway} ${restarted ? 'restarted' : 'died'} during the upload`;
+    await updateJob(
+      state,
+      job.id,
+      (current) => (current.state === 'uploading' ? { ...stamp(current, 'failed'), error: reason } : undefined),
+      () => chunks.map((chunk) => ({ op: 'del', key: chunkKey(chunk.job, chunk.index) }) as const),
+    );
+    logger.warn({ job: job.id, gateway: job.gateway }, 'scheduler: upload orphaned by its gateway; job failed');
+    return true;
   }
 
   /** Takes a chunk back from its node; after too many failures it is parked as dead. */
