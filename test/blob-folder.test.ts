@@ -132,6 +132,10 @@ test('a writer killed mid-write leaves the previous blob whole and only a hidden
     await writeFile(join(root, 'crash', '.other.tmp-1-0123456789ab'), 'fresh');
     assert.is(await store.deletePrefix('crash/'), 1);
     assert.equal(await readdir(join(root, 'crash')), ['.other.tmp-1-0123456789ab']);
+    // For a prefix nobody may write to any more, fresh temporary files go too.
+    await store.put('crash/again', Uint8Array.of(1));
+    assert.is(await store.deletePrefix('crash/', { abandonWrites: true }), 1);
+    assert.equal(await readdir(join(root, 'crash')).catch(() => []), []);
   }));
 
 test('several processes writing shared and own keys at once all end with whole blobs', () =>

@@ -68,7 +68,7 @@ export function createMerger(options: MergerOptions): Merger {
   const { state, blobs, logger } = options;
 
   async function cleanup(jobId: string): Promise<void> {
-    const removed = await blobs.deletePrefix(blobKeys.stagingPrefix(jobId));
+    const removed = await blobs.deletePrefix(blobKeys.stagingPrefix(jobId), { abandonWrites: true });
     logger.debug({ job: jobId, removed }, 'merge: staged blobs removed');
   }
 

@@ -228,7 +228,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       (current) => (current.state === 'completed' || current.state === 'failed' ? undefined : { ...stamp(current, 'failed'), error: reason }),
       () => chunkKeys.map((key) => ({ op: 'del', key }) as const),
     ).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'));
-    await blobs.deletePrefix(blobKeys.stagingPrefix(id)).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
+    await blobs.deletePrefix(blobKeys.stagingPrefix(id), { abandonWrites: true }).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
   }
 
   async function failed(error: unknown): Promise<never> {

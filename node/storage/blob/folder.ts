@@ -22,7 +22,7 @@ import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle 
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cHex } from './keys.ts';
-import { BlobError, type BlobInfo, type BlobStore, type PutOptions, type ReadRange } from './types.ts';
+import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type PutOptions, type ReadRange } from './types.ts';
 
 export interface FolderStoreOptions {
   /** The shared folder; created on first write. */
@@ -202,11 +202,12 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
     return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
-  async function sweepStaleTemp(path: string): Promise<void> {
+  /** Removes a writer's temporary file once it is older than `ageMsMin` (0: whatever its age). */
+  async function sweepTemp(path: string, ageMsMin: number): Promise<void> {
     if (!tempNamePattern.test(basename(path))) return;
     try {
       const info = await stat(path);
-      if (Date.now() - info.mtimeMs > tempStaleMs) await rm(path, { force: true });
+      if (Date.now() - info.mtimeMs >= ageMsMin) await rm(path, { force: true });
     } catch {
       // Gone already: its writer finished or another sweeper was first.
     }
@@ -326,12 +327,13 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
       await removeBlob(key, where);
     },
 
-    async deletePrefix(prefix: string): Promise<number> {
+    async deletePrefix(prefix: string, deleteOptions?: DeletePrefixOptions): Promise<number> {
       const where = `folder store deletePrefix ${JSON.stringify(prefix)}`;
       assertOpen(where);
       checkPrefix(prefix, where);
       let removed = 0;
-      for (const key of await listKeys(prefix, sweepStaleTemp)) {
+      const sweep = deleteOptions?.abandonWrites ? (path: string) => sweepTemp(path, 0) : (path: string) => sweepTemp(path, tempStaleMs);
+      for (const key of await listKeys(prefix, sweep)) {
         if (await removeBlob(key, where)) removed++;
       }
       return removed;

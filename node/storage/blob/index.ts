@@ -8,7 +8,7 @@ import type { GcsStoreOptions } from './gcs.ts';
 import type { BlobStore } from './types.ts';
 
 export { BlobError } from './types.ts';
-export type { BlobErrorCode, BlobInfo, BlobStore, PutOptions, ReadRange } from './types.ts';
+export type { BlobErrorCode, BlobInfo, BlobStore, DeletePrefixOptions, PutOptions, ReadRange } from './types.ts';
 export { createFolderStore } from './folder.ts';
 export type { FolderStoreOptions } from './folder.ts';
 export type { GcsRetryOptions, GcsStoreOptions } from './gcs.ts';

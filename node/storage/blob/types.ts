@@ -28,6 +28,15 @@ export interface ReadRange {
   end: number;
 }
 
+export interface DeletePrefixOptions {
+  /**
+   * Also remove writes still in progress under the prefix (the folder store's temporary files), for a
+   * prefix nobody should write to any more, such as a finished job's staging area. A writer still
+   * running there then fails. Without it, only temporary files over an hour old are swept.
+   */
+  abandonWrites?: boolean;
+}
+
 export interface BlobStore {
   readonly kind: 'folder' | 'gcs';
   /** Writes a whole blob from memory. */
@@ -55,7 +64,7 @@ export interface BlobStore {
   /** Removes a blob; removing an absent blob is not an error. */
   delete(key: string): Promise<void>;
   /** Removes every blob under a prefix. */
-  deletePrefix(prefix: string): Promise<number>;
+  deletePrefix(prefix: string, options?: DeletePrefixOptions): Promise<number>;
   /**
    * Concatenates `sources` in order into `destination` (which may not be one of them) and returns
    * its info. GCS composes server-side, at most 32 sources per call, so in rounds; the folder store
