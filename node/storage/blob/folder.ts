@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cHex } from './keys.ts';
+import { checkCompose, checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cHex } from './keys.ts';
 import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type PutOptions, type ReadRange } from './types.ts';
 
 export interface FolderStoreOptions {
@@ -342,10 +342,7 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
     async compose(sources: readonly string[], destination: string, putOptions?: PutOptions): Promise<BlobInfo> {
       const where = describe('compose into', destination);
       assertOpen(where);
-      checkKey(destination, where);
-      for (const source of sources) checkKey(source, where);
-      if (sources.includes(destination)) throw new BlobError('BAD_KEY', `${where}: the destination is also a source`);
-      const metadata = checkMetadata(putOptions?.metadata, where);
+      const metadata = checkCompose(sources, destination, putOptions?.metadata, where);
       return writeBlob(destination, metadata, where, async (sink) => {
         const buffer = Buffer.allocUnsafe(ioChunkBytes);
         for (const source of sources) await copyVerified(source, buffer, sink, `${where}: source ${JSON.stringify(source)}`);

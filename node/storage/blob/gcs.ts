@@ -42,7 +42,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
 import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type CRC32CValidator, type File, type StorageOptions } from '@google-cloud/storage';
-import { checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
+import { checkCompose, checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
 import { BlobError, type BlobInfo, type BlobStore, type PutOptions, type ReadRange } from './types.ts';
 
 export interface GcsRetryOptions {
@@ -386,10 +386,7 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
     async compose(sources: readonly string[], destination: string, putOptions?: PutOptions): Promise<BlobInfo> {
       const where = describe('compose into', destination);
       assertOpen(where);
-      checkKey(destination, where);
-      for (const source of sources) checkKey(source, where);
-      if (sources.includes(destination)) throw new BlobError('BAD_KEY', `${where}: the destination is also a source`);
-      const metadata = checkMetadata(putOptions?.metadata, where);
+      const metadata = checkCompose(sources, destination, putOptions?.metadata, where);
       if (sources.length === 0) return put(destination, new Uint8Array(0), putOptions); // GCS wants 1 to 32 sources
       const scratch = `${objectPrefix}.dcas-compose/${randomUUID()}/`;
       const intermediates: string[] = [];

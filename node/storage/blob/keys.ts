@@ -100,6 +100,14 @@ export function checkMetadata(metadata: Record<string, string> | undefined, wher
 }
 
 /** GCS writes a CRC32C as the base64 of its four big-endian bytes. */
+/** A compose's arguments, checked alike by both stores; returns the destination's metadata. */
+export function checkCompose(sources: readonly string[], destination: string, metadata: Record<string, string> | undefined, where: string): Record<string, string> {
+  checkKey(destination, where);
+  for (const source of sources) checkKey(source, where);
+  if (sources.includes(destination)) throw new BlobError('BAD_KEY', `${where}: the destination is also a source`);
+  return checkMetadata(metadata, where);
+}
+
 export function crc32cToBase64(value: number): string {
   const bytes = Buffer.alloc(4);
   bytes.writeUInt32BE(value >>> 0, 0);
