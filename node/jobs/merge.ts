@@ -145,6 +145,10 @@ export function createMerger(options: MergerOptions): Merger {
       if (completed !== undefined) {
         await cleanup(jobId);
         logger.info({ job: jobId, chunks: chunks.length, size: result.size }, 'merge: job completed');
+      } else {
+        // Another coordinator finished this job first (and may have cleaned up already): what this merge
+        // staged (header, tail) would otherwise outlive it. The final objects are the same bytes.
+        await cleanup(jobId);
       }
     },
   };

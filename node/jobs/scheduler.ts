@@ -144,16 +144,18 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   }
 
   /**
-   * An upload lives in its gateway's memory: if that gateway died, or restarted since the upload began
-   * (its start time, like the job's timestamps, comes from its own clock), nobody will finish it.
+   * An upload lives in its gateway's memory: if that gateway restarted since the upload began (its start
+   * time, like the job's timestamps, comes from its own clock), nobody will finish it. A gateway that
+   * only looks dead may be paused or cut off and come back, so it gets a lease's time first.
    */
   async function failIfOrphaned(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<boolean> {
     if (job.state !== 'uploading') return false;
     const gateway = options.members().find((member) => member.name === job.gateway);
     const uploadingSince = Date.parse(job.timestamps.uploading ?? '');
     const restarted = gateway !== undefined && Number.isFinite(uploadingSince) && gateway.startedAt > uploadingSince;
-    if (gateway === undefined || (gateway.status !== 'dead' && !restarted)) return false;
-    const reason = `upload aborted: gateway ${job.gateway} ${restarted ? 'restarted' : 'died'} during the upload`;
+    const deadLongEnough = gateway !== undefined && gateway.status === 'dead' && gateway.heartbeatAgeMs > config.leaseMs;
+    if (!restarted && !deadLongEnough) return false;
+    const reason = `upload aborted: gateway ${job.gateway} ${restarted ? 'restarted' : `was unreachable for over ${config.leaseMs} ms`} during the upload`;
     await updateJob(
       state,
       job.id,
