@@ -72,7 +72,11 @@ export const chunkKey = (id: string, index: number) => `${chunkPrefix(id)}${Stri
 export const blobKeys = {
   stagingPrefix: (id: string) => `staging/${id}/`,
   input: (id: string, index: number) => `staging/${id}/in/${String(index).padStart(8, '0')}`,
-  output: (id: string, index: number, attempt: number) => `staging/${id}/out/${String(index).padStart(8, '0')}.${attempt}`,
+  /**
+   * One key per run, not per attempt: a node that restarts runs its still-assigned attempt again, and
+   * the losing run deletes its own output, which must never be the winner's.
+   */
+  output: (id: string, index: number, attempt: number, run: string) => `staging/${id}/out/${String(index).padStart(8, '0')}.${attempt}.${run}`,
   header: (id: string) => `staging/${id}/header`,
   tail: (id: string) => `staging/${id}/tail`,
   dcz: (id: string) => `jobs/${id}.dcz`,

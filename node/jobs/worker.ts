@@ -7,6 +7,7 @@
  * that includes the attempt, and proposes a completion guarded on the very assignment it served.
  * A late or duplicate completion fails its guard and changes nothing.
  */
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, type CodecPool } from '../codec/index.ts';
@@ -97,7 +98,7 @@ export function createWorker(options: WorkerOptions): Worker {
     try {
       const coded = await code(chunk, job.mode);
       const seconds = (performance.now() - started) / 1000;
-      const outputKey = blobKeys.output(chunk.job, chunk.index, chunk.attempt);
+      const outputKey = blobKeys.output(chunk.job, chunk.index, chunk.attempt, randomBytes(4).toString('hex'));
       await blobs.put(outputKey, coded.output);
       const done: ChunkRecord = {
         ...chunk,
