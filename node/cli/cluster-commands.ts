@@ -142,6 +142,10 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     throw new CliError((error as Error).message, exitUsage);
   }
   await checkPortsFree(configs);
+  // Each node's identity is made now, in its data folder where the node loads it, so every config
+  // can pin every name to its peer id before any node starts.
+  const { pinPeers } = await import('../cluster/host/index.ts');
+  configs = await pinPeers(configs);
   const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string }> = [];
   let stopping = false;
   const stopAll = async (exitCode: number) => {

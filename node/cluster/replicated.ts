@@ -12,6 +12,7 @@ import type { Level } from 'level';
 import type { Logger } from 'pino';
 import { RaftCore, type Message, type NodeId, type RaftStatus, type Ready } from './raft/index.ts';
 import { createRaftStorage, type RaftStorage } from './raft-storage.ts';
+import { parseProposalFrame, parseRaftMessage, senderProblem } from './frames.ts';
 import {
   decodeCommand,
   encodeCommand,
@@ -78,11 +79,20 @@ export interface ReplicatedState {
   subscribe(listener: (change: StateChange) => void): () => void;
   setLearners(ids: readonly NodeId[]): void;
   status(): RaftStatus;
+  /** Frames refused before reaching the core: malformed, or from a sender not allowed to send them. */
+  frameStats(): FrameStats;
   isLeader(): boolean;
   leader(): NodeId | null;
 }
 
-const proposeProtocol = '/dcas/propose/1.0.0';
+export interface FrameStats {
+  malformed: number;
+  unauthorized: number;
+}
+
+export const proposeProtocol = '/dcas/propose/1.0.0';
+/** Refused frames are logged the first time and then every this many times. */
+const refusedLogEvery = 100;
 /**
  * Results of recently applied commands by id. A proposer whose forwarded proposal timed out (say, the
  * leader died) retries the same command; if the first copy was committed after all, the retry's copy
@@ -126,6 +136,9 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   let draining: Promise<void> | undefined;
   let drainAgain = false;
   let lastRole = core.role;
+  const voters: ReadonlySet<NodeId> = new Set(options.voters);
+  let learners: ReadonlySet<NodeId> = new Set(options.learners ?? []);
+  const frameStats: FrameStats = { malformed: 0, unauthorized: 0 };
 
   /** Drains every Ready in turn; a call while draining makes the current drain loop once more. */
   function schedule(): void {
@@ -298,29 +311,36 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
     }
   }
 
+  function refuse(kind: keyof FrameStats, from: NodeId, problem: string): void {
+    frameStats[kind] += 1;
+    if (frameStats[kind] % refusedLogEvery === 1) logger.warn({ from, problem, refused: frameStats[kind] }, `raft: dropped a ${kind} frame`);
+  }
+
+  const isMember = (name: NodeId) => voters.has(name) || learners.has(name);
+
   transport.onMessage((from, bytes) => {
     if (!running) return;
-    let message: Message;
-    try {
-      message = decode(bytes) as Message;
-    } catch (error) {
-      logger.warn({ err: error, from }, 'raft: dropping an undecodable message');
-      return;
-    }
-    if (message?.to !== id || message.from !== from) {
-      logger.warn({ from, to: message?.to, claimedFrom: message?.from }, 'raft: dropping a misaddressed message');
-      return;
-    }
+    const message = parseRaftMessage(bytes);
+    if (typeof message === 'string') return refuse('malformed', from, message);
+    const problem = senderProblem(message, from, id, { voters, learners });
+    if (problem !== undefined) return refuse('unauthorized', from, `${message.type}: ${problem}`);
     core.step(message);
     schedule();
   });
 
-  transport.handle(proposeProtocol, async (_from, bytes) => {
-    const { command, timeoutMs } = decode(bytes) as { command: StateCommand; timeoutMs: number };
+  transport.handle(proposeProtocol, async (from, bytes) => {
+    if (!isMember(from)) {
+      refuse('unauthorized', from, 'proposal from a peer that is neither a voter nor a learner');
+      return encode({ ok: false, code: 'REJECTED', message: `${from} is not a member that may propose` });
+    }
+    const frame = parseProposalFrame(bytes);
+    if (typeof frame === 'string') {
+      refuse('malformed', from, frame);
+      return encode({ ok: false, code: 'REJECTED', message: frame });
+    }
     try {
-      validateCommand(command);
       if (core.role !== 'leader') return encode({ ok: false, code: 'NO_LEADER', message: `${id} is not the leader` });
-      const result = await proposeLocally(command, Math.min(timeoutMs, proposeTimeoutMs));
+      const result = await proposeLocally(frame.command, Math.min(frame.timeoutMs, proposeTimeoutMs));
       return encode({ ok: true, result });
     } catch (error) {
       const code = error instanceof ProposalError ? error.code : 'REJECTED';
@@ -360,9 +380,11 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
     },
     setLearners(ids) {
       core.setLearners(ids);
+      learners = new Set(ids);
       schedule();
     },
     status: () => core.status(),
+    frameStats: () => ({ ...frameStats }),
     isLeader: () => core.role === 'leader',
     leader: () => core.leader,
   };

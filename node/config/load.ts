@@ -48,6 +48,17 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
     fail('role', `expected "voter" because voters includes this node's name "${raw.name}", got "worker"`);
   }
 
+  if (raw.peers !== undefined) {
+    const missing = voters.find((voter) => raw.peers![voter] === undefined);
+    if (missing !== undefined) fail('peers', `expected every voter to be pinned, but "${missing}" has no peer id`);
+    const ids = Object.values(raw.peers);
+    const shared = ids.find((id, index) => ids.indexOf(id) !== index);
+    if (shared !== undefined) fail('peers', `expected one name per peer id, got ${shared} twice`);
+    if (raw.peers[raw.name] === undefined && raw.joinToken === undefined) {
+      fail('peers', `expected this node "${raw.name}" to be pinned, or a joinToken for it to join with`);
+    }
+  }
+
   const dataDir = resolve(options.baseDir, raw.dataDir ?? `data/${raw.name}`);
   const pskFile = raw.pskFile === undefined ? undefined : resolve(options.baseDir, raw.pskFile);
   if (pskFile !== undefined) {
@@ -75,6 +86,8 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
     role: raw.role,
     voters,
     pskFile,
+    peers: raw.peers,
+    joinToken: raw.joinToken,
     gateway: raw.gateway,
     workers: raw.workers,
     membership: raw.membership,

@@ -9,6 +9,7 @@
 import { availableParallelism } from 'node:os';
 import * as z from 'zod';
 import { multiaddr } from '@multiformats/multiaddr';
+import { peerIdFromString } from '@libp2p/peer-id';
 
 /** Renders the value a user wrote, short enough for a one-line message. */
 export function showValue(value: unknown): string {
@@ -68,6 +69,18 @@ export function bootstrapToMultiaddr(text: string): string | undefined {
 const bootstrapString = z
   .string(expecting(bootstrapText))
   .refine((text) => bootstrapToMultiaddr(text) !== undefined, expecting(bootstrapText));
+
+function isPeerId(text: string): boolean {
+  try {
+    peerIdFromString(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const peerIdText = 'a libp2p peer id such as "12D3KooW…"';
+const peerIdString = z.string(expecting(peerIdText)).max(128, expecting(peerIdText)).refine(isPeerId, expecting(peerIdText));
 
 const pathString = z.string(expecting('a file or folder path')).min(1, expecting('a non-empty path'));
 
@@ -161,6 +174,8 @@ const blobStore = z.discriminatedUnion('kind', [folderBlobStore, gcsBlobStore], 
 export const listenAddressesMax = 16;
 export const bootstrapAddressesMax = 64;
 export const votersMax = 15;
+/** Pinned peers: voters and every worker admitted up front. */
+export const peersMax = 256;
 
 export const configSchema = z.strictObject({
   name: nodeName,
@@ -181,6 +196,11 @@ export const configSchema = z.strictObject({
     .max(votersMax, expecting(`at most ${votersMax} voters`))
     .optional(),
   pskFile: pathString.optional(),
+  peers: z
+    .record(nodeName, peerIdString, expecting('a mapping of node names to libp2p peer ids'))
+    .refine((value) => Object.keys(value).length <= peersMax, expecting(`at most ${peersMax} pinned peers`))
+    .optional(),
+  joinToken: z.string(expecting('a join token string')).min(16, expecting('a join token of at least 16 characters')).max(1024, expecting('a join token of at most 1024 characters')).optional(),
   gateway: gateway.prefault({}),
   workers: integerIn(1, 1024).default(() => availableParallelism()),
   membership: membership.prefault({}),
@@ -214,6 +234,13 @@ export interface NodeConfig {
   voters: string[];
   /** Absolute path of the pnet key file; undefined runs a public (unprotected) network. */
   pskFile: string | undefined;
+  /**
+   * Names bound to libp2p peer ids: only these peers (and workers holding the join token) are
+   * members. Undefined: trust on first use (a name binds to the first peer id heard using it).
+   */
+  peers: Record<string, string> | undefined;
+  /** The secret a worker not in `peers` proves it holds to be admitted (never sent in clear). */
+  joinToken: string | undefined;
   gateway: { host: string; port: number };
   workers: number;
   membership: { heartbeatMs: number; suspectMs: number; deadMs: number };

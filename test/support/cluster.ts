@@ -10,6 +10,7 @@ import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput }
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
 import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
 import { freeBasePort } from '../../bench/local-cluster.ts';
+import { pinPeers } from '../../node/cluster/host/index.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 
@@ -42,13 +43,15 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
   const pskFile = join(dataDir, 'cluster.key');
   await writeFile(pskFile, formatPsk());
   const basePort = await freeBasePort(options.nodes);
-  const configs = localClusterConfigs({
+  const laidOut = localClusterConfigs({
     nodes: options.nodes,
     dataDir,
     basePort,
     pskFile,
     overrides: { workers: 1, membership: { heartbeatMs: 200, suspectMs: 600, deadMs: 1200 }, ...options.overrides },
-  }).map(options.edit ?? ((config) => config));
+  });
+  // As `dcas cluster up` does: identities made up front, every name pinned to its peer id.
+  const configs = (await pinPeers(laidOut)).map(options.edit ?? ((config) => config));
   for (const config of configs) {
     const { source: _source, ...fields } = config;
     await writeFile(join(dataDir, `${config.name}.json`), JSON.stringify(fields));

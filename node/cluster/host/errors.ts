@@ -5,6 +5,7 @@
 export type HostErrorCode =
   | 'IDENTITY' // the peer key in the data folder cannot be read or is not a key
   | 'PSK' // the private network key file cannot be read
+  | 'TRUST' // this node's peer id is not the one pinned for its name, or known-peers.json is broken
   | 'NOT_STARTED' // an operation that needs a running host was called before start or after stop
   | 'UNKNOWN_MEMBER' // no heartbeat has named this member yet
   | 'MEMBER_DEAD' // the member stopped sending heartbeats

@@ -21,6 +21,8 @@ export interface Heartbeat {
   raft: RaftInfo | undefined;
   seq: number;
   startedAt: number;
+  /** Proof of the cluster's join token (see trust.ts), sent by workers that are not pinned. */
+  join?: string;
 }
 
 const count = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
@@ -37,11 +39,12 @@ const wireSchema = z.strictObject({
     .optional(),
   seq: count,
   startedAt: count,
+  join: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 
 export function encodeHeartbeat(heartbeat: Heartbeat): Uint8Array {
-  const { raft, ...rest } = heartbeat;
-  const wire = raft === undefined ? { v: heartbeatVersion, ...rest } : { v: heartbeatVersion, ...rest, raft };
+  const { raft, join, ...rest } = heartbeat;
+  const wire = { v: heartbeatVersion, ...rest, ...(raft === undefined ? {} : { raft }), ...(join === undefined ? {} : { join }) };
   const bytes = new TextEncoder().encode(JSON.stringify(wire));
   if (bytes.length > heartbeatBytesMax) throw new RangeError(`heartbeat of ${bytes.length} bytes exceeds ${heartbeatBytesMax}`);
   return bytes;
@@ -61,6 +64,6 @@ export function decodeHeartbeat(bytes: Uint8Array): Heartbeat | string {
     const issue = result.error.issues[0];
     return `${issue.path.join('.') || 'heartbeat'}: ${issue.message}`;
   }
-  const { v: _version, raft, ...rest } = result.data;
-  return { ...rest, raft };
+  const { v: _version, raft, join, ...rest } = result.data;
+  return join === undefined ? { ...rest, raft } : { ...rest, raft, join };
 }

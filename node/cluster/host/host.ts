@@ -13,6 +13,7 @@ import { identify } from '@libp2p/identify';
 import type { Identify } from '@libp2p/identify';
 import type { Libp2p } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import './xsalsa20-windowed.ts';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
@@ -25,7 +26,8 @@ import { HostError } from './errors.ts';
 import { heartbeatBytesMax } from './heartbeat.ts';
 import { loadOrCreatePrivateKey } from './identity.ts';
 import { createMembership } from './membership.ts';
-import type { Membership } from './membership.ts';
+import type { Membership, MembershipStats } from './membership.ts';
+import { createTrust } from './trust.ts';
 import { createTransport } from './transport.ts';
 import type { Transport, TransportLimits, TransportStats } from './transport.ts';
 import type { Host, MemberEventType, MemberListener, MessageListener, RequestHandler, StatusProvider } from './types.ts';
@@ -40,6 +42,7 @@ export interface HostOptions {
 
 export interface HostWithStats extends Host {
   transportStats(): TransportStats;
+  membershipStats(): MembershipStats;
 }
 
 type Services = { identify: Identify; pubsub: GossipSub };
@@ -83,6 +86,12 @@ export function createHost(options: HostOptions): HostWithStats {
   async function startParts(): Promise<Running> {
     const { privateKey, created } = await loadOrCreatePrivateKey(config.dataDir);
     if (created) log.info({ dataDir: config.dataDir }, 'created a new peer identity');
+    const ownPeerId = peerIdFromPrivateKey(privateKey).toString();
+    const pinnedPeerId = config.peers?.[config.name];
+    if (pinnedPeerId !== undefined && pinnedPeerId !== ownPeerId) {
+      throw new HostError('TRUST', `${config.source}: peers.${config.name} pins ${pinnedPeerId}, but the key in ${config.dataDir} is ${ownPeerId}`);
+    }
+    const trust = createTrust(config, nodeLogger);
     const libp2pOptions: Libp2pOptions<Services> = {
       privateKey,
       addresses: { listen: config.listen },
@@ -105,7 +114,7 @@ export function createHost(options: HostOptions): HostWithStats {
     }
     const libp2p = await createLibp2p(libp2pOptions);
 
-    const membership = createMembership({ config, libp2p, logger: nodeLogger });
+    const membership = createMembership({ config, libp2p, trust, logger: nodeLogger });
     membership.setStatusProvider(() => statusProvider());
     for (const [event, listener] of memberListeners) membership.on(event, listener);
     const transport = createTransport({
@@ -185,6 +194,7 @@ export function createHost(options: HostOptions): HostWithStats {
       handlers.set(protocol, handler);
     },
     transportStats: () => need('transportStats').transport.stats(),
+    membershipStats: () => need('membershipStats').membership.stats(),
   };
   return host;
 }

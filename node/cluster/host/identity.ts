@@ -7,6 +7,8 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
 import type { PrivateKey } from '@libp2p/interface';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { NodeConfig } from '../../config/index.ts';
 import { HostError } from './errors.ts';
 
 export const peerKeyFileName = 'peer.key';
@@ -39,4 +41,20 @@ export async function loadOrCreatePrivateKey(dataDir: string): Promise<{ private
   await writeFile(temporary, encoded, { mode: 0o600 });
   await rename(temporary, path);
   return { privateKey, created: true };
+}
+
+/** The peer id of the identity in `dataDir`, creating the identity if there is none yet. */
+export async function peerIdOfDataDir(dataDir: string): Promise<string> {
+  const { privateKey } = await loadOrCreatePrivateKey(dataDir);
+  return peerIdFromPrivateKey(privateKey).toString();
+}
+
+/**
+ * Creates (or reads) every node's identity up front and pins all of them in every config, so a
+ * local cluster starts with each name bound to its peer id (no trust on first use).
+ */
+export async function pinPeers(configs: readonly NodeConfig[]): Promise<NodeConfig[]> {
+  const peers: Record<string, string> = {};
+  for (const config of configs) peers[config.name] = await peerIdOfDataDir(config.dataDir);
+  return configs.map((config) => ({ ...config, peers: { ...peers } }));
 }

@@ -14,7 +14,10 @@ export type { BootstrapLimits } from './bootstrap.ts';
 export { heartbeatTopic } from './heartbeat.ts';
 export { createMemberView } from './member-view.ts';
 export type { MemberEvent, MemberView, MemberViewNotes, MemberTimings } from './member-view.ts';
-export { peerKeyFileName } from './identity.ts';
+export { peerKeyFileName, peerIdOfDataDir, pinPeers } from './identity.ts';
+export { joinProof, knownPeersFileName } from './trust.ts';
+export type { TrustMode } from './trust.ts';
+export type { MembershipStats } from './membership.ts';
 export type {
   Host,
   LoadInfo,
