@@ -36,14 +36,19 @@ const nameText = "a name of lowercase letters, digits and '-' (1 to 63 character
 const nameRegex = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const nodeName = z.string(expecting(nameText)).regex(nameRegex, expecting(nameText));
 
-function isMultiaddr(text: string): boolean {
-  try {
-    multiaddr(text);
-    return true;
-  } catch {
-    return false;
-  }
+/** A test that holds when `parse` accepts the text (the libraries' parsers throw on bad input). */
+function accepts(parse: (text: string) => unknown): (text: string) => boolean {
+  return (text) => {
+    try {
+      parse(text);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 }
+
+const isMultiaddr = accepts(multiaddr);
 
 const multiaddrText = 'a libp2p multiaddr such as "/ip4/127.0.0.1/tcp/7801"';
 const multiaddrString = z.string(expecting(multiaddrText)).refine(isMultiaddr, expecting(multiaddrText));
@@ -70,14 +75,7 @@ const bootstrapString = z
   .string(expecting(bootstrapText))
   .refine((text) => bootstrapToMultiaddr(text) !== undefined, expecting(bootstrapText));
 
-function isPeerId(text: string): boolean {
-  try {
-    peerIdFromString(text);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const isPeerId = accepts(peerIdFromString);
 
 const peerIdText = 'a libp2p peer id such as "12D3KooW…"';
 const peerIdString = z.string(expecting(peerIdText)).max(128, expecting(peerIdText)).refine(isPeerId, expecting(peerIdText));
