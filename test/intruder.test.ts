@@ -21,7 +21,11 @@ const raft = { tickMs: 100, electionTicks: 40, heartbeatTicks: 2 };
 const membership = { heartbeatMs: 300, suspectMs: 3_000, deadMs: 6_000 };
 
 let cluster: TestCluster;
+/** Claims node3's name (a voter's) from the start; sends the Raft frames and proposals. */
 let intruder: Intruder;
+/** Announces itself as a worker from the start, to be handed the log. */
+let worker: Intruder;
+let announcer: NodeJS.Timeout | undefined;
 let targets: IntruderTarget[];
 let jobs: JobView[];
 let before: { term: number; coordinator: string; state: Map<string, string>; records: Map<string, string> };
@@ -63,12 +67,29 @@ test.before(async () => {
   before = { term: view.term, coordinator: view.coordinator!, state: first.state, records: first.records };
   targets = cluster.configs.map((config) => ({ name: config.name, peerId: config.peers![config.name], address: config.listen[0] }));
   intruder = await startIntruder(join(cluster.dataDir, 'cluster.key'), targets);
+  worker = await startIntruder(join(cluster.dataDir, 'cluster.key'), targets);
+  // Both keep announcing through every attack, as the attacks of issue 16 did: frames were then
+  // attributed to whatever name the sender's latest heartbeat claimed.
+  const announce = () => {
+    intruder.announce('node3', 'voter', 'ws://evil.example:1').catch(() => {});
+    worker.announce('sneaky-worker', 'worker', 'ws://evil.example:2').catch(() => {});
+  };
+  announce();
+  announcer = setInterval(announce, 300);
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
 });
 
 test.after(async () => {
+  clearInterval(announcer);
   await intruder?.stop();
+  await worker?.stop();
   await cluster?.destroy();
 });
+
+/** The names a frame to `target` claims to come from: the coordinator and the stolen node3. */
+function claimedSenders(target: IntruderTarget): string[] {
+  return [...new Set([before.coordinator, 'node3'])].filter((name) => name !== target.name);
+}
 
 test('the jobs are complete before the attacks', () => {
   assert.is(jobs.length, 2);
@@ -78,7 +99,7 @@ test('the jobs are complete before the attacks', () => {
 test('install-snapshot at a higher term, claiming the leader, is dropped by every node', async () => {
   const fake = encode({ 'jobs/fake': { id: 'fake', state: 'completed' } });
   for (const target of targets) {
-    for (const from of [before.coordinator, 'intruder']) {
+    for (const from of claimedSenders(target)) {
       await intruder.sendRaft(target, { type: 'install-snapshot', from, to: target.name, term: before.term + 5, snapshot: { index: 1_000_000, term: before.term + 5, data: fake } });
     }
   }
@@ -87,17 +108,21 @@ test('install-snapshot at a higher term, claiming the leader, is dropped by ever
 test('append and heartbeat as leader at a higher term are dropped', async () => {
   const entry = { index: 1_000_000, term: before.term + 3, type: 'normal', data: encode({ id: randomUUID(), ops: [{ op: 'del', key: `jobs/${jobs[0].id}` }] }) };
   for (const target of targets) {
-    await intruder.sendRaft(target, { type: 'append', from: before.coordinator, to: target.name, term: before.term + 3, prevLogIndex: 0, prevLogTerm: 0, entries: [entry], commit: 1_000_000 });
-    await intruder.sendRaft(target, { type: 'heartbeat', from: before.coordinator, to: target.name, term: before.term + 3, commit: 1_000_000 });
+    for (const from of claimedSenders(target)) {
+      await intruder.sendRaft(target, { type: 'append', from, to: target.name, term: before.term + 3, prevLogIndex: 0, prevLogTerm: 0, entries: [entry], commit: 1_000_000 });
+      await intruder.sendRaft(target, { type: 'heartbeat', from, to: target.name, term: before.term + 3, commit: 1_000_000 });
+    }
   }
 });
 
 test('heartbeat-responses with term+1, repeated, force no election', async () => {
   for (let round = 0; round < 12; round += 1) {
     for (const target of targets) {
-      const from = names.find((name) => name !== target.name)!;
-      await intruder.sendRaft(target, { type: 'heartbeat-response', from, to: target.name, term: before.term + 1 + round });
-      await intruder.sendRaft(target, { type: 'vote-request', from, to: target.name, term: before.term + 1 + round, lastLogIndex: 1_000_000, lastLogTerm: before.term + 1 + round });
+      for (const from of claimedSenders(target)) {
+        await intruder.sendRaft(target, { type: 'heartbeat-response', from, to: target.name, term: before.term + 1 + round });
+        await intruder.sendRaft(target, { type: 'vote-request', from, to: target.name, term: before.term + 1 + round, lastLogIndex: 1_000_000, lastLogTerm: before.term + 1 + round });
+      }
+      await worker.sendRaft(target, { type: 'heartbeat-response', from: 'sneaky-worker', to: target.name, term: before.term + 1 + round });
     }
     await new Promise((resolve) => setTimeout(resolve, 400));
   }
@@ -117,14 +142,11 @@ test('a proposal over /dcas/propose/1.0.0 deleting or rewriting a job is refused
   const rewrite = await intruder.propose(leader, { id: randomUUID(), ops: [{ op: 'put', key: `jobs/${jobs[1].id}`, value: { id: jobs[1].id, sha256: '0'.repeat(64) } }] });
   assert.is(rewrite.ok, false, `rewriting was accepted: ${rewrite.text}`);
   assert.match(rewrite.text, /not a known member|not a member/);
+  const asWorker = await worker.propose(leader, { id: randomUUID(), ops: [{ op: 'del', key: `jobs/${jobs[1].id}` }] });
+  assert.is(asWorker.ok, false, `a proposal from the announced worker was accepted: ${asWorker.text}`);
 });
 
 test('claiming a taken name (node3) and announcing role worker make no member and leak no log', async () => {
-  for (let round = 0; round < 15; round += 1) {
-    await intruder.announce('node3', 'voter', 'ws://evil.example:1');
-    await intruder.announce('sneaky-worker', 'worker', 'ws://evil.example:2');
-    await new Promise((resolve) => setTimeout(resolve, 300));
-  }
   for (const name of names) {
     const view = await cluster.status(name);
     assert.ok(view !== undefined, `${name} answers`);
@@ -132,7 +154,8 @@ test('claiming a taken name (node3) and announcing role worker make no member an
     const node3 = view.members.find((member) => member.name === 'node3')!;
     assert.is(node3.gateway, `ws://127.0.0.1:${cluster.configs[2].gateway.port}`, `${name}'s view of node3 was redirected`);
   }
-  assert.is(intruder.raftFramesReceived, 0, 'the intruder received Raft frames (the log)');
+  assert.is(worker.raftFramesReceived, 0, 'the announced worker received Raft frames (the log)');
+  assert.is(intruder.raftFramesReceived, 0, 'the name thief received Raft frames');
 });
 
 test('after every attack each node keeps its state, its coordinator and its term', async () => {
