@@ -15,7 +15,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatPsk, parseConfig } from '../node/config/index.ts';
 import type { NodeConfig } from '../node/config/index.ts';
-import { createHost, HostError, peerKeyFileName } from '../node/cluster/host/index.ts';
+import { readFileSync } from 'node:fs';
+import { createHost, heartbeatTopic, HostError, knownPeersFileName, peerIdOfDataDir, peerKeyFileName } from '../node/cluster/host/index.ts';
 import type { HostWithStats, Member } from '../node/cluster/host/index.ts';
 
 const folder = mkdtempSync(join(tmpdir(), 'dcas-host-test-'));
@@ -34,6 +35,9 @@ interface TestNodeOptions {
   dataDir?: string;
   role?: 'voter' | 'worker';
   listen?: string;
+  voters?: string[];
+  peers?: Record<string, string>;
+  joinToken?: string;
 }
 
 function configFor(name: string, options: TestNodeOptions = {}): NodeConfig {
@@ -43,12 +47,14 @@ function configFor(name: string, options: TestNodeOptions = {}): NodeConfig {
     bootstrap: options.bootstrap ?? [],
     dataDir: options.dataDir ?? join(folder, name),
     role: options.role ?? 'voter',
-    voters: options.role === 'worker' ? ['a'] : [name],
+    voters: options.voters ?? (options.role === 'worker' ? ['a'] : [name]),
     gateway: { port: 7000 + name.charCodeAt(0) },
     workers: 2,
     membership,
   };
   if (options.pskFile !== null) input.pskFile = options.pskFile ?? clusterKey;
+  if (options.peers !== undefined) input.peers = options.peers;
+  if (options.joinToken !== undefined) input.joinToken = options.joinToken;
   return parseConfig(input, { source: `<test ${name}>`, baseDir: folder });
 }
 
@@ -99,6 +105,18 @@ async function startTrio(prefix: string, hosts: HostWithStats[]): Promise<[HostW
   const names = [a, b, c].map((host) => host.name);
   await waitFor('every host sees all three alive', () => [a, b, c].every((host) => seesAllAlive(host, names)));
   return [a, b, c];
+}
+
+/** Starts <prefix>a, then <prefix>b bootstrapping from it, and waits until a hears b. */
+async function startPair(prefix: string, hosts: HostWithStats[]): Promise<[HostWithStats, HostWithStats]> {
+  const a = createHost({ config: configFor(`${prefix}a`), logger });
+  hosts.push(a);
+  await a.start();
+  const b = createHost({ config: configFor(`${prefix}b`, { voters: [`${prefix}b`], bootstrap: [bareAddress(a)] }), logger });
+  hosts.push(b);
+  await b.start();
+  await waitFor(`${a.name} sees ${b.name}`, () => statusOf(a, b.name) === 'alive');
+  return [a, b];
 }
 
 test('three hosts find each other from one bootstrap address and see each other alive via heartbeats', async () => {
@@ -340,6 +358,136 @@ test('the peer id persists across a restart on the same data folder, and others 
     hosts.push(other);
     await other.start();
     assert.is.not(other.peerId, peerId, 'another data folder gets another identity');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('pinned peers: only the pinned peer id speaks for a name; an unpinned keyed peer is no member', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const peers = { ta: await peerIdOfDataDir(join(folder, 'ta')), tb: await peerIdOfDataDir(join(folder, 'tb')) };
+    const pinned = { voters: ['ta'], peers };
+    const a = createHost({ config: configFor('ta', pinned), logger });
+    hosts.push(a);
+    await a.start();
+    const b = createHost({ config: configFor('tb', { ...pinned, role: 'worker', bootstrap: [bareAddress(a)] }), logger });
+    // Same name, same key to the network, another identity: what a keyed intruder can do.
+    const thief = createHost({ config: configFor('tb', { role: 'worker', voters: ['ta'], dataDir: join(folder, 'thief'), bootstrap: [bareAddress(a)] }), logger });
+    const stranger = createHost({ config: configFor('tx', { role: 'worker', voters: ['ta'], bootstrap: [bareAddress(a)] }), logger });
+    hosts.push(b, thief, stranger);
+    await Promise.all([b.start(), thief.start(), stranger.start()]);
+    await waitFor('ta sees tb alive', () => statusOf(a, 'tb') === 'alive');
+    await waitFor('ta refused the thief and the stranger', () => a.membershipStats().heartbeatsRefused >= 4, 5000);
+    assert.is(a.member('tb')?.peerId, b.peerId, 'the name stays bound to the pinned peer id');
+    assert.is(a.member('tx'), undefined, 'an unpinned peer is not a member');
+
+    // Frames and requests are attributed by the connection's peer id: the thief gets no name.
+    let fromThief = 0;
+    a.onMessage(() => (fromThief += 1));
+    a.handle('/dcas/test-trust/1.0.0', (fromName) => new TextEncoder().encode(fromName));
+    const reply = await b.request('ta', '/dcas/test-trust/1.0.0', Uint8Array.of(1));
+    assert.is(new TextDecoder().decode(reply), 'tb');
+    const refused = await thief.request('ta', '/dcas/test-trust/1.0.0', Uint8Array.of(1)).then(() => undefined, (error: Error) => error);
+    assert.match(refused?.message ?? 'answered', /not a known member/);
+    assert.is(fromThief, 0);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('a host whose key is not the one pinned for its name refuses to start', async () => {
+  const host = createHost({ config: configFor('tw', { peers: { tw: await peerIdOfDataDir(join(folder, 'elsewhere')) } }), logger });
+  try {
+    await host.start();
+    assert.unreachable('started with the wrong key');
+  } catch (error) {
+    assert.instance(error, HostError);
+    assert.is((error as HostError).code, 'TRUST');
+    assert.match((error as Error).message, /peers\.tw pins .* but the key in .* is /);
+  } finally {
+    await host.stop();
+  }
+});
+
+test('a worker not pinned joins with a proof of the join token; a wrong token is refused', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const joinToken = 'join-token-for-tests-0123456789';
+    const peers = { ja: await peerIdOfDataDir(join(folder, 'ja')) };
+    const a = createHost({ config: configFor('ja', { voters: ['ja'], peers, joinToken }), logger });
+    hosts.push(a);
+    await a.start();
+    const good = createHost({ config: configFor('jw', { role: 'worker', voters: ['ja'], peers, joinToken, bootstrap: [bareAddress(a)] }), logger });
+    const bad = createHost({ config: configFor('jx', { role: 'worker', voters: ['ja'], peers, joinToken: 'not-the-join-token-at-all', bootstrap: [bareAddress(a)] }), logger });
+    hosts.push(good, bad);
+    await Promise.all([good.start(), bad.start()]);
+    await waitFor('ja admits jw', () => statusOf(a, 'jw') === 'alive');
+    await waitFor('ja refused jx', () => a.membershipStats().heartbeatsRefused >= 2, 5000);
+    assert.is(a.member('jx'), undefined);
+    const known = JSON.parse(readFileSync(join(folder, 'ja', knownPeersFileName), 'utf8'));
+    assert.equal(known, { jw: good.peerId }, 'the joined binding is kept for restarts');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+test('without pinned peers a name binds on first use, is kept on disk, and is never re-bound', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const a = createHost({ config: configFor('fa'), logger });
+    hosts.push(a);
+    await a.start();
+    const b = createHost({ config: configFor('fb', { voters: ['fb'], bootstrap: [bareAddress(a)] }), logger });
+    hosts.push(b);
+    await b.start();
+    await waitFor('fa sees fb', () => statusOf(a, 'fb') === 'alive');
+    const bPeerId = b.peerId;
+    await b.stop();
+    const impostor = createHost({ config: configFor('fb', { voters: ['fb'], dataDir: join(folder, 'impostor'), bootstrap: [bareAddress(a)] }), logger });
+    hosts.push(impostor);
+    await impostor.start();
+    await waitFor('fa refused the impostor', () => a.membershipStats().heartbeatsRefused >= 1, 5000);
+    assert.is(a.member('fb')?.peerId, bPeerId);
+    await waitFor('fb turns dead at fa: the impostor does not keep it alive', () => statusOf(a, 'fb') === 'dead', 5000);
+    const known = JSON.parse(readFileSync(join(folder, 'fa', knownPeersFileName), 'utf8'));
+    assert.is(known.fb, bPeerId);
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+// Issue 16's stall: gossipsub opens its streams only when a connection opens, so a peer whose gossip
+// streams broke while the connection lived was never heard again. The watchdog replaces the connection.
+test('a peer whose gossip streams break while the connection stays up is reconnected and heard again', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b] = await startPair('w', hosts);
+    const connection = a.libp2pNode().getConnections()[0];
+    const gossip = connection.streams.filter((stream) => stream.protocol?.startsWith('/meshsub/'));
+    assert.ok(gossip.length > 0, 'the connection carries gossip streams');
+    for (const stream of gossip) stream.abort(new Error('test: break the gossip stream'));
+    await waitFor('wa stops hearing wb (the stall)', () => statusOf(a, 'wb') !== 'alive', 5000);
+    assert.is(connection.status, 'open', 'the connection itself stayed up');
+    await waitFor('wa hears wb again', () => statusOf(a, 'wb') === 'alive', 15_000);
+    assert.ok(a.membershipStats().reconnects + b.membershipStats().reconnects >= 1, 'the watchdog reconnected');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
+// The stall's trigger: gossipsub's inbound limit applies to a whole RPC, and one over it made the
+// receiver drop the sender's gossip for good (at 32 KiB, an IWANT answer of some 30 heartbeats).
+test('a gossip RPC far larger than a heartbeat does not cut its sender off', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b] = await startPair('r', hosts);
+    const pubsub = (b.libp2pNode() as unknown as { services: { pubsub: { publish(topic: string, data: Uint8Array): Promise<unknown> } } }).services.pubsub;
+    await pubsub.publish(heartbeatTopic, new Uint8Array(200 * 1024).fill(0x20));
+    await waitFor('ra refused the oversized heartbeat', () => a.membershipStats().heartbeatsRefused >= 1, 5000);
+    const seqAfter = (a.member('rb') as Member).seq;
+    await waitFor('ra keeps hearing rb', () => (a.member('rb')?.seq ?? 0) > seqAfter + 5, 5000);
+    assert.is(a.membershipStats().reconnects, 0, 'no reconnect was needed');
   } finally {
     await stopAll(hosts);
   }

@@ -43,9 +43,14 @@ export interface HostOptions {
 export interface HostWithStats extends Host {
   transportStats(): TransportStats;
   membershipStats(): MembershipStats;
+  /** The libp2p node underneath, for diagnostics and tests (connections, streams). */
+  libp2pNode(): Libp2p;
 }
 
 type Services = { identify: Identify; pubsub: GossipSub };
+
+/** The largest gossipsub RPC accepted from a peer (many heartbeats and control lists together). */
+export const gossipRpcBytesMax = Math.max(1024 * 1024, heartbeatBytesMax * 64);
 
 interface Running {
   libp2p: Libp2p<Services>;
@@ -103,7 +108,12 @@ export function createHost(options: HostOptions): HostWithStats {
         pubsub: gossipsub({
           // The first heartbeats go out before any peer is connected; that is not an error.
           allowPublishToZeroTopicPeers: true,
-          maxInboundDataLength: heartbeatBytesMax * 2,
+          // This bounds one RPC, not one message: an IWANT answer carries every wanted message in
+          // one RPC, and IHAVE lists piggyback up to 5000 ids. At 32 KiB (two heartbeats) a busy
+          // topic (peers coming and going) made such an RPC too long; gossipsub then dropped the
+          // sender as if disconnected and never reopened its streams while the connection lived:
+          // the gossip stall of issue 16. Each heartbeat is still checked against its own limit.
+          maxInboundDataLength: gossipRpcBytesMax,
         }),
       },
     };
@@ -195,6 +205,7 @@ export function createHost(options: HostOptions): HostWithStats {
     },
     transportStats: () => need('transportStats').transport.stats(),
     membershipStats: () => need('membershipStats').membership.stats(),
+    libp2pNode: () => need('libp2pNode').libp2p,
   };
   return host;
 }
