@@ -120,6 +120,12 @@ const wrongFields: Array<[string, string, string]> = [
   ['name: n1\nblobStore: { kind: folder }', 'blobStore.path', 'is required'],
   ['name: n1\npskFile: missing.key', 'pskFile', 'no such file'],
   ['name: n1\npskFile: bad.key', 'pskFile', '64 hex digits'],
+  ['name: n1\npeers: { n1: "not-a-peer-id" }', 'peers.n1', 'expected a libp2p peer id'],
+  ['name: n1\npeers: { N1: 12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA }', 'peers.N1', 'got "N1"'],
+  ['name: n1\nvoters: [n1, n2]\npeers: { n1: 12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA }', 'peers', 'every voter to be pinned, but "n2"'],
+  ['name: n1\nvoters: [n1, n2]\npeers: { n1: 12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA, n2: 12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA }', 'peers', 'one name per peer id'],
+  ['name: w1\nrole: worker\nvoters: [n1]\npeers: { n1: 12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA }', 'peers', 'expected this node "w1" to be pinned, or a joinToken'],
+  ['name: n1\njoinToken: short', 'joinToken', 'at least 16 characters'],
 ];
 
 for (const [body, field, fragment] of wrongFields) {
@@ -129,6 +135,13 @@ for (const [body, field, fragment] of wrongFields) {
     assertOneLine(error, join(folder, 'node.yaml'), field, fragment);
   });
 }
+
+test('pinned peers and a join token load; a worker not pinned may join with the token', () => {
+  const config = loadConfig(write('pinned.yaml', 'name: w1\nrole: worker\nvoters: [n1]\npeers: { n1: 12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA, w2: 12D3KooWLQxC4Uo3u4oMHdQBUqyHxUhcxQLmbbnQqBBNGQqxaxU7 }\njoinToken: a-join-token-of-some-length\n'));
+  assert.equal(config.peers, { n1: '12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA', w2: '12D3KooWLQxC4Uo3u4oMHdQBUqyHxUhcxQLmbbnQqBBNGQqxaxU7' });
+  assert.is(config.joinToken, 'a-join-token-of-some-length');
+  assert.is(loadConfig(write('unpinned.yaml', 'name: solo\n')).peers, undefined, 'no peers: trust on first use');
+});
 
 test('an unknown field is an error naming it, at the top level and nested', () => {
   assertOneLine(errorOf('name: n1\nport: 7700'), join(folder, 'node.yaml'), 'port', 'unknown field');
