@@ -8,6 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseProposalFrame, parseRaftMessage, senderProblem } from '../node/cluster/frames.ts';
 import type { Message } from '../node/cluster/raft/index.ts';
+import { parseDecodeRequest } from '../node/jobs/service.ts';
 
 const senders = { voters: new Set(['n1', 'n2', 'n3']), learners: new Set(['w1']) };
 const append = { type: 'append', from: 'n1', to: 'n2', term: 3, prevLogIndex: 4, prevLogTerm: 2, entries: [{ index: 5, term: 3, type: 'normal', data: new Uint8Array([1]) }], commit: 4 };
@@ -71,6 +72,15 @@ test('a proposal frame is checked: ops, keys, guards and its timeout', () => {
     assert.type(result, 'string', `accepted ${JSON.stringify(document)}`);
     assert.match(result as string, reason);
   }
+});
+
+test('a remote decode request (/dcas/decode/1.0.0) is checked field by field', () => {
+  const request = { key: 'jobs/abc.dcz', start: 64, end: 4096, chunk: 0, originalBytes: 65_536, checksum: 0xdeadbeef, label: 'job abc: chunk 0' };
+  assert.equal(parseDecodeRequest(encode(request)), request);
+  assert.throws(() => parseDecodeRequest(encode({ ...request, key: 'state/secret' })), /decode request: key/);
+  assert.throws(() => parseDecodeRequest(encode({ ...request, originalBytes: 2 ** 40 })), /originalBytes/);
+  assert.throws(() => parseDecodeRequest(encode({ ...request, end: 10 })), /end is before start/);
+  assert.throws(() => parseDecodeRequest(encode({ ...request, extra: 1 })), /decode request/);
 });
 
 test.run();

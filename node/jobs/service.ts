@@ -7,6 +7,7 @@ import { networkInterfaces } from 'node:os';
 import { decode, encode } from 'cborg';
 import { crc32c } from '@node-rs/crc32';
 import type { Logger } from 'pino';
+import * as z from 'zod';
 import type { Member } from '../cluster/host/index.ts';
 import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, mapOrdered, type CodecPool } from '../codec/index.ts';
@@ -62,7 +63,27 @@ function onThisMachine(member: Member, own: ReadonlySet<string>): boolean {
 const decodeTimeoutMs = 30_000;
 
 /** One chunk of a stored .dcz to decode: where its record is, and what it must decode to. */
-interface DecodeRequest {
+/** A decode request comes from another node: every field is checked before it touches the blob store. */
+const offset = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const decodeRequestSchema = z.strictObject({
+  key: z.string().startsWith('jobs/').max(1024),
+  start: offset,
+  end: offset,
+  chunk: offset,
+  originalBytes: z.number().int().min(0).max(format.chunkBytesMax),
+  checksum: z.number().int().min(0).max(0xffff_ffff),
+  label: z.string().max(1024),
+});
+
+/** The decode request in a frame from another node, or an error saying which field is wrong. */
+export function parseDecodeRequest(bytes: Uint8Array): DecodeRequest {
+  const parsed = decodeRequestSchema.safeParse(decode(bytes));
+  if (!parsed.success) throw new Error(`decode request: ${parsed.error.issues[0].path.join('.') || 'frame'}: ${parsed.error.issues[0].message}`);
+  if (parsed.data.end < parsed.data.start) throw new Error('decode request: end is before start');
+  return parsed.data;
+}
+
+export interface DecodeRequest {
   key: string;
   start: number;
   end: number;
@@ -220,8 +241,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
   }
 
   options.peers?.handle(decodeProtocol, async (_from, bytes) => {
-    const request = decode(bytes) as DecodeRequest;
-    if (typeof request?.key !== 'string' || !request.key.startsWith('jobs/')) throw new Error('decode request names no job object');
+    const request = parseDecodeRequest(bytes);
     const data = await decodeHere(request);
     bytesServed += data.length;
     return data;
