@@ -493,6 +493,31 @@ test('a gossip RPC far larger than a heartbeat does not cut its sender off', asy
   }
 });
 
+// The stall of issue 16 "after keyed peers come and go": gossipsub keeps the score of a departed peer
+// for an hour, its address included, and by default penalises every peer of an address shared by
+// more than 10 peers (surplus² × -5), so on one machine the 14th peer id ever seen graylisted every
+// member: their heartbeats were ignored while their connections stayed up.
+test('peers coming and going from one address do not silence the members that stay', async () => {
+  const hosts: HostWithStats[] = [];
+  try {
+    const [a, b] = await startPair('g', hosts);
+    for (let index = 0; index < 16; index += 1) {
+      const visitor = createHost({ config: configFor(`gv${index}`, { voters: [`gv${index}`], bootstrap: [bareAddress(a)] }), logger });
+      await visitor.start();
+      await waitFor(`ga hears gv${index}`, () => statusOf(a, `gv${index}`) === 'alive');
+      await visitor.stop();
+    }
+    // Scores are refreshed on gossipsub's heartbeat (1 s); give it a few.
+    const seqBefore = (a.member('gb') as Member).seq;
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.ok((a.member('gb')?.seq ?? 0) > seqBefore + 10, `ga stopped hearing gb (seq ${seqBefore} → ${a.member('gb')?.seq})`);
+    assert.is(statusOf(a, 'gb'), 'alive');
+    assert.is(statusOf(b, 'ga'), 'alive');
+  } finally {
+    await stopAll(hosts);
+  }
+});
+
 test.after(() => rmSync(folder, { recursive: true, force: true }));
 
 // Regression: @libp2p/pnet's xsalsa20 grew its shared WASM memory on every large message once any

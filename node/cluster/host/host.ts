@@ -109,11 +109,23 @@ export function createHost(options: HostOptions): HostWithStats {
           // The first heartbeats go out before any peer is connected; that is not an error.
           allowPublishToZeroTopicPeers: true,
           // This bounds one RPC, not one message: an IWANT answer carries every wanted message in
-          // one RPC, and IHAVE lists piggyback up to 5000 ids. At 32 KiB (two heartbeats) a busy
-          // topic (peers coming and going) made such an RPC too long; gossipsub then dropped the
-          // sender as if disconnected and never reopened its streams while the connection lived:
-          // the gossip stall of issue 16. Each heartbeat is still checked against its own limit.
+          // one RPC, and IHAVE lists piggyback up to 5000 ids. An RPC over the limit (it was 32 KiB,
+          // two heartbeats) makes gossipsub drop the sender as if disconnected, and it never reopens
+          // the streams while the connection lives: a second way to the stall of issue 16. Each
+          // heartbeat is still checked against its own limit.
           maxInboundDataLength: gossipRpcBytesMax,
+          scoreParams: {
+            // gossipsub penalises every peer of an address shared by more than 10 peers
+            // (surplus² × -5) and keeps a departed peer's score, address included, for an hour. On
+            // one machine (or behind one NAT) the 14th peer id ever seen graylisted every member:
+            // their heartbeats were ignored while their connections stayed up, the stall of issue 16.
+            // Members here are authenticated (pnet key, then admission), so sharing an address is
+            // normal, not a Sybil sign.
+            IPColocationFactorWeight: 0,
+            // Admitted members get a small positive score so stray behaviour penalties (a broken
+            // IWANT promise under load) never push them towards the gossip thresholds.
+            appSpecificScore: (peerId: string) => (trust.nameOf(peerId) === undefined ? 0 : 1),
+          },
         }),
       },
     };
