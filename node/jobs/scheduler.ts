@@ -119,11 +119,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const deadline = leases.get(key) ?? now + config.leaseMs;
         leases.set(key, deadline);
         if (!alive.has(chunk.node!)) {
-          await release(chunk, `node ${chunk.node} is dead`, true);
+          await release(chunk, `node ${chunk.node} is dead`, { usesAttempt: true, lapsed: false });
         } else if (now > deadline) {
-          const counts = lapseCountsAgainstChunk(health, chunk.node!);
+          const usesAttempt = lapseCountsAgainstChunk(health, chunk.node!);
           recordLapse(health, chunk.node!, now, healthPolicy);
-          await release(chunk, `lease of ${config.leaseMs} ms lapsed on ${chunk.node}`, counts, true);
+          await release(chunk, `lease of ${config.leaseMs} ms lapsed on ${chunk.node}`, { usesAttempt, lapsed: true });
         } else {
           assigned.set(chunk.node!, (assigned.get(chunk.node!) ?? 0) + 1);
         }
@@ -185,10 +185,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   /**
    * Takes a chunk back from its node; after too many failures (or lapses) it is parked as dead.
-   * `counts` says whether this uses up one of the chunk's attempts.
+   * `usesAttempt`: this counts as one of the chunk's attempts; `lapsed`: its lease lapsed.
    */
-  async function release(chunk: ChunkRecord, reason: string, counts: boolean, lapsed = false): Promise<void> {
-    const failures = chunk.failures + (counts ? 1 : 0);
+  async function release(chunk: ChunkRecord, reason: string, how: { usesAttempt: boolean; lapsed: boolean }): Promise<void> {
+    const { lapsed } = how;
+    const failures = chunk.failures + (how.usesAttempt ? 1 : 0);
     const lapses = (chunk.lapses ?? 0) + (lapsed ? 1 : 0);
     const exhausted = failures >= config.attemptsMax || lapses >= config.attemptsMax * lapsesPerAttemptMax;
     const next: ChunkRecord = {
