@@ -4,13 +4,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createWriteStream } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNodesMax, type NodeConfig } from '../config/index.ts';
 import type { ClusterStatusView } from '../runtime/node.ts';
+import { privateFileMode, privateFolder, writePrivateFile } from '../runtime/private-files.ts';
 import { CliError, exitUsage, printJson } from './output.ts';
 import { parsePositiveInteger } from './codec-commands.ts';
 
@@ -142,21 +143,6 @@ const restartsInRowMax = 10;
 /** The delay before the next restart of a node that exited `exitsInRow` times in a row (1 = the first). */
 export function restartDelayMs(exitsInRow: number): number {
   return Math.min(restartDelayMsMin * 2 ** Math.min(exitsInRow - 1, 30), restartDelayMsMax);
-}
-
-/** Files and folders `cluster up` writes hold keys, tokens and users' data: this user only. */
-const privateFileMode = 0o600;
-const privateFolderMode = 0o700;
-
-async function privateFolder(path: string): Promise<void> {
-  await mkdir(path, { recursive: true, mode: privateFolderMode });
-  await chmod(path, privateFolderMode);
-}
-
-async function writePrivateFile(path: string, text: string): Promise<void> {
-  await writeFile(path, text, { mode: privateFileMode });
-  // writeFile's mode applies only to a new file; one left by an older version is tightened too.
-  await chmod(path, privateFileMode);
 }
 
 async function clusterUp(options: ClusterUpOptions): Promise<void> {

@@ -8,7 +8,6 @@
  *
  * Start order: storage, network, consensus, gateway; stop order is the reverse.
  */
-import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Logger } from 'pino';
@@ -23,6 +22,7 @@ import { createJobService, type RunningJobService } from '../jobs/index.ts';
 import { createBlobStore, type BlobStore } from '../storage/blob/index.ts';
 import { createSpaceGuard } from '../storage/space.ts';
 import { startMemoryGovernor } from './memory.ts';
+import { privateFolder } from './private-files.ts';
 
 export interface MemberStatusView {
   name: string;
@@ -75,17 +75,6 @@ function memberView(member: Member, leader: string | null): MemberStatusView {
     heartbeatAgeMs: member.heartbeatAgeMs,
     self: member.self,
   };
-}
-
-/**
- * A node's folders hold users' files (blobs), its identity and its state: readable by its own user
- * only. Folders made by an older version with looser modes are tightened at start.
- */
-const privateFolderMode = 0o700;
-
-async function privateFolder(path: string): Promise<void> {
-  await mkdir(path, { recursive: true, mode: privateFolderMode });
-  await chmod(path, privateFolderMode);
 }
 
 export async function startNode(config: NodeConfig, logger: Logger): Promise<NodeRuntime> {
