@@ -434,7 +434,8 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
     },
     storageFailure: () => failure,
     status: () => core.status(),
-    isLeader: () => core.role === 'leader',
+    // A leader that cannot persist commits nothing: its scheduler and registry must not act as one.
+    isLeader: () => core.role === 'leader' && failure === null,
     leader: () => core.leader,
   };
 }
