@@ -84,6 +84,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   const space = createSpaceGuard({
     folders: config.blobStore.kind === 'folder' ? [config.dataDir, config.blobStore.path] : [config.dataDir],
     reserveBytes: config.jobs.diskReserveBytes,
+    reserveSetting: 'jobs.diskReserveBytes',
   });
   const memory = startMemoryGovernor({ logger });
   const db = new Level<string, unknown>(join(config.dataDir, 'state'));

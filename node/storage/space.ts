@@ -29,6 +29,8 @@ export interface SpaceGuardOptions {
   /** Folders whose file systems are written to: the data folder (LevelDB), a local blob folder. */
   folders: readonly string[];
   reserveBytes: number;
+  /** Where the user sets the reserve, named in the message (e.g. "jobs.diskReserveBytes"). */
+  reserveSetting?: string;
 }
 
 export function createSpaceGuard(options: SpaceGuardOptions): SpaceGuard {
@@ -53,7 +55,7 @@ export function createSpaceGuard(options: SpaceGuardOptions): SpaceGuard {
       for (const { folder, bytes: available } of await free()) {
         if (available - bytes < reserveBytes) {
           throw new InsufficientStorageError(
-            `${what}: not enough disk space on ${folder}: ${mebibytes(available)} free, ${mebibytes(bytes)} needed and ${mebibytes(reserveBytes)} kept in reserve`,
+            `${what}: not enough disk space on ${folder}: ${mebibytes(available)} free, ${mebibytes(bytes)} needed and ${mebibytes(reserveBytes)} kept in reserve${options.reserveSetting === undefined ? '' : ` (${options.reserveSetting})`}`,
           );
         }
       }
