@@ -4,13 +4,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { pino } from 'pino';
 import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNodesMax, type NodeConfig } from '../config/index.ts';
 import type { ClusterStatusView } from '../runtime/node.ts';
+import { privateFileMode, privateFolder, writePrivateFile } from '../runtime/private-files.ts';
 import { CliError, exitUsage, printJson } from './output.ts';
 import { parsePositiveInteger } from './codec-commands.ts';
 
@@ -72,6 +73,8 @@ async function runNode(configPath: string): Promise<void> {
     if (error instanceof ConfigError) throw new CliError(error.message);
     throw error;
   }
+  // Everything the node writes (LevelDB's files, blobs, logs) is for this user only: files 0600, folders 0700.
+  process.umask(0o077);
   const logger = pino({ base: { node: config.name }, level: process.env.DCAS_LOG_LEVEL ?? 'info' });
   // Loaded here, not at the top: libp2p and LevelDB would add most of a second to every other command.
   const { startNode } = await import('../runtime/node.ts');
@@ -129,12 +132,29 @@ async function checkPortsFree(configs: readonly NodeConfig[]): Promise<void> {
   }
 }
 
+/** A node that exits is restarted after this, doubling with each exit in a row, up to the maximum. */
+const restartDelayMsMin = 1_000;
+const restartDelayMsMax = 30_000;
+/** A node that ran this long before exiting counts as healthy: its next restart waits the minimum again. */
+const restartHealthyRunMs = 60_000;
+/** Exits in a row after which `cluster up` stops restarting a node (it keeps failing at start). */
+const restartsInRowMax = 10;
+
+/** The delay before the next restart of a node that exited `exitsInRow` times in a row (1 = the first). */
+export function restartDelayMs(exitsInRow: number): number {
+  return Math.min(restartDelayMsMin * 2 ** Math.min(exitsInRow - 1, 30), restartDelayMsMax);
+}
+
 async function clusterUp(options: ClusterUpOptions): Promise<void> {
+  // The nodes inherit it: LevelDB's files, blobs and logs are created 0600 in folders 0700.
+  process.umask(0o077);
   const dataDir = resolve(options.data);
-  await mkdir(join(dataDir, 'configs'), { recursive: true });
+  await privateFolder(dataDir);
+  await privateFolder(join(dataDir, 'configs'));
   const pskFile = join(dataDir, 'cluster.key');
   const existingKey = await readFile(pskFile, 'utf8').catch(() => undefined);
-  if (existingKey === undefined) await writeFile(pskFile, formatPsk(), { mode: 0o600 });
+  if (existingKey === undefined) await writePrivateFile(pskFile, formatPsk());
+  else await chmod(pskFile, privateFileMode);
   let configs: NodeConfig[];
   try {
     configs = localClusterConfigs({ nodes: options.nodes, dataDir, basePort: options.basePort, pskFile });
@@ -146,11 +166,12 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
   // can pin every name to its peer id before any node starts.
   const { pinPeers } = await import('../cluster/host/index.ts');
   configs = await pinPeers(configs);
-  const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string }> = [];
+  const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string; exitsInRow: number; gaveUp: boolean; restart?: NodeJS.Timeout }> = [];
   let stopping = false;
   const stopAll = async (exitCode: number) => {
     if (stopping) return;
     stopping = true;
+    for (const entry of children) if (entry.restart !== undefined) clearTimeout(entry.restart);
     if (!options.json) process.stderr.write('\nstopping all nodes...\n');
     await Promise.all(
       children.map(
@@ -171,25 +192,49 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
   process.once('SIGINT', () => void stopAll(0));
   process.once('SIGTERM', () => void stopAll(0));
 
-  for (const config of configs) {
-    const { source: _source, ...fields } = config;
-    const configPath = join(dataDir, 'configs', `${config.name}.json`);
-    await writeFile(configPath, `${JSON.stringify(fields, null, 2)}\n`);
-    await mkdir(config.dataDir, { recursive: true });
-    const logPath = join(config.dataDir, 'node.log');
-    const log = createWriteStream(logPath, { flags: 'a' });
-    const child = spawn(process.execPath, [...nodeProcessFlags, dcasEntry, 'node', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...nodeProcessEnv, ...process.env } });
+  /**
+   * Starts a node process; when it exits on its own, starts it again after a backoff and says so, so
+   * one node's crash (or a full disk it ran into) does not leave the cluster a member short.
+   */
+  function launch(entry: (typeof children)[number]): void {
+    const log = createWriteStream(entry.logPath, { flags: 'a', mode: privateFileMode });
+    const child = spawn(process.execPath, [...nodeProcessFlags, dcasEntry, 'node', '--config', entry.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...nodeProcessEnv, ...process.env } });
+    const startedAt = Date.now();
+    entry.child = child;
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
     child.once('exit', (code, signal) => {
       if (stopping) return;
-      process.stderr.write(`${config.name} exited (${signal ?? `code ${code}`}); log: ${logPath}\n`);
-      if (children.every(({ child: other }) => other.exitCode !== null || other.signalCode !== null)) {
-        process.stderr.write('dcas: every node of the cluster has exited\n');
-        void stopAll(1);
+      entry.exitsInRow = Date.now() - startedAt >= restartHealthyRunMs ? 1 : entry.exitsInRow + 1;
+      const how = signal ?? `code ${code}`;
+      if (entry.exitsInRow > restartsInRowMax) {
+        entry.gaveUp = true;
+        process.stderr.write(`${entry.config.name} exited (${how}) ${restartsInRowMax} times in a row; not restarting it; log: ${entry.logPath}\n`);
+        if (children.every((other) => other.gaveUp)) {
+          process.stderr.write('dcas: every node of the cluster has exited\n');
+          void stopAll(1);
+        }
+        return;
       }
+      const delayMs = restartDelayMs(entry.exitsInRow);
+      process.stderr.write(`${entry.config.name} exited (${how}); restarting it in ${delayMs / 1000} s (restart ${entry.exitsInRow} in a row); log: ${entry.logPath}\n`);
+      entry.restart = setTimeout(() => {
+        entry.restart = undefined;
+        if (stopping) return;
+        launch(entry);
+        process.stderr.write(`${entry.config.name} restarted (pid ${entry.child.pid})\n`);
+      }, delayMs);
     });
-    children.push({ config, child, configPath, logPath });
+  }
+
+  for (const config of configs) {
+    const { source: _source, ...fields } = config;
+    const configPath = join(dataDir, 'configs', `${config.name}.json`);
+    await writePrivateFile(configPath, `${JSON.stringify(fields, null, 2)}\n`);
+    await privateFolder(config.dataDir);
+    const entry = { config, child: undefined as unknown as ChildProcess, configPath, logPath: join(config.dataDir, 'node.log'), exitsInRow: 0, gaveUp: false };
+    children.push(entry);
+    launch(entry);
   }
   try {
     await Promise.all(children.map(({ config, child }) => waitHealthy(`http://${config.gateway.host}:${config.gateway.port}`, child, 30_000)));
@@ -213,7 +258,7 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     for (const node of summary) {
       process.stdout.write(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}\n`);
     }
-    process.stdout.write(`logs: ${join(dataDir, '<node>', 'node.log')}; restart one node: dcas node --config ${join(dataDir, 'configs', '<node>.json')}\n`);
+    process.stdout.write(`logs: ${join(dataDir, '<node>', 'node.log')}; a node that exits is restarted (backoff ${restartDelayMsMin / 1000} s doubling to ${restartDelayMsMax / 1000} s)\n`);
     process.stdout.write(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)\n`);
   }
   // A timer keeps the process alive until a signal or the last node's exit ends it (stopAll exits).

@@ -33,7 +33,7 @@ export interface RaftTransport {
   handle(protocol: string, handler: (from: NodeId, bytes: Uint8Array) => Promise<Uint8Array>): void;
 }
 
-export type ProposalErrorCode = 'TIMEOUT' | 'NO_LEADER' | 'REJECTED' | 'STOPPED';
+export type ProposalErrorCode = 'TIMEOUT' | 'NO_LEADER' | 'REJECTED' | 'STOPPED' | 'STORAGE_FAILED';
 
 export class ProposalError extends Error {
   readonly code: ProposalErrorCode;
@@ -43,6 +43,30 @@ export class ProposalError extends Error {
     this.name = 'ProposalError';
     this.code = code;
   }
+}
+
+/** INSUFFICIENT_STORAGE: the disk is full (ENOSPC). STORAGE_FAILED: any other write error. */
+export type StorageFailureCode = 'INSUFFICIENT_STORAGE' | 'STORAGE_FAILED';
+
+/**
+ * This node could not persist Raft state (or apply committed entries). Raised to the runtime instead
+ * of exiting: until a retry succeeds the node neither acks appends nor votes (nothing it would send
+ * leaves before its state is on disk), but it keeps serving reads of what it applied, and stays a
+ * member, so freeing space brings it back without a restart.
+ */
+export class StorageFailure extends Error {
+  readonly code: StorageFailureCode;
+
+  constructor(code: StorageFailureCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StorageFailure';
+    this.code = code;
+  }
+}
+
+export function isNoSpaceError(error: unknown): boolean {
+  const text = `${(error as NodeJS.ErrnoException)?.code ?? ''} ${(error as Error)?.message ?? ''} ${((error as Error)?.cause as Error | undefined)?.message ?? ''}`;
+  return /ENOSPC|No space left on device/i.test(text);
 }
 
 export interface ReplicatedStateOptions {
@@ -60,6 +84,8 @@ export interface ReplicatedStateOptions {
   /** Default for `propose`: how long to wait for a command to be committed and applied. */
   proposeTimeoutMs?: number;
   random?: () => number;
+  /** Called once when persisting starts failing, and once when a retry succeeded (with null). */
+  onStorageFailure?: (failure: StorageFailure | null) => void;
 }
 
 export interface ProposeOptions {
@@ -78,6 +104,8 @@ export interface ReplicatedState {
   /** Called for every command applied on this node, in log order. Returns an unsubscribe function. */
   subscribe(listener: (change: StateChange) => void): () => void;
   setLearners(ids: readonly NodeId[]): void;
+  /** Why this node cannot persist Raft state right now, or null when it can. */
+  storageFailure(): StorageFailure | null;
   status(): RaftStatus;
   /** Frames refused before reaching the core: malformed, or from a sender not allowed to send them. */
   frameStats(): FrameStats;
@@ -101,6 +129,9 @@ const refusedLogEvery = 100;
 const recentResultsMax = 16_384;
 const slowPersistMs = 500;
 const leaderWaitStepMs = 50;
+/** A failed persist is retried after this, doubling up to the maximum, until it succeeds. */
+const storageRetryMsMin = 500;
+const storageRetryMsMax = 30_000;
 
 interface Pending {
   resolve: (result: ApplyResult) => void;
@@ -139,20 +170,24 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   const voters: ReadonlySet<NodeId> = new Set(options.voters);
   let learners: ReadonlySet<NodeId> = new Set(options.learners ?? []);
   const frameStats: FrameStats = { malformed: 0, unauthorized: 0 };
+  /** A Ready taken from the core and not yet advanced: after a failed write it is retried as it is. */
+  let outstanding: Ready | undefined;
+  let failure: StorageFailure | null = null;
+  let retryMs = storageRetryMsMin;
+  let retryTimer: NodeJS.Timeout | undefined;
 
-  /** Drains every Ready in turn; a call while draining makes the current drain loop once more. */
-  function schedule(): void {
-    if (stopped) return;
+  /**
+   * Drains every Ready in turn; a call while draining makes the current drain loop once more. While
+   * storage is failing only the retry timer drains (`retry`), so the core takes no new input.
+   */
+  function schedule(retry = false): void {
+    if (stopped || (failure !== null && !retry)) return;
     if (draining !== undefined) {
       drainAgain = true;
       return;
     }
     draining = drain()
-      .catch((error: unknown) => {
-        // A failed write leaves the core ahead of its storage: continuing could break Raft's promises.
-        logger.fatal({ err: error }, 'raft: persisting or applying failed; stopping the node');
-        process.exit(70);
-      })
+      .catch((error: unknown) => storageFailed(error))
       .finally(() => {
         draining = undefined;
         if (drainAgain) {
@@ -162,9 +197,36 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       });
   }
 
+  /**
+   * A failed write leaves the core ahead of its storage. Stepping on could break Raft's promises and
+   * exiting would take a member away; so the node stops taking input and retries the same Ready.
+   */
+  function storageFailed(error: unknown): void {
+    const code: StorageFailureCode = isNoSpaceError(error) ? 'INSUFFICIENT_STORAGE' : 'STORAGE_FAILED';
+    const first = failure === null;
+    failure = new StorageFailure(code, `node ${id}: cannot persist Raft state (${code === 'INSUFFICIENT_STORAGE' ? 'disk full' : 'write failed'}): ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    logger.error({ err: error, code, retryMs }, 'raft: persisting or applying failed; not acking or voting until a retry succeeds; still serving reads');
+    if (first) options.onStorageFailure?.(failure);
+    if (stopped) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = undefined;
+      schedule(true);
+    }, retryMs);
+    retryMs = Math.min(retryMs * 2, storageRetryMsMax);
+  }
+
+  function storageRecovered(): void {
+    if (failure === null) return;
+    failure = null;
+    retryMs = storageRetryMsMin;
+    logger.warn('raft: persisting works again; taking part in the cluster');
+    options.onStorageFailure?.(null);
+  }
+
   async function drain(): Promise<void> {
-    while (!stopped && core.hasReady()) {
-      const ready = core.ready();
+    while (!stopped && (outstanding !== undefined || core.hasReady())) {
+      outstanding ??= core.ready();
+      const ready = outstanding;
       const persistStarted = performance.now();
       await storage.persist(ready);
       const persistMs = performance.now() - persistStarted;
@@ -173,6 +235,8 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       for (const message of ready.messages) transport.send(message.to, encode(message));
       await apply(ready);
       core.advance(ready);
+      outstanding = undefined;
+      storageRecovered();
       if (ready.softState !== null && ready.softState.role !== lastRole) {
         logger.info({ role: ready.softState.role, leader: ready.softState.leader, term: core.term }, 'raft: role changed');
         lastRole = ready.softState.role;
@@ -275,6 +339,8 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
 
   async function propose(proposal: Proposal, proposeOptions: ProposeOptions = {}): Promise<ApplyResult> {
     if (!running) throw new ProposalError('STOPPED', `node ${id} is not running`);
+    // Even a proposal another node commits would never be applied here while this node cannot persist.
+    if (failure !== null) throw new ProposalError('STORAGE_FAILED', failure.message);
     const command: StateCommand = { id: randomUUID(), ...proposal };
     validateCommand(command);
     const deadline = Date.now() + (proposeOptions.timeoutMs ?? proposeTimeoutMs);
@@ -319,7 +385,8 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   const isMember = (name: NodeId) => voters.has(name) || learners.has(name);
 
   transport.onMessage((from, bytes) => {
-    if (!running) return;
+    // Stepping while storage fails could grow the unpersisted log without bound; the leader resends.
+    if (!running || failure !== null) return;
     const message = parseRaftMessage(bytes);
     if (typeof message === 'string') return refuse('malformed', from, message);
     const problem = senderProblem(message, from, id, { voters, learners });
@@ -339,7 +406,7 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       return encode({ ok: false, code: 'REJECTED', message: frame });
     }
     try {
-      if (core.role !== 'leader') return encode({ ok: false, code: 'NO_LEADER', message: `${id} is not the leader` });
+      if (core.role !== 'leader' || failure !== null) return encode({ ok: false, code: 'NO_LEADER', message: `${id} is not the leader` });
       const result = await proposeLocally(frame.command, Math.min(frame.timeoutMs, proposeTimeoutMs));
       return encode({ ok: true, result });
     } catch (error) {
@@ -353,6 +420,7 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       if (running) return;
       running = true;
       ticker = setInterval(() => {
+        if (failure !== null) return;
         core.tick();
         schedule();
       }, options.tickMs);
@@ -361,8 +429,10 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
     async stop() {
       running = false;
       if (ticker !== undefined) clearInterval(ticker);
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
       await draining;
       stopped = true;
+      if (retryTimer !== undefined) clearTimeout(retryTimer);
       for (const [commandId, waiters] of pending) {
         for (const waiter of waiters) {
           clearTimeout(waiter.timer);
@@ -383,9 +453,11 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       learners = new Set(ids);
       schedule();
     },
+    storageFailure: () => failure,
     status: () => core.status(),
     frameStats: () => ({ ...frameStats }),
-    isLeader: () => core.role === 'leader',
+    // A leader that cannot persist commits nothing: its scheduler and registry must not act as one.
+    isLeader: () => core.role === 'leader' && failure === null,
     leader: () => core.leader,
   };
 }

@@ -140,6 +140,11 @@ const jobs = z.strictObject({
   uploadBytesMax: integerIn(1, Number.MAX_SAFE_INTEGER).default(64 * 1024 * mebibyte),
   /** Uploads this node's gateway accepts at once. */
   uploadsMax: integerIn(1, 10_000).default(16),
+  /**
+   * Disk space kept free on the data folder and a folder blob store, bytes: an upload that would eat
+   * into it is refused (or stopped) with INSUFFICIENT_STORAGE, so Raft's log never meets a full disk.
+   */
+  diskReserveBytes: integerIn(0, Number.MAX_SAFE_INTEGER).default(256 * mebibyte),
   /** Keep the original upload's staged chunks after the job completes. */
   keepOriginal: z.boolean(expecting('true or false')).default(false),
 });

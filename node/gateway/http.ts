@@ -84,7 +84,7 @@ function checkedPath(rawUrl: string): string | undefined {
   return path;
 }
 
-const jobErrorStatus: Record<string, number> = { NOT_FOUND: 404, NOT_READY: 503, BUSY: 503, UNAVAILABLE: 503, TOO_LARGE: 413, BAD_INPUT: 400 };
+const jobErrorStatus: Record<string, number> = { NOT_FOUND: 404, NOT_READY: 503, BUSY: 503, UNAVAILABLE: 503, TOO_LARGE: 413, BAD_INPUT: 400, INSUFFICIENT_STORAGE: 507 };
 
 export function createGateway(options: GatewayOptions): Gateway {
   const { routes, logger, jobs } = options;

@@ -30,6 +30,7 @@ export const errorCodes = [
   'NOT_READY',
   'BAD_INPUT',
   'UNAVAILABLE',
+  'INSUFFICIENT_STORAGE',
   'TIMEOUT',
   'CORRUPT',
   'INTERNAL',

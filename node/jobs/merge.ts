@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import { isNoSpaceError, type ReplicatedState } from '../cluster/replicated.ts';
 import { format } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateOp } from '../storage/state-store.ts';
@@ -121,8 +121,12 @@ export function createMerger(options: MergerOptions): Merger {
       try {
         result = merging.mode === 'compress' ? await mergeCompressed(merging, chunks) : await mergeDecompressed(merging, chunks);
       } catch (error) {
-        if (!(error as { permanent?: boolean }).permanent) throw error;
-        await updateJob(state, jobId, (job) => (job.state === 'merging' ? { ...stamp(job, 'failed'), error: (error as Error).message } : undefined));
+        // A full disk is final for this job: retrying the merge forever would hold its staged blobs,
+        // the very space that failing the job gives back.
+        const full = isNoSpaceError(error) || (error as { code?: string }).code === 'INSUFFICIENT_STORAGE';
+        if (!(error as { permanent?: boolean }).permanent && !full) throw error;
+        const reason = full ? `INSUFFICIENT_STORAGE: merging job ${jobId} ran out of disk space: ${(error as Error).message}` : (error as Error).message;
+        await updateJob(state, jobId, (job) => (job.state === 'merging' ? { ...stamp(job, 'failed'), error: reason } : undefined));
         await cleanup(jobId);
         return;
       }

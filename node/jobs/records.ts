@@ -48,7 +48,10 @@ export interface ChunkRecord {
   /** Incremented on every assignment; output blobs and completions are keyed by it. */
   attempt: number;
   node: string | null;
+  /** Attempts used up: failures the worker reported, and lapses on workers that had proven themselves. */
   failures: number;
+  /** Every lease that lapsed on this chunk, whoever held it (absent until the first; bounded by the scheduler). */
+  lapses?: number;
   lastError: string | null;
   /** The staged input: original bytes (compress) or a whole chunk record of a .dcz (decompress). */
   input: string;

@@ -8,9 +8,11 @@
 import type { Logger } from 'pino';
 import type { Member } from '../cluster/host/index.ts';
 import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { StateOp } from '../storage/state-store.ts';
 import type { JobsConfig } from '../config/index.ts';
 import { activeJobIds, activeKey, casChunk, chunkKey, readChunks, readJob, updateJob, stamp, type ChunkRecord, type JobRecord } from './records.ts';
 import type { Merger } from './merge.ts';
+import { lapseCountsAgainstChunk, planAssignments, recordCompletion, recordLapse, type HealthBook, type HealthPolicy, type WorkerSlots } from './worker-health.ts';
 
 export interface SchedulerOptions {
   state: ReplicatedState;
@@ -29,18 +31,21 @@ export interface Scheduler {
   stop(): Promise<void>;
 }
 
-/** A node may take chunks while it is alive and has free slots. */
-interface Capacity {
-  name: string;
-  free: number;
-  queue: number;
-}
+/**
+ * A chunk whose lease lapses this many times per attempt it may fail is parked as dead, whoever held
+ * it: lapses on unproven workers do not use up attempts (worker-health.ts), but must not loop forever.
+ */
+const lapsesPerAttemptMax = 4;
+/** The longest quarantine of a worker whose leases keep lapsing, in leases. */
+const quarantineLeasesMax = 16;
 
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { state, config, logger, merger } = options;
   const intervalMs = options.intervalMs ?? 250;
   const leases = new Map<string, number>();
   const merging = new Set<string>();
+  const health: HealthBook = new Map();
+  const healthPolicy: HealthPolicy = { quarantineMsBase: config.leaseMs, quarantineMsMax: config.leaseMs * quarantineLeasesMax };
   let timer: NodeJS.Timeout | undefined;
   let unsubscribe: (() => void) | undefined;
   let round: Promise<void> | undefined;
@@ -63,16 +68,23 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       });
   }
 
-  function capacities(assigned: Map<string, number>): Capacity[] {
+  function workerSlots(assigned: Map<string, number>): WorkerSlots[] {
     return options
       .members()
       .filter((member) => member.status === 'alive')
       .map((member) => {
         const workers = member.load?.workers ?? options.workersDefault ?? 1;
-        const free = workers * config.inFlightPerWorker - (assigned.get(member.name) ?? 0);
-        return { name: member.name, free, queue: member.load?.queue ?? 0 };
-      })
-      .filter((capacity) => capacity.free > 0);
+        return { name: member.name, slots: workers * config.inFlightPerWorker, inFlight: assigned.get(member.name) ?? 0, queue: member.load?.queue ?? 0 };
+      });
+  }
+
+  /** Completions as the log applies them: each one is a lease its worker served. */
+  function observeCompletions(ops: readonly StateOp[]): void {
+    for (const op of ops) {
+      if (op.op !== 'put' || !op.key.startsWith('chunks/')) continue;
+      const chunk = op.value as unknown as ChunkRecord;
+      if (chunk.state === 'done' && chunk.node !== null) recordCompletion(health, chunk.node);
+    }
   }
 
   async function tick(): Promise<void> {
@@ -106,8 +118,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         const key = chunkKey(chunk.job, chunk.index);
         const deadline = leases.get(key) ?? now + config.leaseMs;
         leases.set(key, deadline);
-        if (!alive.has(chunk.node!) || now > deadline) {
-          await release(chunk, alive.has(chunk.node!) ? `lease of ${config.leaseMs} ms lapsed on ${chunk.node}` : `node ${chunk.node} is dead`);
+        if (!alive.has(chunk.node!)) {
+          await release(chunk, `node ${chunk.node} is dead`, { usesAttempt: true, lapsed: false });
+        } else if (now > deadline) {
+          const usesAttempt = lapseCountsAgainstChunk(health, chunk.node!);
+          recordLapse(health, chunk.node!, now, healthPolicy);
+          await release(chunk, `lease of ${config.leaseMs} ms lapsed on ${chunk.node}`, { usesAttempt, lapsed: true });
         } else {
           assigned.set(chunk.node!, (assigned.get(chunk.node!) ?? 0) + 1);
         }
@@ -119,13 +135,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         startMerge(job);
       }
     }
-    await assign(pending, capacities(assigned));
+    await assign(pending, workerSlots(assigned), now);
   }
 
   async function failIfDead(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<boolean> {
     const dead = chunks.find((chunk) => chunk.state === 'dead');
     if (dead === undefined) return false;
-    const reason = `chunk ${dead.index} failed ${dead.failures} times; last error: ${dead.lastError ?? 'unknown'}`;
+    const lapses = dead.lapses ?? 0;
+    const reason = `chunk ${dead.index} failed ${dead.failures} times${lapses > 0 ? ` (its lease lapsed ${lapses} times)` : ''}; last error: ${dead.lastError ?? 'unknown'}`;
     await updateJob(
       state,
       job.id,
@@ -166,33 +183,39 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     return true;
   }
 
-  /** Takes a chunk back from its node; after too many failures it is parked as dead. */
-  async function release(chunk: ChunkRecord, reason: string): Promise<void> {
-    const failures = chunk.failures + 1;
+  /**
+   * Takes a chunk back from its node; after too many failures (or lapses) it is parked as dead.
+   * `usesAttempt`: this counts as one of the chunk's attempts; `lapsed`: its lease lapsed.
+   */
+  async function release(chunk: ChunkRecord, reason: string, how: { usesAttempt: boolean; lapsed: boolean }): Promise<void> {
+    const { lapsed } = how;
+    const failures = chunk.failures + (how.usesAttempt ? 1 : 0);
+    const lapses = (chunk.lapses ?? 0) + (lapsed ? 1 : 0);
+    const exhausted = failures >= config.attemptsMax || lapses >= config.attemptsMax * lapsesPerAttemptMax;
     const next: ChunkRecord = {
       ...chunk,
-      state: failures >= config.attemptsMax ? 'dead' : 'pending',
+      state: exhausted ? 'dead' : 'pending',
       node: null,
       failures,
       lastError: `chunk ${chunk.index}: ${reason}`,
     };
+    if (lapsed) next.lapses = lapses;
     leases.delete(chunkKey(chunk.job, chunk.index));
     if (await casChunk(state, chunk, next)) logger.info({ job: chunk.job, chunk: chunk.index, reason, failures }, 'scheduler: chunk released');
   }
 
-  /** Gives each pending chunk to the node with the most free slots (ties: shortest queue). */
-  async function assign(pending: readonly ChunkRecord[], nodes: Capacity[]): Promise<void> {
+  /** Gives pending chunks to the workers that earned them (worker-health.ts decides who). */
+  async function assign(pending: readonly ChunkRecord[], workers: readonly WorkerSlots[], now: number): Promise<void> {
     const proposals: Promise<unknown>[] = [];
+    const assignable: ChunkRecord[] = [];
     for (const chunk of pending) {
-      if (chunk.failures >= config.attemptsMax) {
-        proposals.push(casChunk(state, chunk, { ...chunk, state: 'dead' }));
-        continue;
-      }
-      nodes.sort((a, b) => b.free - a.free || a.queue - b.queue);
-      const target = nodes[0];
-      if (target === undefined || target.free <= 0) break;
-      target.free--;
-      const next: ChunkRecord = { ...chunk, state: 'assigned', node: target.name, attempt: chunk.attempt + 1, assignedAt: chunk.assignedAt ?? new Date().toISOString() };
+      if (chunk.failures >= config.attemptsMax) proposals.push(casChunk(state, chunk, { ...chunk, state: 'dead' }));
+      else assignable.push(chunk);
+    }
+    const plan = planAssignments(assignable.length, workers, health, now);
+    for (const [i, target] of plan.entries()) {
+      const chunk = assignable[i];
+      const next: ChunkRecord = { ...chunk, state: 'assigned', node: target, attempt: chunk.attempt + 1, assignedAt: chunk.assignedAt ?? new Date().toISOString() };
       leases.set(chunkKey(chunk.job, chunk.index), Date.now() + config.leaseMs);
       proposals.push(casChunk(state, chunk, next));
     }
@@ -211,7 +234,9 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   return {
     start() {
       unsubscribe = state.subscribe((change) => {
-        if (change.applied) trigger();
+        if (!change.applied) return;
+        observeCompletions(change.command.ops);
+        trigger();
       });
       timer = setInterval(trigger, intervalMs);
       trigger();

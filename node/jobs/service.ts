@@ -13,6 +13,7 @@ import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, mapOrdered, type CodecPool } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
+import type { SpaceGuard } from '../storage/space.ts';
 import { createMerger } from './merge.ts';
 import { blobKeys, chunkPrefix, jobIdPattern, jobKey, readChunks, readJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { createScheduler } from './scheduler.ts';
@@ -33,6 +34,8 @@ export interface JobServiceOptions {
   peers?: JobPeers;
   state: ReplicatedState;
   blobs: BlobStore;
+  /** Free space on this node's disks: new uploads are refused with INSUFFICIENT_STORAGE when it runs low. */
+  space: SpaceGuard;
   pool: CodecPool;
   config: JobsConfig;
   logger: Logger;
@@ -278,7 +281,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       uploads++;
       let session;
       try {
-        session = await startUploadSession(request, { node, state, blobs, config, logger, onEnd: () => uploads-- });
+        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads-- });
       } catch (error) {
         uploads--;
         throw error;

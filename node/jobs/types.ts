@@ -73,7 +73,8 @@ export interface Download {
   stream: AsyncIterable<Uint8Array>;
 }
 
-export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE';
+/** INSUFFICIENT_STORAGE: this node's disk (data or blob folder) is too full to take new work; reads still work. */
+export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE';
 
 export class JobError extends Error {
   readonly code: JobErrorCode;

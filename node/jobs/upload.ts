@@ -11,10 +11,11 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Logger } from 'pino';
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import { isNoSpaceError, ProposalError, type ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, rechunk, streamSource, type ByteSource } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
-import type { BlobStore } from '../storage/blob/types.ts';
+import { BlobError, type BlobStore } from '../storage/blob/types.ts';
+import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
 import { blobKeys, casChunk, chunkKey, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
 
@@ -32,6 +33,8 @@ export interface UploadContext {
   blobs: BlobStore;
   config: JobsConfig;
   logger: Logger;
+  /** Free space on this node's disks, checked before the upload is accepted and before each chunk is staged. */
+  space: SpaceGuard;
   /** Called when the session ends, either way. */
   onEnd: () => void;
 }
@@ -77,9 +80,38 @@ export async function detectMime(probe: Uint8Array): Promise<string> {
   return looksLikeText(probe) ? 'text/plain' : 'application/octet-stream';
 }
 
+/**
+ * A failure that means "this node's disk is full", as the INSUFFICIENT_STORAGE the client gets, or
+ * undefined for any other failure.
+ */
+export function storageJobError(error: unknown, state: ReplicatedState): JobError | undefined {
+  if (error instanceof JobError) return error.code === 'INSUFFICIENT_STORAGE' ? error : undefined;
+  const full =
+    error instanceof InsufficientStorageError ||
+    (error instanceof BlobError && error.code === 'INSUFFICIENT_STORAGE') ||
+    (error instanceof ProposalError && error.code === 'STORAGE_FAILED' && state.storageFailure()?.code === 'INSUFFICIENT_STORAGE') ||
+    isNoSpaceError(error);
+  return full ? new JobError('INSUFFICIENT_STORAGE', (error as Error).message) : undefined;
+}
+
+/**
+ * Refuses new work while this node cannot persist Raft state, or when an upload of `bytes` would eat
+ * into the disk reserve. A declared size counts twice: the staged original and its coded result.
+ */
+async function checkRoomForUpload(context: UploadContext, bytes: number, fileName: string): Promise<void> {
+  const failure = context.state.storageFailure();
+  if (failure !== null) throw new JobError(failure.code === 'INSUFFICIENT_STORAGE' ? 'INSUFFICIENT_STORAGE' : 'UNAVAILABLE', `upload of ${fileName} refused: ${failure.message}`);
+  try {
+    await context.space.check(bytes * 2, `upload of ${fileName}`);
+  } catch (error) {
+    throw storageJobError(error, context.state) ?? error;
+  }
+}
+
 export async function startUploadSession(request: UploadRequest, context: UploadContext): Promise<StagingSession> {
-  const { state, blobs, config, logger } = context;
+  const { state, blobs, config, logger, space } = context;
   const { fileName, chunkSize } = validateUploadRequest(request, config);
+  await checkRoomForUpload(context, request.size ?? 0, fileName);
   const id = newJobId();
   const job: JobRecord = stamp(
     stamp(
@@ -118,6 +150,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   async function stage(bytes: Uint8Array, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): Promise<void> {
     const index = chunks++;
     const key = blobKeys.input(id, index);
+    await space.check(bytes.length, `upload ${id}: chunk ${index}`);
     await blobs.put(key, bytes);
     const record: ChunkRecord = {
       job: id,
@@ -232,9 +265,10 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   }
 
   async function failed(error: unknown): Promise<never> {
-    const reason = error instanceof CodecError ? `not a valid .dcz: ${error.message}` : (error as Error).message;
+    const full = storageJobError(error, state);
+    const reason = full !== undefined ? `INSUFFICIENT_STORAGE: ${full.message}` : error instanceof CodecError ? `not a valid .dcz: ${error.message}` : (error as Error).message;
     await fail(reason);
-    throw error instanceof JobError ? error : new JobError(error instanceof CodecError ? 'BAD_INPUT' : 'UNAVAILABLE', reason);
+    throw full ?? (error instanceof JobError ? error : new JobError(error instanceof CodecError ? 'BAD_INPUT' : 'UNAVAILABLE', reason));
   }
 
   return {

@@ -8,7 +8,6 @@
  *
  * Start order: storage, network, consensus, gateway; stop order is the reverse.
  */
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Logger } from 'pino';
@@ -21,7 +20,9 @@ import { createCodecPool, format, type CodecPool } from '../codec/index.ts';
 const chunkBytesMax = format.chunkBytesMax;
 import { createJobService, type RunningJobService } from '../jobs/index.ts';
 import { createBlobStore, type BlobStore } from '../storage/blob/index.ts';
+import { createSpaceGuard } from '../storage/space.ts';
 import { startMemoryGovernor } from './memory.ts';
+import { privateFolder } from './private-files.ts';
 
 export interface MemberStatusView {
   name: string;
@@ -77,7 +78,14 @@ function memberView(member: Member, leader: string | null): MemberStatusView {
 }
 
 export async function startNode(config: NodeConfig, logger: Logger): Promise<NodeRuntime> {
-  await mkdir(config.dataDir, { recursive: true });
+  await privateFolder(config.dataDir);
+  await privateFolder(join(config.dataDir, 'state'));
+  if (config.blobStore.kind === 'folder') await privateFolder(config.blobStore.path);
+  const space = createSpaceGuard({
+    folders: config.blobStore.kind === 'folder' ? [config.dataDir, config.blobStore.path] : [config.dataDir],
+    reserveBytes: config.jobs.diskReserveBytes,
+    reserveSetting: 'jobs.diskReserveBytes',
+  });
   const memory = startMemoryGovernor({ logger });
   const db = new Level<string, unknown>(join(config.dataDir, 'state'));
   await db.open();
@@ -103,9 +111,14 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       tickMs: config.raft.tickMs,
       electionTicks: config.raft.electionTicks,
       heartbeatTicks: config.raft.heartbeatTicks,
+      // The node stays up and keeps serving reads; new uploads are refused until a retry succeeds.
+      onStorageFailure: (failure) => {
+        if (failure !== null) logger.error({ code: failure.code, err: failure }, 'node: cannot persist Raft state; refusing new work, serving reads');
+        else logger.warn('node: persisting Raft state works again; accepting new work');
+      },
     });
     const replicated = state;
-    const jobService = createJobService({ node: config.name, state: replicated, blobs, pool, config: config.jobs, logger, members: () => host.members(), peers: host });
+    const jobService = createJobService({ node: config.name, state: replicated, blobs, space, pool, config: config.jobs, logger, members: () => host.members(), peers: host });
     jobs = jobService;
     host.setStatusProvider(() => {
       const status = replicated.status();
@@ -149,7 +162,11 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),
       routes: {
         health: () => ({ ok: true, node: config.name }),
-        ready: () => (replicated.leader() === null ? { ready: false, reason: 'no coordinator known yet' } : { ready: true }),
+        ready: () => {
+          const failure = replicated.storageFailure();
+          if (failure !== null) return { ready: false, reason: failure.message };
+          return replicated.leader() === null ? { ready: false, reason: 'no coordinator known yet' } : { ready: true };
+        },
         clusterStatus,
         state: async (prefix, limit) => ({ entries: Object.fromEntries(await replicated.list(prefix, limit)) }),
       },

@@ -34,12 +34,14 @@ export interface TestCluster {
 export interface TestClusterOptions {
   nodes: number;
   overrides?: Pick<NodeConfigInput, 'membership' | 'raft' | 'workers' | 'jobs'>;
+  /** The folder to make the cluster's data folder in (default: the system's temporary folder). */
+  parentDir?: string;
   /** Changes applied to each config after the local-cluster layout (e.g. a GCS blob store, a token). */
   edit?: (config: NodeConfig) => NodeConfig;
 }
 
 export async function createTestCluster(options: TestClusterOptions): Promise<TestCluster> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'dcas-cluster-'));
+  const dataDir = await mkdtemp(join(options.parentDir ?? tmpdir(), 'dcas-cluster-'));
   const pskFile = join(dataDir, 'cluster.key');
   await writeFile(pskFile, formatPsk());
   const basePort = await freeBasePort(options.nodes);

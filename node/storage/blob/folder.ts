@@ -46,6 +46,9 @@ const tempStaleMs = 60 * 60 * 1000;
 const tempNamePattern = /^\..+\.tmp-\d+-[0-9a-f]{12}$/;
 /** A concurrent delete may remove an empty folder between our mkdir and our open; try again this often. */
 const createAttemptsMax = 5;
+/** Blobs hold users' files: readable by this node's user only (as are the folders above them). */
+const fileMode = 0o600;
+const folderMode = 0o700;
 
 interface Footer {
   size: number;
@@ -113,8 +116,8 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
     for (let attempt = 1; ; attempt++) {
       const tempPath = join(folder, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
       try {
-        await mkdir(folder, { recursive: true });
-        return { file: await open(tempPath, 'wx'), tempPath };
+        await mkdir(folder, { recursive: true, mode: folderMode });
+        return { file: await open(tempPath, 'wx', fileMode), tempPath };
       } catch (error) {
         if (isCode(error, 'ENOENT') && attempt < createAttemptsMax) continue;
         if (isCode(error, 'ENOTDIR', 'EEXIST')) throw new BlobError('BAD_KEY', `${where}: a folder segment of the key is already a blob`);
@@ -486,5 +489,6 @@ function isCode(error: unknown, ...codes: string[]): boolean {
 
 function ioError(where: string, error: unknown): BlobError {
   if (error instanceof BlobError) return error;
+  if (isCode(error, 'ENOSPC', 'EDQUOT')) return new BlobError('INSUFFICIENT_STORAGE', `${where}: the disk is full: ${(error as Error).message}`);
   return new BlobError('IO', `${where}: ${error instanceof Error ? error.message : String(error)}`);
 }

@@ -78,9 +78,10 @@ export interface BlobStore {
  * NOT_FOUND: no blob under the key. CHECKSUM_MISMATCH: stored bytes do not match their CRC32C.
  * BAD_KEY: a key or prefix breaks the rules above (or, in the folder store, a key is both a blob and
  * a prefix of others). BAD_RANGE: a range outside the blob. BAD_METADATA: metadata too large or
- * not strings. UNAVAILABLE: the backend failed transiently and retries ran out. IO: anything else.
+ * not strings. UNAVAILABLE: the backend failed transiently and retries ran out. INSUFFICIENT_STORAGE:
+ * the disk (or quota) is full. IO: anything else.
  */
-export type BlobErrorCode = 'NOT_FOUND' | 'CHECKSUM_MISMATCH' | 'BAD_KEY' | 'BAD_RANGE' | 'BAD_METADATA' | 'UNAVAILABLE' | 'IO';
+export type BlobErrorCode = 'NOT_FOUND' | 'CHECKSUM_MISMATCH' | 'BAD_KEY' | 'BAD_RANGE' | 'BAD_METADATA' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE' | 'IO';
 
 export class BlobError extends Error {
   readonly code: BlobErrorCode;
