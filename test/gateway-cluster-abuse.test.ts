@@ -5,6 +5,7 @@
  * holder still served; a WebSocket from a foreign page (Origin: http://evil.example) is refused.
  */
 import { readFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { WebSocket } from 'ws';
@@ -16,7 +17,7 @@ const memoryBytesMax = 300 * 1024 * 1024;
 let cluster: TestCluster;
 
 test.before(async () => {
-  cluster = await createTestCluster({ nodes: 3, edit: (config) => ({ ...config, token }) });
+  cluster = await createTestCluster({ nodes: 3, edit: (config) => ({ ...config, token, gateway: { ...config.gateway, allowedHosts: ['dcas.internal'] } }) });
   for (const config of cluster.configs) cluster.start(config.name);
   await waitFor('3 alive members and one coordinator', 60_000, () => cluster.agreed(3), () => cluster.logs());
   // Jobs with long names, so each `jobs` reply is large (about 100 KB), as on a busy cluster.
@@ -93,6 +94,26 @@ test('a WebSocket with Origin http://evil.example is refused (403) by a real nod
   socket.terminate();
   assert.is(status, 403);
   assert.is(await tokenHolderListsJobs('node2'), 5);
+});
+
+/** The status of GET /healthz on a node with the given Host header. */
+function healthWithHost(name: string, host: string): Promise<number> {
+  const url = new URL(cluster.gateway(name));
+  return new Promise((resolve, reject) => {
+    const request = httpRequest({ host: url.hostname, port: url.port, path: '/healthz', headers: { host } }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+test('a real node serves the names in its gateway.allowedHosts and answers 421 to others (DNS rebinding)', async () => {
+  const port = new URL(cluster.gateway('node3')).port;
+  assert.is(await healthWithHost('node3', `dcas.internal:${port}`), 200);
+  assert.is(await healthWithHost('node3', `127.0.0.1:${port}`), 200);
+  assert.is(await healthWithHost('node3', `evil.example:${port}`), 421);
 });
 
 test.run();
