@@ -82,18 +82,31 @@ test('the overall deadline ends a wait that would never end, with TIMEOUT', asyn
   await rejects(connect({ server: gateways[0].url(), token, deadlineAtMs: Date.now() - 1 }), /deadline/);
 });
 
+const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
+
+function runDcas(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [dcas, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (data: Buffer) => (stdout += data.toString('utf8')));
+  child.stderr.on('data', (data: Buffer) => (stderr += data.toString('utf8')));
+  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
+}
+
 test('dcas status --watch --timeout gives up with exit 1 and one line', async () => {
   const client = await connect({ server: gateways[0].url(), token });
   const job = await client.upload(Buffer.from('never done'), { fileName: 'n.txt' });
   await client.close();
-  const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
-  const child = spawn(process.execPath, [dcas, 'status', job.id, '--watch', '--timeout', '1', '--server', gateways[0].url(), '--token', token], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (data: Buffer) => (stderr += data.toString('utf8')));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
-  assert.is(code, 1);
-  assert.match(stderr, /^dcas: gave up at the deadline .*--timeout/);
-  assert.is(stderr.trim().split('\n').length, 1);
+  const result = await runDcas(['status', job.id, '--watch', '--timeout', '1', '--server', gateways[0].url(), '--token', token]);
+  assert.is(result.code, 1);
+  assert.match(result.stderr, /^dcas: gave up at the deadline .*--timeout/);
+  assert.is(result.stderr.trim().split('\n').length, 1);
+});
+
+test('dcas tries the gateways of --server a,b in order', async () => {
+  const result = await runDcas(['jobs', '--json', '--server', `http://127.0.0.1:1, ${gateways[1].url()}`, '--token', token]);
+  assert.is(result.code, 0, result.stderr);
+  assert.ok(Array.isArray(JSON.parse(result.stdout)));
 });
 
 test.run();

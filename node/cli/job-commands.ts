@@ -38,9 +38,15 @@ function withConnectionOptions(command: Command): Command {
     .option('--json', 'print one JSON document');
 }
 
+/**
+ * Without --server or DCAS_SERVER the CLI means "the local cluster": the first node, then the other
+ * voters of a default `dcas cluster up` (gateways 7702-7705), so a stopped node1 is not a dead end.
+ */
+const localClusterServers = [defaultServer, ...[2, 3, 4, 5].map((index) => `http://127.0.0.1:${7700 + index}`)].join(',');
+
 /** The client options the command line gives: servers in order, the token, the deadline. */
 function connectOptions(options: ConnectionOptions): ConnectOptions {
-  const servers = (options.server ?? process.env.DCAS_SERVER ?? defaultServer).split(',').map((text) => text.trim()).filter((text) => text !== '');
+  const servers = (options.server ?? process.env.DCAS_SERVER ?? localClusterServers).split(',').map((text) => text.trim()).filter((text) => text !== '');
   if (servers.length === 0) throw new CliError('--server: no gateway given', exitUsage);
   const [server, ...fallbackServers] = servers.map((text) => serverUrl(text));
   const token = options.token ?? process.env.DCAS_TOKEN;

@@ -77,12 +77,18 @@ export function clampedLimit(text: string | null, fallback: number, max: number)
 /** Bytes a client may leave unread on its socket before the node stops answering it (pipelined requests). */
 const responseBufferedBytesMax = 8 * 1024 * 1024;
 
+/**
+ * A client with more than the bound unread on its socket is not reading: it is disconnected instead of
+ * answered. Node stops parsing pipelined requests while a response waits, so this is a second line.
+ */
+function dropIfNotReading(response: ServerResponse): boolean {
+  if ((response.socket?.writableLength ?? 0) <= responseBufferedBytesMax) return false;
+  response.socket?.destroy();
+  return true;
+}
+
 function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  // Node stops parsing pipelined requests while a response waits, so this is a second line of defence.
-  if ((response.socket?.writableLength ?? 0) > responseBufferedBytesMax) {
-    response.socket?.destroy();
-    return;
-  }
+  if (dropIfNotReading(response)) return;
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
@@ -174,6 +180,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       case '/metrics': {
         const text = await metrics.render();
+        if (dropIfNotReading(response)) return;
         response.writeHead(200, { 'content-type': metrics.contentType, 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' });
         response.end(text);
         return;
