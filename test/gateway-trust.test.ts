@@ -137,6 +137,7 @@ test('512 idle connections without hello from one address do not lock out a toke
   }
   // Each new one closed the oldest from the same address: the node holds at most 16 of them.
   assert.ok(node.gateway.stats().connections <= 16, `connections held: ${node.gateway.stats().connections}`);
+  assert.is(node.gateway.stats().connectionsPending, 16);
   await assertTokenHolderServed();
   for (const socket of idle) socket.terminate();
   await eventually(() => node.gateway.stats().connections === 0, 'all idle sockets gone', 10_000);
@@ -195,6 +196,7 @@ test('a client that asks at a pace the queue allows but never reads is dropped a
   await new Promise((resolve) => socket.once('open', resolve));
   socket.send(JSON.stringify({ type: 'hello', version: 1, token }));
   socket.pause();
+  const dropped = node.gateway.stats().clientsDropped;
   let sent = 0;
   // 100 KB replies against a 1 MiB budget (plus what the kernel's socket buffers take): a few hundred.
   while (node.gateway.stats().connections > 0 && sent < 5_000) {
@@ -203,6 +205,7 @@ test('a client that asks at a pace the queue allows but never reads is dropped a
   }
   assert.ok(sent < 5_000, 'dropped before all 5,000 requests were sent');
   await eventually(() => node.gateway.stats().connections === 0, 'dropped', 10_000);
+  assert.is(node.gateway.stats().clientsDropped, dropped + 1, 'dropped for not reading, not for queueing');
   socket.terminate();
   await assertTokenHolderServed();
 });

@@ -203,6 +203,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
   let downloadsActive = 0;
   let uploadBufferedBytes = 0;
   let uploadBufferedBytesPeak = 0;
+  let clientsDropped = 0;
   let stopping = false;
 
   const heartbeat = setInterval(() => {
@@ -234,7 +235,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
   function dropIfNotReading(connection: Connection): boolean {
     const bufferedBytes = connection.socket.bufferedAmount;
     if (bufferedBytes <= limits.replyBufferedBytesMax) return false;
-    if (!connection.closed) {
+    if (!connection.closing) {
+      clientsDropped++;
       logger.info({ connection: connection.id, remote: connection.remote, bufferedBytes }, 'gateway: client is not reading its replies; dropping it');
     }
     connection.closing = true;
@@ -888,6 +890,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     handleUpgrade,
     stats: () => ({
       connections: connections.size,
+      connectionsPending: pendingCount,
+      clientsDropped,
       uploadsActive,
       downloadsActive,
       watches: [...connections].reduce((sum, connection) => sum + connection.watches.size, 0),
