@@ -9,6 +9,11 @@
  *   exceed the window however fast its client sends. Overrunning the credit closes the connection.
  * - Every size is capped: frames (by ws's maxPayload, before a payload is buffered), control messages,
  *   connections, uploads, watches, queued download bytes, bad messages per connection.
+ * - What a node sends is capped too: every send checks the bytes already queued to that client, and a
+ *   client over its budget is dropped (it is not reading); pongs are bounded by ws (maxPendingAutoPongs).
+ *   A connection's requests run a few at a time; while more wait, its socket is not read.
+ * - Idle sockets cannot lock others out: sockets before hello are counted apart from welcomed ones,
+ *   per address, and a new one from a full address replaces that address's oldest.
  * - A failure in one connection is answered on that connection only; the process never crashes.
  */
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
