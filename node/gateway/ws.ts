@@ -83,8 +83,10 @@ export const defaultGatewayLimits: GatewayLimits = {
   uploadIdleMs: 60_000,
   connectionsMax: 512,
   connectionsPerAddressMax: 128,
-  pendingConnectionsMax: 64,
-  pendingConnectionsPerAddressMax: 16,
+  // A program that opens many connections at once (a load test) has them all pending for a round trip;
+  // 64 covers such a burst, and idle sockets beyond it only ever replace each other.
+  pendingConnectionsMax: 256,
+  pendingConnectionsPerAddressMax: 64,
   // A reply is sent whole even when it alone is large (a long job list), so this bounds the backlog of
   // a client that does not read, not the size of one reply.
   replyBufferedBytesMax: 8 * 1024 * 1024,
