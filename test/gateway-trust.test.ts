@@ -210,4 +210,15 @@ test('a client that asks at a pace the queue allows but never reads is dropped a
   await assertTokenHolderServed();
 });
 
+test('with the default limits, 60 clients connecting at once from one address are all welcomed', async () => {
+  const busy = await startTestGateway({ token });
+  try {
+    const clients = await Promise.all(Array.from({ length: 60 }, () => connect({ server: busy.url, token })));
+    assert.is(busy.gateway.stats().connections, 60);
+    await Promise.all(clients.map((client) => client.close()));
+  } finally {
+    await busy.stop();
+  }
+});
+
 test.run();
