@@ -152,4 +152,21 @@ test('usage errors exit 2: missing arguments, a bad chunk size, a bad server URL
   }
 });
 
+test('job names with bidi overrides, C1 controls, zero-width and escape characters are printed as visible escapes', async () => {
+  const name = 'invoice\u202Efdp.exe\u0085\u200B\u001b[31mred\\x';
+  const session = await node.jobs.startUpload({ fileName: name, mode: 'compress' });
+  await session.write(Buffer.from('x'));
+  node.jobs.update(session.jobId, { error: 'chunk 0 of \u202Eevil\u001b]0;title\u0007' });
+  const [listed, shown, json] = await Promise.all([run(['jobs']), run(['status', session.jobId]), run(['status', session.jobId, '--json'])]);
+  for (const result of [listed, shown]) {
+    assert.is(result.code, 0, result.stderr);
+    assert.ok(result.stdout.includes('invoice\\u{202E}fdp.exe\\u{0085}\\u{200B}\\u{001B}[31mred\\\\x'), result.stdout);
+    assert.not.match(result.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u200b\u202e]/);
+  }
+  assert.ok(shown.stdout.includes('chunk 0 of \\u{202E}evil\\u{001B}]0;title\\u{0007}'), shown.stdout);
+  // JSON keeps the name exactly (a script reads the same string) but writes it with escapes.
+  assert.not.match(json.stdout, /[\u007f-\u009f\u200b\u202e]/);
+  assert.is(JSON.parse(json.stdout).fileName, name);
+});
+
 test.run();

@@ -8,32 +8,64 @@ import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { format } from '../codec/index.ts';
-import { connect, DcasClientError, terminalStates, type DcasClient, type JobView } from '../client/index.ts';
+import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { parseSize } from './codec-commands.ts';
-import { CliError, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
+import { CliError, escapeForTerminal, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
 
 interface ConnectionOptions {
   server?: string;
   token?: string;
   json?: boolean;
+  /** Seconds the whole command may take. */
+  timeout?: number;
+}
+
+/** The longest --timeout: a week, which is "no deadline" for any job this cluster runs. */
+const timeoutSecondsMax = 7 * 24 * 3600;
+
+function parseTimeout(text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || value > timeoutSecondsMax) throw new CliError(`--timeout ${text}: expected seconds, more than 0 and at most ${timeoutSecondsMax}`, exitUsage);
+  return value;
 }
 
 function withConnectionOptions(command: Command): Command {
   return command
-    .option('-s, --server <url>', `a node's gateway, http:// or ws:// (default: $DCAS_SERVER or ${defaultServer})`)
+    .option('-s, --server <url>', `a node's gateway, http:// or ws://; several separated by commas are tried in order (default: $DCAS_SERVER or ${defaultServer})`)
     .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN)')
+    .addOption(new Option('--timeout <seconds>', 'give up (exit 1) when the command has not finished after this long (default: no limit)').argParser(parseTimeout))
     .option('--json', 'print one JSON document');
 }
 
-/** Runs `work` with a connected client; client errors become one-line CLI errors. */
-async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient) => Promise<T>): Promise<T> {
-  const server = serverUrl(options.server);
+/**
+ * Without --server or DCAS_SERVER the CLI means "the local cluster": the first node, then the other
+ * voters of a default `dcas cluster up` (gateways 7702-7705), so a stopped node1 is not a dead end.
+ */
+const localClusterServers = [defaultServer, ...[2, 3, 4, 5].map((index) => `http://127.0.0.1:${7700 + index}`)].join(',');
+
+/** The client options the command line gives: servers in order, the token, the deadline. */
+function connectOptions(options: ConnectionOptions): ConnectOptions {
+  const servers = (options.server ?? process.env.DCAS_SERVER ?? localClusterServers).split(',').map((text) => text.trim()).filter((text) => text !== '');
+  if (servers.length === 0) throw new CliError('--server: no gateway given', exitUsage);
+  const [server, ...fallbackServers] = servers.map((text) => serverUrl(text));
   const token = options.token ?? process.env.DCAS_TOKEN;
+  return {
+    server,
+    fallbackServers,
+    token: token === '' ? undefined : token,
+    deadlineAtMs: options.timeout === undefined ? undefined : Date.now() + options.timeout * 1000,
+  };
+}
+
+/** Runs `work` with a connected client; client errors become one-line CLI errors. */
+async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient, connection: ConnectOptions) => Promise<T>): Promise<T> {
+  const connection = connectOptions(options);
+  const server = connection.server;
   let client: DcasClient | undefined;
   try {
-    client = await connect({ server, token: token === '' ? undefined : token });
-    return await work(client);
+    client = await connect(connection);
+    return await work(client, connection);
   } catch (error) {
     if (!(error instanceof DcasClientError)) throw error;
     if (error.code === 'AUTH') throw new CliError(`${server}: ${error.message} (give it with --token or DCAS_TOKEN)`);
@@ -88,15 +120,15 @@ function failureOf(job: JobView): CliError {
 function printJob(job: JobView): void {
   const lines = [
     `job       ${job.id}  ${job.state}  (${job.mode})`,
-    `file      ${job.fileName}${job.mime ? `  (${job.mime})` : ''}`,
+    `file      ${escapeForTerminal(job.fileName)}${job.mime ? `  (${escapeForTerminal(job.mime)})` : ''}`,
     `sizes     original ${sizeText(job.originalSize)}, compressed ${sizeText(job.compressedSize)}, ratio ${ratioText(job)}`,
-    `chunks    ${job.chunksDone}/${job.chunks} of ${formatBytes(job.chunkSize)}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${node}: ${count}`).join(', ')})` : ''}`,
+    `chunks    ${job.chunksDone}/${job.chunks} of ${formatBytes(job.chunkSize)}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${escapeForTerminal(node)}: ${count}`).join(', ')})` : ''}`,
     `sha256    ${job.sha256 ?? '-'}`,
-    `gateway   ${job.gateway}`,
+    `gateway   ${escapeForTerminal(job.gateway)}`,
   ];
   const phases = Object.entries(job.phases).filter(([, seconds]) => seconds !== null);
   if (phases.length > 0) lines.push(`seconds   ${phases.map(([phase, seconds]) => `${phase.replace('Seconds', '')} ${(seconds as number).toFixed(2)}`).join(', ')}`);
-  if (job.error !== null) lines.push(`error     ${job.error}`);
+  if (job.error !== null) lines.push(`error     ${escapeForTerminal(job.error)}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -105,17 +137,17 @@ function printJobsTable(jobs: JobView[]): void {
   process.stdout.write(`${header}\n`);
   for (const job of jobs) {
     process.stdout.write(
-      `${job.id.padEnd(18)}${job.state.padEnd(12)}${job.mode.padEnd(12)}${sizeText(job.originalSize).padStart(11)}${sizeText(job.compressedSize).padStart(12)}${ratioText(job).padStart(7)}${`${job.chunksDone}/${job.chunks}`.padStart(10)}  ${job.fileName}\n`,
+      `${job.id.padEnd(18)}${job.state.padEnd(12)}${job.mode.padEnd(12)}${sizeText(job.originalSize).padStart(11)}${sizeText(job.compressedSize).padStart(12)}${ratioText(job).padStart(7)}${`${job.chunksDone}/${job.chunks}`.padStart(10)}  ${escapeForTerminal(job.fileName)}\n`,
     );
   }
   if (jobs.length === 0) process.stdout.write('(no jobs)\n');
 }
 
-/** Follows a job to its end with a chunk bar; returns the final view. */
-async function follow(client: DcasClient, jobId: string, options: { json?: boolean }): Promise<JobView> {
+/** Follows a job to its end with a chunk bar, on another gateway if this one goes; returns the final view. */
+async function follow(client: DcasClient, connection: ConnectOptions, jobId: string, options: { json?: boolean }): Promise<JobView> {
   const bar = chunkBar(options);
   try {
-    return await client.waitForCompletion(jobId, { onJob: (job) => bar.update(job) });
+    return await followJob(client, connection, jobId, (job) => bar.update(job));
   } finally {
     bar.stop();
   }
@@ -129,7 +161,7 @@ interface UploadCommandOptions extends ConnectionOptions {
 
 async function upload(file: string, options: UploadCommandOptions): Promise<void> {
   if (options.decompress && options.chunkSize !== undefined) throw new CliError('--chunk-size does not apply with --decompress (the .dcz says its chunk size)', exitUsage);
-  await withClient(options, async (client) => {
+  await withClient(options, async (client, connection) => {
     let bar: ProgressBar | undefined;
     let job: JobView;
     try {
@@ -150,7 +182,7 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
       return;
     }
     if (!options.json) process.stdout.write(`${job.id}\n`);
-    const final = await follow(client, job.id, options);
+    const final = await follow(client, connection, job.id, options);
     if (options.json) printJson(final);
     if (final.state !== 'completed') throw failureOf(final);
     if (!options.json && process.stderr.isTTY) {
@@ -160,7 +192,7 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
 }
 
 async function status(jobId: string, options: ConnectionOptions & { watch?: boolean }): Promise<void> {
-  await withClient(options, async (client) => {
+  await withClient(options, async (client, connection) => {
     if (!options.watch) {
       const job = await client.status(checkJobId(jobId));
       if (options.json) printJson(job);
@@ -174,14 +206,12 @@ async function status(jobId: string, options: ConnectionOptions & { watch?: bool
     const bar = chunkBar(options);
     let final: JobView;
     try {
-      final = await client.waitForCompletion(jobId, {
-        onJob: (job) => {
-          bar.update(job);
-          if (!tty && !options.json && job.state !== lastState && !terminalStates.has(job.state)) {
-            process.stdout.write(`${job.id} ${job.state} ${job.chunksDone}/${job.chunks} chunks\n`);
-          }
-          lastState = job.state;
-        },
+      final = await followJob(client, connection, jobId, (job) => {
+        bar.update(job);
+        if (!tty && !options.json && job.state !== lastState && !terminalStates.has(job.state)) {
+          process.stdout.write(`${job.id} ${job.state} ${job.chunksDone}/${job.chunks} chunks\n`);
+        }
+        lastState = job.state;
       });
     } finally {
       bar.stop();

@@ -23,8 +23,29 @@ export interface OutputOptions {
   quiet?: boolean;
 }
 
+/**
+ * Characters that change how a terminal shows what follows them, or hide themselves: C0 and C1
+ * controls (escape sequences), bidirectional overrides and isolates (text that reads backwards, so
+ * `evil\u202Etxt.exe` shows as `evilexe.txt`), zero-width characters and line separators.
+ */
+const deceptiveCharacters = /[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
+
+/**
+ * A name from the cluster (file names, node names, error texts) as it is safe to print: each of the
+ * characters above becomes a visible `\u{…}` escape and a backslash becomes `\\`, so two names that
+ * print alike are alike.
+ */
+export function escapeForTerminal(text: string): string {
+  return text.replace(/\\/g, '\\\\').replace(deceptiveCharacters, (character) => `\\u{${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}}`);
+}
+
+/** The same, less C0 controls: JSON.stringify escapes those inside strings, and the rest is layout. */
+const deceptiveInJson = /[\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]/g;
+
+/** JSON with the same characters written as \uXXXX escapes: the document means the same, and prints safely. */
 export function printJson(document: unknown): void {
-  process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
+  const text = JSON.stringify(document, null, 2).replace(deceptiveInJson, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  process.stdout.write(`${text}\n`);
 }
 
 export function oneLine(message: string): string {
@@ -32,7 +53,7 @@ export function oneLine(message: string): string {
 }
 
 export function printError(message: string): void {
-  process.stderr.write(`dcas: ${oneLine(message)}\n`);
+  process.stderr.write(`dcas: ${escapeForTerminal(oneLine(message))}\n`);
 }
 
 export function formatBytes(bytes: number): string {

@@ -35,6 +35,14 @@ import { DcasClientError } from './errors.ts';
 export interface ConnectOptions {
   /** A node's gateway: http://host:port, https://…, ws://host:port or ws://host:port/ws. */
   server: string;
+  /** Other gateways of the same cluster, tried in order when `server` cannot be reached or is full. */
+  fallbackServers?: readonly string[];
+  /**
+   * An overall deadline (epoch ms) for everything this client does: connecting, every request, watches
+   * and transfers. When it passes, whatever is still waiting rejects with TIMEOUT and the connection
+   * closes. Without it, a call can wait as long as the node keeps the connection alive.
+   */
+  deadlineAtMs?: number;
   token?: string;
   /** Handshake and hello together. Default 10 s. */
   connectTimeoutMs?: number;
@@ -94,6 +102,13 @@ export interface Watch {
 export interface DcasClient {
   /** The node's name, from its welcome. */
   readonly node: string;
+  /** The gateway this client is connected to, as it was given. */
+  readonly server: string;
+  /**
+   * The WebSocket URLs of the cluster's gateways (its members' `gateway`), read from the node's
+   * /cluster right after connecting, for failing over later; empty if that read failed.
+   */
+  gateways(): Promise<string[]>;
   readonly limits: ProtocolLimits;
   /** "token" when the node checked the token; "none" when it has auth off. */
   readonly auth: 'token' | 'none';
@@ -177,9 +192,56 @@ function serial(): <T>(task: () => Promise<T>) => Promise<T> {
   };
 }
 
+/** Errors after which another gateway of the cluster may do better. */
+const failoverCodes: ReadonlySet<string> = new Set(['UNREACHABLE', 'BUSY', 'UNAVAILABLE', 'DISCONNECTED']);
+
+/**
+ * Connects to `server`, or when it cannot be reached (refused, full, stopping), to each of
+ * `fallbackServers` in turn. Errors that another node would repeat (AUTH, a bad URL) end the search.
+ */
 export async function connect(options: ConnectOptions): Promise<DcasClient> {
+  const servers = [options.server, ...(options.fallbackServers ?? [])];
+  let firstError: unknown;
+  for (const server of servers) {
+    try {
+      return await connectTo({ ...options, server });
+    } catch (error) {
+      const retry = error instanceof DcasClientError && failoverCodes.has(error.code) && !deadlinePassed(options.deadlineAtMs);
+      if (!retry) throw error;
+      firstError ??= error;
+    }
+  }
+  if (servers.length === 1) throw firstError;
+  const error = firstError as DcasClientError;
+  throw new DcasClientError(error.code, `${error.message} (and ${servers.length - 1} other gateways of the cluster)`);
+}
+
+function deadlinePassed(deadlineAtMs: number | undefined): boolean {
+  return deadlineAtMs !== undefined && Date.now() >= deadlineAtMs;
+}
+
+function deadlineError(deadlineAtMs: number): DcasClientError {
+  return new DcasClientError('TIMEOUT', `gave up at the deadline (${new Date(deadlineAtMs).toISOString()}); raise --timeout to wait longer`);
+}
+
+/** GET /cluster on the gateway: its members' gateway URLs. Never throws; an empty list when unknown. */
+async function readClusterGateways(server: string, token: string | undefined, timeoutMs: number): Promise<string[]> {
+  try {
+    const base = webSocketUrl(server).replace(/^ws/, 'http').replace(/\/ws$/, '');
+    const response = await fetch(`${base}/cluster`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) });
+    if (!response.ok) return [];
+    const body = (await response.json()) as { members?: Array<{ gateway?: unknown }> };
+    return (body.members ?? []).map((member) => member.gateway).filter((gateway): gateway is string => typeof gateway === 'string').slice(0, 64);
+  } catch {
+    return [];
+  }
+}
+
+async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   const url = webSocketUrl(options.server);
-  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  const deadlineAtMs = options.deadlineAtMs;
+  if (deadlinePassed(deadlineAtMs)) throw deadlineError(deadlineAtMs!);
+  const connectTimeoutMs = Math.min(options.connectTimeoutMs ?? 10_000, deadlineAtMs === undefined ? Infinity : Math.max(deadlineAtMs - Date.now(), 1));
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const socket = new WebSocket(url, { maxPayload: messageBytesMax, handshakeTimeout: connectTimeoutMs, perMessageDeflate: false });
   const pending = new Map<number, Pending>();
@@ -255,6 +317,15 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
   socket.removeAllListeners('error');
   heartbeatMs = welcome.limits.heartbeatMs;
   feedWatchdog();
+  // Read while the node is there, for a failover when it is gone.
+  const clusterGateways = readClusterGateways(options.server, options.token, Math.min(connectTimeoutMs, 5_000));
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  if (deadlineAtMs !== undefined) {
+    deadlineTimer = setTimeout(() => {
+      closingError = deadlineError(deadlineAtMs);
+      socket.terminate();
+    }, Math.max(deadlineAtMs - Date.now(), 0));
+  }
 
   function parse(data: Buffer): unknown {
     try {
@@ -362,6 +433,7 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
   socket.on('close', (code, reason) => {
     closed = true;
     clearTimeout(watchdog);
+    clearTimeout(deadlineTimer);
     const detail = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
     closedError =
       closingError ??
@@ -699,6 +771,8 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
 
   return {
     node: welcome.node,
+    server: options.server,
+    gateways: () => clusterGateways,
     limits: welcome.limits,
     auth: welcome.auth,
     upload: (source, uploadOptions = {}) => uploadTurn(() => runUpload(source, uploadOptions)),
@@ -722,4 +796,43 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
       clearTimeout(timer);
     },
   };
+}
+
+/** The same gateway however it was spelled (http:// or ws://, with or without /ws). */
+function sameGateway(a: string, b: string): boolean {
+  try {
+    return webSocketUrl(a) === webSocketUrl(b);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Follows a job to its end like `client.waitForCompletion`, across gateways: when the connection is
+ * lost (the node stopped, crashed or became unreachable), it connects to another gateway of the
+ * cluster (from `client.gateways()`) and watches again, until the job ends or `options.deadlineAtMs`.
+ * A job is the cluster's, not one gateway's, so any member can report it.
+ */
+export async function followJob(client: DcasClient, options: ConnectOptions, jobId: string, onJob?: (job: JobView) => void): Promise<JobView> {
+  let current = client;
+  const opened: DcasClient[] = [];
+  const tried = [client.server];
+  const known = new Set<string>();
+  try {
+    for (;;) {
+      try {
+        return await current.waitForCompletion(jobId, { onJob });
+      } catch (error) {
+        if (!(error instanceof DcasClientError) || !failoverCodes.has(error.code) || deadlinePassed(options.deadlineAtMs)) throw error;
+        for (const gateway of await current.gateways()) known.add(gateway);
+        const candidates = [...known].filter((gateway) => !tried.some((server) => sameGateway(server, gateway)));
+        if (candidates.length === 0) throw error;
+        current = await connect({ ...options, server: candidates[0], fallbackServers: candidates.slice(1) });
+        opened.push(current);
+        tried.push(current.server);
+      }
+    }
+  } finally {
+    for (const other of opened) await other.close().catch(() => {});
+  }
 }

@@ -9,6 +9,7 @@
  */
 export {
   connect,
+  followJob,
   terminalStates,
   webSocketUrl,
   type ConnectOptions,

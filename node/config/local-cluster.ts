@@ -53,7 +53,7 @@ export function localClusterConfigs(options: LocalClusterOptions): NodeConfig[] 
       dataDir: join(options.dataDir, name),
       role: voters.includes(name) ? 'voter' : 'worker',
       voters,
-      gateway: { host: '127.0.0.1', port: basePort + index + 1 },
+      gateway: { host: '127.0.0.1', port: basePort + index + 1, allowedHosts: [], cors: { origins: [] } },
       workers,
       ...options.overrides,
       blobStore: { kind: 'folder', path: join(options.dataDir, 'blobs') },

@@ -82,10 +82,46 @@ const peerIdString = z.string(expecting(peerIdText)).max(128, expecting(peerIdTe
 
 const pathString = z.string(expecting('a file or folder path')).min(1, expecting('a non-empty path'));
 
+/** Limits on the gateway's allow-lists: more than this is a mistake, not a deployment. */
+export const gatewayNamesMax = 64;
+
+const allowedHostText = 'a host name or address, optionally with ":port" (such as "dcas.internal" or "dcas.internal:8080")';
+const allowedHost = z
+  .string(expecting(allowedHostText))
+  .max(253, expecting(allowedHostText))
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, expecting(allowedHostText));
+
+const originText = 'an origin such as "https://console.example.com" or "http://localhost:3000" (scheme, host, optional port; no path)';
+function isOrigin(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === text.replace(/\/$/, '').toLowerCase();
+  } catch {
+    return false;
+  }
+}
+const origin = z.string(expecting(originText)).max(300, expecting(originText)).refine(isOrigin, expecting(originText));
+
 const gateway = z.strictObject({
   host: z.string(expecting('a host name or IP address')).min(1, expecting('a host name')).default('127.0.0.1'),
   port: integerIn(1, 65535).default(7700),
+  /** Names besides loopback, IP literals and `host` that clients use in the Host header. */
+  allowedHosts: z
+    .array(allowedHost, expecting('a list of host names'))
+    .max(gatewayNamesMax, expecting(`at most ${gatewayNamesMax} host names`))
+    .default([]),
+  cors: z
+    .strictObject({
+      /** Web pages (origins) besides the gateway's own that may use it from a browser. */
+      origins: z
+        .array(origin, expecting('a list of origins'))
+        .max(gatewayNamesMax, expecting(`at most ${gatewayNamesMax} origins`))
+        .default([]),
+    })
+    .prefault({}),
 });
+
+export type GatewayConfig = z.output<typeof gateway>;
 
 const membership = z
   .strictObject({
@@ -244,7 +280,7 @@ export interface NodeConfig {
   peers: Record<string, string> | undefined;
   /** The secret a worker not in `peers` proves it holds to be admitted (never sent in clear). */
   joinToken: string | undefined;
-  gateway: { host: string; port: number };
+  gateway: GatewayConfig;
   workers: number;
   membership: { heartbeatMs: number; suspectMs: number; deadMs: number };
   raft: { tickMs: number; electionTicks: number; heartbeatTicks: number };

@@ -14,7 +14,8 @@ import { JobError, type JobService } from '../jobs/types.ts';
 import { bearerToken, createTokenCheck } from './auth.ts';
 import { createGatewayMetrics, type GatewayStats, type RaftStatus } from './metrics.ts';
 import { jobIdPattern, webSocketPath } from './protocol.ts';
-import { createWebSocketGateway, defaultGatewayLimits, type GatewayLimits } from './ws.ts';
+import { createHostPolicy } from './origin.ts';
+import { createWebSocketGateway, defaultGatewayLimits, refuseUpgrade, type GatewayLimits } from './ws.ts';
 
 export interface GatewayRoutes {
   /** Liveness: the process serves requests. */
@@ -42,6 +43,10 @@ export interface GatewayOptions {
   limits?: Partial<GatewayLimits>;
   /** Header size limit for requests. */
   headerBytesMax?: number;
+  /** Host names clients may use besides loopback, IP literals and `host` (config gateway.allowedHosts). */
+  allowedHosts?: readonly string[];
+  /** Web origins besides the gateway's own that may use it from a browser (config gateway.cors.origins). */
+  allowedOrigins?: readonly string[];
 }
 
 export interface Gateway {
@@ -56,8 +61,34 @@ export interface Gateway {
 }
 
 const jobsListHttpMax = 1_000;
+const stateListDefault = 1_000;
+const stateListMax = 10_000;
+
+/**
+ * A `limit` query parameter as a whole number from 1 to `max`: absent or not a number gives the
+ * default, anything else is clamped (`limit=-1` or `0` lists one entry, never everything).
+ */
+export function clampedLimit(text: string | null, fallback: number, max: number): number {
+  const value = text === null || text.trim() === '' ? Number.NaN : Number(text);
+  if (!Number.isFinite(value)) return fallback;
+  return Math.min(Math.max(Math.floor(value), 1), max);
+}
+
+/** Bytes a client may leave unread on its socket before the node stops answering it (pipelined requests). */
+const responseBufferedBytesMax = 8 * 1024 * 1024;
+
+/**
+ * A client with more than the bound unread on its socket is not reading: it is disconnected instead of
+ * answered. Node stops parsing pipelined requests while a response waits, so this is a second line.
+ */
+function dropIfNotReading(response: ServerResponse): boolean {
+  if ((response.socket?.writableLength ?? 0) <= responseBufferedBytesMax) return false;
+  response.socket?.destroy();
+  return true;
+}
 
 function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (dropIfNotReading(response)) return;
   const text = `${JSON.stringify(body)}\n`;
   response.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
@@ -93,12 +124,32 @@ export function createGateway(options: GatewayOptions): Gateway {
   const tokenCheck = createTokenCheck(options.token);
   const webSockets = createWebSocketGateway({ node, jobs, tokenCheck, limits, logger, metrics: () => metrics });
   const metrics = createGatewayMetrics({ jobs, raftStatus: options.raftStatus, stats: () => webSockets.stats() });
+  const hostPolicy = createHostPolicy({
+    bindHost: options.host,
+    port: () => (server.address() as AddressInfo | null)?.port ?? options.port,
+    allowedHosts: options.allowedHosts,
+    allowedOrigins: options.allowedOrigins,
+  });
+
+  /** undefined when the request may go on, else the status and reason it is refused with. */
+  function checkCaller(request: IncomingMessage): { status: number; code: string; message: string } | undefined {
+    const badHost = hostPolicy.checkHost(request.headers.host);
+    if (badHost !== undefined) return { status: 421, code: 'MISDIRECTED', message: badHost };
+    const badOrigin = hostPolicy.checkOrigin(request.headers.origin, request.headers.host);
+    if (badOrigin !== undefined) return { status: 403, code: 'FORBIDDEN_ORIGIN', message: badOrigin };
+    return undefined;
+  }
 
   function authorized(request: IncomingMessage): boolean {
     return !tokenCheck.enabled || tokenCheck.matches(bearerToken(request.headers.authorization));
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const refusal = checkCaller(request);
+    if (refusal !== undefined) {
+      fail(response, refusal.status, refusal.code, refusal.message);
+      return;
+    }
     const path = checkedPath(request.url ?? '/');
     if (path === undefined) {
       fail(response, 400, 'BAD_REQUEST', 'the path has dot segments, encoded separators or backslashes');
@@ -129,6 +180,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
       case '/metrics': {
         const text = await metrics.render();
+        if (dropIfNotReading(response)) return;
         response.writeHead(200, { 'content-type': metrics.contentType, 'content-length': String(Buffer.byteLength(text)), 'cache-control': 'no-store' });
         response.end(text);
         return;
@@ -138,7 +190,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         return;
       case '/state': {
         const prefix = url.searchParams.get('prefix') ?? '';
-        const limit = Math.min(Number(url.searchParams.get('limit') ?? 1000) || 1000, 10_000);
+        const limit = clampedLimit(url.searchParams.get('limit'), stateListDefault, stateListMax);
         send(response, 200, await routes.state(prefix, limit));
         return;
       }
@@ -159,7 +211,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     try {
       if (jobId === undefined) {
-        const limit = Math.min(Math.max(Math.floor(Number(url.searchParams.get('limit') ?? jobsListHttpMax)) || jobsListHttpMax, 1), jobsListHttpMax);
+        const limit = clampedLimit(url.searchParams.get('limit'), jobsListHttpMax, jobsListHttpMax);
         send(response, 200, { jobs: (await jobs.listJobs({ limit })).slice(0, limit) });
         return;
       }
@@ -174,10 +226,15 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   function upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => socket.destroy());
+    // Refused before the upgrade, so a foreign page never gets a WebSocket to send a token over.
+    const refusal = checkCaller(request);
+    if (refusal !== undefined) {
+      refuseUpgrade(socket, refusal.status, refusal.code, refusal.message);
+      return;
+    }
     const path = checkedPath(request.url ?? '/');
     if (path !== webSocketPath) {
-      const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: `WebSocket connections go to ${webSocketPath}` } });
-      socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      refuseUpgrade(socket, 404, 'NOT_FOUND', `WebSocket connections go to ${webSocketPath}`);
       return;
     }
     webSockets.handleUpgrade(request, socket, head);

@@ -15,6 +15,10 @@ export interface RaftStatus {
 
 export interface GatewayStats {
   connections: number;
+  /** Sockets admitted but not yet past hello (part of `connections` once their handshake is done). */
+  connectionsPending: number;
+  /** Connections cut off because they did not read their replies, since start. */
+  clientsDropped: number;
   uploadsActive: number;
   downloadsActive: number;
   watches: number;
@@ -109,6 +113,8 @@ export function createGatewayMetrics(options: { jobs?: JobService; raftStatus?: 
       },
     });
   statGauge('dcas_gateway_connections', 'Open WebSocket connections', (current) => current.connections);
+  statGauge('dcas_gateway_connections_pending', 'Connections that have not said hello yet', (current) => current.connectionsPending);
+  statGauge('dcas_gateway_clients_dropped', 'Connections cut off since start because they did not read their replies', (current) => current.clientsDropped);
   statGauge('dcas_gateway_uploads_active', 'Uploads in progress on this gateway', (current) => current.uploadsActive);
   statGauge('dcas_gateway_downloads_active', 'Downloads in progress on this gateway', (current) => current.downloadsActive);
   statGauge('dcas_gateway_upload_buffered_bytes', 'Uploaded bytes held by the gateway, not yet taken by the jobs room', (current) => current.uploadBufferedBytes);

@@ -44,6 +44,7 @@ export const closeCodes = {
   policyViolation: 1008,
   messageTooBig: 1009,
   internalError: 1011,
+  tryAgainLater: 1013,
 } as const;
 
 export type RequestId = string | number;

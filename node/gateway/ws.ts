@@ -9,9 +9,14 @@
  *   exceed the window however fast its client sends. Overrunning the credit closes the connection.
  * - Every size is capped: frames (by ws's maxPayload, before a payload is buffered), control messages,
  *   connections, uploads, watches, queued download bytes, bad messages per connection.
+ * - What a node sends is capped too: every send checks the bytes already queued to that client, and a
+ *   client over its budget is dropped (it is not reading); pongs are bounded by ws (maxPendingAutoPongs).
+ *   A connection's requests run a few at a time; while more wait, its socket is not read.
+ * - Idle sockets cannot lock others out: sockets before hello are counted apart from welcomed ones,
+ *   per address, and a new one from a full address replaces that address's oldest.
  * - A failure in one connection is answered on that connection only; the process never crashes.
  */
-import type { IncomingMessage } from 'node:http';
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -36,8 +41,24 @@ import {
 } from './protocol.ts';
 
 export interface GatewayLimits extends ProtocolLimits {
-  /** Open WebSocket connections; one more is refused at the upgrade with HTTP 503. */
+  /** Welcomed (past hello) WebSocket connections; one more is refused at the upgrade with HTTP 503. */
   connectionsMax: number;
+  /**
+   * Welcomed connections from one client address, enforced only when the node has no token: then
+   * clients are anonymous and the address is all that tells them apart. With a token, a welcomed
+   * connection proved it holds it, and loopback clients all share 127.0.0.1, so only the total applies.
+   */
+  connectionsPerAddressMax: number;
+  /** Connections not yet past hello, over all addresses; one more is refused with HTTP 503. */
+  pendingConnectionsMax: number;
+  /** Connections not yet past hello from one address; one more closes that address's oldest such. */
+  pendingConnectionsPerAddressMax: number;
+  /** Bytes queued to a client's socket beyond which the node stops sending to it and drops it. */
+  replyBufferedBytesMax: number;
+  /** Requests of one connection the node works on at once; more wait, and the socket is not read. */
+  requestsInFlightMax: number;
+  /** Requests of one connection waiting their turn; more closes the connection (BUSY). */
+  requestsQueuedMax: number;
   /** A connection that has not said hello after this long is closed. */
   helloTimeoutMs: number;
   /** A watched job's updates are sent at most this often (the latest view wins). */
@@ -61,6 +82,16 @@ export const defaultGatewayLimits: GatewayLimits = {
   heartbeatMs: 15_000,
   uploadIdleMs: 60_000,
   connectionsMax: 512,
+  connectionsPerAddressMax: 128,
+  // A program that opens many connections at once (a load test) has them all pending for a round trip;
+  // 64 covers such a burst, and idle sockets beyond it only ever replace each other.
+  pendingConnectionsMax: 256,
+  pendingConnectionsPerAddressMax: 64,
+  // A reply is sent whole even when it alone is large (a long job list), so this bounds the backlog of
+  // a client that does not read, not the size of one reply.
+  replyBufferedBytesMax: 8 * 1024 * 1024,
+  requestsInFlightMax: 16,
+  requestsQueuedMax: 1_024,
   helloTimeoutMs: 5_000,
   watchIntervalMs: 100,
   downloadBufferedBytesMax: 1024 * 1024,
@@ -118,10 +149,22 @@ interface DownloadState {
   cancelled: boolean;
 }
 
+/** One socket's place in the admission counts, from the upgrade request until the socket closes. */
+interface Admission {
+  address: string;
+  socket: Duplex;
+  welcomed: boolean;
+  released: boolean;
+}
+
 interface Connection {
   id: number;
   socket: WebSocket;
   remote: string;
+  admission: Admission;
+  /** Requests being worked on; beyond requestsInFlightMax the rest wait in `queued`. */
+  requestsInFlight: number;
+  queued: ClientMessage[];
   welcomed: boolean;
   closing: boolean;
   closed: boolean;
@@ -137,6 +180,18 @@ interface Connection {
 
 class ConnectionClosed extends Error {}
 
+/** The client's IP address; IPv4 clients of a dual-stack socket count as their IPv4 address. */
+function clientAddress(request: IncomingMessage): string {
+  const address = request.socket.remoteAddress ?? 'unknown';
+  return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
+}
+
+/** Answers an upgrade request with a plain HTTP error and closes the socket. */
+export function refuseUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
 /** Upload credit is granted back in batches of at least this fraction of the window, or when idle. */
 const grantFraction = 8;
 /** After a close frame, a peer that does not complete the close handshake is cut off after this long. */
@@ -151,11 +206,11 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
   const server = new WebSocketServer({ noServer: true, maxPayload: limits.frameBytesMax, perMessageDeflate: false, clientTracking: false });
   const connections = new Set<Connection>();
   const pendingAborts = new Set<Promise<void>>();
-  let connectionCount = 0;
   let uploadsActive = 0;
   let downloadsActive = 0;
   let uploadBufferedBytes = 0;
   let uploadBufferedBytesPeak = 0;
+  let clientsDropped = 0;
   let stopping = false;
 
   const heartbeat = setInterval(() => {
@@ -175,8 +230,25 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
 
   function send(connection: Connection, message: ServerMessage): void {
     if (message.type === 'error') options.metrics()?.protocolError(message.code);
-    if (connection.socket.readyState !== WebSocket.OPEN) return;
+    if (connection.socket.readyState !== WebSocket.OPEN || dropIfNotReading(connection)) return;
     connection.socket.send(JSON.stringify(message));
+  }
+
+  /**
+   * Every send passes here: a client that lets more than its budget pile up in the node is not reading,
+   * and buffering for it would grow the node's memory without bound. It is cut off at once (a close
+   * frame would only queue behind the backlog), which also frees what was queued.
+   */
+  function dropIfNotReading(connection: Connection): boolean {
+    const bufferedBytes = connection.socket.bufferedAmount;
+    if (bufferedBytes <= limits.replyBufferedBytesMax) return false;
+    if (!connection.closing) {
+      clientsDropped++;
+      logger.info({ connection: connection.id, remote: connection.remote, bufferedBytes }, 'gateway: client is not reading its replies; dropping it');
+    }
+    connection.closing = true;
+    connection.socket.terminate();
+    return true;
   }
 
   function sendError(connection: Connection, code: ErrorCode, message: string, context: { id?: RequestId; jobId?: string } = {}): void {
@@ -212,7 +284,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
   /** Sends one download frame; waits while more than the bound is queued to this client. */
   function sendBinary(connection: Connection, frame: Uint8Array): Promise<void> {
     const socket = connection.socket;
-    if (socket.readyState !== WebSocket.OPEN) return Promise.reject(new ConnectionClosed());
+    if (socket.readyState !== WebSocket.OPEN || dropIfNotReading(connection)) return Promise.reject(new ConnectionClosed());
     let written!: Promise<void>;
     written = new Promise<void>((resolve) => socket.send(frame, { binary: true }, () => resolve()));
     options.metrics()?.downloadBytes(frame.length);
@@ -233,32 +305,92 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
 
   // Connections.
 
-  function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (stopping || connectionCount >= limits.connectionsMax) {
-      const body = JSON.stringify({ error: { code: 'BUSY', message: stopping ? `node ${node} is stopping` : `node ${node} has ${limits.connectionsMax} connections open; try another node or later` } });
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-      return;
+  // Admission. Sockets not yet past hello ("pending") and welcomed ones are counted apart, so idle
+  // sockets can never take the slots of clients that proved themselves (docs/PROTOCOL.md, Limits).
+
+  const pendingByAddress = new Map<string, Admission[]>();
+  const welcomedByAddress = new Map<string, number>();
+  let pendingCount = 0;
+  let welcomedCount = 0;
+
+  /** undefined when the socket may proceed, else why it is refused (HTTP 503). */
+  function admit(admission: Admission): string | undefined {
+    if (stopping) return `node ${node} is stopping`;
+    if (welcomedCount >= limits.connectionsMax) return `node ${node} has ${limits.connectionsMax} connections open; try another node or later`;
+    const fromAddress = pendingByAddress.get(admission.address) ?? [];
+    if (fromAddress.length >= limits.pendingConnectionsPerAddressMax) {
+      // The oldest has had the longest to say hello; a live client says it within a round trip.
+      const oldest = fromAddress[0];
+      logger.info({ remote: admission.address }, 'gateway: too many connections without hello from one address; closing the oldest');
+      release(oldest);
+      oldest.socket.destroy();
+    } else if (pendingCount >= limits.pendingConnectionsMax) {
+      return `node ${node} has ${limits.pendingConnectionsMax} connections waiting for hello; try again later`;
     }
-    connectionCount++;
-    let counted = true;
-    const uncount = () => {
-      if (counted) connectionCount--;
-      counted = false;
-    };
-    // A handshake ws rejects never reaches the callback; the socket's close then frees the slot.
-    socket.once('close', uncount);
-    server.handleUpgrade(request, socket, head, (webSocket) => {
-      socket.off('close', uncount);
-      open(webSocket, request, uncount);
-    });
+    fromAddress.push(admission);
+    pendingByAddress.set(admission.address, fromAddress);
+    pendingCount++;
+    return undefined;
   }
 
-  function open(socket: WebSocket, request: IncomingMessage, uncount: () => void): void {
+  function release(admission: Admission): void {
+    if (admission.released) return;
+    admission.released = true;
+    if (admission.welcomed) {
+      welcomedCount--;
+      const left = (welcomedByAddress.get(admission.address) ?? 1) - 1;
+      if (left === 0) welcomedByAddress.delete(admission.address);
+      else welcomedByAddress.set(admission.address, left);
+      return;
+    }
+    forgetPending(admission);
+  }
+
+  function forgetPending(admission: Admission): void {
+    const fromAddress = pendingByAddress.get(admission.address) ?? [];
+    const at = fromAddress.indexOf(admission);
+    assert(at >= 0, `a pending connection from ${admission.address} is not counted`);
+    fromAddress.splice(at, 1);
+    if (fromAddress.length === 0) pendingByAddress.delete(admission.address);
+    pendingCount--;
+  }
+
+  /** At hello: the socket moves from the pending count to the welcomed one, or gets why not. */
+  function welcome(admission: Admission): string | undefined {
+    if (admission.released) return `node ${node} closed this connection`;
+    if (welcomedCount >= limits.connectionsMax) return `node ${node} has ${limits.connectionsMax} connections open; try another node or later`;
+    const fromAddress = welcomedByAddress.get(admission.address) ?? 0;
+    if (!tokenCheck.enabled && fromAddress >= limits.connectionsPerAddressMax) {
+      return `node ${node} has ${limits.connectionsPerAddressMax} connections open from ${admission.address}; close some first`;
+    }
+    forgetPending(admission);
+    admission.welcomed = true;
+    welcomedCount++;
+    welcomedByAddress.set(admission.address, fromAddress + 1);
+    return undefined;
+  }
+
+  function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const admission: Admission = { address: clientAddress(request), socket, welcomed: false, released: false };
+    const refusal = admit(admission);
+    if (refusal !== undefined) {
+      refuseUpgrade(socket, 503, 'BUSY', refusal);
+      return;
+    }
+    // One release path for every end: a handshake ws rejects, an eviction, a close, a crash.
+    socket.once('close', () => release(admission));
+    server.handleUpgrade(request, socket, head, (webSocket) => open(webSocket, request, admission));
+  }
+
+  function open(socket: WebSocket, request: IncomingMessage, admission: Admission): void {
     let markClosed!: () => void;
     const connection: Connection = {
       id: nextConnectionId++,
       socket,
       remote: `${request.socket.remoteAddress}:${request.socket.remotePort}`,
+      admission,
+      requestsInFlight: 0,
+      queued: [],
       welcomed: false,
       closing: false,
       closed: false,
@@ -295,7 +427,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       connection.closed = true;
       connection.closing = true;
       connections.delete(connection);
-      uncount();
+      release(admission);
       markClosed();
       try {
         onClosed(connection);
@@ -340,7 +472,32 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       rejectRequest(connection, 'BAD_MESSAGE', parsed.message, { id: parsed.id });
       return;
     }
-    dispatch(connection, parsed.message);
+    takeRequest(connection, parsed.message);
+  }
+
+  /**
+   * A connection's requests run at most requestsInFlightMax at a time, in arrival order; while some
+   * wait, the socket is not read, so a client that floods requests is slowed by TCP, not buffered for.
+   */
+  function takeRequest(connection: Connection, message: ClientMessage): void {
+    if (connection.queued.length === 0 && connection.requestsInFlight < limits.requestsInFlightMax) {
+      dispatch(connection, message);
+      return;
+    }
+    if (connection.queued.length >= limits.requestsQueuedMax) {
+      closeFor(connection, 'BUSY', `more than ${limits.requestsQueuedMax} requests waiting on one connection`, closeCodes.policyViolation);
+      return;
+    }
+    connection.queued.push(message);
+    connection.socket.pause();
+  }
+
+  function requestDone(connection: Connection): void {
+    connection.requestsInFlight--;
+    assert(connection.requestsInFlight >= 0, `connection ${connection.id}: more requests ended than started`);
+    if (connection.closing) return;
+    while (connection.queued.length > 0 && connection.requestsInFlight < limits.requestsInFlightMax) dispatch(connection, connection.queued.shift()!);
+    if (connection.queued.length === 0) connection.socket.resume();
   }
 
   function onHello(connection: Connection, message: ClientMessage): void {
@@ -354,6 +511,11 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     }
     if (!tokenCheck.matches(message.token)) {
       closeFor(connection, 'AUTH', message.token === undefined ? 'this node requires a token' : 'wrong token', closeCodes.policyViolation);
+      return;
+    }
+    const refusal = welcome(connection.admission);
+    if (refusal !== undefined) {
+      closeFor(connection, 'BUSY', refusal, closeCodes.tryAgainLater);
       return;
     }
     clearTimeout(connection.helloTimer);
@@ -370,12 +532,16 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
 
   function dispatch(connection: Connection, message: ClientMessage): void {
     const context = { id: 'id' in message ? message.id : undefined };
-    const run = (what: string, work: Promise<void>) =>
-      work.catch((error: unknown) => {
-        if (error instanceof ConnectionClosed) return;
-        const { code, message: text } = describeError(error, what);
-        sendError(connection, code, text, { ...context, jobId: 'jobId' in message ? message.jobId : undefined });
-      });
+    const run = (what: string, work: () => Promise<void>) => {
+      connection.requestsInFlight++;
+      return work()
+        .catch((error: unknown) => {
+          if (error instanceof ConnectionClosed) return;
+          const { code, message: text } = describeError(error, what);
+          sendError(connection, code, text, { ...context, jobId: 'jobId' in message ? message.jobId : undefined });
+        })
+        .finally(() => requestDone(connection));
+    };
     if (jobs === undefined && message.type !== 'hello' && message.type !== 'unwatch' && message.type !== 'download-cancel') {
       rejectRequest(connection, 'NOT_READY', `node ${node} has no jobs service running yet`, context);
       return;
@@ -385,7 +551,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
         rejectRequest(connection, 'OUT_OF_ORDER', 'hello was already received on this connection', context);
         return;
       case 'upload':
-        void run('starting the upload', startUpload(connection, message));
+        void run('starting the upload', () => startUpload(connection, message));
         return;
       case 'upload-end':
         endUploadRequest(connection, message.jobId, message.id);
@@ -394,7 +560,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
         abortUploadRequest(connection, message.jobId, message.reason, message.id);
         return;
       case 'watch':
-        void run(`watching job ${message.jobId}`, startWatch(connection, message));
+        void run(`watching job ${message.jobId}`, () => startWatch(connection, message));
         return;
       case 'unwatch': {
         const jobIds = message.jobId === undefined ? [...connection.watches.keys()] : [message.jobId].filter((jobId) => connection.watches.has(jobId));
@@ -406,15 +572,15 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
         return;
       }
       case 'status':
-        void run(`reading job ${message.jobId}`, getJob(message.jobId).then((job) => send(connection, { type: 'job', id: message.id, job })));
+        void run(`reading job ${message.jobId}`, () => getJob(message.jobId).then((job) => send(connection, { type: 'job', id: message.id, job })));
         return;
       case 'jobs': {
         const limit = Math.min(message.limit ?? limits.jobsListMax, limits.jobsListMax);
-        void run('listing jobs', jobs!.listJobs({ limit }).then((list) => send(connection, { type: 'jobs', id: message.id, jobs: list.slice(0, limit) })));
+        void run('listing jobs', () => jobs!.listJobs({ limit }).then((list) => send(connection, { type: 'jobs', id: message.id, jobs: list.slice(0, limit) })));
         return;
       }
       case 'download':
-        void run(`downloading job ${message.jobId}`, download(connection, message));
+        void run(`downloading job ${message.jobId}`, () => download(connection, message));
         return;
       case 'download-cancel':
         // Idempotent: the download may have ended while this message was on its way.
@@ -641,7 +807,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     const watch: WatchState = { requestId: id, latest: undefined, timer: undefined, sentAtMs: 0, unsubscribe: undefined, stopped: false };
     connection.watches.set(jobId, watch);
     try {
-      await getJob(jobId);
+      // No read before subscribing: the jobs room's watch subscribes first and then delivers the job
+      // as it is, so a change between a read and a subscription cannot be lost here.
       const unsubscribe = await jobs!.watch(jobId, (job) => offerWatchedJob(connection, watch, job));
       if (watch.stopped) unsubscribe();
       else watch.unsubscribe = unsubscribe;
@@ -730,6 +897,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     handleUpgrade,
     stats: () => ({
       connections: connections.size,
+      connectionsPending: pendingCount,
+      clientsDropped,
       uploadsActive,
       downloadsActive,
       watches: [...connections].reduce((sum, connection) => sum + connection.watches.size, 0),

@@ -309,29 +309,46 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
 
     async watch(id, listener) {
       checkId(id);
-      const first = await view(id);
-      if (first === undefined) throw new JobError('NOT_FOUND', `no job ${id}`);
-      listener(first);
+      // Subscribe before the first read: a change applied while that read runs would otherwise fall
+      // between the read and the subscription and never be delivered (a lost wake-up: `upload --wait`
+      // hung on a job that completed right then). Reads run one after another, so views arrive in order.
       let timer: NodeJS.Timeout | undefined;
-      let last = JSON.stringify(first);
+      let last: string | undefined;
+      let reads: Promise<void>;
+      const deliver = (next: JobView | undefined) => {
+        const text = JSON.stringify(next);
+        if (next !== undefined && text !== last) {
+          last = text;
+          listener(next);
+        }
+      };
       const touched = (key: string) => key === jobKey(id) || key.startsWith(chunkPrefix(id));
       const unsubscribe = state.subscribe((change) => {
         if (!change.applied || !change.command.ops.some((op) => touched(op.key)) || timer !== undefined) return;
         timer = setTimeout(() => {
           timer = undefined;
-          void view(id).then((next) => {
-            const text = JSON.stringify(next);
-            if (next !== undefined && text !== last) {
-              last = text;
-              listener(next);
-            }
-          });
+          reads = reads.then(() => view(id)).then(deliver, () => {});
         }, watchCoalesceMs);
       });
-      return () => {
+      const stop = () => {
         unsubscribe();
         if (timer !== undefined) clearTimeout(timer);
       };
+      const firstRead = view(id);
+      reads = firstRead.then(() => {}, () => {});
+      let first: JobView | undefined;
+      try {
+        first = await firstRead;
+      } catch (error) {
+        stop();
+        throw error;
+      }
+      if (first === undefined) {
+        stop();
+        throw new JobError('NOT_FOUND', `no job ${id}`);
+      }
+      deliver(first);
+      return stop;
     },
 
     async openDownload(id, request): Promise<Download> {

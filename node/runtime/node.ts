@@ -158,6 +158,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       logger,
       node: config.name,
       token: config.token,
+      allowedHosts: config.gateway.allowedHosts,
+      allowedOrigins: config.gateway.cors.origins,
       jobs: jobService,
       raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),
       routes: {

@@ -15,7 +15,16 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-export async function startTestGateway(options: { token?: string; limits?: Partial<GatewayLimits>; jobs?: JobServiceDoubleOptions; withoutJobs?: boolean } = {}): Promise<TestGateway> {
+export interface TestGatewayOptions {
+  token?: string;
+  limits?: Partial<GatewayLimits>;
+  jobs?: JobServiceDoubleOptions;
+  withoutJobs?: boolean;
+  allowedHosts?: string[];
+  allowedOrigins?: string[];
+}
+
+export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
   const jobs = createJobServiceDouble(options.jobs);
   const gateway = createGateway({
     host: '127.0.0.1',
@@ -25,12 +34,14 @@ export async function startTestGateway(options: { token?: string; limits?: Parti
     jobs: options.withoutJobs ? undefined : jobs,
     token: options.token,
     limits: options.limits,
+    allowedHosts: options.allowedHosts,
+    allowedOrigins: options.allowedOrigins,
     raftStatus: () => ({ term: 7, role: 'leader' }),
     routes: {
       health: () => ({ ok: true, node: 'node-test' }),
       ready: () => ({ ready: true }),
       clusterStatus: () => ({ node: 'node-test', coordinator: 'node-test', term: 7, members: [] }),
-      state: async (prefix) => ({ entries: { [`${prefix}x`]: 1 } }),
+      state: async (prefix, limit) => ({ entries: { [`${prefix}x`]: 1 }, limit }),
     },
   });
   await gateway.start();
@@ -63,8 +74,8 @@ export interface RawPeer {
   close(): void;
 }
 
-export async function openPeer(url: string): Promise<RawPeer> {
-  const socket = new WebSocket(url, { maxPayload: 64 * 1024 * 1024 });
+export async function openPeer(url: string, headers: Record<string, string> = {}): Promise<RawPeer> {
+  const socket = new WebSocket(url, { maxPayload: 64 * 1024 * 1024, headers });
   const frames: Frame[] = [];
   const waiters: Array<() => void> = [];
   socket.on('message', (data, isBinary) => {
