@@ -12,6 +12,7 @@ import { pino } from 'pino';
 interface CodecCommandOptions extends OutputOptions {
   output?: string;
   force?: boolean;
+  synchronous?: boolean;
   threads?: number;
   chunkSize?: number;
 }
@@ -81,6 +82,7 @@ function common(command: Command): Command {
   return command
     .option('-o, --output <file>', 'output file')
     .option('-f, --force', 'replace the output file if it exists')
+    .option('--synchronous', 'flush the output to the disk before finishing, so it survives a system crash (slower)')
     .addOption(new Option('-t, --threads <n>', 'worker threads (default: all cores)').argParser(parsePositiveInteger))
     .option('--json', 'print one JSON document with sizes, ratio, seconds and MB/s')
     .option('-q, --quiet', 'print nothing on success');
@@ -94,6 +96,7 @@ export function addCodecCommands(program: Command): void {
       let bar: ReturnType<typeof progressBar> | undefined;
       const result = await governed(() => compressFile(file, output, {
         force: options.force,
+        synchronous: options.synchronous,
         threads: options.threads,
         chunkBytes: options.chunkSize,
         onProgress: (progress, total) => {
@@ -110,6 +113,7 @@ export function addCodecCommands(program: Command): void {
       let bar: ReturnType<typeof progressBar> | undefined;
       const result = await governed(() => decompressFile(file, output, {
         force: options.force,
+        synchronous: options.synchronous,
         threads: options.threads,
         onProgress: (progress, total) => {
           bar ??= progressBar('decompress', total, options);
