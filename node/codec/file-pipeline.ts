@@ -46,6 +46,7 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
       const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
       entries.push(entry);
       await output.writev([encodeChunkHeader(entry), frame]);
+      coders.recycle(frame);
       offset += chunkHeaderBytes + frame.length;
       progress.originalBytes += originalBytes;
       progress.containerBytes = offset;

@@ -35,6 +35,8 @@ export interface FileThreads {
   readonly threads: number;
   /** Codes the input's bytes [position, position + length); resolves with the frame and the CRC32C of the bytes. */
   compress(position: number, length: number): Promise<{ frame: Uint8Array; checksum: number }>;
+  /** Hands a written frame's memory back, to hold a later frame (at most `threads * 2` are kept). */
+  recycle(frame: Uint8Array): void;
   /** Reads, checks, decodes and writes one chunk at its place in the output. */
   decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<void>;
   close(): Promise<void>;
@@ -50,12 +52,19 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
   const workerData: FileWorkerData = { kernelModule: compileKernel(), inputFd: options.inputFd, outputFd: options.outputFd, chunkBytes: options.chunkBytes };
   const idle: Worker[] = [];
   const queue: FileTask[] = [];
+  const spares: ArrayBuffer[] = [];
   const waiting = new Map<number, { resolve: (result: FileTaskResult) => void; reject: (error: Error) => void }>();
   let nextId = 0;
   let broken: Error | undefined;
 
   function dispatch(): void {
-    while (idle.length > 0 && queue.length > 0) idle.pop()?.postMessage(queue.shift());
+    while (idle.length > 0 && queue.length > 0) {
+      const worker = idle.pop()!;
+      const task = queue.shift()!;
+      const spare = task.op === 'compress' ? spares.pop() : undefined;
+      if (spare === undefined) worker.postMessage(task);
+      else worker.postMessage({ ...task, spare }, [spare]);
+    }
   }
 
   function failAll(error: Error): void {
@@ -96,6 +105,9 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
       if (!result.ok) throw failureOf(result);
       if (result.frame === undefined || result.checksum === undefined) throw new Error('codec thread answered a compress task without a frame');
       return { frame: result.frame, checksum: result.checksum };
+    },
+    recycle(frame) {
+      if (spares.length < options.threads * 2 && frame.buffer instanceof ArrayBuffer) spares.push(frame.buffer);
     },
     async decompress(task) {
       const result = await run(task);

@@ -21,10 +21,12 @@ export interface FileWorkerData {
 }
 
 export type FileTask =
-  | { id: number; op: 'compress'; position: number; length: number }
+  /** `spare`: a buffer of an earlier frame, written out and handed back, to hold this frame without a new allocation. */
+  | { id: number; op: 'compress'; position: number; length: number; spare?: ArrayBuffer }
   | { id: number; op: 'decompress'; chunk: number; position: number; originalBytes: number; compressedBytes: number; checksum: number; outputPosition: number };
 
 export type FileTaskResult =
+  /** `frame` may view only the start of its buffer (a spare is sized for the largest frame). */
   | { id: number; ok: true; frame?: Uint8Array; checksum?: number }
   | { id: number; ok: false; code: CodecErrorCode; message: string }
   /** A system error (ENOSPC, EIO, ...) or the input changing under the reader; errno as Node names it. */
@@ -46,11 +48,15 @@ function writeFully(fd: number, view: Uint8Array, position: number): void {
   while (written < view.length) written += writeSync(fd, view, written, view.length - written, position + written);
 }
 
-/** Memory of its own for a frame, transferable to the main thread; every byte is written, so no zero-fill. */
-function ownedCopy(view: Uint8Array): Uint8Array {
-  const owned = Buffer.allocUnsafeSlow(view.length);
+/**
+ * The frame copied into memory the main thread can own: the spare it handed back if that is large
+ * enough (fresh memory costs page faults on every chunk), else new memory sized for any frame of a chunk.
+ */
+function ownedCopy(view: Uint8Array, spare: ArrayBuffer | undefined): Uint8Array {
+  const buffer = spare !== undefined && spare.byteLength >= view.length ? spare : Buffer.allocUnsafeSlow(Math.max(view.length, kernel.frameBytesMax(data.chunkBytes))).buffer;
+  const owned = new Uint8Array(buffer, 0, view.length);
   owned.set(view);
-  return new Uint8Array(owned.buffer, 0, view.length);
+  return owned;
 }
 
 const data = workerData as FileWorkerData;
@@ -63,7 +69,7 @@ function compress(task: Extract<FileTask, { op: 'compress' }>): FileTaskResult {
     return { id: task.id, ok: false, code: 'IO', errno: 'INPUT_CHANGED', message: `input changed while being read: ended at byte ${task.position + bytesRead}, expected ${task.position + task.length}` };
   }
   const checksum = crc32c(input);
-  return { id: task.id, ok: true, frame: ownedCopy(kernel.compressStaged(task.length)), checksum };
+  return { id: task.id, ok: true, frame: ownedCopy(kernel.compressStaged(task.length), task.spare), checksum };
 }
 
 function decompress(task: Extract<FileTask, { op: 'decompress' }>): FileTaskResult {
