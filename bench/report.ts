@@ -97,7 +97,7 @@ function peersSection(results: BenchResults): string {
   ]);
   const targets = peers.targets.map((target) => [
     escapeHtml(target.what),
-    target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 2)}x` : fixed(target.value, 0),
+    target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 3)}x` : fixed(target.value, 0),
     escapeHtml(target.unit === 'x' ? `≤ ${fixed(target.limit, 1)}x` : target.unit === 'MB/s min' ? `≥ ${target.limit} MB/s` : `< ${target.limit} ${target.unit}`),
     target.met === null ? 'not measured' : target.met ? '<b>met</b>' : '<span class="missing">not met</span>',
   ]);

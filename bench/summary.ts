@@ -43,7 +43,7 @@ const peerHeaders = ['command', 'compress s', 'decompress s', 'ratio', 'compress
 function targetCells(target: PeerTarget): string[] {
   const verdict = target.met === null ? 'not measured in this run' : target.met ? 'met' : 'not met';
   const comparison = target.unit === 'x' ? `at most ${fixed(target.limit, 1)}x` : target.unit === 'MB/s min' ? `at least ${target.limit} MB/s` : `under ${target.limit} ${target.unit}`;
-  const value = target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 2)}x` : `${fixed(target.value, 0)} ${target.unit === 'MB/s min' ? 'MB/s' : target.unit}`;
+  const value = target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 3)}x` : `${fixed(target.value, 0)} ${target.unit === 'MB/s min' ? 'MB/s' : target.unit}`;
   return [target.what, value, comparison, verdict];
 }
 
