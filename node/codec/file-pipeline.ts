@@ -8,7 +8,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
-import { startFileThreads, startShaThread } from './file-threads.ts';
+import { startFileThreads, startSha } from './file-threads.ts';
 import { chunkHeaderBytes, codecHuffman, encodeChunkHeader, encodeHeader, encodeIndex, encodeTrailer, formatVersion, type ChunkEntry } from './format.ts';
 
 export interface ThreadedOptions {
@@ -20,6 +20,13 @@ export interface ThreadedResult {
   /** Bytes written to the output. */
   outputBytes: number;
   chunks: number;
+  /** Codec threads used: no more than there were chunks. */
+  threads: number;
+}
+
+/** No more codec threads than chunks: each costs tens of milliseconds to start. */
+function threadsFor(chunks: number, threadsMax: number): number {
+  return Math.max(1, Math.min(chunks, threadsMax));
 }
 
 async function* indices(count: number): AsyncGenerator<number> {
@@ -29,10 +36,12 @@ async function* indices(count: number): AsyncGenerator<number> {
 /** Codes the `totalBytes` of `input` into a .dcz written to `output` from its start. */
 export async function compressThreaded(input: FileHandle, totalBytes: number, output: FileHandle, options: ThreadedOptions & { chunkBytes: number }): Promise<ThreadedResult> {
   const { chunkBytes } = options;
-  const sha = startShaThread(input.fd);
-  sha.hashUpTo(totalBytes);
-  const coders = startFileThreads({ threads: options.threads, inputFd: input.fd, outputFd: -1, chunkBytes });
+  const chunkCount = Math.ceil(totalBytes / chunkBytes);
+  const sha = startSha(input.fd, totalBytes);
+  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes });
   try {
+    // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
+    sha.hashUpTo(totalBytes);
     const header = encodeHeader({ version: formatVersion, codec: codecHuffman, chunkBytes });
     await output.write(header);
     let offset = header.length;
@@ -42,7 +51,7 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
       const originalBytes = Math.min(chunkBytes, totalBytes - chunk * chunkBytes);
       return { originalBytes, ...(await coders.compress(chunk * chunkBytes, originalBytes)) };
     };
-    for await (const { originalBytes, frame, checksum } of mapOrdered(indices(Math.ceil(totalBytes / chunkBytes)), code, options.threads * 2)) {
+    for await (const { originalBytes, frame, checksum } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
       const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
       entries.push(entry);
       await output.writev([encodeChunkHeader(entry), frame]);
@@ -58,7 +67,7 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
     await output.writev([index, trailer]);
     progress.containerBytes = offset + index.length + trailer.length;
     options.onProgress?.(progress);
-    return { outputBytes: progress.containerBytes, chunks: entries.length };
+    return { outputBytes: progress.containerBytes, chunks: entries.length, threads: coders.threads };
   } finally {
     await Promise.all([coders.close(), sha.close()]);
   }
@@ -70,8 +79,8 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
  */
 export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
   const { header, trailer, entries } = layout;
-  const sha = startShaThread(output.fd);
-  const coders = startFileThreads({ threads: options.threads, inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes });
+  const sha = startSha(output.fd, trailer.originalBytes);
+  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes });
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {
@@ -81,7 +90,7 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
       return entry;
     };
     // Chunks land in the output out of order; they are hashed in order as each run of them completes.
-    for await (const entry of mapOrdered(indices(entries.length), decode, options.threads * 2)) {
+    for await (const entry of mapOrdered(indices(entries.length), decode, coders.threads * 2)) {
       progress.originalBytes += entry.originalBytes;
       progress.containerBytes = entry.offset + chunkHeaderBytes + entry.compressedBytes;
       progress.chunks += 1;
@@ -91,7 +100,7 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
     if (!Buffer.from(trailer.sha256).equals(await sha.digest())) {
       throw new CodecError('CHECKSUM_MISMATCH', 'trailer: SHA-256 of the decoded file does not match the recorded one');
     }
-    return { outputBytes: progress.originalBytes, chunks: entries.length };
+    return { outputBytes: progress.originalBytes, chunks: entries.length, threads: coders.threads };
   } finally {
     await Promise.all([coders.close(), sha.close()]);
   }

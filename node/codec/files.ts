@@ -161,8 +161,8 @@ export async function compressFile(input: string, output: string, options: FileO
     const threads = options.threads ?? availableParallelism();
     const file = await open(input, 'r');
     try {
-      const { outputBytes, chunks } = await fillAtomically(output, target(options), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
-      return finish(outputBytes, chunks, threads);
+      const coded = await fillAtomically(output, target(options), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
+      return finish(coded.outputBytes, coded.chunks, coded.threads);
     } finally {
       await file.close();
     }
@@ -196,8 +196,8 @@ export async function decompressFile(input: string, output: string, options: Fil
     try {
       const layout = await layoutOrUndefined(file, compressedBytes);
       if (layout !== undefined) {
-        const { outputBytes, chunks } = await fillAtomically(output, target(options), (out) => decompressThreaded(file, layout, out, { threads, onProgress }));
-        return finish(outputBytes, chunks, threads);
+        const decoded = await fillAtomically(output, target(options), (out) => decompressThreaded(file, layout, out, { threads, onProgress }));
+        return finish(decoded.outputBytes, decoded.chunks, decoded.threads);
       }
     } finally {
       await file.close();
