@@ -16,7 +16,7 @@ import { delimiter, join } from 'node:path';
 import type { PeerFigures, PeersSection, PeerTarget } from './results.ts';
 import { spread } from './stats.ts';
 
-const dcasEntry = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
+const dcasEntry = new URL('../node/cli/dcas.mjs', import.meta.url).pathname;
 const timeCommand = '/usr/bin/time';
 const versionRuns = 20;
 const gibibyte = 1024 ** 3;
