@@ -1,7 +1,7 @@
 /**
  * The main thread's side of the file pipeline: a fixed set of file codec threads (file-worker.ts) fed
- * from one queue, and the SHA-256 thread (sha-worker.ts). Threads start once per file command; the kernel
- * is compiled once here and posted to each of them.
+ * from one bounded queue, and the whole-file SHA-256 (sha-worker.ts on a thread of its own, or here for
+ * small files). Threads start once per file command; the kernel is compiled once here and posted to each.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -30,6 +30,7 @@ export function threadEnvironment(): NodeJS.ProcessEnv {
 function threadOptions(workerData: unknown): WorkerOptions {
   return { workerData, resourceLimits, env: threadEnvironment() };
 }
+
 /** The SHA-256 thread's read size: large sequential reads, few calls. */
 const shaReadBytes = 4 * 1024 * 1024;
 /**
@@ -66,6 +67,8 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
   const waiting = new Map<number, { resolve: (result: FileTaskResult) => void; reject: (error: Error) => void }>();
   let nextId = 0;
   let broken: Error | undefined;
+  // Callers bound their chunks in flight (twice the threads); this catches one that does not.
+  const tasksMax = options.threads * 4;
 
   function dispatch(): void {
     while (idle.length > 0 && queue.length > 0) {
@@ -101,6 +104,7 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
 
   function run(task: FileThreadTask): Promise<FileTaskResult> {
     if (broken !== undefined) return Promise.reject(broken);
+    if (waiting.size >= tasksMax) return Promise.reject(new RangeError(`codec threads: more than ${tasksMax} tasks at once`));
     const id = nextId++;
     const result = new Promise<FileTaskResult>((resolve, reject) => waiting.set(id, { resolve, reject }));
     queue.push({ ...task, id } as FileTask);
