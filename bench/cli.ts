@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { CliFigures } from './results.ts';
 import { megabytesPerSecond, spread } from './stats.ts';
 
-const dcasEntry = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
+const dcasEntry = new URL('../node/cli/dcas.mjs', import.meta.url).pathname;
 
 interface CliReport {
   originalSize: number;

@@ -14,7 +14,7 @@
     'brotli-4': '#2ca02c',
     'zstd-3': '#9467bd',
   };
-  const spare = ['#8c564b', '#e377c2', '#7f7f7f', '#bcbd22'];
+  const spare = ['#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#1f77b4', '#17becf', '#2ca02c', '#9467bd'];
   const colorOf = (name, index) => palette[name] || spare[index % spare.length];
   const nodeColors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd'];
   const phaseColors = { upload: '#1f77b4', process: '#d62728', merge: '#2ca02c' };
@@ -123,6 +123,36 @@
         scales: { x: { title: { display: true, text: 'MB/s' }, beginAtZero: true } },
       },
     });
+  }
+
+  function peersCharts() {
+    const peers = results.peers ? results.peers.peers : [];
+    for (const direction of ['compress', 'decompress']) {
+      draw(`peers-${direction}`, {
+        type: 'scatter',
+        data: {
+          datasets: peers.map((peer, index) => ({
+            label: peer.name,
+            data: [{ x: peer[`${direction}MBps`], y: peer.ratio, seconds: peer[`${direction}Seconds`].min }],
+            backgroundColor: peer.name.startsWith('dcas') ? '#d62728' : spare[index % spare.length],
+            borderColor: peer.name.startsWith('dcas') ? '#d62728' : spare[index % spare.length],
+            pointStyle: peer.name.startsWith('dcas') ? 'rectRot' : 'circle',
+            pointRadius: 7,
+            pointHoverRadius: 9,
+          })),
+        },
+        options: {
+          plugins: {
+            title: title(results.peers ? `Whole processes: ratio vs ${direction} speed, ${fixed(results.peers.inputBytes / 1e6, 0)} MB text` : `Peers (not measured)`),
+            tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${fixed(item.raw.x, 0)} MB/s (${fixed(item.raw.seconds, 2)} s), ratio ${fixed(item.raw.y, 3)}` } },
+          },
+          scales: {
+            x: { type: 'logarithmic', ticks: logTicks, title: { display: true, text: `${direction} MB/s, spawn to exit (log)` } },
+            y: { title: { display: true, text: 'compressed / original (lower is better)' }, suggestedMin: 0 },
+          },
+        },
+      });
+    }
   }
 
   function clusterCharts() {
@@ -249,6 +279,7 @@
   try {
     codecCharts();
     cliChart();
+    peersCharts();
     clusterCharts();
     loadChart();
     window.benchCharts = charts;

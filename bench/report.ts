@@ -22,6 +22,8 @@ export function chartIds(results: BenchResults): string[] {
     'compress-speed',
     'decompress-speed',
     'cli-speed',
+    'peers-compress',
+    'peers-decompress',
     'cluster-throughput',
     'cluster-phases',
     'load-latency',
@@ -79,6 +81,32 @@ function codecTable(results: BenchResults): string {
     ]),
   );
   return table(['data set', 'codec', 'compress MB/s', 'decompress MB/s', 'ratio'], rows);
+}
+
+/** The best run's seconds (what the peers table compares), with the range of every run. */
+const bestCell = (spread: Spread) => `${fixed(spread.min, 2)} <small>(${fixed(spread.min, 2)}..${fixed(spread.max, 2)})</small>`;
+
+function peersSection(results: BenchResults): string {
+  const peers = results.peers;
+  if (!peers) return '<p class="missing">The peers were not measured in this run.</p>';
+  const rows = peers.peers.map((peer) => [
+    `<code>${escapeHtml(peer.name)}</code>`,
+    bestCell(peer.compressSeconds),
+    bestCell(peer.decompressSeconds),
+    fixed(peer.ratio, 3),
+    fixed(peer.compressMBps, 0),
+    fixed(peer.decompressMBps, 0),
+    `${fixed(peer.compressCpuSeconds, 2)} / ${fixed(peer.decompressCpuSeconds, 2)}`,
+  ]);
+  const targets = peers.targets.map((target) => [
+    escapeHtml(target.what),
+    target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 3)}x` : fixed(target.value, 0),
+    escapeHtml(target.unit === 'x' ? `≤ ${fixed(target.limit, 1)}x` : target.unit === 'MB/s min' ? `≥ ${target.limit} MB/s` : `< ${target.limit} ${target.unit}`),
+    target.met === null ? 'not measured' : target.met ? '<b>met</b>' : '<span class="missing">not met</span>',
+  ]);
+  const missing = peers.missing.length > 0 ? `<p class="missing">Not installed, so not measured: ${escapeHtml(peers.missing.join(', '))}.</p>` : '';
+  return `${missing}${table(['command', 'compress s, best', 'decompress s, best', 'ratio', 'compress MB/s', 'decompress MB/s', 'CPU s (c / d)'], rows)}
+${table(['target (issue 9)', 'value', 'limit', ''], targets)}`;
 }
 
 function clusterTable(results: BenchResults): string {
@@ -164,6 +192,14 @@ ${codecTable(results)}
 <h2>Local CLI, all cores</h2>
 <div class="grid">${canvas('cli-speed', true)}</div>
 ${results.cli === null ? '<p class="missing">The CLI was not measured in this run.</p>' : table(['data set', 'input', 'threads', 'ratio', 'compress MB/s', 'decompress MB/s', 'compress MB/s (CLI says)', 'decompress MB/s (CLI says)'], [[escapeHtml(results.cli.dataset), mebibytes(results.cli.inputBytes), String(results.cli.threads), fixed(results.cli.ratio, 3), spreadCell(results.cli.compressMBps, 0), spreadCell(results.cli.decompressMBps, 0), spreadCell(results.cli.compressReportedMBps, 0), spreadCell(results.cli.decompressReportedMBps, 0)]])}
+
+<h2>Peers, whole processes</h2>
+<p class="note">${results.peers ? `${escapeHtml(results.peers.dataset)}; every command from spawn to exit on the same file in the same run, ${results.peers.cores} cores, interleaved runs, best of ${results.peers.runs} (min..max beside it); CPU s is user + sys of the best run. Speeds are over original bytes, from the best run.` : ''}</p>
+<div class="grid">
+${canvas('peers-compress')}
+${canvas('peers-decompress')}
+</div>
+${peersSection(results)}
 
 <h2>Cluster, end to end</h2>
 <p class="note">${results.cluster === null ? '' : `Local clusters started with <code>dcas cluster up</code>; one ${fixed(results.cluster.fileBytes / 1e6, 0)} MB file (${escapeHtml(results.cluster.dataset)}) uploaded with the client library to the first node, timed from connect to the job completed; ${mebibytes(results.cluster.chunkBytes)} chunks. All nodes share this machine's cores.`}</p>

@@ -66,6 +66,47 @@ export interface CliFigures {
   decompressReportedMBps: Spread;
 }
 
+/** One command of the peers table: whole processes, spawn to exit, on the same file in the same run. */
+export interface PeerFigures {
+  name: string;
+  compressSeconds: Spread;
+  decompressSeconds: Spread;
+  /** Fewest CPU seconds (user + sys) of any run, and the largest peak RSS; null without /usr/bin/time. */
+  compressCpuSeconds: number | null;
+  decompressCpuSeconds: number | null;
+  compressPeakRssBytes: number | null;
+  decompressPeakRssBytes: number | null;
+  compressedBytes: number;
+  ratio: number;
+  /** Original bytes over the best run's seconds. */
+  compressMBps: number;
+  decompressMBps: number;
+}
+
+/** One of the issue's targets: `value` against `limit` (a ratio or a figure); null where this run cannot tell. */
+export interface PeerTarget {
+  what: string;
+  value: number | null;
+  limit: number;
+  unit: string;
+  met: boolean | null;
+}
+
+export interface PeersSection {
+  dataset: string;
+  inputBytes: number;
+  cores: number;
+  runs: number;
+  /** Programs not installed; their rows are absent. */
+  missing: string[];
+  peers: PeerFigures[];
+  versionSeconds: Spread;
+  /** Best --json mbPerSecond of dcas's runs: its work without process start-up. */
+  compressReportedMBps: number;
+  decompressReportedMBps: number;
+  targets: PeerTarget[];
+}
+
 export interface PhaseSeconds {
   upload: Spread;
   process: Spread;
@@ -120,6 +161,8 @@ export interface BenchResults {
   machine: Machine;
   codecs: CodecSection;
   cli: CliFigures | null;
+  /** Absent in results written before the peers section existed. */
+  peers?: PeersSection | null;
   cluster: ClusterSection | null;
   load: LoadSection | null;
 }

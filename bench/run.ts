@@ -6,10 +6,14 @@
  *   npm run bench                 full: whole data sets, 512 MB cluster file, 10 x 10 MB load test
  *   npm run bench -- --quick      a few minutes' figures in under 2 minutes
  *   npm run bench -- --tiny       seconds; for the report test, not for reading figures
+ *   npm run bench -- --only peers --size 150MB
+ *                                 the peers table alone: dcas beside zstd, pigz, lz4 and gzip, whole
+ *                                 processes on 150 MB of real text, with the issue's targets met or not
  *
  * Options: --data mail,elf,... (data sets for the codecs; the CLI codes the first), --nodes 1,2,3,
  * --runs N, --cluster-size SIZE, --concurrency C, --upload-size SIZE, --rounds N, --out DIR,
- * --skip codecs,cli,cluster,load.
+ * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,cluster,load,
+ * --only (the same list: every other section is skipped).
  */
 
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,12 +26,13 @@ import { benchCodecs, benchDatasetCodecs, codecSectionHeader } from './codecs.ts
 import { benchDataset, benchDatasetNames, generatedFile, isBenchDatasetName, type BenchDatasetName } from './datasets-extra.ts';
 import { builtInSchemaPath, generateBuffer, loadRecordSchema, parseSize } from './generate.ts';
 import { describeMachine } from './machine.ts';
+import { benchPeers } from './peers.ts';
 import { renderReport } from './report.ts';
 import type { BenchResults, ClusterSection, LoadSection } from './results.ts';
 import { formatSummary } from './summary.ts';
 
 type Mode = BenchResults['mode'];
-const sections = ['codecs', 'cli', 'cluster', 'load'] as const;
+const sections = ['codecs', 'cli', 'peers', 'cluster', 'load'] as const;
 type Section = (typeof sections)[number];
 
 interface Plan {
@@ -37,6 +42,8 @@ interface Plan {
   codecBytesMax: number;
   cliRuns: number;
   cliBytesMax: number;
+  peersBytes: number;
+  peersRuns: number;
   nodeCounts: number[];
   clusterBytes: number;
   clusterRuns: number;
@@ -59,6 +66,8 @@ const modes: Record<Mode, Omit<Plan, 'mode' | 'skip' | 'outDir'>> = {
     codecBytesMax: Number.MAX_SAFE_INTEGER,
     cliRuns: 3,
     cliBytesMax: Number.MAX_SAFE_INTEGER,
+    peersBytes: 150_000_000,
+    peersRuns: 3,
     nodeCounts: [1, 2, 3],
     clusterBytes: 512_000_000,
     clusterRuns: 3,
@@ -73,6 +82,8 @@ const modes: Record<Mode, Omit<Plan, 'mode' | 'skip' | 'outDir'>> = {
     codecBytesMax: 8 * mebibyte,
     cliRuns: 2,
     cliBytesMax: 32 * mebibyte,
+    peersBytes: 32_000_000,
+    peersRuns: 2,
     nodeCounts: [1, 2, 3],
     clusterBytes: 64_000_000,
     clusterRuns: 2,
@@ -87,6 +98,8 @@ const modes: Record<Mode, Omit<Plan, 'mode' | 'skip' | 'outDir'>> = {
     codecBytesMax: mebibyte,
     cliRuns: 1,
     cliBytesMax: 4 * mebibyte,
+    peersBytes: 4_000_000,
+    peersRuns: 1,
     nodeCounts: [1, 2, 3],
     clusterBytes: 6_000_000,
     clusterRuns: 1,
@@ -121,6 +134,13 @@ function size(text: string, what: string): number {
   }
 }
 
+function sectionList(text: string, what: string): Section[] {
+  return list(text, what).map((name) => {
+    if (!(sections as readonly string[]).includes(name)) throw new UsageError(`${what}: unknown section ${name}; known: ${sections.join(', ')}`);
+    return name as Section;
+  });
+}
+
 function parsePlan(argv: string[]): Plan {
   const { values } = parseArgs({
     args: argv,
@@ -136,6 +156,8 @@ function parsePlan(argv: string[]): Plan {
       rounds: { type: 'string' },
       out: { type: 'string' },
       skip: { type: 'string' },
+      only: { type: 'string' },
+      size: { type: 'string' },
     },
   });
   const mode: Mode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
@@ -156,11 +178,12 @@ function parsePlan(argv: string[]): Plan {
   if (values.concurrency !== undefined) plan.concurrency = positiveInteger(values.concurrency, '--concurrency');
   if (values['upload-size'] !== undefined) plan.uploadBytes = size(values['upload-size'], '--upload-size');
   if (values.rounds !== undefined) plan.rounds = positiveInteger(values.rounds, '--rounds');
-  if (values.skip !== undefined) {
-    for (const name of list(values.skip, '--skip')) {
-      if (!(sections as readonly string[]).includes(name)) throw new UsageError(`--skip: unknown section ${name}; known: ${sections.join(', ')}`);
-      plan.skip.add(name as Section);
-    }
+  if (values.runs !== undefined) plan.peersRuns = plan.codecRuns;
+  if (values.size !== undefined) plan.peersBytes = size(values.size, '--size');
+  if (values.skip !== undefined) for (const name of sectionList(values.skip, '--skip')) plan.skip.add(name);
+  if (values.only !== undefined) {
+    const only = sectionList(values.only, '--only');
+    for (const name of sections) if (!only.includes(name)) plan.skip.add(name);
   }
   return plan;
 }
@@ -185,6 +208,12 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
   if (!plan.skip.has('cli')) {
     cli = await benchCli(await benchDataset(plan.datasets[0]), { runs: plan.cliRuns, bytesMax: plan.cliBytesMax });
     progress(`cli: compress ${cli.compressMBps.median.toFixed(0)} MB/s, decompress ${cli.decompressMBps.median.toFixed(0)} MB/s (whole process)`);
+  }
+
+  let peers: BenchResults['peers'] = null;
+  if (!plan.skip.has('peers')) {
+    peers = await benchPeers((await benchDataset('mail')).bytes, { bytes: plan.peersBytes, runs: plan.peersRuns, onProgress: progress });
+    progress(`peers: ${peers.targets.filter((target) => target.met === true).length} of ${peers.targets.filter((target) => target.met !== null).length} targets met`);
   }
 
   let cluster: ClusterSection | null = null;
@@ -225,6 +254,7 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
     machine,
     codecs: codecSection,
     cli,
+    peers,
     cluster,
     load,
   };

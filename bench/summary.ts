@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { BenchResults, Spread } from './results.ts';
+import type { BenchResults, PeersSection, PeerTarget, Spread } from './results.ts';
 
 const fixed = (value: number, digits: number) => value.toFixed(digits);
 const spreadText = (spread: Spread, digits: number) => `${fixed(spread.median, digits)} (${fixed(spread.min, digits)}..${fixed(spread.max, digits)})`;
@@ -15,6 +15,36 @@ const mebibytes = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10
 function columns(rows: string[][], rightAligned: boolean[]): string {
   const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
   return rows.map((row) => row.map((cell, column) => (rightAligned[column] ? cell.padStart(widths[column]) : cell.padEnd(widths[column]))).join('  ').trimEnd()).join('\n');
+}
+
+const optional = (value: number | null, digits: number) => (value === null ? '-' : fixed(value, digits));
+
+function peersHeading(peers: PeersSection): string {
+  return (
+    `Peers, whole processes from spawn to exit, ${peers.dataset} (${fixed(peers.inputBytes / 1e6, 0)} MB), ${peers.cores} cores, best of ${peers.runs} runs ` +
+    `(CPU s = user + sys of the best run)${peers.missing.length > 0 ? `; not installed: ${peers.missing.join(', ')}` : ''}`
+  );
+}
+
+function peerRows(peers: PeersSection): string[][] {
+  return peers.peers.map((peer) => [
+    peer.name,
+    fixed(peer.compressSeconds.min, 2),
+    fixed(peer.decompressSeconds.min, 2),
+    fixed(peer.ratio, 3),
+    fixed(peer.compressMBps, 0),
+    fixed(peer.decompressMBps, 0),
+    `${optional(peer.compressCpuSeconds, 2)} / ${optional(peer.decompressCpuSeconds, 2)}`,
+  ]);
+}
+
+const peerHeaders = ['command', 'compress s', 'decompress s', 'ratio', 'compress MB/s', 'decompress MB/s', 'CPU s (c / d)'];
+
+function targetCells(target: PeerTarget): string[] {
+  const verdict = target.met === null ? 'not measured in this run' : target.met ? 'met' : 'not met';
+  const comparison = target.unit === 'x' ? `at most ${fixed(target.limit, 1)}x` : target.unit === 'MB/s min' ? `at least ${target.limit} MB/s` : `under ${target.limit} ${target.unit}`;
+  const value = target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 3)}x` : `${fixed(target.value, 0)} ${target.unit === 'MB/s min' ? 'MB/s' : target.unit}`;
+  return [target.what, value, comparison, verdict];
 }
 
 export function formatSummary(results: BenchResults): string {
@@ -42,6 +72,11 @@ export function formatSummary(results: BenchResults): string {
       `Local CLI, ${cli.threads} threads, ${cli.dataset} ${mebibytes(cli.inputBytes)}, whole process: compress ${spreadText(cli.compressMBps, 0)} MB/s, ` +
         `decompress ${spreadText(cli.decompressMBps, 0)} MB/s (the CLI's own figures: ${fixed(cli.compressReportedMBps.median, 0)} and ${fixed(cli.decompressReportedMBps.median, 0)} MB/s); ratio ${fixed(cli.ratio, 3)}`,
     );
+  }
+  if (results.peers) {
+    const peers = results.peers;
+    lines.push('', peersHeading(peers), columns([peerHeaders, ...peerRows(peers)], [false, true, true, true, true, true, true]));
+    lines.push('', 'Targets (issue 9)', columns([['target', 'value', 'limit', ''], ...peers.targets.map(targetCells)], [false, true, false, false]));
   }
   if (results.cluster !== null) {
     const cluster = results.cluster;
@@ -106,6 +141,13 @@ export function formatMarkdown(results: BenchResults): string {
       `**Local CLI, all cores (${cli.threads} threads)**, ${cli.dataset} (${mebibytes(cli.inputBytes)}), whole process from spawn to exit: compress ${spreadText(cli.compressMBps, 0)} MB/s, ` +
         `decompress ${spreadText(cli.decompressMBps, 0)} MB/s; without process start-up (the CLI's own figure) ${fixed(cli.compressReportedMBps.median, 0)} and ${fixed(cli.decompressReportedMBps.median, 0)} MB/s.`,
     );
+  }
+  if (results.peers) {
+    const peers = results.peers;
+    out.push('', `**${peersHeading(peers)}:**`, '', `| ${peerHeaders.join(' | ')} |`, `|---|${peerHeaders.slice(1).map(() => '---:').join('|')}|`);
+    for (const row of peerRows(peers)) out.push(`| \`${row[0]}\` | ${row.slice(1).join(' | ')} |`);
+    out.push('', '| target | value | limit | |', '|---|---:|---|---|');
+    for (const cells of peers.targets.map(targetCells)) out.push(`| ${cells.join(' | ')} |`);
   }
   if (results.cluster !== null) {
     const cluster = results.cluster;

@@ -59,6 +59,15 @@ function assertResults(results: BenchResults): void {
     }
   }
   assert.ok(results.cli !== null && results.cli.compressMBps.median > 0 && results.cli.decompressMBps.median > 0);
+  const peers = results.peers!;
+  assert.ok(peers.peers[0].name.startsWith('dcas'), peers.peers[0].name);
+  for (const peer of peers.peers) {
+    assert.ok(peer.compressSeconds.min > 0 && peer.decompressSeconds.min > 0, peer.name);
+    assert.ok(peer.ratio > 0 && peer.ratio < 1.1, peer.name);
+  }
+  // Every target is reported, as a value with a verdict, or as not measured (1 GiB targets on a tiny run).
+  assert.is(peers.targets.length, 8);
+  assert.ok(peers.targets.slice(0, 5).every((target) => target.value !== null || target.met === null));
   assert.equal(results.cluster?.clusters.map((run) => run.nodes), [1, 2, 3]);
   for (const run of results.cluster!.clusters) {
     assert.ok(run.throughputMBps.median > 0);
@@ -91,13 +100,13 @@ test('a tiny run writes results and a report whose every chart draws data in hea
     try {
       const inspection = await report.inspect(chartIds(results));
       assert.equal(chartProblems(inspection), []);
-      assert.is(inspection.charts.length, results.codecs.datasets.length + 7);
+      assert.is(inspection.charts.length, results.codecs.datasets.length + 9);
     } finally {
       await report.close();
     }
 
-    // The same results with the load test and the CLI missing: those charts must be reported empty.
-    const partial: BenchResults = { ...results, load: null, cli: null };
+    // The same results with the load test, the CLI and the peers missing: those charts must be reported empty.
+    const partial: BenchResults = { ...results, load: null, cli: null, peers: null };
     const partialPath = join(folder, 'partial.html');
     writeFileSync(partialPath, renderReport(partial));
     const partialReport = await openReport(partialPath);
@@ -105,6 +114,7 @@ test('a tiny run writes results and a report whose every chart draws data in hea
       const problems = chartProblems(await partialReport.inspect(chartIds(partial)));
       assert.ok(problems.some((problem) => problem.startsWith('load-latency:')), problems.join('\n'));
       assert.ok(problems.some((problem) => problem.startsWith('cli-speed:')), problems.join('\n'));
+      assert.ok(problems.some((problem) => problem.startsWith('peers-compress:')), problems.join('\n'));
       assert.not.ok(problems.some((problem) => problem.startsWith('cluster-throughput:')), problems.join('\n'));
     } finally {
       await partialReport.close();

@@ -14,9 +14,9 @@ interface Run {
   stderr: string;
 }
 
-function run(args: string[], cwd: string): Promise<Run> {
+function run(args: string[], cwd: string, entry = dcas): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [dcas, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [entry, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (data) => (stdout += data));
@@ -106,6 +106,19 @@ test('a file that is not a .dcz, and a missing input, each fail with one line an
     const missing = await run(['compress', 'absent.bin'], dir);
     assert.is(missing.code, 1);
     assertOneLineError(missing, /absent\.bin: no such file/);
+  });
+});
+
+test("the launchers' entry (dcas.mjs, as bin/dcas and npm's bin run it) runs the same program", async () => {
+  await withTempDir(async (dir) => {
+    const entry = new URL('../node/cli/dcas.mjs', import.meta.url).pathname;
+    const launched = (args: string[]) => run(args, dir, entry);
+    const version = await launched(['--version']);
+    assert.is(version.code, 0, version.stderr);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+    const help = await launched(['--help']);
+    for (const command of ['compress', 'decompress', 'node', 'cluster', 'upload', 'status', 'jobs', 'download']) assert.match(help.stdout, new RegExp(`\\n  ${command} `));
+    assert.is((await launched(['frobnicate'])).code, 2);
   });
 });
 

@@ -6,12 +6,11 @@ import { Option } from 'commander';
 import { compressFile, decompressFile, type FileResult } from '../codec/index.ts';
 import { format } from '../codec/index.ts';
 import { CliError, exitUsage, formatBytes, printJson, progressBar, type OutputOptions } from './output.ts';
-import { startMemoryGovernor } from '../runtime/memory.ts';
-import { pino } from 'pino';
 
 interface CodecCommandOptions extends OutputOptions {
   output?: string;
   force?: boolean;
+  synchronous?: boolean;
   threads?: number;
   chunkSize?: number;
 }
@@ -40,13 +39,31 @@ export function parsePositiveInteger(text: string): number {
   return value;
 }
 
-/** Runs a file command with dead chunk buffers collected promptly, so memory stays bounded on any file size. */
+/**
+ * A command that runs longer than this starts the memory governor. Loading it (and pino) costs about
+ * 45 ms of start-up, more than a small file takes; a long command pays it while the codec threads work.
+ */
+const governorDelayMs = 200;
+
+/**
+ * Runs a file command with dead chunk buffers collected promptly, so memory stays bounded on any file
+ * size. The threaded pipeline holds few buffers on this thread; the streaming decoder, which a damaged
+ * .dcz falls back to, holds every decoded chunk here until it is written (measured on a 1 GiB file with
+ * a damaged trailer: peak RSS 278 MB without the governor, 259 MB with it).
+ */
 async function governed<T>(run: () => Promise<T>): Promise<T> {
-  const memory = startMemoryGovernor({ logger: pino({ level: 'silent' }) });
+  let memory: { stop(): void } | undefined;
+  let stopped = false;
+  const timer = setTimeout(async () => {
+    const [{ startMemoryGovernor }, { pino }] = await Promise.all([import('../runtime/memory.ts'), import('pino')]);
+    if (!stopped) memory = startMemoryGovernor({ logger: pino({ level: 'silent' }) });
+  }, governorDelayMs);
   try {
     return await run();
   } finally {
-    memory.stop();
+    stopped = true;
+    clearTimeout(timer);
+    memory?.stop();
   }
 }
 
@@ -81,6 +98,7 @@ function common(command: Command): Command {
   return command
     .option('-o, --output <file>', 'output file')
     .option('-f, --force', 'replace the output file if it exists')
+    .option('--synchronous', 'flush the output to the disk before finishing, so it survives a system crash (slower)')
     .addOption(new Option('-t, --threads <n>', 'worker threads (default: all cores)').argParser(parsePositiveInteger))
     .option('--json', 'print one JSON document with sizes, ratio, seconds and MB/s')
     .option('-q, --quiet', 'print nothing on success');
@@ -94,6 +112,7 @@ export function addCodecCommands(program: Command): void {
       let bar: ReturnType<typeof progressBar> | undefined;
       const result = await governed(() => compressFile(file, output, {
         force: options.force,
+        synchronous: options.synchronous,
         threads: options.threads,
         chunkBytes: options.chunkSize,
         onProgress: (progress, total) => {
@@ -110,6 +129,7 @@ export function addCodecCommands(program: Command): void {
       let bar: ReturnType<typeof progressBar> | undefined;
       const result = await governed(() => decompressFile(file, output, {
         force: options.force,
+        synchronous: options.synchronous,
         threads: options.threads,
         onProgress: (progress, total) => {
           bar ??= progressBar('decompress', total, options);

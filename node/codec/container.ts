@@ -403,41 +403,54 @@ export interface DczReader {
   close(): Promise<void>;
 }
 
+/** The parts of a .dcz that locate its chunks: header, trailer and index, checked against each other and the file's size. */
+export interface DczLayout {
+  readonly header: FileHeader;
+  readonly trailer: Trailer;
+  readonly entries: readonly ChunkEntry[];
+}
+
+async function readAt(file: FileHandle, position: number, length: number, what: string): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  const { bytesRead } = await file.read(out, 0, length, position);
+  if (bytesRead !== length) throw new CodecError('TRUNCATED', `${what}: truncated`);
+  return out;
+}
+
+/** Reads and checks a .dcz's header, trailer and index from an open file of `size` bytes; chunks are not read. */
+export async function readDczLayout(file: FileHandle, size: number): Promise<DczLayout> {
+  const header = decodeHeader(await readAt(file, 0, Math.min(headerBytes, size), 'header'));
+  if (size < headerBytes + indexBytes(0) + trailerBytes) throw new CodecError('TRUNCATED', 'file is shorter than an empty .dcz');
+  const trailer = decodeTrailer(await readAt(file, size - trailerBytes, trailerBytes, 'trailer'));
+  const indexLength = indexBytes(trailer.chunkCount);
+  if (trailer.indexOffset + indexLength + trailerBytes !== size) throw new CodecError('CORRUPT_CONTAINER', 'trailer: index offset and chunk count do not match the file size');
+  const entries = decodeIndex(await readAt(file, trailer.indexOffset, indexLength, 'index'));
+  let expected = headerBytes;
+  let originalBytes = 0;
+  entries.forEach((entry, i) => {
+    if (entry.offset !== expected) throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} offset ${entry.offset} should be ${expected}`);
+    if (entry.originalBytes === 0 || entry.originalBytes > header.chunkBytes || entry.compressedBytes > frameBytesMax(entry.originalBytes)) {
+      throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} has impossible lengths`);
+    }
+    if (i < entries.length - 1 && entry.originalBytes !== header.chunkBytes) {
+      throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} holds ${entry.originalBytes} bytes but is not the last chunk`);
+    }
+    expected += chunkHeaderBytes + entry.compressedBytes;
+    originalBytes += entry.originalBytes;
+  });
+  checkTrailer(trailer, entries.length, expected, originalBytes);
+  return { header, trailer, entries };
+}
+
 export async function openDcz(path: string): Promise<DczReader> {
   const file = await open(path, 'r');
   try {
     const { size } = await file.stat();
-    const at = async (position: number, length: number, what: string): Promise<Uint8Array> => {
-      const out = new Uint8Array(length);
-      const { bytesRead } = await file.read(out, 0, length, position);
-      if (bytesRead !== length) throw new CodecError('TRUNCATED', `${what}: truncated`);
-      return out;
-    };
-    const header = decodeHeader(await at(0, Math.min(headerBytes, size), 'header'));
-    if (size < headerBytes + indexBytes(0) + trailerBytes) throw new CodecError('TRUNCATED', 'file is shorter than an empty .dcz');
-    const trailer = decodeTrailer(await at(size - trailerBytes, trailerBytes, 'trailer'));
-    const indexLength = indexBytes(trailer.chunkCount);
-    if (trailer.indexOffset + indexLength + trailerBytes !== size) throw new CodecError('CORRUPT_CONTAINER', 'trailer: index offset and chunk count do not match the file size');
-    const entries = decodeIndex(await at(trailer.indexOffset, indexLength, 'index'));
-    let expected = headerBytes;
-    let originalBytes = 0;
-    entries.forEach((entry, i) => {
-      if (entry.offset !== expected) throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} offset ${entry.offset} should be ${expected}`);
-      if (entry.originalBytes === 0 || entry.originalBytes > header.chunkBytes || entry.compressedBytes > frameBytesMax(entry.originalBytes)) {
-        throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} has impossible lengths`);
-      }
-      if (i < entries.length - 1 && entry.originalBytes !== header.chunkBytes) {
-        throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} holds ${entry.originalBytes} bytes but is not the last chunk`);
-      }
-      expected += chunkHeaderBytes + entry.compressedBytes;
-      originalBytes += entry.originalBytes;
-    });
-    checkTrailer(trailer, entries.length, expected, originalBytes);
-
+    const { header, trailer, entries } = await readDczLayout(file, size);
     const readFrame = async (chunk: number): Promise<Uint8Array> => {
       const entry = entries[chunk];
       if (entry === undefined) throw new RangeError(`chunk ${chunk} does not exist (the file has ${entries.length})`);
-      return at(entry.offset, chunkHeaderBytes + entry.compressedBytes, `chunk ${chunk}`);
+      return readAt(file, entry.offset, chunkHeaderBytes + entry.compressedBytes, `chunk ${chunk}`);
     };
     return {
       header,

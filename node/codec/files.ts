@@ -3,12 +3,15 @@
  * moved into place only when complete, so a failure never leaves a partial file under the final name.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chunkBytesDefault } from './format.ts';
-import { decodeDcz, encodeDcz, fileChunks, fileSource, validateChunkBytes, type Progress } from './container.ts';
+import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type DczLayout, type Progress } from './container.ts';
+import { CodecError } from './errors.ts';
+import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
 
 export type FileErrorCode = 'INPUT_MISSING' | 'INPUT_NOT_FILE' | 'OUTPUT_EXISTS';
@@ -24,12 +27,20 @@ export class FileError extends Error {
 }
 
 export interface FileOptions {
-  /** A pool to use; without one, a pool of `threads` workers is made and closed for this call. */
+  /**
+   * A pool to code the chunks with, streaming them through this thread. Without one, `threads` file
+   * codec threads start for this call and read and write the files themselves (file-pipeline.ts).
+   */
   pool?: CodecPool;
   threads?: number;
   chunkBytes?: number;
   /** Replace an existing output file. */
   force?: boolean;
+  /**
+   * Flush the output to the disk (fsync) before moving it into place, so it survives a system crash;
+   * off by default, as in gzip (--synchronous) and zstd, because it bounds output at the disk's speed.
+   */
+  synchronous?: boolean;
   onProgress?: (progress: Progress, totalBytes: number) => void;
 }
 
@@ -79,30 +90,44 @@ async function refuseExisting(path: string, force: boolean): Promise<void> {
   throw new FileError('OUTPUT_EXISTS', `${path}: already exists (use --force to replace it)`);
 }
 
-/** Writes `source` to `path` through a temporary file; returns the bytes written. */
-export async function writeAtomically(path: string, source: AsyncIterable<Uint8Array>, force: boolean): Promise<number> {
+/**
+ * Lets `fill` write a temporary file beside `path` (opened for reading too, so it can be read back while
+ * written), flushes it to the disk if `synchronous`, and moves it to `path`; on any failure the temporary
+ * file is removed, so `path` never holds a partial file.
+ */
+export async function fillAtomically<T>(path: string, options: { force: boolean; synchronous: boolean }, fill: (file: FileHandle) => Promise<T>): Promise<T> {
+  const { force } = options;
   await refuseExisting(path, force);
   const partial = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
   partialPaths.add(partial);
   try {
-    const file = await open(partial, 'wx');
-    let written = 0;
+    const file = await open(partial, 'wx+');
+    let result: T;
     try {
-      for await (const piece of source) {
-        await file.write(piece);
-        written += piece.length;
-      }
-      await file.sync();
+      result = await fill(file);
+      if (options.synchronous) await file.sync();
     } finally {
       await file.close();
     }
     if (force) await rename(partial, path);
     else await moveNoClobber(partial, path);
-    return written;
+    return result;
   } finally {
     partialPaths.delete(partial);
     await unlink(partial).catch(() => {});
   }
+}
+
+/** Writes `source` to `path` through a temporary file (flushed to the disk unless told otherwise); returns the bytes written. */
+export function writeAtomically(path: string, source: AsyncIterable<Uint8Array>, force: boolean, synchronous = true): Promise<number> {
+  return fillAtomically(path, { force, synchronous }, async (file) => {
+    let written = 0;
+    for await (const piece of source) {
+      await file.write(piece);
+      written += piece.length;
+    }
+    return written;
+  });
 }
 
 /** A hard link fails if the target exists, which closes the race between the check and the move. */
@@ -118,14 +143,8 @@ async function moveNoClobber(from: string, to: string): Promise<void> {
   }
 }
 
-async function withPool<T>(options: FileOptions, fn: (pool: CodecPool) => Promise<T>): Promise<T> {
-  if (options.pool !== undefined) return fn(options.pool);
-  const pool = createCodecPool({ threads: options.threads });
-  try {
-    return await fn(pool);
-  } finally {
-    await pool.close();
-  }
+function target(options: FileOptions): { force: boolean; synchronous: boolean } {
+  return { force: options.force ?? false, synchronous: options.synchronous ?? false };
 }
 
 export async function compressFile(input: string, output: string, options: FileOptions = {}): Promise<FileResult> {
@@ -133,43 +152,99 @@ export async function compressFile(input: string, output: string, options: FileO
   const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
   await refuseExisting(output, options.force ?? false);
   const started = performance.now();
-  return withPool(options, async (pool) => {
-    let chunks = 0;
-    const encoded = encodeDcz(fileChunks(input, chunkBytes), {
-      pool,
-      chunkBytes,
-      owned: true,
-      onProgress: (progress) => {
-        chunks = progress.chunks;
-        options.onProgress?.(progress, totalBytes);
-      },
-    });
-    const compressedBytes = await writeAtomically(output, encoded, options.force ?? false);
+  const finish = (compressedBytes: number, chunks: number, threads: number): FileResult => {
     const seconds = (performance.now() - started) / 1000;
-    return { input, output, originalBytes: totalBytes, compressedBytes, chunks, threads: pool.threads, seconds };
+    return { input, output, originalBytes: totalBytes, compressedBytes, chunks, threads, seconds };
+  };
+  const onProgress = (progress: Progress) => options.onProgress?.(progress, totalBytes);
+  if (options.pool === undefined) {
+    const threads = options.threads ?? availableParallelism();
+    const file = await open(input, 'r');
+    try {
+      const coded = await fillAtomically(output, target(options), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
+      return finish(coded.outputBytes, coded.chunks, coded.threads);
+    } finally {
+      await file.close();
+    }
+  }
+  const pool = options.pool;
+  let chunks = 0;
+  const encoded = encodeDcz(fileChunks(input, chunkBytes), {
+    pool,
+    chunkBytes,
+    owned: true,
+    onProgress: (progress) => {
+      chunks = progress.chunks;
+      onProgress(progress);
+    },
   });
+  return finish(await writeAtomically(output, encoded, options.force ?? false, options.synchronous ?? false), chunks, pool.threads);
 }
 
 export async function decompressFile(input: string, output: string, options: FileOptions = {}): Promise<FileResult> {
   const compressedBytes = await inputSize(input);
   await refuseExisting(output, options.force ?? false);
   const started = performance.now();
-  return withPool(options, async (pool) => {
-    const source = fileSource(await open(input, 'r'));
+  const finish = (originalBytes: number, chunks: number, threads: number): FileResult => {
+    const seconds = (performance.now() - started) / 1000;
+    return { input, output, originalBytes, compressedBytes, chunks, threads, seconds };
+  };
+  const onProgress = (progress: Progress) => options.onProgress?.(progress, compressedBytes);
+  if (options.pool === undefined) {
+    const threads = options.threads ?? availableParallelism();
+    const file = await open(input, 'r');
     try {
-      let chunks = 0;
-      const decoded = decodeDcz(source, {
-        pool,
-        onProgress: (progress) => {
-          chunks = progress.chunks;
-          options.onProgress?.(progress, compressedBytes);
-        },
-      });
-      const originalBytes = await writeAtomically(output, decoded, options.force ?? false);
-      const seconds = (performance.now() - started) / 1000;
-      return { input, output, originalBytes, compressedBytes, chunks, threads: pool.threads, seconds };
+      const layout = await layoutOrUndefined(file, compressedBytes);
+      if (layout !== undefined) {
+        const decoded = await fillAtomically(output, target(options), (out) => decompressThreaded(file, layout, out, { threads, onProgress }));
+        return finish(decoded.outputBytes, decoded.chunks, decoded.threads);
+      }
     } finally {
-      await source.close();
+      await file.close();
     }
-  });
+    // The index or trailer is damaged: the streaming decoder reads from the front and says where.
+    return withPool(threads, (pool) => decompressStreaming(input, output, { ...options, pool, onProgress }, finish));
+  }
+  return decompressStreaming(input, output, { ...options, pool: options.pool, onProgress }, finish);
+}
+
+/** The file's layout, or undefined if its tail is damaged (the streaming decoder then names the damage). */
+async function layoutOrUndefined(file: FileHandle, size: number): Promise<DczLayout | undefined> {
+  try {
+    return await readDczLayout(file, size);
+  } catch (error) {
+    if (error instanceof CodecError) return undefined;
+    throw error;
+  }
+}
+
+async function withPool<T>(threads: number, fn: (pool: CodecPool) => Promise<T>): Promise<T> {
+  const pool = createCodecPool({ threads });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+async function decompressStreaming(
+  input: string,
+  output: string,
+  options: { pool: CodecPool; force?: boolean; synchronous?: boolean; onProgress: (progress: Progress) => void },
+  finish: (originalBytes: number, chunks: number, threads: number) => FileResult,
+): Promise<FileResult> {
+  const source = fileSource(await open(input, 'r'));
+  try {
+    let chunks = 0;
+    const decoded = decodeDcz(source, {
+      pool: options.pool,
+      onProgress: (progress) => {
+        chunks = progress.chunks;
+        options.onProgress(progress);
+      },
+    });
+    return finish(await writeAtomically(output, decoded, options.force ?? false, options.synchronous ?? false), chunks, options.pool.threads);
+  } finally {
+    await source.close();
+  }
 }

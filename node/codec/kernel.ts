@@ -15,6 +15,18 @@ export interface Kernel {
    * CodecError('CORRUPT_BLOCK' | 'TOO_LARGE'), never any other error type.
    */
   decompress(frame: Uint8Array, originalLength: number): Uint8Array;
+  /**
+   * The zero-copy form, for callers that read input straight into kernel memory: lays out room for
+   * `inputBytes` in and `outputBytes` out, and returns the input area to fill. Every view this kernel
+   * returns is valid only until its next call.
+   */
+  stageInput(inputBytes: number, outputBytes: number): Uint8Array;
+  /** The largest frame `length` bytes can code into: the output room to stage for compressStaged. */
+  frameBytesMax(length: number): number;
+  /** Codes the `length` staged bytes; returns a view of the frame in kernel memory. */
+  compressStaged(length: number): Uint8Array;
+  /** Decodes the staged `frameLength`-byte frame; returns a view of the `originalLength` bytes in kernel memory. */
+  decompressStaged(frameLength: number, originalLength: number): Uint8Array;
 }
 
 /** Largest chunk the kernel codes in one call. */
@@ -33,15 +45,19 @@ interface KernelExports {
 
 /** The slice of the WebAssembly JS API used here (tsconfig's libs do not declare it). */
 interface WebAssemblyApi {
-  Module: new (bytes: Uint8Array) => object;
+  Module: new (bytes: Uint8Array) => KernelModule;
   Instance: new (module: object, imports: object) => { exports: object };
 }
 const wasm = (globalThis as unknown as { WebAssembly: WebAssemblyApi }).WebAssembly;
 
-const wasmUrl = new URL('../../build/kernel.wasm', import.meta.url);
-let compiled: object | undefined;
+/** A compiled kernel: structured-cloneable, so one compilation serves every worker thread. */
+export type KernelModule = object;
 
-function kernelModule(): object {
+const wasmUrl = new URL('../../build/kernel.wasm', import.meta.url);
+let compiled: KernelModule | undefined;
+
+/** The kernel compiled once per thread that asks; post it to workers instead of compiling there again. */
+export function compileKernel(): KernelModule {
   if (compiled === undefined) {
     let bytes: Buffer;
     try {
@@ -126,41 +142,76 @@ function ownedBytes(length: number): Uint8Array {
   return new Uint8Array(owned.buffer, owned.byteOffset, length);
 }
 
-export function loadKernel(): Kernel {
-  const instance = new wasm.Instance(kernelModule(), {});
+/** A kernel instance with memory of its own; `module` is a compiled kernel posted from another thread. */
+export function loadKernel(module: KernelModule = compileKernel()): Kernel {
+  const instance = new wasm.Instance(module, {});
   const kernel = instance.exports as unknown as KernelExports;
 
-  /** Sizes the buffers and copies `input` in; throws TOO_LARGE if memory cannot grow. */
-  function stage(input: Uint8Array, outputBytes: number): void {
-    const address = kernel.prepare(input.length, outputBytes) >>> 0;
+  /** Sizes the buffers; throws TOO_LARGE if memory cannot grow. */
+  function stageInput(inputBytes: number, outputBytes: number): Uint8Array {
+    const address = kernel.prepare(inputBytes, outputBytes) >>> 0;
     if (address === 0) {
-      throw new CodecError('TOO_LARGE', `kernel memory cannot hold ${input.length} + ${outputBytes} bytes`);
+      throw new CodecError('TOO_LARGE', `kernel memory cannot hold ${inputBytes} + ${outputBytes} bytes`);
     }
-    new Uint8Array(kernel.memory.buffer, address, input.length).set(input);
+    return new Uint8Array(kernel.memory.buffer, address, inputBytes);
+  }
+
+  /** Sizes the buffers and copies `input` in. */
+  function stage(input: Uint8Array, outputBytes: number): void {
+    stageInput(input.length, outputBytes).set(input);
+  }
+
+  function outputView(length: number): Uint8Array {
+    return new Uint8Array(kernel.memory.buffer, kernel.output() >>> 0, length);
   }
 
   /** The result, copied into memory of its own. */
   function copyOut(length: number): Uint8Array {
     const result = ownedBytes(length);
-    result.set(new Uint8Array(kernel.memory.buffer, kernel.output() >>> 0, length));
+    result.set(outputView(length));
     return result;
+  }
+
+  /** Codes the staged input; the frame stays in kernel memory. */
+  function compressStaged(length: number): Uint8Array {
+    const frameBytesMax = kernel.frameBytesMax(length) >>> 0;
+    const frameLength = kernel.compress(length) >>> 0;
+    if (frameLength > frameBytesMax) throw new Error(`kernel wrote ${frameLength} bytes, more than its bound ${frameBytesMax}`);
+    return outputView(frameLength);
   }
 
   function compress(input: Uint8Array): Uint8Array {
     checkedLength(input.length, 'chunk of');
-    const frameBytesMax = kernel.frameBytesMax(input.length) >>> 0;
-    stage(input, frameBytesMax);
-    const frameLength = kernel.compress(input.length) >>> 0;
-    if (frameLength > frameBytesMax) throw new Error(`kernel wrote ${frameLength} bytes, more than its bound ${frameBytesMax}`);
-    return copyOut(frameLength);
+    stage(input, kernel.frameBytesMax(input.length) >>> 0);
+    return copyOut(compressStaged(input.length).length);
+  }
+
+  /** Decodes the staged frame; the original bytes stay in kernel memory. */
+  function decompressStaged(frameLength: number, originalLength: number): Uint8Array {
+    let status: number;
+    try {
+      status = kernel.decompress(frameLength, originalLength);
+    } catch (error) {
+      // The decoder is meant to be total; a trap here is a kernel bug, reported as a corrupt block.
+      throw new CodecError('CORRUPT_BLOCK', `kernel trapped while decoding: ${String(error)}`);
+    }
+    if (status !== 0) {
+      throw new CodecError('CORRUPT_BLOCK', failureMessage(status, kernel.failedBlock(), kernel.failedStream()));
+    }
+    return outputView(originalLength);
+  }
+
+  /** Checks a frame's length against the original length before any of it is staged. */
+  function checkFrame(frameLength: number, originalLength: number): void {
+    checkedLength(originalLength, 'original length');
+    const frameBytesMax = kernel.frameBytesMax(originalLength) >>> 0;
+    if (frameLength > frameBytesMax) {
+      throw new CodecError('CORRUPT_BLOCK', `frame of ${frameLength} bytes is longer than any frame of ${originalLength} bytes (${frameBytesMax})`);
+    }
   }
 
   function decompress(frame: Uint8Array, originalLength: number): Uint8Array {
-    checkedLength(originalLength, 'original length');
-    const frameBytesMax = kernel.frameBytesMax(originalLength) >>> 0;
-    if (frame.length > frameBytesMax) {
-      throw new CodecError('CORRUPT_BLOCK', `frame of ${frame.length} bytes is longer than any frame of ${originalLength} bytes (${frameBytesMax})`);
-    }
+    checkFrame(frame.length, originalLength);
     const stored = storedBlocks(frame, originalLength);
     if (stored !== undefined) {
       const result = ownedBytes(originalLength);
@@ -171,20 +222,19 @@ export function loadKernel(): Kernel {
       }
       return result;
     }
-    let status: number;
-    try {
-      stage(frame, originalLength);
-      status = kernel.decompress(frame.length, originalLength);
-    } catch (error) {
-      if (error instanceof CodecError) throw error;
-      // The decoder is meant to be total; a trap here is a kernel bug, reported as a corrupt block.
-      throw new CodecError('CORRUPT_BLOCK', `kernel trapped while decoding: ${String(error)}`);
-    }
-    if (status !== 0) {
-      throw new CodecError('CORRUPT_BLOCK', failureMessage(status, kernel.failedBlock(), kernel.failedStream()));
-    }
-    return copyOut(originalLength);
+    stage(frame, originalLength);
+    return copyOut(decompressStaged(frame.length, originalLength).length);
   }
 
-  return { compress, decompress };
+  return {
+    compress,
+    decompress,
+    stageInput,
+    frameBytesMax: (length) => kernel.frameBytesMax(checkedLength(length, 'chunk of')) >>> 0,
+    compressStaged: (length) => compressStaged(checkedLength(length, 'chunk of')),
+    decompressStaged(frameLength, originalLength) {
+      checkFrame(frameLength, originalLength);
+      return decompressStaged(frameLength, originalLength);
+    },
+  };
 }

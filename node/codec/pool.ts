@@ -6,6 +6,8 @@ import { availableParallelism } from 'node:os';
 import { isMarkedAsUntransferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CodecError, type CodecErrorCode } from './errors.ts';
+import { threadEnvironment } from './file-threads.ts';
+import { compileKernel } from './kernel.ts';
 
 export type CodecTask =
   | { op: 'compress'; data: Uint8Array }
@@ -31,6 +33,10 @@ export interface CodecPool {
   close(): Promise<void>;
 }
 
+export interface CodecWorkerData {
+  kernelModule: object;
+}
+
 export interface CodecPoolOptions {
   threads?: number;
 }
@@ -48,6 +54,9 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
     maxThreads: threads,
     idleTimeout: 60_000,
     resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+    // The kernel compiled once here, not once per thread.
+    workerData: { kernelModule: compileKernel() } satisfies CodecWorkerData,
+    env: threadEnvironment(),
   });
 
   async function run(task: CodecTask, transfer: ArrayBufferLike): Promise<CodecTaskResult> {

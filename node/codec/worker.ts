@@ -3,10 +3,11 @@
  * Errors go back as values, because a thrown error loses its class and code crossing threads.
  */
 import { crc32c } from '@node-rs/crc32';
+import { workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { CodecError } from './errors.ts';
 import { loadKernel } from './kernel.ts';
-import type { CodecTask, CodecTaskResult } from './pool.ts';
+import type { CodecTask, CodecTaskResult, CodecWorkerData } from './pool.ts';
 
 /** Piscina's protocol for returning a value whose buffer moves to the caller instead of being copied. */
 function transferring(result: CodecTaskResult, bytes: Uint8Array): object {
@@ -14,7 +15,7 @@ function transferring(result: CodecTaskResult, bytes: Uint8Array): object {
   return move(transferable as unknown as ArrayBuffer);
 }
 
-const kernel = loadKernel();
+const kernel = loadKernel((workerData as CodecWorkerData | undefined)?.kernelModule);
 
 export default function run(task: CodecTask): CodecTaskResult | object {
   try {

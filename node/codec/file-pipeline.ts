@@ -1,0 +1,107 @@
+/**
+ * Compress and decompress between files on threads that do their own I/O (file-threads.ts): each codec
+ * thread reads its chunk straight into kernel memory; decoding threads also check it and write it at its
+ * place in the output, so decoded bytes never cross threads; the SHA-256 runs on a thread of its own,
+ * beside the coding. This thread only hands out chunk positions and, compressing, writes frames in order.
+ * Memory stays bounded: at most `threads * 2` chunks are in flight.
+ */
+import type { FileHandle } from 'node:fs/promises';
+import { mapOrdered, type DczLayout, type Progress } from './container.ts';
+import { CodecError } from './errors.ts';
+import { startFileThreads, startSha } from './file-threads.ts';
+import { chunkHeaderBytes, codecHuffman, encodeChunkHeader, encodeHeader, encodeIndex, encodeTrailer, formatVersion, type ChunkEntry } from './format.ts';
+
+export interface ThreadedOptions {
+  threads: number;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface ThreadedResult {
+  /** Bytes written to the output. */
+  outputBytes: number;
+  chunks: number;
+  /** Codec threads used: no more than there were chunks. */
+  threads: number;
+}
+
+/** No more codec threads than chunks: each costs tens of milliseconds to start. */
+function threadsFor(chunks: number, threadsMax: number): number {
+  return Math.max(1, Math.min(chunks, threadsMax));
+}
+
+async function* indices(count: number): AsyncGenerator<number> {
+  for (let i = 0; i < count; i++) yield i;
+}
+
+/** Codes the `totalBytes` of `input` into a .dcz written to `output` from its start. */
+export async function compressThreaded(input: FileHandle, totalBytes: number, output: FileHandle, options: ThreadedOptions & { chunkBytes: number }): Promise<ThreadedResult> {
+  const { chunkBytes } = options;
+  const chunkCount = Math.ceil(totalBytes / chunkBytes);
+  const sha = startSha(input.fd, totalBytes);
+  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes });
+  try {
+    // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
+    sha.hashUpTo(totalBytes);
+    const header = encodeHeader({ version: formatVersion, codec: codecHuffman, chunkBytes });
+    await output.write(header);
+    let offset = header.length;
+    const entries: ChunkEntry[] = [];
+    const progress: Progress = { originalBytes: 0, containerBytes: offset, chunks: 0 };
+    const code = async (chunk: number) => {
+      const originalBytes = Math.min(chunkBytes, totalBytes - chunk * chunkBytes);
+      return { originalBytes, ...(await coders.compress(chunk * chunkBytes, originalBytes)) };
+    };
+    for await (const { originalBytes, frame, checksum } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
+      const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
+      entries.push(entry);
+      await output.writev([encodeChunkHeader(entry), frame]);
+      coders.recycle(frame);
+      offset += chunkHeaderBytes + frame.length;
+      progress.originalBytes += originalBytes;
+      progress.containerBytes = offset;
+      progress.chunks = entries.length;
+      options.onProgress?.(progress);
+    }
+    const index = encodeIndex(entries);
+    const trailer = encodeTrailer({ indexOffset: offset, chunkCount: entries.length, originalBytes: totalBytes, sha256: await sha.digest() });
+    await output.writev([index, trailer]);
+    progress.containerBytes = offset + index.length + trailer.length;
+    options.onProgress?.(progress);
+    return { outputBytes: progress.containerBytes, chunks: entries.length, threads: coders.threads };
+  } finally {
+    await Promise.all([coders.close(), sha.close()]);
+  }
+}
+
+/**
+ * Decodes the .dcz `input`, whose layout was read and checked, into `output`: every chunk's header
+ * against the index, its CRC32C, and the whole output's SHA-256 against the trailer.
+ */
+export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
+  const { header, trailer, entries } = layout;
+  const sha = startSha(output.fd, trailer.originalBytes);
+  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes });
+  try {
+    const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
+    const decode = async (chunk: number) => {
+      const entry = entries[chunk];
+      const { originalBytes, compressedBytes, checksum } = entry;
+      await coders.decompress({ op: 'decompress', chunk, position: entry.offset, originalBytes, compressedBytes, checksum, outputPosition: chunk * header.chunkBytes });
+      return entry;
+    };
+    // Chunks land in the output out of order; they are hashed in order as each run of them completes.
+    for await (const entry of mapOrdered(indices(entries.length), decode, coders.threads * 2)) {
+      progress.originalBytes += entry.originalBytes;
+      progress.containerBytes = entry.offset + chunkHeaderBytes + entry.compressedBytes;
+      progress.chunks += 1;
+      sha.hashUpTo(progress.originalBytes);
+      options.onProgress?.(progress);
+    }
+    if (!Buffer.from(trailer.sha256).equals(await sha.digest())) {
+      throw new CodecError('CHECKSUM_MISMATCH', 'trailer: SHA-256 of the decoded file does not match the recorded one');
+    }
+    return { outputBytes: progress.originalBytes, chunks: entries.length, threads: coders.threads };
+  } finally {
+    await Promise.all([coders.close(), sha.close()]);
+  }
+}

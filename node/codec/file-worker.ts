@@ -1,0 +1,112 @@
+/**
+ * A file codec thread: reads its chunk straight from the input file into kernel memory, codes it there,
+ * and (decoding) checks and writes the result straight to the output file at its place. The main thread
+ * only hands out chunk positions, so no chunk is copied between threads on the way in, and decoded
+ * bytes are never copied at all. File descriptors are per process, so every thread shares the main
+ * thread's. Errors go back as values: a thrown error loses its class and code crossing threads.
+ */
+import { readSync, writeSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { crc32c } from '@node-rs/crc32';
+import { CodecError, type CodecErrorCode } from './errors.ts';
+import { chunkHeaderBytes, decodeChunkHeader, tagChunk } from './format.ts';
+import { loadKernel, type KernelModule } from './kernel.ts';
+
+export interface FileWorkerData {
+  kernelModule: KernelModule;
+  inputFd: number;
+  /** -1 when the thread only compresses (frames go back to the main thread, which writes them in order). */
+  outputFd: number;
+  chunkBytes: number;
+}
+
+export type FileTask =
+  /** `spare`: a buffer of an earlier frame, written out and handed back, to hold this frame without a new allocation. */
+  | { id: number; op: 'compress'; position: number; length: number; spare?: ArrayBuffer }
+  | { id: number; op: 'decompress'; chunk: number; position: number; originalBytes: number; compressedBytes: number; checksum: number; outputPosition: number };
+
+export type FileTaskResult =
+  /** `frame` may view only the start of its buffer (a spare is sized for the largest frame). */
+  | { id: number; ok: true; frame?: Uint8Array; checksum?: number }
+  | { id: number; ok: false; code: CodecErrorCode; message: string }
+  /** A system error (ENOSPC, EIO, ...) or the input changing under the reader; errno as Node names it. */
+  | { id: number; ok: false; code: 'IO'; errno: string; message: string };
+
+/** Fills `view` from `fd` at `position`; a short file is the caller's error to name. */
+function readFully(fd: number, view: Uint8Array, position: number): number {
+  let filled = 0;
+  while (filled < view.length) {
+    const bytesRead = readSync(fd, view, filled, view.length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
+
+function writeFully(fd: number, view: Uint8Array, position: number): void {
+  let written = 0;
+  while (written < view.length) written += writeSync(fd, view, written, view.length - written, position + written);
+}
+
+/**
+ * The frame copied into memory the main thread can own: the spare it handed back if that is large
+ * enough (fresh memory costs page faults on every chunk), else new memory sized for any frame of a chunk.
+ */
+function ownedCopy(view: Uint8Array, spare: ArrayBuffer | undefined): Uint8Array {
+  const buffer = spare !== undefined && spare.byteLength >= view.length ? spare : Buffer.allocUnsafeSlow(Math.max(view.length, kernel.frameBytesMax(data.chunkBytes))).buffer;
+  const owned = new Uint8Array(buffer, 0, view.length);
+  owned.set(view);
+  return owned;
+}
+
+const data = workerData as FileWorkerData;
+const kernel = loadKernel(data.kernelModule);
+
+function compress(task: Extract<FileTask, { op: 'compress' }>): FileTaskResult {
+  const input = kernel.stageInput(task.length, kernel.frameBytesMax(task.length));
+  const bytesRead = readFully(data.inputFd, input, task.position);
+  if (bytesRead !== task.length) {
+    return { id: task.id, ok: false, code: 'IO', errno: 'INPUT_CHANGED', message: `input changed while being read: ended at byte ${task.position + bytesRead}, expected ${task.position + task.length}` };
+  }
+  const checksum = crc32c(input);
+  return { id: task.id, ok: true, frame: ownedCopy(kernel.compressStaged(task.length), task.spare), checksum };
+}
+
+function decompress(task: Extract<FileTask, { op: 'decompress' }>): FileTaskResult {
+  const label = `chunk ${task.chunk}`;
+  const header = new Uint8Array(chunkHeaderBytes);
+  if (readFully(data.inputFd, header, task.position) !== chunkHeaderBytes) throw new CodecError('TRUNCATED', `${label} header: truncated`);
+  if (new DataView(header.buffer).getUint32(0, true) !== tagChunk) throw new CodecError('CORRUPT_CONTAINER', `${label} (offset ${task.position}): expected a chunk, found something else`);
+  const fields = decodeChunkHeader(header, task.chunk, data.chunkBytes);
+  if (fields.compressedBytes !== task.compressedBytes || fields.originalBytes !== task.originalBytes || fields.checksum !== task.checksum) {
+    throw new CodecError('CORRUPT_CONTAINER', `${label}: header does not match the index`);
+  }
+  const frame = kernel.stageInput(task.compressedBytes, task.originalBytes);
+  if (readFully(data.inputFd, frame, task.position + chunkHeaderBytes) !== task.compressedBytes) throw new CodecError('TRUNCATED', `${label}: truncated`);
+  let decoded: Uint8Array;
+  try {
+    decoded = kernel.decompressStaged(task.compressedBytes, task.originalBytes);
+  } catch (error) {
+    if (error instanceof CodecError) throw new CodecError(error.code, `${label}: ${error.message}`);
+    throw error;
+  }
+  if (crc32c(decoded) !== task.checksum) throw new CodecError('CHECKSUM_MISMATCH', `${label}: checksum mismatch: decoded bytes differ from what was written`);
+  writeFully(data.outputFd, decoded, task.outputPosition);
+  return { id: task.id, ok: true };
+}
+
+function run(task: FileTask): FileTaskResult {
+  try {
+    return task.op === 'compress' ? compress(task) : decompress(task);
+  } catch (error) {
+    if (error instanceof CodecError) return { id: task.id, ok: false, code: error.code, message: error.message };
+    const errno = (error as NodeJS.ErrnoException).code;
+    return { id: task.id, ok: false, code: 'IO', errno: typeof errno === 'string' ? errno : 'EIO', message: (error as Error).message ?? String(error) };
+  }
+}
+
+parentPort?.on('message', (task: FileTask) => {
+  const result = run(task);
+  const transfer = result.ok && result.frame !== undefined ? [result.frame.buffer as ArrayBuffer] : [];
+  parentPort?.postMessage(result, transfer);
+});

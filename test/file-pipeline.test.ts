@@ -1,0 +1,135 @@
+/**
+ * The file pipeline (node/codec/file-pipeline.ts): codec threads that read and write the files
+ * themselves, and the SHA-256 on a thread of its own. It must write exactly the container the streaming
+ * encoder writes, restore every byte, and reject damage with the chunk or record it is in, leaving no
+ * output file behind.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { crc32c } from '@node-rs/crc32';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CodecError, compressFile, createCodecPool, decompressFile, format } from '../node/codec/index.ts';
+import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
+
+const chunkBytes = format.chunkBytesMin;
+
+/** Text with an incompressible stretch in the middle, so both coded and raw blocks occur; 7.5 chunks long. */
+function mixedInput(chunk = chunkBytes): Uint8Array {
+  const bytes = textLike(Math.floor(7.5 * chunk), 3);
+  bytes.set(randomBytesSeeded(chunk, 4), 2 * chunk + 100);
+  return bytes;
+}
+
+/** Chunks for a file above 8 MiB, which is hashed on a thread of its own (smaller ones on the calling thread). */
+const largeChunkBytes = 1536 * 1024;
+
+/** Compresses mixedInput() to in.dcz and writes bad.dcz: a copy that `damage` changed in place. */
+async function damagedContainer(dir: string, damage: (container: Buffer) => void, chunk = chunkBytes): Promise<string> {
+  await writeFile(join(dir, 'in.bin'), mixedInput(chunk));
+  await compressFile(join(dir, 'in.bin'), join(dir, 'in.dcz'), { chunkBytes: chunk });
+  const container = await readFile(join(dir, 'in.dcz'));
+  damage(container);
+  await writeFile(join(dir, 'bad.dcz'), container);
+  return join(dir, 'bad.dcz');
+}
+
+async function expectCodecError(promise: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.instance(error, CodecError);
+    assert.is((error as CodecError).code, code);
+    assert.match((error as Error).message, pattern);
+    return;
+  }
+  assert.unreachable(`expected a ${code} error`);
+}
+
+for (const chunk of [chunkBytes, largeChunkBytes]) {
+  test(`the threaded pipeline writes byte for byte the container the streaming encoder writes, and restores the input (${chunk}-byte chunks)`, async () => {
+    await withTempDir(async (dir) => {
+      const input = mixedInput(chunk);
+      await writeFile(join(dir, 'in.bin'), input);
+      const threaded = await compressFile(join(dir, 'in.bin'), join(dir, 'threaded.dcz'), { threads: 2, chunkBytes: chunk });
+      assert.is(threaded.chunks, 8);
+      assert.is(threaded.originalBytes, input.length);
+      const pool = createCodecPool({ threads: 1 });
+      try {
+        await compressFile(join(dir, 'in.bin'), join(dir, 'streamed.dcz'), { pool, chunkBytes: chunk });
+      } finally {
+        await pool.close();
+      }
+      const container = await readFile(join(dir, 'threaded.dcz'));
+      assert.ok(container.equals(await readFile(join(dir, 'streamed.dcz'))), 'containers differ');
+      assert.is(threaded.compressedBytes, container.length);
+
+      const restored = await decompressFile(join(dir, 'threaded.dcz'), join(dir, 'out.bin'), { threads: 3 });
+      assert.is(restored.chunks, 8);
+      assert.ok((await readFile(join(dir, 'out.bin'))).equals(input), 'restored bytes differ');
+    });
+  });
+}
+
+test('a file of one chunk is coded on one thread', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'in.bin'), textLike(1000, 5));
+    const compressed = await compressFile(join(dir, 'in.bin'), join(dir, 'in.dcz'), { threads: 4 });
+    assert.is(compressed.threads, 1);
+    assert.is((await decompressFile(join(dir, 'in.dcz'), join(dir, 'out.bin'), { threads: 4 })).threads, 1);
+  });
+});
+
+test('an empty file round-trips through the threaded pipeline', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'empty'), new Uint8Array(0));
+    const compressed = await compressFile(join(dir, 'empty'), join(dir, 'empty.dcz'));
+    assert.is(compressed.chunks, 0);
+    await decompressFile(join(dir, 'empty.dcz'), join(dir, 'restored'), { synchronous: true });
+    assert.is((await readFile(join(dir, 'restored'))).length, 0);
+  });
+});
+
+test('a damaged chunk header is named by its chunk, and no output file is left', async () => {
+  await withTempDir(async (dir) => {
+    const bad = await damagedContainer(dir, (container) => {
+      const secondChunk = format.headerBytes + format.chunkHeaderBytes + container.readUInt32LE(format.headerBytes + 8);
+      container[secondChunk + 6] ^= 0x01;
+    });
+    await expectCodecError(decompressFile(bad, join(dir, 'out.bin')), 'CORRUPT_CONTAINER', /^chunk 1: header checksum mismatch/);
+    assert.equal((await readdir(dir)).sort(), ['bad.dcz', 'in.bin', 'in.dcz']);
+  });
+});
+
+for (const chunk of [chunkBytes, largeChunkBytes]) {
+  test(`a trailer whose SHA-256 differs from the decoded bytes fails the whole file, and no output file is left (${chunk}-byte chunks)`, async () => {
+    await withTempDir(async (dir) => {
+      const bad = await damagedContainer(
+        dir,
+        (container) => {
+          const trailer = container.subarray(container.length - format.trailerBytes);
+          trailer[30] ^= 0x80;
+          // A consistent trailer record (its own CRC right), so only the file's SHA-256 can tell.
+          trailer.writeUInt32LE(crc32c(trailer.subarray(0, 56)), 56);
+        },
+        chunk,
+      );
+      await expectCodecError(decompressFile(bad, join(dir, 'out.bin')), 'CHECKSUM_MISMATCH', /^trailer: SHA-256/);
+      assert.equal((await readdir(dir)).sort(), ['bad.dcz', 'in.bin', 'in.dcz']);
+    });
+  });
+}
+
+test('a frame whose bytes decode wrongly is named by its chunk (checked where it is decoded)', async () => {
+  await withTempDir(async (dir) => {
+    const bad = await damagedContainer(dir, (container) => {
+      const indexEnd = container.length - format.trailerBytes;
+      const stored = format.decodeIndex(container.subarray(indexEnd - format.indexBytes(8), indexEnd))[2];
+      // Chunk 2 holds random bytes, so its frame is raw blocks: a flipped payload byte decodes, and only its CRC32C can tell.
+      container[stored.offset + format.chunkHeaderBytes + 1000] ^= 0x01;
+    });
+    await expectCodecError(decompressFile(bad, join(dir, 'out.bin')), 'CHECKSUM_MISMATCH', /^chunk 2: checksum mismatch/);
+  });
+});
+
+test.run();
