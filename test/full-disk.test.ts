@@ -185,7 +185,8 @@ test('Raft writes on a full disk: no exit, reads served, uploads refused; freein
 
       await rm(filler);
       await waitFor('the node to persist again', 60_000, async () => (state.storageFailure() === null ? true : undefined));
-      assert.is(await state.get('test/big'), big, 'the entry that could not be written is written by the retry');
+      // Persisting again comes first; committing and applying the stuck entry follow a moment later.
+      await waitFor('the entry that could not be written to be applied after the retry', 30_000, async () => ((await state.get('test/big')) === big ? true : undefined));
       const data = textLike(mebibyte, 5);
       const job = await solo.waitForCompletion((await solo.upload(data, { fileName: 'after.txt', chunkSize: 256 * 1024 })).id);
       assert.is(job.state, 'completed', job.error ?? '');

@@ -4,7 +4,9 @@
  * slots in every heartbeat, and never codes or completes anything. The scheduler sees an alive worker
  * with room; only what the coordinator measures can tell it apart from an honest one.
  *
- * Joining is one step, `join` below, so admission (when peers must be admitted) is added there.
+ * It is admitted the way any worker not pinned in `peers` is: its heartbeats carry a proof of the
+ * cluster's `joinToken` (the cluster under test must have one). That is the point: a worker can be
+ * properly admitted and still be a black hole, so only measured completions may earn it work.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -50,6 +52,8 @@ export async function startBlackHole(options: BlackHoleOptions): Promise<BlackHo
       gateway: { host: '127.0.0.1', port: 9 },
       workers: 1,
       membership: options.cluster.membership,
+      ...(options.cluster.peers === undefined ? {} : { peers: options.cluster.peers }),
+      ...(options.cluster.joinToken === undefined ? {} : { joinToken: options.cluster.joinToken }),
       ...(options.cluster.pskFile === undefined ? {} : { pskFile: options.cluster.pskFile }),
     },
     { source: `<black hole ${name}>`, baseDir: dataDir },
