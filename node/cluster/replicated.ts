@@ -29,7 +29,7 @@ import {
 export interface RaftTransport {
   send(to: NodeId, bytes: Uint8Array): void;
   onMessage(handler: (from: NodeId, bytes: Uint8Array) => void): void;
-  request(to: NodeId, protocol: string, bytes: Uint8Array, options?: { timeoutMs?: number }): Promise<Uint8Array>;
+  request(to: NodeId, protocol: string, bytes: Uint8Array, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Uint8Array>;
   handle(protocol: string, handler: (from: NodeId, bytes: Uint8Array) => Promise<Uint8Array>): void;
 }
 
@@ -350,10 +350,11 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
       const leader = core.leader;
       if (leader === id && core.role === 'leader') return proposeLocally(command, remaining);
       if (leader !== null) {
+        const superseded = watchLeaderChange(leader);
         try {
-          const reply = decode(await transport.request(leader, proposeProtocol, encode({ command, timeoutMs: remaining }), { timeoutMs: remaining })) as
-            | { ok: true; result: ApplyResult }
-            | { ok: false; code: ProposalErrorCode; message: string };
+          const reply = decode(
+            await transport.request(leader, proposeProtocol, encode({ command, timeoutMs: remaining }), { timeoutMs: remaining, signal: superseded.signal }),
+          ) as { ok: true; result: ApplyResult } | { ok: false; code: ProposalErrorCode; message: string };
           if (!reply.ok) {
             if (reply.code !== 'NO_LEADER') throw new ProposalError(reply.code, reply.message);
           } else {
@@ -363,11 +364,29 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
           }
         } catch (error) {
           if (error instanceof ProposalError && error.code !== 'NO_LEADER') throw error;
-          logger.debug({ err: error, leader }, 'raft: forwarding a proposal failed; retrying');
+          // Retrying is safe: a command keeps its id, and a copy applied twice fails its guards.
+          if (superseded.signal.aborted) logger.info({ leader, newLeader: core.leader, term: core.term }, 'raft: the leader a proposal waited on was replaced; forwarding it again');
+          else logger.debug({ err: error, leader }, 'raft: forwarding a proposal failed; retrying');
+        } finally {
+          superseded.stop();
         }
       }
       await new Promise((resolve) => setTimeout(resolve, leaderWaitStepMs));
     }
+  }
+
+  /**
+   * Aborts when `leader` is no longer the leader this node knows: its term ended or another node leads.
+   * A leader cut off by a partition or paused answers nothing and resets nothing, so without this a
+   * forwarded proposal would wait out its whole timeout although a new leader was elected long before.
+   */
+  function watchLeaderChange(leader: NodeId): { signal: AbortSignal; stop(): void } {
+    const controller = new AbortController();
+    const termAtStart = core.term;
+    const timer = setInterval(() => {
+      if (core.term !== termAtStart || (core.leader !== null && core.leader !== leader)) controller.abort();
+    }, leaderWaitStepMs);
+    return { signal: controller.signal, stop: () => clearInterval(timer) };
   }
 
   async function waitUntilApplied(index: number, deadline: number): Promise<void> {

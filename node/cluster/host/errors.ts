@@ -12,6 +12,7 @@ export type HostErrorCode =
   | 'SELF' // a message addressed to this node itself: a caller bug
   | 'UNREACHABLE' // dialing the member or opening a stream failed
   | 'TIMEOUT' // a request got no response in time
+  | 'ABORTED' // the caller gave up on a request (e.g. the member it waited on is no longer the leader)
   | 'FRAME_TOO_LARGE' // a payload exceeds the frame limit
   | 'BAD_PROTOCOL' // a protocol id outside /dcas/
   | 'NO_HANDLER' // the remote has no handler for the protocol

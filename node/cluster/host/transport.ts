@@ -280,12 +280,15 @@ export function createTransport(components: TransportComponents): Transport {
     if (member.status === 'dead') throw new HostError('MEMBER_DEAD', `${what}: the member is dead`);
 
     const timeoutMs = options.timeoutMs ?? limits.requestTimeoutMs;
-    const signal = AbortSignal.timeout(timeoutMs);
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal]);
+    const gaveUp = (stage: string) =>
+      timeout.aborted ? new HostError('TIMEOUT', `${what}: ${stage} within ${timeoutMs} ms`) : new HostError('ABORTED', `${what}: abandoned by the caller`);
     let stream: Stream;
     try {
       stream = await libp2p.dialProtocol(peerIdFromString(member.peerId), protocol, { signal });
     } catch (error) {
-      if (signal.aborted) throw new HostError('TIMEOUT', `${what}: no connection within ${timeoutMs} ms`);
+      if (signal.aborted) throw gaveUp('no connection');
       if ((error as Error).name === 'UnsupportedProtocolError') throw new HostError('NO_HANDLER', `${what}: the member does not handle it`);
       throw new HostError('UNREACHABLE', `${what}: ${(error as Error).message}`);
     }
@@ -297,7 +300,7 @@ export function createTransport(components: TransportComponents): Transport {
       await stream.close({ signal });
     } catch (error) {
       stream.abort(error as Error);
-      if (signal.aborted) throw new HostError('TIMEOUT', `${what}: no response within ${timeoutMs} ms`);
+      if (signal.aborted) throw gaveUp('no response');
       throw new HostError('UNREACHABLE', `${what}: ${(error as Error).message}`);
     }
     if (response.length === 0) throw new HostError('REMOTE_ERROR', `${what}: empty response`);

@@ -73,6 +73,11 @@ export type RequestHandler = (fromName: string, bytes: Uint8Array) => Uint8Array
 export interface RequestOptions {
   /** Give up after this long (dial + request + response). Default 5000 ms. */
   timeoutMs?: number;
+  /**
+   * Give up when this aborts. A silent peer (a cut link, a paused process) resets nothing, so a caller
+   * that learns the wait is pointless (another leader was elected) must be able to stop waiting.
+   */
+  signal?: AbortSignal;
 }
 
 export interface Host {
