@@ -99,7 +99,7 @@ test("the launchers' entry (dcas.mjs, as bin/dcas and npm's bin run it) runs the
 
 test('usage errors exit 2; --help exits 0 on every command', async () => {
   await withTempDir(async (dir) => {
-    for (const args of [['compress'], ['frobnicate'], ['compress', 'x', '--chunk-size', 'lots'], ['compress', 'x', '--threads', '0']]) {
+    for (const args of [['compress', '-o', 'one.dcz', 'x', 'y'], ['frobnicate'], ['compress', 'x', '--chunk-size', 'lots'], ['compress', 'x', '--threads', '100000']]) {
       const result = await run(args, dir);
       assert.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     }

@@ -6,14 +6,14 @@ import { randomBytes } from 'node:crypto';
 import { link, lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { unlinkSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chunkBytesDefault } from './format.ts';
-import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type DczLayout, type Progress } from './container.ts';
+import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
+import { listingOf, threadsWithin, type DczListing } from './file-streams.ts';
 
 export type FileErrorCode = 'INPUT_MISSING' | 'INPUT_NOT_FILE' | 'INPUT_UNREADABLE' | 'OUTPUT_EXISTS' | 'OUTPUT_NOT_FILE' | 'OUTPUT_UNWRITABLE';
 
@@ -249,7 +249,7 @@ export async function compressFile(input: string, output: string, options: FileO
   };
   const onProgress = (progress: Progress) => options.onProgress?.(progress, totalBytes);
   if (options.pool === undefined) {
-    const threads = options.threads ?? availableParallelism();
+    const threads = threadsWithin(options.threads);
     const file = await openInput(input);
     try {
       const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
@@ -283,7 +283,7 @@ export async function decompressFile(input: string, output: string, options: Fil
   };
   const onProgress = (progress: Progress) => options.onProgress?.(progress, compressedBytes);
   if (options.pool === undefined) {
-    const threads = options.threads ?? availableParallelism();
+    const threads = threadsWithin(options.threads);
     const file = await openInput(input);
     try {
       const layout = await layoutOrUndefined(file, compressedBytes);
@@ -338,5 +338,22 @@ async function decompressStreaming(
     return finish(await fillAtomically(output, options.target, (file) => writeAll(file, decoded)), chunks, options.pool.threads);
   } finally {
     await source.close();
+  }
+}
+
+/** A file to read from its start as a ByteSource, with the same checks and messages as the file commands. */
+export async function inputSource(path: string): Promise<ByteSource> {
+  await inputStat(path);
+  return fileSource(await openInput(path));
+}
+
+/** The chunks, sizes, codec and SHA-256 of a .dcz, from its header, index and trailer alone. */
+export async function listDczFile(path: string): Promise<DczListing> {
+  const info = await inputStat(path);
+  const file = await openInput(path);
+  try {
+    return listingOf(await readDczLayout(file, info.size), info.size);
+  } finally {
+    await file.close();
   }
 }
