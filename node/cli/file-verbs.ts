@@ -207,18 +207,8 @@ function defaultDecompressOutput(input: string): string {
   return input.slice(0, -4);
 }
 
-interface Report {
-  input: string;
-  output: string;
-  originalBytes: number;
-  compressedBytes: number;
-  chunks: number;
-  threads: number;
-  seconds: number;
-}
-
 /** One line (or JSON document) per file; on stderr when the data itself went to stdout. */
-function report(verb: Verb, result: Report, options: FileCommandOptions, dataOnStdout: boolean): void {
+function report(verb: Verb, result: FileResult, options: FileCommandOptions, dataOnStdout: boolean): void {
   const ratio = result.originalBytes === 0 ? 1 : result.compressedBytes / result.originalBytes;
   const megabytesPerSecond = result.originalBytes / 1e6 / Math.max(result.seconds, 1e-9);
   const write = (text: string) => (dataOnStdout ? process.stderr : process.stdout).write(text);
