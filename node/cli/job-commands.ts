@@ -11,6 +11,7 @@ import { format } from '../codec/index.ts';
 import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { parseSize } from './codec-commands.ts';
+import { networkInWords } from './errors.ts';
 import { CliError, escapeForTerminal, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
 
 interface ConnectionOptions {
@@ -69,7 +70,7 @@ async function withClient<T>(options: ConnectionOptions, work: (client: DcasClie
   } catch (error) {
     if (!(error instanceof DcasClientError)) throw error;
     if (error.code === 'AUTH') throw new CliError(`${server}: ${error.message} (give it with --token or DCAS_TOKEN)`);
-    throw new CliError(error.message);
+    throw new CliError(networkInWords(error.message));
   } finally {
     await client?.close().catch(() => {});
   }
@@ -197,6 +198,8 @@ async function status(jobId: string, options: ConnectionOptions & { watch?: bool
       const job = await client.status(checkJobId(jobId));
       if (options.json) printJson(job);
       else printJob(job);
+      // A script asks `dcas status JOB && ...`: a failed job must not read as success.
+      if (job.state === 'failed') throw failureOf(job);
       return;
     }
     checkJobId(jobId);
