@@ -228,4 +228,40 @@ test("commander's usage errors are one line beginning dcas: with the hint, exit 
   });
 });
 
+
+test('dcas completion bash completes commands, subcommands and each command\'s options in a real bash', async () => {
+  await withTempDir(async (dir) => {
+    const script = await run(['completion', 'bash'], dir);
+    assert.is(script.code, 0, script.stderr);
+    await writeFile(join(dir, 'dcas.bash'), script.stdout);
+    const complete = (words: string[]) => {
+      const line = `source dcas.bash; COMP_WORDS=(${words.map((word) => `'${word}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _dcas; echo "\${COMPREPLY[*]}"`;
+      return execFileSync('bash', ['-c', line], { cwd: dir, encoding: 'utf8' }).trim();
+    };
+    assert.is(complete(['dcas', 'decom']), 'decompress');
+    assert.is(complete(['dcas', 'compress', '-o', 'out.dcz', '--thr']), '--threads');
+    assert.is(complete(['dcas', 'cluster', '']), 'up status');
+    assert.is(complete(['dcas', 'cluster', 'up', '--no']), '--nodes');
+    for (const shell of ['zsh', 'fish']) {
+      const other = await run(['completion', shell], dir);
+      assert.is(other.code, 0, other.stderr);
+      assert.match(other.stdout, /--threads|-l threads/);
+    }
+    const unknown = await run(['completion', 'tcsh'], dir);
+    assert.is(unknown.code, 2);
+    assertOneLineError(unknown, /completion tcsh: unknown shell \(choose one of bash, zsh, fish\)/);
+  });
+});
+
+test('the installed man page (package.json "man") is what dcas man generates from the commands, with every file flag', async () => {
+  await withTempDir(async (dir) => {
+    const generated = await run(['man'], dir);
+    assert.is(generated.code, 0, generated.stderr);
+    const packageJson = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+    const installed = await readFile(new URL(`../${packageJson.man[0]}`, import.meta.url), 'utf8');
+    assert.is(installed, generated.stdout, 'man/dcas.1 is stale: run npm run man');
+    for (const flag of ['\\-T, \\-\\-threads', '\\-t, \\-\\-test', '\\-l, \\-\\-list', '\\-c, \\-\\-stdout', '\\-\\-rm']) assert.ok(installed.includes(flag), flag);
+  });
+});
+
 test.run();

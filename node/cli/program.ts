@@ -13,17 +13,39 @@ interface CommandGroup {
   add(program: Command): Promise<void>;
 }
 
+/** `completion` and `man` describe every command, so they load every group (they come last). */
+const documentsGroup: CommandGroup = {
+  names: ['completion', 'man'],
+  add: async (program) => {
+    const { completionScript, completionShells, manualPage } = await import('./help-documents.ts');
+    program
+      .command('completion')
+      .argument('<shell>', completionShells.join(', '))
+      .description('print a shell completion script (bash: source <(dcas completion bash))')
+      .action((shell: string) => {
+        process.stdout.write(completionScript(program, shell));
+      });
+    program
+      .command('man')
+      .description('print the man page (roff); the package installs it as dcas(1)')
+      .action(() => {
+        process.stdout.write(manualPage(program, program.version() ?? ''));
+      });
+  },
+};
+
 const commandGroups: readonly CommandGroup[] = [
   { names: ['compress', 'decompress'], add: async (program) => (await import('./codec-commands.ts')).addCodecCommands(program) },
   { names: ['node', 'cluster'], add: async (program) => (await import('./cluster-commands.ts')).addClusterCommands(program) },
   { names: ['upload', 'status', 'jobs', 'download'], add: async (program) => (await import('./job-commands.ts')).addJobCommands(program) },
+  documentsGroup,
 ];
 
 /** The groups this command line needs: its command's group, none for a bare --version, else all. */
 function groupsFor(argv: readonly string[]): readonly CommandGroup[] {
   const first = argv.find((argument) => !argument.startsWith('-'));
   const named = commandGroups.find((group) => first !== undefined && group.names.includes(first));
-  if (named !== undefined) return [named];
+  if (named !== undefined && named !== documentsGroup) return [named];
   if (first === undefined && argv.length > 0 && argv.every((argument) => argument === '-V' || argument === '--version')) return [];
   return commandGroups;
 }
