@@ -99,17 +99,19 @@ test('-c and -o - write stdout; -dc decodes a file to stdout; stdin with -o writ
   });
 });
 
+/** Runs dcas with a terminal `columns` wide as its stdout and stderr: script(1) gives it one, as a user's shell would. */
+function inTerminal(args: string, cwd: string, columns = 80): { code: number; text: string } {
+  try {
+    return { code: 0, text: execFileSync('script', ['-qec', `stty cols ${columns}; ${process.execPath} ${dcasEntry} ${args}`, '/dev/null'], { cwd, encoding: 'utf8' }) };
+  } catch (error) {
+    return { code: (error as { status: number }).status, text: String((error as { stdout: string }).stdout) };
+  }
+}
+
 test('stdout on a terminal is refused with one line unless --force', async () => {
   await withTempDir(async (dir) => {
     await inputFile(dir, 'in.txt', textLike(1000));
-    // script(1) gives the command a terminal as its stdout, as a user's shell would.
-    const shell = (args: string) => {
-      try {
-        return { code: 0, text: execFileSync('script', ['-qec', `${process.execPath} ${dcasEntry} ${args}`, '/dev/null'], { cwd: dir, encoding: 'utf8' }) };
-      } catch (error) {
-        return { code: (error as { status: number }).status, text: String((error as { stdout: string }).stdout) };
-      }
-    };
+    const shell = (args: string) => inTerminal(args, dir);
     const refused = shell('compress -c in.txt');
     assert.is(refused.code, 2);
     assert.match(refused.text, /dcas: stdout is a terminal: refusing to write compressed data to it/);
@@ -261,6 +263,25 @@ test('the installed man page (package.json "man") is what dcas man generates fro
     const installed = await readFile(new URL(`../${packageJson.man[0]}`, import.meta.url), 'utf8');
     assert.is(installed, generated.stdout, 'man/dcas.1 is stale: run npm run man');
     for (const flag of ['\\-T, \\-\\-threads', '\\-t, \\-\\-test', '\\-l, \\-\\-list', '\\-c, \\-\\-stdout', '\\-\\-rm']) assert.ok(installed.includes(flag), flag);
+  });
+});
+
+
+test('the progress line fits the terminal: at 80 columns it keeps speed and ETA (the bar goes first), at 120 it has the bar too', async () => {
+  await withTempDir(async (dir) => {
+    await inputFile(dir, 'in.txt', textLike(8 * format.chunkBytesMin));
+    for (const columns of [80, 120]) {
+      const { code, text } = inTerminal(`compress -f --chunk-size 64k in.txt`, dir, columns);
+      assert.is(code, 0, text);
+      // Each redraw starts at column 1 (ESC [1G) and ends by clearing the rest of the line (ESC [0K).
+      const drawn = [...text.matchAll(/\x1b\[1G(compress[^\x1b]*)\x1b\[0K/g)].map((match) => match[1]);
+      assert.ok(drawn.length > 0, JSON.stringify(text));
+      for (const line of drawn) {
+        assert.ok(line.length <= columns, `${line.length} columns: ${line}`);
+        assert.match(line, /\d+ MB\/s \| ETA /);
+      }
+      assert.is(drawn.some((line) => /^compress +[=-]{10,} /.test(line)), columns === 120, `bar at ${columns} columns`);
+    }
   });
 });
 
