@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, lstat, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { format } from '../node/codec/index.ts';
 import { textLike, withTempDir } from './helpers.ts';
@@ -282,6 +282,27 @@ test('the progress line fits the terminal: at 80 columns it keeps speed and ETA 
       }
       assert.is(drawn.some((line) => /^compress +[=-]{10,} /.test(line)), columns === 120, `bar at ${columns} columns`);
     }
+  });
+});
+
+
+test('-r takes the regular files in folders and subfolders (links not followed); a folder without -r is refused in words', async () => {
+  await withTempDir(async (dir) => {
+    await mkdir(join(dir, 'tree', 'a', 'b'), { recursive: true });
+    await inputFile(dir, 'tree/x.txt', textLike(1000, 1));
+    await inputFile(dir, 'tree/a/b/z.txt', textLike(1000, 2));
+    await symlink(join(dir, 'tree', 'x.txt'), join(dir, 'tree', 'link'));
+    const refused = await run(['compress', 'tree'], dir);
+    assert.is(refused.code, 1);
+    assertOneLineError(refused, /^dcas: tree: is a folder \(-r takes the files in it\)$/);
+    assert.is((await run(['compress', '-r', '-q', 'tree'], dir)).code, 0);
+    const listing = async () => (await readdir(join(dir, 'tree'), { recursive: true })).sort();
+    assert.equal(await listing(), ['a', 'a/b', 'a/b/z.txt', 'a/b/z.txt.dcz', 'link', 'x.txt', 'x.txt.dcz']);
+    const tested = await run(['-t', '-r', 'tree'], dir);
+    assert.is(tested.code, 0, tested.stderr);
+    assert.equal(tested.stdout.split('\n').filter(Boolean).map((line) => line.split(':')[0]), ['tree/a/b/z.txt.dcz', 'tree/x.txt.dcz']);
+    assert.is((await run(['decompress', '-r', '--rm', '-f', '-q', 'tree'], dir)).code, 0);
+    assert.equal(await listing(), ['a', 'a/b', 'a/b/z.txt', 'link', 'x.txt']);
   });
 });
 

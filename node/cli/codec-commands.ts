@@ -58,6 +58,7 @@ function fileOptions(command: Command): Command {
     .option('-f, --force', 'replace an existing regular output file; write to a terminal; compress a .dcz again')
     .option('-k, --keep', 'keep the input files (the default)')
     .option('--rm', 'remove each input file once its output is complete')
+    .option('-r, --recursive', 'take the files in each folder given, and in its subfolders')
     .addOption(new Option('-T, --threads <n>', `codec threads, 0 = all cores (the default), at most ${threadsMax}; bounded by cores and memory`).argParser(parseThreads))
     .option('--synchronous', 'flush the output to the disk before finishing, so it survives a system crash (slower)')
     .option('-v, --verbose', 'say more: chunks, threads, inputs removed')

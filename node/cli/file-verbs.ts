@@ -4,7 +4,8 @@
  * stdin), then run each file in turn. A failing file is reported on one line and the rest still run,
  * as in gzip; the exit code is then 1.
  */
-import { unlink } from 'node:fs/promises';
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   compressFile,
   compressTo,
@@ -33,6 +34,7 @@ export interface FileCommandOptions extends OutputOptions {
   output?: string;
   force?: boolean;
   keep?: boolean;
+  recursive?: boolean;
   rm?: boolean;
   threads?: number;
   synchronous?: boolean;
@@ -72,8 +74,9 @@ function refuseTerminal(verb: Verb, options: FileCommandOptions): void {
 }
 
 export async function runFileCommand(command: 'compress' | 'decompress', files: string[], options: FileCommandOptions): Promise<void> {
-  const inputs = files.length === 0 ? [stdinName] : files;
   const verb = verbOf(command, options);
+  const given = files.length === 0 ? [stdinName] : files;
+  const inputs = options.recursive ? await withFolderFiles(given, verb) : given;
   checkUsage(verb, inputs, options);
   const { governed } = await import('./governor.ts');
   let failures = 0;
@@ -93,6 +96,38 @@ export async function runFileCommand(command: 'compress' | 'decompress', files: 
   if (failures > 0) process.exitCode = exitFailure;
 }
 
+/** A bound on the files one -r command takes, so a mistaken `-r /` stops at once instead of walking the disk. */
+const recursiveFilesMax = 100_000;
+
+/**
+ * -r: each folder among `inputs` becomes the regular files under it, sorted (symbolic links are not
+ * followed, as in gzip); compressing takes the files not yet ending in .dcz, the other verbs the .dcz files.
+ */
+async function withFolderFiles(inputs: readonly string[], verb: Verb): Promise<string[]> {
+  const expanded: string[] = [];
+  for (const input of inputs) {
+    const isFolder = input !== stdinName && (await stat(input).then((info) => info.isDirectory(), () => false));
+    if (!isFolder) {
+      expanded.push(input);
+      continue;
+    }
+    const entries = await readdir(input, { recursive: true, withFileTypes: true });
+    const files = entries
+      .filter((entry) => entry.isFile() && entry.name.endsWith('.dcz') === (verb !== 'compress'))
+      .map((entry) => join(entry.parentPath, entry.name))
+      .sort();
+    expanded.push(...files);
+    if (expanded.length > recursiveFilesMax) throw new CliError(`-r ${input}: more than ${recursiveFilesMax} files; name fewer folders`, exitUsage);
+  }
+  return expanded;
+}
+
+/** A folder named without -r is refused in words, as gzip does, instead of "not a regular file". */
+async function refuseFolder(input: string): Promise<void> {
+  const isFolder = await stat(input).then((info) => info.isDirectory(), () => false);
+  if (isFolder) throw new CliError(`${input}: is a folder (-r takes the files in it)`);
+}
+
 function displayName(input: string): string {
   return input === stdinName ? 'stdin' : input;
 }
@@ -100,6 +135,7 @@ function displayName(input: string): string {
 async function runOne(verb: Verb, input: string, options: FileCommandOptions): Promise<void> {
   const fromStdin = input === stdinName;
   if (fromStdin && process.stdin.isTTY && !options.force) throw new CliError('stdin is a terminal: pipe data in or name a file (or --force to read the terminal)', exitUsage);
+  if (!fromStdin) await refuseFolder(input);
   if (verb === 'list') return list(input, options);
   if (verb === 'test') return test(input, options);
   if (verb === 'compress' && !fromStdin && input.endsWith('.dcz') && !options.force) {
