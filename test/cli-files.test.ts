@@ -115,6 +115,9 @@ test('stdout on a terminal is refused with one line unless --force', async () =>
     const refused = shell('compress -c in.txt');
     assert.is(refused.code, 2);
     assert.match(refused.text, /dcas: stdout is a terminal: refusing to write compressed data to it/);
+    const fromTerminal = shell('compress');
+    assert.is(fromTerminal.code, 2);
+    assert.match(fromTerminal.text, /dcas: stdin is a terminal: pipe data in or name a file/);
     const forced = shell('compress -c --force in.txt');
     assert.is(forced.code, 0, forced.text);
     assert.match(forced.text, /DCZ/);
