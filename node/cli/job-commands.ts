@@ -4,7 +4,7 @@
  * from --token or DCAS_TOKEN. A job that ends failed is exit 1 for `upload --wait` and
  * `status --watch`; a plain `status` of a failed job is a successful report (exit 0).
  */
-import { SingleBar } from 'cli-progress';
+import cliProgress, { SingleBar, type Options, type Params } from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { format } from '../codec/index.ts';
@@ -89,18 +89,31 @@ function checkJobId(jobId: string): string {
   return jobId;
 }
 
-/** A bar of chunks done on a terminal; nothing with --json or when stderr is not a TTY. */
+const chunkFormat = 'job {state} {bar} {value}/{total} chunks';
+
+/**
+ * While a job uploads, its chunk count still grows, so a bar of chunks would read full; the line counts
+ * the bytes received instead, and becomes a bar of chunks done once the upload finished.
+ */
+export function jobLine(options: Options, params: Params, payload: { state: string; uploading: boolean; received: string }): string {
+  if (payload.uploading) return `job ${payload.state} ${payload.received} received`;
+  // Format is not among the names Node finds in this CommonJS module, so it is read from the default export.
+  return cliProgress.Format.Formatter({ ...options, format: chunkFormat }, params, payload);
+}
+
+/** A line of the job's progress on a terminal; nothing with --json or when stderr is not a TTY. */
 function chunkBar(options: { json?: boolean }): { update(job: JobView): void; stop(): void } {
   if (options.json || !process.stderr.isTTY) return { update() {}, stop() {} };
-  const bar = new SingleBar({ stream: process.stderr, format: 'job {state} {bar} {value}/{total} chunks', hideCursor: true, clearOnComplete: true });
+  const bar = new SingleBar({ stream: process.stderr, format: jobLine, hideCursor: true, clearOnComplete: true });
   let started = false;
   return {
     update(job) {
       const total = Math.max(job.chunks, 1);
-      if (!started) bar.start(total, job.chunksDone, { state: job.state.padEnd(10) });
+      const payload = { state: job.state.padEnd(10), uploading: job.state === 'uploading', received: formatBytes(job.uploadedBytes) };
+      if (!started) bar.start(total, job.chunksDone, payload);
       started = true;
       bar.setTotal(total);
-      bar.update(job.chunksDone, { state: job.state.padEnd(10) });
+      bar.update(job.chunksDone, payload);
     },
     stop: () => started && bar.stop(),
   };
