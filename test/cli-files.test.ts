@@ -96,6 +96,10 @@ test('-c and -o - write stdout; -dc decodes a file to stdout; stdin with -o writ
     const toFile = await run(['compress', '-o', 'from-stdin.dcz', '-q'], dir, { input: data });
     assert.is(toFile.code, 0, toFile.stderr);
     assert.ok((await readFile(join(dir, 'from-stdin.dcz'))).equals(viaC.stdoutBytes));
+    // --synchronous flushes before the move; what lands is the same container.
+    const flushed = await run(['compress', '--synchronous', '-q', 'in.txt'], dir);
+    assert.is(flushed.code, 0, flushed.stderr);
+    assert.ok((await readFile(join(dir, 'in.txt.dcz'))).equals(viaC.stdoutBytes));
   });
 });
 
