@@ -1,37 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { format } from '../node/codec/index.ts';
 import { textLike, withTempDir } from './helpers.ts';
+import { assertOneLineError, runDcas } from './support/dcas-process.ts';
 
-const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], cwd: string, entry = dcas): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [entry, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (data) => (stdout += data));
-    child.stderr.on('data', (data) => (stderr += data));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function assertOneLineError(result: Run, pattern: RegExp): void {
-  const lines = result.stderr.trimEnd().split('\n');
-  assert.is(lines.length, 1, `expected one line on stderr, got: ${result.stderr}`);
-  assert.match(lines[0], /^dcas: /);
-  assert.match(lines[0], pattern);
-}
+const run = (args: string[], cwd: string, entry?: string) => runDcas(args, cwd, { entry });
 
 test('compress then decompress restores identical bytes; --json reports sizes, ratio, seconds and MB/s', async () => {
   await withTempDir(async (dir) => {
@@ -124,7 +99,7 @@ test("the launchers' entry (dcas.mjs, as bin/dcas and npm's bin run it) runs the
 
 test('usage errors exit 2; --help exits 0 on every command', async () => {
   await withTempDir(async (dir) => {
-    for (const args of [['compress'], ['frobnicate'], ['compress', 'x', '--chunk-size', 'lots'], ['compress', 'x', '--threads', '0']]) {
+    for (const args of [['compress', '-o', 'one.dcz', 'x', 'y'], ['frobnicate'], ['compress', 'x', '--chunk-size', 'lots'], ['compress', 'x', '--threads', '100000']]) {
       const result = await run(args, dir);
       assert.is(result.code, 2, `${args.join(' ')}: ${result.stderr}`);
     }

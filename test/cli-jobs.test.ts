@@ -2,8 +2,8 @@
  * `dcas upload | status | jobs | download` as a user runs them: real processes against a real gateway
  * (in this process) backed by the jobs-room test double. Exit codes 0/1/2, one-line errors, --json.
  */
-import { spawn } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { lstat, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -90,7 +90,18 @@ test('upload --wait --json prints the completed JobView with the contract fields
     assert.is(compressed.code, 0, compressed.stderr);
     assert.equal(JSON.parse(compressed.stdout).verified, false);
     assert.ok((await readFile(join(dir, 'back.bin'))).equals(fakeCompressed(data)));
+
+    execFileSync('mknod', [join(dir, 'device'), 'c', '1', '3']);
+    const device = await run(['download', job.id, '-o', 'device', '--force'], { cwd: dir });
+    assertOneLineError(device, 1, /^dcas: device: exists and is a device; dcas replaces only regular files$/);
+    assert.ok((await lstat(join(dir, 'device'))).isCharacterDevice());
   });
+});
+
+test('a host that does not resolve is named in words, not as ENOTFOUND', async () => {
+  const result = await run(['status', '0123456789abcdef', '--server', 'ws://example.invalid:1']);
+  assertOneLineError(result, 1, /host example\.invalid not found/);
+  assert.not.match(result.stderr, /ENOTFOUND/);
 });
 
 test('upload --wait of a job that fails exits 1 with the job error in one line; --json still prints the document', async () => {
@@ -101,6 +112,9 @@ test('upload --wait of a job that fails exits 1 with the job error in one line; 
     const document = JSON.parse(json.stdout);
     assert.equal([document.state, document.fileName], ['failed', 'bad.txt']);
     assert.match(document.error, /kernel failed/);
+    const shown = await run(['status', document.id]);
+    assertOneLineError(shown, 1, /job [0-9a-f]{16} failed: chunk 0/);
+    assert.match(shown.stdout, /failed/);
     const watched = await run(['status', document.id, '--watch']);
     assertOneLineError(watched, 1, /failed/);
     assert.match(watched.stdout, /error +chunk 0/);

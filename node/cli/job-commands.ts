@@ -4,13 +4,14 @@
  * from --token or DCAS_TOKEN. A job that ends failed is exit 1 for `upload --wait` and
  * `status --watch`; a plain `status` of a failed job is a successful report (exit 0).
  */
-import { SingleBar } from 'cli-progress';
+import cliProgress, { SingleBar, type Options, type Params } from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { format } from '../codec/index.ts';
 import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { parseSize } from './codec-commands.ts';
+import { networkInWords } from './errors.ts';
 import { CliError, escapeForTerminal, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
 
 interface ConnectionOptions {
@@ -69,7 +70,7 @@ async function withClient<T>(options: ConnectionOptions, work: (client: DcasClie
   } catch (error) {
     if (!(error instanceof DcasClientError)) throw error;
     if (error.code === 'AUTH') throw new CliError(`${server}: ${error.message} (give it with --token or DCAS_TOKEN)`);
-    throw new CliError(error.message);
+    throw new CliError(networkInWords(error.message));
   } finally {
     await client?.close().catch(() => {});
   }
@@ -88,18 +89,31 @@ function checkJobId(jobId: string): string {
   return jobId;
 }
 
-/** A bar of chunks done on a terminal; nothing with --json or when stderr is not a TTY. */
+const chunkFormat = 'job {state} {bar} {value}/{total} chunks';
+
+/**
+ * While a job uploads, its chunk count still grows, so a bar of chunks would read full; the line counts
+ * the bytes received instead, and becomes a bar of chunks done once the upload finished.
+ */
+export function jobLine(options: Options, params: Params, payload: { state: string; uploading: boolean; received: string }): string {
+  if (payload.uploading) return `job ${payload.state} ${payload.received} received`;
+  // Format is not among the names Node finds in this CommonJS module, so it is read from the default export.
+  return cliProgress.Format.Formatter({ ...options, format: chunkFormat }, params, payload);
+}
+
+/** A line of the job's progress on a terminal; nothing with --json or when stderr is not a TTY. */
 function chunkBar(options: { json?: boolean }): { update(job: JobView): void; stop(): void } {
   if (options.json || !process.stderr.isTTY) return { update() {}, stop() {} };
-  const bar = new SingleBar({ stream: process.stderr, format: 'job {state} {bar} {value}/{total} chunks', hideCursor: true, clearOnComplete: true });
+  const bar = new SingleBar({ stream: process.stderr, format: jobLine, hideCursor: true, clearOnComplete: true });
   let started = false;
   return {
     update(job) {
       const total = Math.max(job.chunks, 1);
-      if (!started) bar.start(total, job.chunksDone, { state: job.state.padEnd(10) });
+      const payload = { state: job.state.padEnd(10), uploading: job.state === 'uploading', received: formatBytes(job.uploadedBytes) };
+      if (!started) bar.start(total, job.chunksDone, payload);
       started = true;
       bar.setTotal(total);
-      bar.update(job.chunksDone, { state: job.state.padEnd(10) });
+      bar.update(job.chunksDone, payload);
     },
     stop: () => started && bar.stop(),
   };
@@ -197,6 +211,8 @@ async function status(jobId: string, options: ConnectionOptions & { watch?: bool
       const job = await client.status(checkJobId(jobId));
       if (options.json) printJson(job);
       else printJob(job);
+      // A script asks `dcas status JOB && ...`: a failed job must not read as success.
+      if (job.state === 'failed') throw failureOf(job);
       return;
     }
     checkJobId(jobId);

@@ -72,13 +72,43 @@ export interface ProgressBar {
   stop(): void;
 }
 
+/** A progress line's parts after the label, each with the most columns it takes, in the order they are kept. */
+const progressParts = [
+  { text: '{percentage}%', columns: 4 },
+  { text: '{doneText} / {totalText}', columns: 23 },
+  { text: '{speed} MB/s', columns: 10 },
+  { text: 'ETA {eta_formatted}', columns: 12 },
+] as const;
+const separator = ' | ';
+const barColumnsMin = 10;
+const barColumnsMax = 40;
+
+/**
+ * The line's format for a terminal `columns` wide: a line longer than the terminal is cut at its end,
+ * losing speed and ETA, so parts are dropped instead, in a fixed order: the bar first, then the ETA.
+ * At 80 columns everything but a full bar fits.
+ */
+export function progressLayout(label: string, columns: number): { format: string; barsize: number } {
+  for (const kept of [progressParts.length, progressParts.length - 1, 2]) {
+    const parts = progressParts.slice(0, kept);
+    const text = parts.map((part) => part.text).join(separator);
+    const width = label.length + 1 + parts.reduce((sum, part) => sum + part.columns, 0) + separator.length * (parts.length - 1);
+    const barsize = Math.min(barColumnsMax, columns - 1 - width - 1);
+    if (kept === progressParts.length && barsize >= barColumnsMin) return { format: `${label} {bar} ${text}`, barsize };
+    if (width < columns || kept === 2) return { format: `${label} ${text}`, barsize: 0 };
+  }
+  throw new Error('unreachable: the last layout is always returned');
+}
+
 /** A progress bar on stderr when it is a terminal and neither --json nor --quiet was given. */
 export function progressBar(label: string, total: number, options: OutputOptions): ProgressBar {
   if (options.json || options.quiet || !process.stderr.isTTY || total === 0) return { update() {}, stop() {} };
   const started = performance.now();
+  const { format, barsize } = progressLayout(label, process.stderr.columns ?? 80);
   const bar = new SingleBar({
     stream: process.stderr,
-    format: `${label} {bar} {percentage}% | {doneText} / {totalText} | {speed} MB/s | ETA {eta_formatted}`,
+    format,
+    barsize,
     hideCursor: true,
     clearOnComplete: true,
     etaBuffer: 20,

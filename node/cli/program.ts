@@ -13,29 +13,74 @@ interface CommandGroup {
   add(program: Command): Promise<void>;
 }
 
+/** `completion` and `man` describe every command, so they load every group (they come last). */
+const documentsGroup: CommandGroup = {
+  names: ['completion', 'man'],
+  add: async (program) => {
+    const { completionScript, completionShells, manualPage } = await import('./help-documents.ts');
+    program
+      .command('completion')
+      .argument('<shell>', completionShells.join(', '))
+      .description('print a shell completion script (bash: source <(dcas completion bash))')
+      .action((shell: string) => {
+        process.stdout.write(completionScript(program, shell));
+      });
+    program
+      .command('man')
+      .description('print the man page (roff); the package installs it as dcas(1)')
+      .action(() => {
+        process.stdout.write(manualPage(program, program.version() ?? ''));
+      });
+  },
+};
+
 const commandGroups: readonly CommandGroup[] = [
   { names: ['compress', 'decompress'], add: async (program) => (await import('./codec-commands.ts')).addCodecCommands(program) },
   { names: ['node', 'cluster'], add: async (program) => (await import('./cluster-commands.ts')).addClusterCommands(program) },
   { names: ['upload', 'status', 'jobs', 'download'], add: async (program) => (await import('./job-commands.ts')).addJobCommands(program) },
+  documentsGroup,
 ];
 
 /** The groups this command line needs: its command's group, none for a bare --version, else all. */
 function groupsFor(argv: readonly string[]): readonly CommandGroup[] {
   const first = argv.find((argument) => !argument.startsWith('-'));
   const named = commandGroups.find((group) => first !== undefined && group.names.includes(first));
-  if (named !== undefined) return [named];
+  if (named !== undefined && named !== documentsGroup) return [named];
   if (first === undefined && argv.length > 0 && argv.every((argument) => argument === '-V' || argument === '--version')) return [];
   return commandGroups;
+}
+
+/**
+ * Commander's errors ("error: unknown option '--x'", then a hint on a line of its own) as one line of
+ * ours, with the hint at its end. Subcommands inherit this from the program.
+ */
+function writeUsageError(text: string): void {
+  const message = text.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ').trim();
+  process.stderr.write(`dcas: ${message} (see --help)\n`);
+}
+
+/** Flags that make a bare `dcas -FLAGS ...` a file command, as in zstd: -d, -t and -l read a .dcz. */
+const readingVerb = /^(-[a-zA-Z]*[dtl][a-zA-Z]*|--decompress|--test|--list)$/;
+
+/**
+ * `dcas -d f.dcz`, `dcas -t f.dcz`, `dcas -l f.dcz`, `dcas -c f > f.dcz`: zstd's habits with no command
+ * word. A command line that starts with an option other than help or version is a file command:
+ * `decompress` if any argument is -d, -t or -l (or a short cluster holding one), else `compress`.
+ */
+function withImpliedCommand(argv: readonly string[]): string[] {
+  const first = argv[0];
+  if (first === undefined || !first.startsWith('-') || ['-h', '--help', '-V', '--version'].includes(first)) return [...argv];
+  const options = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length);
+  return [options.some((argument) => readingVerb.test(argument)) ? 'decompress' : 'compress', ...argv];
 }
 
 const program = new Command('dcas')
   .description('DCaS: distributed compression as a service, with a WebAssembly Huffman kernel')
   .version('0.1.0')
-  .showHelpAfterError('(run with --help for usage)')
   .exitOverride()
-  .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: (text) => writeUsageError(text) });
 
-const argv = process.argv.slice(2);
+const argv = withImpliedCommand(process.argv.slice(2));
 for (const group of groupsFor(argv)) await group.add(program);
 for (const command of program.commands) command.exitOverride();
 
@@ -54,19 +99,8 @@ program.hook('preAction', async (_program, action) => {
   exitOnSignal('SIGTERM', 143, removePartialFilesSync);
 });
 
-async function describe(error: unknown, input: string | undefined): Promise<{ message: string; exitCode: number }> {
-  const [{ CodecError, FileError }, { CliError, exitFailure }] = await Promise.all([import('../codec/index.ts'), import('./output.ts')]);
-  if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode };
-  if (error instanceof CodecError) return { message: input ? `${input}: ${error.message}` : error.message, exitCode: exitFailure };
-  if (error instanceof FileError) return { message: error.message, exitCode: exitFailure };
-  const errno = error as NodeJS.ErrnoException;
-  if (typeof errno?.code === 'string' && typeof errno.message === 'string') return { message: errno.message, exitCode: exitFailure };
-  if (process.env.DCAS_DEBUG) console.error(error);
-  return { message: `internal error: ${(error as Error)?.message ?? String(error)} (set DCAS_DEBUG=1 for details)`, exitCode: exitFailure };
-}
-
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(argv, { from: 'user' });
 } catch (error) {
   if (error instanceof CommanderError) {
     const helpOrVersion = error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help';
@@ -74,7 +108,7 @@ try {
     process.exitCode = helpOrVersion ? 0 : exitUsage;
   } else {
     const input = program.args.find((argument, i) => i > 0 && !argument.startsWith('-'));
-    const { message, exitCode } = await describe(error, input);
+    const { message, exitCode } = await (await import('./errors.ts')).describeError(error, input);
     const { printError } = await import('./output.ts');
     printError(message);
     process.exitCode = exitCode;

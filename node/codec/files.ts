@@ -3,18 +3,19 @@
  * moved into place only when complete, so a failure never leaves a partial file under the final name.
  */
 import { randomBytes } from 'node:crypto';
-import { link, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { unlinkSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chunkBytesDefault } from './format.ts';
-import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type DczLayout, type Progress } from './container.ts';
+import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
+import { listingOf, threadsWithin, type DczListing } from './file-streams.ts';
 
-export type FileErrorCode = 'INPUT_MISSING' | 'INPUT_NOT_FILE' | 'OUTPUT_EXISTS';
+export type FileErrorCode = 'INPUT_MISSING' | 'INPUT_NOT_FILE' | 'INPUT_UNREADABLE' | 'OUTPUT_EXISTS' | 'OUTPUT_NOT_FILE' | 'OUTPUT_UNWRITABLE';
 
 export class FileError extends Error {
   readonly code: FileErrorCode;
@@ -68,49 +69,129 @@ export function removePartialFilesSync(): void {
   partialPaths.clear();
 }
 
-async function inputSize(path: string): Promise<number> {
+/** System error codes in words, for messages that name the user's file instead of a temporary one. */
+const errnoReasons: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  ENOTDIR: 'a part of the path is not a folder',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large for the file system',
+  EISDIR: 'is a folder',
+  EIO: 'input/output error',
+};
+
+/** Errors a write can meet that belong to the output whichever call raised them. */
+const outputOnlyCodes = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS']);
+
+function errnoCode(error: unknown): string | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A system error on the output, retold naming `path` (the user's name, never the temporary one). */
+function outputError(path: string, error: unknown): unknown {
+  const reason = errnoReasons[errnoCode(error) ?? ''];
+  return reason === undefined ? error : new FileError('OUTPUT_UNWRITABLE', `${path}: cannot write: ${reason}`);
+}
+
+/** The input's status; refuses what is not a regular file, naming `path` in words. */
+export async function inputStat(path: string): Promise<Stats> {
+  let info: Stats;
   try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new FileError('INPUT_NOT_FILE', `${path}: not a regular file`);
-    return info.size;
+    info = await stat(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new FileError('INPUT_MISSING', `${path}: no such file`);
-    throw error;
+    if (errnoCode(error) === 'ENOENT') throw new FileError('INPUT_MISSING', `${path}: no such file`);
+    const reason = errnoReasons[errnoCode(error) ?? ''];
+    throw reason === undefined ? error : new FileError('INPUT_UNREADABLE', `${path}: cannot read: ${reason}`);
+  }
+  if (!info.isFile()) throw new FileError('INPUT_NOT_FILE', `${path}: not a regular file`);
+  return info;
+}
+
+async function openInput(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r');
+  } catch (error) {
+    const reason = errnoReasons[errnoCode(error) ?? ''];
+    throw reason === undefined ? error : new FileError('INPUT_UNREADABLE', `${path}: cannot read: ${reason}`);
   }
 }
 
+function kindOf(info: Stats): string {
+  if (info.isDirectory()) return 'a folder';
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device';
+  if (info.isFIFO()) return 'a FIFO';
+  if (info.isSocket()) return 'a socket';
+  if (info.isSymbolicLink()) return 'a symbolic link';
+  return 'not a regular file';
+}
+
+/**
+ * Refuses an existing output unless it is a regular file and `force` is given: the finished file is
+ * renamed over the target, which would put a regular file where a device, a FIFO or a link was.
+ */
 async function refuseExisting(path: string, force: boolean): Promise<void> {
-  if (force) return;
+  let info: Stats;
   try {
-    await stat(path);
+    info = await lstat(path);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw error;
+    if (errnoCode(error) === 'ENOENT') return;
+    throw outputError(path, error);
   }
-  throw new FileError('OUTPUT_EXISTS', `${path}: already exists (use --force to replace it)`);
+  if (!info.isFile()) throw new FileError('OUTPUT_NOT_FILE', `${path}: exists and is ${kindOf(info)}; dcas replaces only regular files`);
+  if (!force) throw new FileError('OUTPUT_EXISTS', `${path}: already exists (use --force to replace it)`);
+}
+
+export interface OutputTarget {
+  force: boolean;
+  synchronous: boolean;
+  /** The finished file's permission bits (its input's, as gzip and zstd keep them); default 0666 less the umask. */
+  mode?: number;
+  /** The finished file's access and modification times (its input's). */
+  times?: { accessed: Date; modified: Date };
+}
+
+/** Permission bits only: set-user-ID, set-group-ID and sticky are dropped, as gzip does. */
+const permissionBits = 0o777;
+
+/** How an output keeps its input's mode and times. */
+export function keepingInput(info: Stats): Pick<OutputTarget, 'mode' | 'times'> {
+  return { mode: info.mode & permissionBits, times: { accessed: info.atime, modified: info.mtime } };
 }
 
 /**
  * Lets `fill` write a temporary file beside `path` (opened for reading too, so it can be read back while
  * written), flushes it to the disk if `synchronous`, and moves it to `path`; on any failure the temporary
- * file is removed, so `path` never holds a partial file.
+ * file is removed, so `path` never holds a partial file. The temporary file has its final mode from its
+ * creation, so the data is never readable by more people than the finished file allows.
  */
-export async function fillAtomically<T>(path: string, options: { force: boolean; synchronous: boolean }, fill: (file: FileHandle) => Promise<T>): Promise<T> {
+export async function fillAtomically<T>(path: string, options: OutputTarget, fill: (file: FileHandle) => Promise<T>): Promise<T> {
   const { force } = options;
   await refuseExisting(path, force);
   const partial = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.partial`);
   partialPaths.add(partial);
   try {
-    const file = await open(partial, 'wx+');
+    const file = await open(partial, 'wx+', options.mode ?? 0o666).catch((error: unknown) => {
+      throw outputError(path, error);
+    });
     let result: T;
     try {
-      result = await fill(file);
+      // The umask may have taken bits away at creation; the input's mode is kept whole, as gzip does.
+      if (options.mode !== undefined) await file.chmod(options.mode);
+      result = await fill(file).catch((error: unknown) => {
+        throw outputOnlyCodes.has(errnoCode(error) ?? '') ? outputError(path, error) : error;
+      });
+      if (options.times !== undefined) await file.utimes(options.times.accessed, options.times.modified);
       if (options.synchronous) await file.sync();
     } finally {
       await file.close();
     }
-    if (force) await rename(partial, path);
-    else await moveNoClobber(partial, path);
+    await place(partial, path, force).catch((error: unknown) => {
+      throw outputError(path, error);
+    });
     return result;
   } finally {
     partialPaths.delete(partial);
@@ -118,16 +199,25 @@ export async function fillAtomically<T>(path: string, options: { force: boolean;
   }
 }
 
+/** Moves the finished file to `path`, checking again just before that the target is still replaceable. */
+async function place(partial: string, path: string, force: boolean): Promise<void> {
+  await refuseExisting(path, force);
+  if (force) await rename(partial, path);
+  else await moveNoClobber(partial, path);
+}
+
 /** Writes `source` to `path` through a temporary file (flushed to the disk unless told otherwise); returns the bytes written. */
 export function writeAtomically(path: string, source: AsyncIterable<Uint8Array>, force: boolean, synchronous = true): Promise<number> {
-  return fillAtomically(path, { force, synchronous }, async (file) => {
-    let written = 0;
-    for await (const piece of source) {
-      await file.write(piece);
-      written += piece.length;
-    }
-    return written;
-  });
+  return fillAtomically(path, { force, synchronous }, (file) => writeAll(file, source));
+}
+
+async function writeAll(file: FileHandle, source: AsyncIterable<Uint8Array>): Promise<number> {
+  let written = 0;
+  for await (const piece of source) {
+    await file.write(piece);
+    written += piece.length;
+  }
+  return written;
 }
 
 /** A hard link fails if the target exists, which closes the race between the check and the move. */
@@ -143,12 +233,13 @@ async function moveNoClobber(from: string, to: string): Promise<void> {
   }
 }
 
-function target(options: FileOptions): { force: boolean; synchronous: boolean } {
-  return { force: options.force ?? false, synchronous: options.synchronous ?? false };
+function target(options: FileOptions, input: Stats): OutputTarget {
+  return { force: options.force ?? false, synchronous: options.synchronous ?? false, ...keepingInput(input) };
 }
 
 export async function compressFile(input: string, output: string, options: FileOptions = {}): Promise<FileResult> {
-  const totalBytes = await inputSize(input);
+  const info = await inputStat(input);
+  const totalBytes = info.size;
   const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
   await refuseExisting(output, options.force ?? false);
   const started = performance.now();
@@ -158,10 +249,10 @@ export async function compressFile(input: string, output: string, options: FileO
   };
   const onProgress = (progress: Progress) => options.onProgress?.(progress, totalBytes);
   if (options.pool === undefined) {
-    const threads = options.threads ?? availableParallelism();
-    const file = await open(input, 'r');
+    const threads = threadsWithin(options.threads);
+    const file = await openInput(input);
     try {
-      const coded = await fillAtomically(output, target(options), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
+      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
       return finish(coded.outputBytes, coded.chunks, coded.threads);
     } finally {
       await file.close();
@@ -178,11 +269,12 @@ export async function compressFile(input: string, output: string, options: FileO
       onProgress(progress);
     },
   });
-  return finish(await writeAtomically(output, encoded, options.force ?? false, options.synchronous ?? false), chunks, pool.threads);
+  return finish(await fillAtomically(output, target(options, info), (file) => writeAll(file, encoded)), chunks, pool.threads);
 }
 
 export async function decompressFile(input: string, output: string, options: FileOptions = {}): Promise<FileResult> {
-  const compressedBytes = await inputSize(input);
+  const info = await inputStat(input);
+  const compressedBytes = info.size;
   await refuseExisting(output, options.force ?? false);
   const started = performance.now();
   const finish = (originalBytes: number, chunks: number, threads: number): FileResult => {
@@ -191,21 +283,21 @@ export async function decompressFile(input: string, output: string, options: Fil
   };
   const onProgress = (progress: Progress) => options.onProgress?.(progress, compressedBytes);
   if (options.pool === undefined) {
-    const threads = options.threads ?? availableParallelism();
-    const file = await open(input, 'r');
+    const threads = threadsWithin(options.threads);
+    const file = await openInput(input);
     try {
       const layout = await layoutOrUndefined(file, compressedBytes);
       if (layout !== undefined) {
-        const decoded = await fillAtomically(output, target(options), (out) => decompressThreaded(file, layout, out, { threads, onProgress }));
+        const decoded = await fillAtomically(output, target(options, info), (out) => decompressThreaded(file, layout, out, { threads, onProgress }));
         return finish(decoded.outputBytes, decoded.chunks, decoded.threads);
       }
     } finally {
       await file.close();
     }
     // The index or trailer is damaged: the streaming decoder reads from the front and says where.
-    return withPool(threads, (pool) => decompressStreaming(input, output, { ...options, pool, onProgress }, finish));
+    return withPool(threads, (pool) => decompressStreaming(input, output, { pool, onProgress, target: target(options, info) }, finish));
   }
-  return decompressStreaming(input, output, { ...options, pool: options.pool, onProgress }, finish);
+  return decompressStreaming(input, output, { pool: options.pool, onProgress, target: target(options, info) }, finish);
 }
 
 /** The file's layout, or undefined if its tail is damaged (the streaming decoder then names the damage). */
@@ -230,10 +322,10 @@ async function withPool<T>(threads: number, fn: (pool: CodecPool) => Promise<T>)
 async function decompressStreaming(
   input: string,
   output: string,
-  options: { pool: CodecPool; force?: boolean; synchronous?: boolean; onProgress: (progress: Progress) => void },
+  options: { pool: CodecPool; target: OutputTarget; onProgress: (progress: Progress) => void },
   finish: (originalBytes: number, chunks: number, threads: number) => FileResult,
 ): Promise<FileResult> {
-  const source = fileSource(await open(input, 'r'));
+  const source = fileSource(await openInput(input));
   try {
     let chunks = 0;
     const decoded = decodeDcz(source, {
@@ -243,8 +335,25 @@ async function decompressStreaming(
         options.onProgress(progress);
       },
     });
-    return finish(await writeAtomically(output, decoded, options.force ?? false, options.synchronous ?? false), chunks, options.pool.threads);
+    return finish(await fillAtomically(output, options.target, (file) => writeAll(file, decoded)), chunks, options.pool.threads);
   } finally {
     await source.close();
+  }
+}
+
+/** A file to read from its start as a ByteSource, with the same checks and messages as the file commands. */
+export async function inputSource(path: string): Promise<ByteSource> {
+  await inputStat(path);
+  return fileSource(await openInput(path));
+}
+
+/** The chunks, sizes, codec and SHA-256 of a .dcz, from its header, index and trailer alone. */
+export async function listDczFile(path: string): Promise<DczListing> {
+  const info = await inputStat(path);
+  const file = await openInput(path);
+  try {
+    return listingOf(await readDczLayout(file, info.size), info.size);
+  } finally {
+    await file.close();
   }
 }

@@ -1,0 +1,140 @@
+/**
+ * The file commands where one end is a stream (stdin or stdout), and the read-only verbs on a .dcz
+ * (test, list). Chunks go through a codec pool; at most twice its threads chunks are in memory at once,
+ * and a slow reader of the output holds the coding back (backpressure), so memory stays bounded
+ * whatever the size. Files at both ends take the threaded pipeline instead (files.ts).
+ */
+import { once } from 'node:events';
+import { availableParallelism, freemem } from 'node:os';
+import type { Writable } from 'node:stream';
+import { chunkBytesDefault, chunkBytesMax } from './format.ts';
+import { decodeDcz, encodeDcz, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
+import { createCodecPool, type CodecPool } from './pool.ts';
+
+/** Where coded bytes go: a stream, a file written atomically (files.ts), or nowhere (test). Returns the bytes written. */
+export type ByteSink = (source: AsyncIterable<Uint8Array>) => Promise<number>;
+
+export interface StreamResult {
+  originalBytes: number;
+  compressedBytes: number;
+  chunks: number;
+  threads: number;
+}
+
+export interface StreamOptions {
+  threads?: number;
+  chunkBytes?: number;
+  onProgress?: (progress: Progress) => void;
+}
+
+/**
+ * Memory one coding thread may hold: its chunks in flight (two, each with its frame) and its
+ * WebAssembly memory. Threads past cores only wait; threads past memory would swap or abort.
+ */
+const threadBytesMax = 4 * chunkBytesMax + 64 * 1024 * 1024;
+
+/** Threads to code with: as asked (all cores by default), but no more than the cores and the free memory allow. */
+export function threadsWithin(requested: number | undefined): number {
+  const cores = availableParallelism();
+  const memoryBound = Math.floor(freemem() / threadBytesMax);
+  return Math.max(1, Math.min(requested ?? cores, cores, memoryBound));
+}
+
+async function withPool<T>(threads: number | undefined, run: (pool: CodecPool) => Promise<T>): Promise<T> {
+  const pool = createCodecPool({ threads: threadsWithin(threads) });
+  try {
+    return await run(pool);
+  } finally {
+    await pool.close();
+  }
+}
+
+/** Writes to a stream, waiting for it to drain when it asks; a stream error (EPIPE, say) rejects. */
+export function streamSink(stream: Writable): ByteSink {
+  return async (source) => {
+    let failure: Error | undefined;
+    const onError = (error: Error) => (failure = error);
+    stream.on('error', onError);
+    try {
+      let written = 0;
+      for await (const piece of source) {
+        if (failure !== undefined) throw failure;
+        written += piece.length;
+        if (!stream.write(piece)) await once(stream, 'drain');
+      }
+      if (failure !== undefined) throw failure;
+      return written;
+    } finally {
+      stream.off('error', onError);
+    }
+  };
+}
+
+/** Consumes every piece and keeps none: for a test that verifies and writes nothing. */
+export const discardSink: ByteSink = async (source) => {
+  let bytes = 0;
+  for await (const piece of source) bytes += piece.length;
+  return bytes;
+};
+
+/**
+ * Compresses `source` into a .dcz given to `sink`. `owned` says the source yields fresh chunks of
+ * exactly `chunkBytes` (fileChunks), handed to the threads without a copy; other streams are re-cut.
+ * The original's size is not needed up front: the trailer records it.
+ */
+export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boolean, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
+  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
+  return withPool(options.threads, async (pool) => {
+    const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
+    const encoded = encodeDcz(source, {
+      pool,
+      chunkBytes,
+      owned,
+      onProgress: (step) => {
+        Object.assign(progress, step);
+        options.onProgress?.(step);
+      },
+    });
+    const compressedBytes = await sink(encoded);
+    return { originalBytes: progress.originalBytes, compressedBytes, chunks: progress.chunks, threads: pool.threads };
+  });
+}
+
+/** Decodes the .dcz read from `source` into `sink`, checking every chunk's CRC32C and the whole SHA-256. */
+export async function decompressTo(source: ByteSource, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
+  return withPool(options.threads, async (pool) => {
+    const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
+    const decoded = decodeDcz(source, {
+      pool,
+      onProgress: (step) => {
+        Object.assign(progress, step);
+        options.onProgress?.(step);
+      },
+    });
+    const originalBytes = await sink(decoded);
+    return { originalBytes, compressedBytes: progress.containerBytes, chunks: progress.chunks, threads: pool.threads };
+  });
+}
+
+/** What `dcas -l` shows of a .dcz: read from its header, index and trailer, no chunk decoded. */
+export interface DczListing {
+  codec: string;
+  chunkBytes: number;
+  chunks: number;
+  originalBytes: number;
+  compressedBytes: number;
+  sha256: string;
+}
+
+const codecNames: Record<number, string> = { 1: 'huffman' };
+
+export function listingOf(layout: DczLayout, compressedBytes: number): DczListing {
+  return {
+    codec: codecNames[layout.header.codec] ?? `codec ${layout.header.codec}`,
+    chunkBytes: layout.header.chunkBytes,
+    chunks: layout.entries.length,
+    originalBytes: layout.trailer.originalBytes,
+    compressedBytes,
+    sha256: Buffer.from(layout.trailer.sha256).toString('hex'),
+  };
+}
