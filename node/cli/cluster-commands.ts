@@ -8,11 +8,11 @@ import { chmod, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNodesMax, type NodeConfig } from '../config/index.ts';
 import type { ClusterStatusView } from '../runtime/node.ts';
 import { privateFileMode, privateFolder, writePrivateFile } from '../runtime/private-files.ts';
-import { CliError, exitUsage, printJson } from './output.ts';
+import { CliError, exitUsage, printJson, wrapWords } from './output.ts';
 import { parsePositiveInteger } from './codec-commands.ts';
 
 export const defaultServer = 'http://127.0.0.1:7701';
@@ -65,7 +65,18 @@ export async function getJson<T>(server: string, path: string, token?: string): 
   return body;
 }
 
-async function runNode(configPath: string): Promise<void> {
+/**
+ * The node's logger: JSON lines (for files and log collectors), or one readable line per event for a
+ * person watching a terminal (`--pretty`, or stdout is a terminal; `--no-pretty` forces JSON).
+ */
+async function nodeLogger(name: string, pretty: boolean): Promise<Logger> {
+  const options = { base: { node: name }, level: process.env.DCAS_LOG_LEVEL ?? 'info' };
+  if (!pretty) return pino(options);
+  const { default: prettyStream } = await import('pino-pretty');
+  return pino(options, prettyStream({ colorize: process.stdout.isTTY === true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,node,room', messageFormat: '{node}{if room} {room}{end}: {msg}', singleLine: true, sync: true }));
+}
+
+async function runNode(configPath: string, pretty: boolean): Promise<void> {
   let config: NodeConfig;
   try {
     config = loadConfig(configPath);
@@ -75,7 +86,7 @@ async function runNode(configPath: string): Promise<void> {
   }
   // Everything the node writes (LevelDB's files, blobs, logs) is for this user only: files 0600, folders 0700.
   process.umask(0o077);
-  const logger = pino({ base: { node: config.name }, level: process.env.DCAS_LOG_LEVEL ?? 'info' });
+  const logger = await nodeLogger(config.name, pretty);
   // Loaded here, not at the top: libp2p and LevelDB would add most of a second to every other command.
   const { startNode } = await import('../runtime/node.ts');
   const node = await startNode(config, logger);
@@ -254,12 +265,15 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
   if (options.json) {
     printJson({ dataDir, nodes: summary });
   } else {
-    process.stdout.write(`DCaS local cluster: ${configs.length} node(s), data in ${dataDir}\n`);
+    // On a terminal, lines break between words at its width; a pipe gets them whole.
+    const width = process.stdout.isTTY === true ? process.stdout.columns : Number.POSITIVE_INFINITY;
+    const say = (line: string) => process.stdout.write(`${wrapWords(line, width)}\n`);
+    say(`DCaS local cluster: ${configs.length} node(s), data in ${dataDir}`);
     for (const node of summary) {
-      process.stdout.write(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}\n`);
+      say(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}`);
     }
-    process.stdout.write(`logs: ${join(dataDir, '<node>', 'node.log')}; a node that exits is restarted (backoff ${restartDelayMsMin / 1000} s doubling to ${restartDelayMsMax / 1000} s)\n`);
-    process.stdout.write(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)\n`);
+    say(`logs: ${join(dataDir, '<node>', 'node.log')}; a node that exits is restarted (backoff ${restartDelayMsMin / 1000} s doubling to ${restartDelayMsMax / 1000} s)`);
+    say(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)`);
   }
   // A timer keeps the process alive until a signal or the last node's exit ends it (stopAll exits).
   setInterval(() => {}, 1 << 30);
@@ -280,9 +294,11 @@ function printStatus(status: ClusterStatusView): void {
 export function addClusterCommands(program: Command): void {
   program
     .command('node')
-    .description('run one node in the foreground (JSON logs on stdout)')
+    .description('run one node in the foreground (logs on stdout: readable on a terminal, JSON lines otherwise)')
     .requiredOption('-c, --config <file>', 'node config file (YAML or JSON)')
-    .action(async (options: { config: string }) => runNode(options.config));
+    .option('--pretty', 'readable log lines even when stdout is not a terminal')
+    .option('--no-pretty', 'JSON log lines even on a terminal')
+    .action(async (options: { config: string; pretty?: boolean }) => runNode(options.config, options.pretty ?? process.stdout.isTTY === true));
 
   const cluster = program.command('cluster').description('run and inspect a cluster');
   cluster

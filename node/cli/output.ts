@@ -124,3 +124,23 @@ export function progressBar(label: string, total: number, options: OutputOptions
     stop: () => bar.stop(),
   };
 }
+
+/**
+ * `text` broken at spaces into lines of at most `width` columns (a word longer than that stands alone
+ * on its line, never cut), continuation lines indented by `indent` spaces. For banners printed to a
+ * terminal, where the terminal's own wrapping would break words anywhere.
+ */
+export function wrapWords(text: string, width: number, indent = 4): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const candidate = line === '' ? word : `${line} ${word}`;
+    if (candidate.length <= width || line.trim() === '') line = candidate;
+    else {
+      lines.push(line);
+      line = `${' '.repeat(indent)}${word}`;
+    }
+  }
+  lines.push(line);
+  return lines.join('\n');
+}

@@ -61,8 +61,9 @@ interface Running {
 
 export function createHost(options: HostOptions): HostWithStats {
   const { config } = options;
-  // Every part logs with the node's name, so the logs of a local cluster in one process separate.
-  const nodeLogger = options.logger.child({ node: config.name });
+  // Every part logs with the node's name, so the logs of a local cluster in one process separate; a
+  // logger that already carries it (`dcas node` binds it once) is not given it twice.
+  const nodeLogger = options.logger.bindings().node === config.name ? options.logger : options.logger.child({ node: config.name });
   const log = nodeLogger.child({ room: 'host' });
   // Listeners, handlers and the provider may be set before start; they are handed on at start.
   const memberListeners: Array<[MemberEventType, MemberListener]> = [];
