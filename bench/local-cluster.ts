@@ -132,7 +132,10 @@ export async function startLocalCluster(options: { nodes: number }): Promise<Loc
   const dataDir = await mkdtemp(join(tmpdir(), 'dcas-bench-cluster-'));
   const basePort = await freeBasePort(options.nodes);
   const started = performance.now();
-  const child = spawn(process.execPath, [dcasEntry, 'cluster', 'up', '--nodes', String(options.nodes), '--data', dataDir, '--base-port', String(basePort), '--json'], {
+  // An open cluster (--no-token) for a throwaway data folder: the harness's clients need no token, and
+  // checking one costs a single comparison per connection, nothing the figures could show.
+  const args = ['cluster', 'up', '--nodes', String(options.nodes), '--data', dataDir, '--base-port', String(basePort), '--json', '--no-token'];
+  const child = spawn(process.execPath, [dcasEntry, ...args], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, DCAS_LOG_LEVEL: process.env.DCAS_LOG_LEVEL ?? 'warn' },

@@ -250,7 +250,7 @@ test('dcas completion bash completes commands, subcommands and each command\'s o
     assert.is(complete(['dcas', 'decom']), 'decompress');
     assert.is(complete(['dcas', 'compress', '-o', 'out.dcz', '--thr']), '--threads');
     assert.is(complete(['dcas', 'cluster', '']), 'up status');
-    assert.is(complete(['dcas', 'cluster', 'up', '--no']), '--nodes');
+    assert.is(complete(['dcas', 'cluster', 'up', '--no']), '--nodes --no-token');
     for (const shell of ['zsh', 'fish']) {
       const other = await run(['completion', shell], dir);
       assert.is(other.code, 0, other.stderr);

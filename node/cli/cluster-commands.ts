@@ -13,6 +13,7 @@ import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNo
 import type { ClusterStatusView } from '../runtime/node.ts';
 import { privateFileMode, privateFolder, writePrivateFile } from '../runtime/private-files.ts';
 import { CliError, exitUsage, printJson, wrapWords } from './output.ts';
+import { ensureClientToken, recordLocalGateways, tokenFor } from './local-tokens.ts';
 import { parsePositiveInteger } from './codec-commands.ts';
 
 export const defaultServer = 'http://127.0.0.1:7701';
@@ -106,6 +107,8 @@ interface ClusterUpOptions {
   data: string;
   basePort: number;
   json?: boolean;
+  /** False with --no-token: an open cluster that any local program may use. */
+  token: boolean;
 }
 
 async function waitHealthy(url: string, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -166,13 +169,18 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
   const existingKey = await readFile(pskFile, 'utf8').catch(() => undefined);
   if (existingKey === undefined) await writePrivateFile(pskFile, formatPsk());
   else await chmod(pskFile, privateFileMode);
+  // Secure by default: a random client token per data folder, which the CLI finds for this cluster's
+  // gateways (local-tokens.ts); --no-token leaves the cluster open.
+  const client = options.token ? await ensureClientToken(dataDir) : undefined;
   let configs: NodeConfig[];
   try {
-    configs = localClusterConfigs({ nodes: options.nodes, dataDir, basePort: options.basePort, pskFile });
+    configs = localClusterConfigs({ nodes: options.nodes, dataDir, basePort: options.basePort, pskFile, token: client?.token });
   } catch (error) {
     throw new CliError((error as Error).message, exitUsage);
   }
   await checkPortsFree(configs);
+  const gatewayUrls = configs.map((config) => `http://${config.gateway.host}:${config.gateway.port}`);
+  await recordLocalGateways(gatewayUrls, client?.file);
   // Each node's identity is made now, in its data folder where the node loads it, so every config
   // can pin every name to its peer id before any node starts.
   const { pinPeers } = await import('../cluster/host/index.ts');
@@ -184,6 +192,8 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     stopping = true;
     for (const entry of children) if (entry.restart !== undefined) clearTimeout(entry.restart);
     if (!options.json) process.stderr.write('\nstopping all nodes...\n');
+    // Whatever listens on these ports next is not this cluster: it must not be offered the token.
+    await recordLocalGateways(gatewayUrls, undefined).catch(() => {});
     await Promise.all(
       children.map(
         ({ child }) =>
@@ -263,7 +273,7 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     log: logPath,
   }));
   if (options.json) {
-    printJson({ dataDir, nodes: summary });
+    printJson({ dataDir, tokenFile: client?.file ?? null, nodes: summary });
   } else {
     // On a terminal, lines break between words at its width; a pipe gets them whole.
     const width = process.stdout.isTTY === true ? process.stdout.columns : Number.POSITIVE_INFINITY;
@@ -273,6 +283,11 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
       say(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}`);
     }
     say(`logs: ${join(dataDir, '<node>', 'node.log')}; a node that exits is restarted (backoff ${restartDelayMsMin / 1000} s doubling to ${restartDelayMsMax / 1000} s)`);
+    say(
+      client === undefined
+        ? 'client token: none (--no-token): any local program can use this cluster'
+        : `client token: ${client.file} (the dcas CLI finds it for these gateways; other clients give it with --token or DCAS_TOKEN)`,
+    );
     say(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)`);
   }
   // A timer keeps the process alive until a signal or the last node's exit ends it (stopAll exits).
@@ -308,15 +323,17 @@ export function addClusterCommands(program: Command): void {
     .option('-d, --data <dir>', 'folder for node data, configs, logs and blobs', '.dcas/cluster')
     .addOption(new Option('--base-port <port>', 'gateways listen on base+1.., libp2p on base+101..').argParser(parsePositiveInteger).default(7700))
     .option('--json', 'print where each node listens as one JSON document')
+    .option('--no-token', 'no client token: any local program may use the cluster (default: a random token per data folder)')
     .action(async (options: ClusterUpOptions) => clusterUp(options));
   cluster
     .command('status')
     .description('members, roles, liveness, load, coordinator, term and commit index')
     .option('-s, --server <url>', `a node's gateway (default: $DCAS_SERVER or ${defaultServer})`)
-    .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN)')
+    .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN, or the token of a cluster up on this machine)')
     .option('--json', 'print one JSON document')
     .action(async (options: { server?: string; token?: string; json?: boolean }) => {
-      const status = await getJson<ClusterStatusView>(serverUrl(options.server), '/cluster', options.token ?? process.env.DCAS_TOKEN);
+      const server = serverUrl(options.server);
+      const status = await getJson<ClusterStatusView>(server, '/cluster', tokenFor(server, options.token));
       if (options.json) printJson(status);
       else printStatus(status);
     });
