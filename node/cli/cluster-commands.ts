@@ -13,7 +13,8 @@ import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNo
 import type { ClusterStatusView } from '../runtime/node.ts';
 import { privateFileMode, privateFolder, writePrivateFile } from '../runtime/private-files.ts';
 import { CliError, exitUsage, printJson, wrapWords } from './output.ts';
-import { ensureClientToken, recordLocalGateways, tokenFor } from './local-tokens.ts';
+import { networkInWords } from './errors.ts';
+import { ensureClientToken, recordLocalGateways, tokenFor, trustCertificateAuthority } from './local-tokens.ts';
 import { parsePositiveInteger } from './codec-commands.ts';
 
 export const defaultServer = 'http://127.0.0.1:7701';
@@ -59,7 +60,7 @@ export async function getJson<T>(server: string, path: string, token?: string): 
     response = await fetch(`${server}${path}`, { headers, signal: AbortSignal.timeout(5_000) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    throw new CliError(`cannot reach ${server}: ${cause === 'ECONNREFUSED' ? 'connection refused (is a node running there?)' : cause}`);
+    throw new CliError(`cannot reach ${server}: ${cause === 'ECONNREFUSED' ? 'connection refused (is a node running there?)' : networkInWords(cause)}`);
   }
   const body = (await response.json().catch(() => null)) as T & { error?: { message: string } };
   if (!response.ok) throw new CliError(`${server}${path}: ${body?.error?.message ?? `HTTP ${response.status}`}`);
@@ -267,7 +268,7 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     name: config.name,
     role: config.role,
     pid: child.pid,
-    gateway: `ws://${config.gateway.host}:${config.gateway.port}`,
+    gateway: `${config.gateway.tls === undefined ? 'ws' : 'wss'}://${config.gateway.host}:${config.gateway.port}`,
     p2p: config.listen[0],
     config: configPath,
     log: logPath,
@@ -330,9 +331,11 @@ export function addClusterCommands(program: Command): void {
     .description('members, roles, liveness, load, coordinator, term and commit index')
     .option('-s, --server <url>', `a node's gateway (default: $DCAS_SERVER or ${defaultServer})`)
     .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN, or the token of a cluster up on this machine)')
+    .option('--ca <file>', 'also trust the certificate authorities in this PEM file for an https:// gateway (default: $DCAS_CA)')
     .option('--json', 'print one JSON document')
-    .action(async (options: { server?: string; token?: string; json?: boolean }) => {
+    .action(async (options: { server?: string; token?: string; ca?: string; json?: boolean }) => {
       const server = serverUrl(options.server);
+      trustCertificateAuthority(options.ca);
       const status = await getJson<ClusterStatusView>(server, '/cluster', tokenFor(server, options.token));
       if (options.json) printJson(status);
       else printStatus(status);

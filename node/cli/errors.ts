@@ -21,6 +21,11 @@ const networkPatterns: readonly [RegExp, string][] = [
   [/\b(?:ETIMEDOUT|UND_ERR_CONNECT_TIMEOUT)\b/, 'connection timed out'],
   [/\bEHOSTUNREACH\b/, 'host unreachable'],
   [/\bENETUNREACH\b/, 'network unreachable'],
+  // Node's own wording suggests --use-system-ca, which is not how dcas is told to trust a CA.
+  [
+    /\b(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|CERT_HAS_EXPIRED|ERR_TLS_CERT_ALTNAME_INVALID|self-signed certificate|unable to verify the first certificate)\b(?:; if the root CA is installed locally, try running Node\.js with --use-system-ca)?/,
+    "the gateway's TLS certificate is not trusted ($1); give its certificate authority with --ca FILE",
+  ],
 ];
 
 export function networkInWords(message: string): string {

@@ -10,7 +10,7 @@ import { Option } from 'commander';
 import { format } from '../codec/index.ts';
 import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
-import { tokenFor } from './local-tokens.ts';
+import { tokenFor, trustCertificateAuthority } from './local-tokens.ts';
 import { parseSize } from './codec-commands.ts';
 import { networkInWords } from './errors.ts';
 import { CliError, escapeForTerminal, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
@@ -18,6 +18,7 @@ import { CliError, escapeForTerminal, exitUsage, formatBytes, printJson, progres
 interface ConnectionOptions {
   server?: string;
   token?: string;
+  ca?: string;
   json?: boolean;
   /** Seconds the whole command may take. */
   timeout?: number;
@@ -36,6 +37,7 @@ function withConnectionOptions(command: Command): Command {
   return command
     .option('-s, --server <url>', `a node's gateway, http:// or ws://; several separated by commas are tried in order (default: $DCAS_SERVER or ${defaultServer})`)
     .option('--token <token>', 'client token, if the cluster has one (default: $DCAS_TOKEN, or the token of a cluster up on this machine)')
+    .option('--ca <file>', 'also trust the certificate authorities in this PEM file for https:// and wss:// gateways (default: $DCAS_CA)')
     .addOption(new Option('--timeout <seconds>', 'give up (exit 1) when the command has not finished after this long (default: no limit)').argParser(parseTimeout))
     .option('--json', 'print one JSON document');
 }
@@ -51,6 +53,7 @@ function connectOptions(options: ConnectionOptions): ConnectOptions {
   const servers = (options.server ?? process.env.DCAS_SERVER ?? localClusterServers).split(',').map((text) => text.trim()).filter((text) => text !== '');
   if (servers.length === 0) throw new CliError('--server: no gateway given', exitUsage);
   const [server, ...fallbackServers] = servers.map((text) => serverUrl(text));
+  trustCertificateAuthority(options.ca);
   return {
     server,
     fallbackServers,

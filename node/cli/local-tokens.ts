@@ -10,8 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile, rename } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { join } from 'node:path';
 import { privateFolder, writePrivateFile } from '../runtime/private-files.ts';
+import { CliError, exitUsage } from './output.ts';
 
 export const clientTokenFileName = 'client.token';
 /** Random bytes in a generated token: 256 bits, written as base64url. */
@@ -84,6 +86,25 @@ export function localGatewayToken(server: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Trusts the certificates in a PEM file (`--ca`, or `DCAS_CA`) besides the system's, for every TLS
+ * connection this process makes (WebSocket and fetch alike): how a client reaches a gateway whose
+ * certificate a private or self-signed authority issued.
+ */
+export function trustCertificateAuthority(file: string | undefined): void {
+  const path = file ?? process.env.DCAS_CA;
+  if (path === undefined || path === '') return;
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new CliError(`--ca ${path}: cannot read: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message}`, exitUsage);
+  }
+  const certificates = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  if (certificates === null) throw new CliError(`--ca ${path}: no PEM certificate in it`, exitUsage);
+  setDefaultCACertificates([...getCACertificates('default'), ...certificates]);
 }
 
 /** The token for a command: `--token`, else `DCAS_TOKEN`, else what a local cluster recorded for `server`. */

@@ -75,6 +75,13 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
         ? { kind: 'folder', path: resolve(options.baseDir, raw.blobStore.path) }
         : raw.blobStore;
 
+  // The certificate is read once here, so a wrong path stops the node with one line naming the field.
+  const tls = raw.gateway.tls === undefined ? undefined : { certFile: resolve(options.baseDir, raw.gateway.tls.certFile), keyFile: resolve(options.baseDir, raw.gateway.tls.keyFile) };
+  if (tls !== undefined) {
+    if (!readText(tls.certFile, options.source, 'gateway.tls.certFile').includes('-----BEGIN CERTIFICATE-----')) fail('gateway.tls.certFile', `${tls.certFile}: expected a PEM certificate`);
+    if (!readText(tls.keyFile, options.source, 'gateway.tls.keyFile').includes('PRIVATE KEY-----')) fail('gateway.tls.keyFile', `${tls.keyFile}: expected a PEM private key`);
+  }
+
   const bootstrap = raw.bootstrap.map((text) => bootstrapToMultiaddr(text) ?? fail('bootstrap', `not an address: ${text}`));
 
   return {
@@ -88,7 +95,7 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
     pskFile,
     peers: raw.peers,
     joinToken: raw.joinToken,
-    gateway: raw.gateway,
+    gateway: tls === undefined ? raw.gateway : { ...raw.gateway, tls },
     workers: raw.workers,
     membership: raw.membership,
     raft: raw.raft,

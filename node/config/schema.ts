@@ -119,6 +119,8 @@ const gateway = z.strictObject({
         .default([]),
     })
     .prefault({}),
+  /** Serve https:// and wss:// with this certificate (PEM files; relative paths from the config's folder). */
+  tls: z.strictObject({ certFile: pathString, keyFile: pathString }).optional(),
 });
 
 export type GatewayConfig = z.output<typeof gateway>;

@@ -7,6 +7,7 @@
  * (401 otherwise); /healthz, /readyz and /metrics stay open for probes and scrapers.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -30,6 +31,8 @@ export interface GatewayOptions {
   host: string;
   /** 0 picks a free port; url() then reports the one chosen. */
   port: number;
+  /** PEM certificate and key: the gateway then speaks https:// and wss:// only. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
   routes: GatewayRoutes;
   logger: Logger;
   /** This node's name, told to WebSocket clients in the welcome. */
@@ -240,18 +243,20 @@ export function createGateway(options: GatewayOptions): Gateway {
     webSockets.handleUpgrade(request, socket, head);
   }
 
-  const server = createServer({ maxHeaderSize: options.headerBytesMax ?? 16 * 1024, requestTimeout: 30_000, headersTimeout: 10_000 }, (request, response) => {
+  const serverOptions = { maxHeaderSize: options.headerBytesMax ?? 16 * 1024, requestTimeout: 30_000, headersTimeout: 10_000 };
+  const onRequest = (request: IncomingMessage, response: ServerResponse) => {
     handle(request, response).catch((error: unknown) => {
       logger.error({ err: error, path: request.url }, 'gateway: request failed');
       if (!response.headersSent) fail(response, 500, 'INTERNAL', 'the node could not answer this request');
       else response.destroy();
     });
-  });
+  };
+  const server: Server = options.tls === undefined ? createServer(serverOptions, onRequest) : createTlsServer({ ...serverOptions, ...options.tls }, onRequest);
   server.on('upgrade', upgrade);
 
   const url = () => {
     const address = server.address() as AddressInfo | null;
-    return `http://${options.host}:${address?.port ?? options.port}`;
+    return `${options.tls === undefined ? 'http' : 'https'}://${options.host}:${address?.port ?? options.port}`;
   };
 
   return {

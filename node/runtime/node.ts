@@ -8,6 +8,7 @@
  *
  * Start order: storage, network, consensus, gateway; stop order is the reverse.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Logger } from 'pino';
@@ -160,6 +161,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       token: config.token,
       allowedHosts: config.gateway.allowedHosts,
       allowedOrigins: config.gateway.cors.origins,
+      tls: config.gateway.tls === undefined ? undefined : { cert: readFileSync(config.gateway.tls.certFile), key: readFileSync(config.gateway.tls.keyFile) },
       jobs: jobService,
       raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),
       routes: {

@@ -88,7 +88,7 @@ export function createMembership({ config, libp2p, trust, logger }: MembershipCo
       name: config.name,
       peerId: libp2p.peerId.toString(),
       role: config.role,
-      gateway: report.gateway ?? `ws://${config.gateway.host}:${config.gateway.port}`,
+      gateway: report.gateway ?? `${config.gateway.tls === undefined ? 'ws' : 'wss'}://${config.gateway.host}:${config.gateway.port}`,
       addresses: libp2p.getMultiaddrs().map(String),
       load: { workers: config.workers, inFlight: 0, queue: 0, ...report.load },
       raft: report.raft,
