@@ -1,11 +1,14 @@
 /**
  * What a person sees of a node and of `cluster up`: `dcas node` writes JSON lines for machines (each
- * field once) and readable lines with `--pretty`; banners break between words at the terminal's width.
+ * field once) and readable lines with `--pretty`, and prints its peer id for pinning; banners break
+ * between words at the terminal's width.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { peerIdOfDataDir } from '../node/cluster/host/index.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { wrapWords } from '../node/cli/output.ts';
@@ -53,6 +56,22 @@ test('dcas node --pretty writes one readable line per event: time, level, node a
   for (const line of lines) assert.match(line, /^\[\d\d:\d\d:\d\d\.\d{3}\] (INFO|WARN|ERROR|DEBUG): solo( [a-z-]+)?: \S/, line);
   assert.ok(lines.some((line) => /INFO: solo: node started/.test(line)), output);
   assert.ok(lines.some((line) => /solo host: host started/.test(line)), output);
+});
+
+test('dcas node --peer-id prints the identity other configs pin: made once, private, the same on every call', async () => {
+  const folder = await mkdtemp(join(tmpdir(), 'dcas-peer-id-'));
+  try {
+    const configPath = join(folder, 'a.json');
+    await writeFile(configPath, JSON.stringify({ name: 'a', dataDir: join(folder, 'data') }));
+    const run = () => promisify(execFile)(process.execPath, [dcasEntry, 'node', '--config', configPath, '--peer-id']).then(({ stdout }) => stdout);
+    const first = await run();
+    assert.match(first, /^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}\n$/);
+    assert.is(await run(), first, 'the same identity, not a new one');
+    assert.is((await stat(join(folder, 'data', 'peer.key'))).mode & 0o777, 0o600);
+    assert.is(await peerIdOfDataDir(join(folder, 'data')), first.trim(), 'the id a node started from this folder has');
+  } finally {
+    await rm(folder, { recursive: true, force: true });
+  }
 });
 
 test('banner lines break between words, never inside one, and fit the width', () => {

@@ -78,14 +78,29 @@ async function nodeLogger(name: string, pretty: boolean): Promise<Logger> {
   return pino(options, prettyStream({ colorize: process.stdout.isTTY === true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,node,room', messageFormat: '{node}{if room} {room}{end}: {msg}', singleLine: true, sync: true }));
 }
 
-async function runNode(configPath: string, pretty: boolean): Promise<void> {
-  let config: NodeConfig;
+function loadNodeConfig(configPath: string): NodeConfig {
   try {
-    config = loadConfig(configPath);
+    return loadConfig(configPath);
   } catch (error) {
     if (error instanceof ConfigError) throw new CliError(error.message);
     throw error;
   }
+}
+
+/**
+ * Prints the node's libp2p peer id, making its identity (`peer.key` in dataDir) if it has none yet: what
+ * an operator pins in every config's `peers` before the nodes of a multi-host cluster first start.
+ */
+async function printPeerId(configPath: string): Promise<void> {
+  const config = loadNodeConfig(configPath);
+  process.umask(0o077);
+  await privateFolder(config.dataDir);
+  const { peerIdOfDataDir } = await import('../cluster/host/index.ts');
+  process.stdout.write(`${await peerIdOfDataDir(config.dataDir)}\n`);
+}
+
+async function runNode(configPath: string, pretty: boolean): Promise<void> {
+  const config = loadNodeConfig(configPath);
   // Everything the node writes (LevelDB's files, blobs, logs) is for this user only: files 0600, folders 0700.
   process.umask(0o077);
   const logger = await nodeLogger(config.name, pretty);
@@ -314,7 +329,10 @@ export function addClusterCommands(program: Command): void {
     .requiredOption('-c, --config <file>', 'node config file (YAML or JSON)')
     .option('--pretty', 'readable log lines even when stdout is not a terminal')
     .option('--no-pretty', 'JSON log lines even on a terminal')
-    .action(async (options: { config: string; pretty?: boolean }) => runNode(options.config, options.pretty ?? process.stdout.isTTY === true));
+    .option('--peer-id', "print the node's libp2p peer id (made in its dataDir if new) and exit: what other configs pin in peers")
+    .action(async (options: { config: string; pretty?: boolean; peerId?: boolean }) =>
+      options.peerId ? printPeerId(options.config) : runNode(options.config, options.pretty ?? process.stdout.isTTY === true),
+    );
 
   const cluster = program.command('cluster').description('run and inspect a cluster');
   cluster
