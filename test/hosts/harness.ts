@@ -82,6 +82,8 @@ interface HostLayout {
   /** The veth end inside the namespace. */
   hostEnd: string;
   cgroup: string | undefined;
+  /** Whether nftables loss rules were installed (they stay, at 0%, once set). */
+  lossShaped?: boolean;
 }
 
 function ip(...argv: string[]): string {
@@ -179,20 +181,20 @@ function freeSubnet(): string {
 }
 
 /**
- * netem where the kernel has it; otherwise (this machine's kernel is built without sch_netem, and without
- * tc classifiers and actions) a token bucket that shapes the rate only, and a link asking for delay or
- * loss is refused rather than silently run unshaped.
+ * netem where the kernel has it. Otherwise (this machine's kernel is built without sch_netem, tc
+ * classifiers and tc actions) a token bucket shapes the rate, nftables drops `lossPercent` of the
+ * packets in each direction at the host's own interface, and a delay cannot be made: asking for one is
+ * refused rather than silently run without it.
  */
 function shapingArgs(link: LinkShape): string[] {
   if (netemAvailable()) return ['netem', 'delay', `${link.delayMs}ms`, 'loss', `${link.lossPercent}%`, 'rate', `${link.rateMbit}mbit`];
-  if (link.lossPercent > 0 || link.delayMs > 1) {
-    throw new Error(`namespace hosts: this kernel has no sch_netem, so a link with ${link.delayMs} ms delay and ${link.lossPercent}% loss cannot be made`);
-  }
+  if (link.delayMs > 1) throw new Error(`namespace hosts: this kernel has no sch_netem, so a link with ${link.delayMs} ms delay cannot be made`);
   return ['tbf', 'rate', `${link.rateMbit}mbit`, 'burst', '256kb', 'latency', '50ms'];
 }
 
 let netemKnown: boolean | undefined;
 
+/** Whether this kernel can add delay and loss with tc netem (probed once on a throwaway veth pair). */
 export function netemAvailable(): boolean {
   if (netemKnown !== undefined) return netemKnown;
   const probe = `dchprobe${process.pid.toString(36)}`;
@@ -208,9 +210,19 @@ export function netemAvailable(): boolean {
   return netemKnown;
 }
 
+function dropWithNftables(layout: HostLayout, lossPercent: number): void {
+  const rule = (hook: string, device: string) => `chain ${hook} { type filter hook ${hook} priority 0; policy accept; ${device} "${layout.hostEnd}" numgen random mod 100 < ${lossPercent} drop; }`;
+  const ruleset = `table inet dcasloss\ndelete table inet dcasloss\ntable inet dcasloss {\n${rule('output', 'oifname')}\n${rule('input', 'iifname')}\n}\n`;
+  execFileSync('ip', ['netns', 'exec', layout.namespace, 'nft', '-f', '-'], { input: ruleset, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
 function shapeLink(layout: HostLayout, link: LinkShape): void {
   tc('-n', layout.namespace, 'qdisc', 'replace', 'dev', layout.hostEnd, 'root', ...shapingArgs(link));
   tc('qdisc', 'replace', 'dev', layout.bridgeEnd, 'root', ...shapingArgs(link));
+  if (!netemAvailable() && (link.lossPercent > 0 || layout.lossShaped)) {
+    dropWithNftables(layout, link.lossPercent);
+    layout.lossShaped = true;
+  }
 }
 
 function createNetwork(prefix: string, subnet: string, layouts: readonly HostLayout[], link: LinkShape, cpuQuota: number | undefined): void {
