@@ -98,6 +98,8 @@ test("the coordinator's host cut off mid-job: the majority elects another, the j
     console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; job completed ${jobMs} ms after the cut; the cut-off side answered ${JSON.stringify(answered)}`);
     assert.is.not(elected, cutOff);
     assert.is(answered.upload.accepted, false, 'the cut-off side took a new upload');
+    assert.is(answered.upload.code, 'UNAVAILABLE', 'the cut-off side refuses with UNAVAILABLE');
+    assert.ok(answered.cluster.coordinator !== cutOff, 'the cut-off side does not call itself coordinator');
   } finally {
     await client.close();
   }
@@ -131,7 +133,9 @@ test('a lossy link (5% of packets dropped each way): a job through it still comp
       return done;
     });
     assertIdentical(job, data);
-    console.log(`hosts: lossy links on node4 and node5 (${lossy.lossPercent}% loss each way, ${delayMs} ms delay${delayMs === 0 ? ': no netem in this kernel' : ''}): job of ${data.length} bytes, upload+code+download in ${Date.now() - started} ms; chunks per host ${JSON.stringify(job.chunkNodes)}`);
+    const dropped = hosts!.packetsDropped('node4') + hosts!.packetsDropped('node5');
+    if (!netemAvailable()) assert.ok(dropped > 0, 'the loss rules dropped packets');
+    console.log(`hosts: ${dropped} packets dropped; lossy links on node4 and node5 (${lossy.lossPercent}% loss each way, ${delayMs} ms delay${delayMs === 0 ? ': no netem in this kernel' : ''}): job of ${data.length} bytes, upload+code+download in ${Date.now() - started} ms; chunks per host ${JSON.stringify(job.chunkNodes)}`);
   } finally {
     hosts!.shape('node4', defaultLink);
     hosts!.shape('node5', defaultLink);

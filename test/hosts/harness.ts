@@ -60,6 +60,8 @@ export interface Hosts {
   pid(name: string): number | undefined;
   stop(name: string, signal: NodeJS.Signals): Promise<void>;
   shape(name: string, link: LinkShape): void;
+  /** Packets dropped on the host's link by the loss rules so far (see `shape`). */
+  packetsDropped(name: string): number;
   /** Cuts the host's link at the bridge: it and its peers go silent to each other, no reset is sent. */
   cut(name: string): void;
   heal(name: string): void;
@@ -211,9 +213,16 @@ export function netemAvailable(): boolean {
 }
 
 function dropWithNftables(layout: HostLayout, lossPercent: number): void {
-  const rule = (hook: string, device: string) => `chain ${hook} { type filter hook ${hook} priority 0; policy accept; ${device} "${layout.hostEnd}" numgen random mod 100 < ${lossPercent} drop; }`;
+  const rule = (hook: string, device: string) => `chain ${hook} { type filter hook ${hook} priority 0; policy accept; ${device} "${layout.hostEnd}" numgen random mod 100 < ${lossPercent} counter drop; }`;
   const ruleset = `table inet dcasloss\ndelete table inet dcasloss\ntable inet dcasloss {\n${rule('output', 'oifname')}\n${rule('input', 'iifname')}\n}\n`;
   execFileSync('ip', ['netns', 'exec', layout.namespace, 'nft', '-f', '-'], { input: ruleset, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** Packets the nftables loss rules of a host dropped so far (0 where netem shapes the link or none were set). */
+function packetsDropped(layout: HostLayout): number {
+  if (!layout.lossShaped) return 0;
+  const listing = execFileSync('ip', ['netns', 'exec', layout.namespace, 'nft', 'list', 'table', 'inet', 'dcasloss'], { encoding: 'utf8' });
+  return [...listing.matchAll(/counter packets (\d+)/g)].reduce((sum, match) => sum + Number(match[1]), 0);
 }
 
 function shapeLink(layout: HostLayout, link: LinkShape): void {
@@ -387,6 +396,7 @@ function hostsView(prefix: string, dataDir: string, configs: NodeConfig[], layou
       });
     },
     shape: (name, link) => shapeLink(layoutOf(name), link),
+    packetsDropped: (name) => packetsDropped(layoutOf(name)),
     cut: (name) => void ip('link', 'set', layoutOf(name).bridgeEnd, 'down'),
     heal: (name) => void ip('link', 'set', layoutOf(name).bridgeEnd, 'up'),
     exec(name, argv, timeoutMs) {
