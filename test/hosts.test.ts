@@ -109,12 +109,15 @@ test("the coordinator's host cut off mid-job: the majority elects another, the j
   const { value: after, elapsedMs } = await waitFor('5 alive members and one coordinator after the heal', 60_000, () => hosts!.agreed(5), logs);
   console.log(`hosts: healed ${cutOff}; one coordinator (${after.coordinator}) again after ${elapsedMs} ms`);
   assert.ok(Date.now() >= healedAt);
+  const held: string[] = [];
   for (const name of voters) {
-    await waitFor(`${name} to hold every job completed`, 30_000, async () => {
-      const jobs = Object.values(await hosts!.state(name, 'jobs/').catch(() => ({}))) as Array<{ state?: string }>;
-      return jobs.length >= 2 && jobs.every((job) => job.state === 'completed') ? true : undefined;
+    const { value } = await waitFor(`${name} to hold every job completed`, 30_000, async () => {
+      const jobs = Object.values(await hosts!.state(name, 'jobs/').catch(() => ({}))) as Array<{ id?: string; state?: string; sha256?: string }>;
+      return jobs.length >= 2 && jobs.every((job) => job.state === 'completed') ? jobs : undefined;
     });
+    held.push(JSON.stringify(value.map((job) => [job.id, job.state, job.sha256]).sort()));
   }
+  assert.is(new Set(held).size, 1, `every voter agrees on the jobs: ${held.join(' / ')}`);
 });
 
 test('a lossy link (5% of packets dropped each way): a job through it still completes', async () => {
