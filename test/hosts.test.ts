@@ -67,16 +67,26 @@ test('a job through a worker host completes byte-identical, its chunks coded on 
   console.log(`hosts: job of ${data.length} bytes in ${Date.now() - started} ms; chunks per host ${JSON.stringify(job.chunkNodes)}`);
 });
 
-test("the coordinator's host cut off mid-job: the majority elects another, the job completes, the cut-off side takes no upload", async () => {
+test("the coordinator's host cut off mid-upload: the majority elects another, the job completes, the cut-off side takes no upload", async () => {
   const { value: before } = await waitFor('one coordinator', 30_000, () => hosts!.agreed(5), logs);
   const cutOff = before.coordinator!;
   const majority = voters.filter((name) => name !== cutOff);
   const data = textLike(2 * 1024 * 1024 + 3, 17);
   const client = await connect({ server: hosts!.gateway(majority[0]!), deadlineAtMs: Date.now() + 90_000 });
   try {
-    const uploaded = await client.upload(data, { fileName: 'cut.txt', chunkSize });
-    const cutAt = Date.now();
-    hosts!.cut(cutOff);
+    // Cut while the upload is still streaming: its chunk proposals are in flight to the coordinator.
+    let cutAt = 0;
+    const uploaded = await client.upload(data, {
+      fileName: 'cut.txt',
+      chunkSize,
+      onProgress: ({ bytes }) => {
+        if (cutAt !== 0 || bytes < data.length / 4) return;
+        cutAt = Date.now();
+        hosts!.cut(cutOff);
+      },
+    });
+    assert.ok(cutAt !== 0, 'the link was cut during the upload');
+    const uploadedMs = Date.now() - cutAt;
     const { value: elected } = await waitFor(
       'the majority to name another coordinator',
       30_000,
@@ -95,7 +105,7 @@ test("the coordinator's host cut off mid-job: the majority elects another, the j
     const probe = await hosts!.exec(cutOff, [process.execPath, new URL('./hosts/probe.ts', import.meta.url).pathname, hosts!.gateway(cutOff)], 60_000);
     assert.is(probe.code, 0, `probe on the cut-off host failed: ${probe.stderr}`);
     const answered = JSON.parse(probe.stdout.trim().split('\n').at(-1)!) as { cluster: { coordinator?: string | null }; upload: { accepted: boolean; code?: string } };
-    console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; job completed ${jobMs} ms after the cut; the cut-off side answered ${JSON.stringify(answered)}`);
+    console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; upload acknowledged ${uploadedMs} ms and the job completed ${jobMs} ms after the cut; the cut-off side answered ${JSON.stringify(answered)}`);
     assert.is.not(elected, cutOff);
     assert.is(answered.upload.accepted, false, 'the cut-off side took a new upload');
     assert.is(answered.upload.code, 'UNAVAILABLE', 'the cut-off side refuses with UNAVAILABLE');
