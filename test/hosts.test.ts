@@ -7,6 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
 import { createHosts, defaultLink, netemAvailable, type Hosts } from './hosts/harness.ts';
 import { waitFor } from './support/cluster.ts';
@@ -42,13 +43,20 @@ function assertIdentical(job: JobView, data: Uint8Array): void {
 
 test('5 namespace hosts (3 voters, 2 workers) agree on one coordinator over the bridge', async () => {
   try {
-    hosts = await createHosts({ hosts: 5, voters: 3, overrides: { jobs: { leaseMs: 4_000, attemptsMax: 5 } } });
+    // One core each: no limit on this 2-core machine, but every node runs under its host's CPU quota.
+    hosts = await createHosts({ hosts: 5, voters: 3, cpuQuota: 1, overrides: { jobs: { leaseMs: 4_000, attemptsMax: 5 } } });
   } catch (error) {
     throw new Error(`HOST TESTS CANNOT RUN: ${(error as Error).message} (they need root, iproute2 and network namespaces)`, { cause: error });
   }
   for (const name of hosts.names) hosts.start(name);
   const { value, elapsedMs } = await waitFor('5 alive members and one coordinator', 60_000, () => hosts!.agreed(5), logs);
   assert.ok(voters.includes(value.coordinator!), `coordinator ${value.coordinator} is a voter`);
+  for (const [index, name] of hosts.names.entries()) {
+    const quota = readFileSync(`/sys/fs/cgroup/cpu/${hosts.prefix}${index + 1}/cpu.cfs_quota_us`, 'utf8').trim();
+    const members = readFileSync(`/sys/fs/cgroup/cpu/${hosts.prefix}${index + 1}/cgroup.procs`, 'utf8').split(/\s+/);
+    assert.is(quota, '100000', `${name}'s CPU quota`);
+    assert.ok(members.includes(String(hosts.pid(name))), `${name}'s node runs in its host's cgroup`);
+  }
   console.log(`hosts: ${hosts.names.map((name) => `${name}=${hosts!.address(name)}`).join(' ')}; agreed on ${value.coordinator} in ${elapsedMs} ms`);
 });
 
@@ -155,7 +163,7 @@ test('a lossy link (5% of packets dropped each way): a job through it still comp
   }
 });
 
-test('teardown removes every namespace, link and process the hosts made', async () => {
+test('teardown removes every namespace, link and cgroup the hosts made', async () => {
   const prefix = hosts?.prefix;
   await hosts?.destroy();
   hosts = undefined;
@@ -163,6 +171,7 @@ test('teardown removes every namespace, link and process the hosts made', async 
   const { execFileSync } = await import('node:child_process');
   assert.not.ok(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(prefix!), 'a namespace is left');
   assert.not.ok(execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).includes(prefix!), 'a link is left');
+  assert.not.ok(existsSync(`/sys/fs/cgroup/cpu/${prefix}1`), 'a cgroup is left');
 });
 
 test.after(async () => {
