@@ -21,6 +21,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { CodecError } from '../codec/index.ts';
+import { ProposalError } from '../cluster/replicated.ts';
 import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/types.ts';
 import type { TokenCheck } from './auth.ts';
 import { parseClientMessage } from './messages.ts';
@@ -295,6 +296,11 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
 
   function describeError(error: unknown, what: string): { code: ErrorCode; message: string } {
     if (error instanceof JobError && (errorCodes as readonly string[]).includes(error.code)) return { code: error.code, message: error.message };
+    // A node cut off from the majority knows no leader: its proposals time out. That is the cluster being
+    // unavailable from here, not a bug, and a client should go to another gateway.
+    if (error instanceof ProposalError && (error.code === 'NO_LEADER' || error.code === 'TIMEOUT')) {
+      return { code: 'UNAVAILABLE', message: `${what} failed on node ${node}: it reaches no coordinator (${error.message}); try another node` };
+    }
     if (error instanceof CodecError) {
       logger.error({ err: error }, `gateway: ${what} failed verification`);
       return { code: 'CORRUPT', message: error.message };
