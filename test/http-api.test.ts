@@ -28,7 +28,8 @@ const auth = { authorization: `Bearer ${token}` };
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 test.before(async () => {
-  cluster = await createTestCluster({ nodes: 3, edit: (config) => ({ ...config, token, gateway: { ...config.gateway, cors: { origins: [allowedOrigin] } } }) });
+  // One upload at a time per node and 10 MiB at most, so the 503 and 413 answers can be shown.
+  cluster = await createTestCluster({ nodes: 3, overrides: { jobs: { uploadsMax: 1, uploadBytesMax: 10 * 1024 * 1024 } }, edit: (config) => ({ ...config, token, gateway: { ...config.gateway, cors: { origins: [allowedOrigin] } } }) });
   for (const config of cluster.configs) cluster.start(config.name);
   await waitFor('3 alive members and one coordinator', 60_000, () => cluster.agreed(3), () => cluster.logs());
   base = cluster.gateway('node2');
@@ -169,11 +170,27 @@ test('errors are {"error":{code,message}} with fitting statuses: 400, 401, 404, 
     return jobs.find((job) => job.fileName === 'open.txt');
   });
   await expect(`/v1/jobs/${open.id}/original`, { headers: auth }, 409, 'NOT_READY');
+  const busy = await expect('/v1/jobs?name=second.txt', { method: 'POST', headers: auth, body: 'x' }, 503, 'BUSY');
+  assert.is(busy.headers.get('retry-after'), '5');
   outgoing.destroy();
   await waitFor('the abandoned upload failed', 60_000, async () => {
     const job = (await (await fetch(`${base}/v1/jobs/${open.id}`, { headers: auth })).json()) as any;
     return job.state === 'failed' ? job : undefined;
   });
+});
+
+test('an upload declaring more bytes than the node takes is refused with 413 before its body is read', async () => {
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const outgoing = httpRequest(`${base}/v1/jobs?name=huge.bin`, { method: 'POST', headers: { ...auth, 'content-length': String(1024 * 1024 * 1024) } }, (incoming) => {
+      let body = '';
+      incoming.on('data', (piece) => (body += piece));
+      incoming.on('end', () => resolve({ status: incoming.statusCode ?? 0, body }));
+    });
+    outgoing.on('error', reject);
+    outgoing.write(data.subarray(0, 1000));
+  });
+  assert.is(answer.status, 413);
+  assert.is(JSON.parse(answer.body).error.code, 'TOO_LARGE');
 });
 
 test('the OpenAPI document validates as 3.1 and every route it lists answers as documented', async () => {
@@ -196,6 +213,8 @@ test('the OpenAPI document validates as 3.1 and every route it lists answers as 
     }
   }
   assert.is(called, 9);
+  const listed = Object.keys(document.paths).sort();
+  assert.equal(listed, ['/v1/cluster', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/compressed', '/v1/jobs/{id}/events', '/v1/jobs/{id}/original', '/v1/openapi.json']);
 });
 
 test.run();

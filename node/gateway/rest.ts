@@ -222,7 +222,10 @@ export function createRestApi(options: RestApiOptions): RestApi {
     const parameters = uploadRequest(url, fileName);
     const lengthHeader = request.headers['content-length'];
     const size = lengthHeader === undefined ? undefined : Number(lengthHeader);
+    // Refused before its body is read: closing after the answer stops the client from sending the body.
+    response.setHeader('connection', 'close');
     const session = await service().startUpload({ fileName: parameters.fileName, mode: parameters.mode, chunkSize: parameters.chunkSize, size });
+    response.removeHeader('connection');
     request.setTimeout(options.uploadIdleMs, () => request.destroy(new Error(`no bytes for ${options.uploadIdleMs} ms`)));
     let job: JobView;
     try {
@@ -231,7 +234,6 @@ export function createRestApi(options: RestApiOptions): RestApi {
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       await session.abort(`HTTP upload of ${fileName}: ${reason}`).catch(() => {});
-      // The rest of the body is not read: closing after the answer stops the client from sending it.
       response.setHeader('connection', 'close');
       if (request.destroyed && !(error instanceof JobError)) {
         logger.info({ job: session.jobId, reason }, 'rest: an HTTP upload ended early; the job is failed');
