@@ -17,6 +17,7 @@ import { createGatewayMetrics, type GatewayStats, type RaftStatus } from './metr
 import { jobIdPattern, webSocketPath } from './protocol.ts';
 import { createHostPolicy } from './origin.ts';
 import { createRestApi, restPrefix } from './rest.ts';
+import { consoleAssets, consoleContentSecurityPolicy } from '../console/index.ts';
 import { dropIfNotReading, fail, jobErrorStatus, send } from './reply.ts';
 import { createWebSocketGateway, defaultGatewayLimits, refuseUpgrade, type GatewayLimits } from './ws.ts';
 
@@ -152,6 +153,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       fail(response, 405, 'METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${path}`, { allow: 'GET, HEAD' });
+      return;
+    }
+    const asset = consoleAssets.get(path);
+    if (asset !== undefined) {
+      // The console is open: it holds no data, and asks for the token itself when the API needs one.
+      response.writeHead(200, { 'content-type': asset.contentType, 'content-length': String(asset.body.length), 'cache-control': 'no-cache', 'content-security-policy': consoleContentSecurityPolicy, 'x-content-type-options': 'nosniff' });
+      response.end(request.method === 'HEAD' ? undefined : asset.body);
       return;
     }
     const open = path === '/healthz' || path === '/readyz' || path === '/metrics';
