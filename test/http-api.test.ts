@@ -77,6 +77,9 @@ test('curl -T uploads a file as a streaming PUT; 201 with the job and its Locati
   assert.is(last.job.sha256, sha256(data));
   assert.is(Object.values(last.job.chunkNodes as Record<string, number>).reduce((a, b) => a + b, 0), 21, 'chunk progress says which node coded how many chunks');
   // Resuming from the last event id repeats nothing: the stream ends without an event.
+  const headOnly = await fetch(`${base}/v1/jobs/${job.id}/events`, { method: 'HEAD', headers: auth });
+  assert.is(headOnly.status, 200);
+  assert.match(headOnly.headers.get('content-type') ?? '', /^text\/event-stream/);
   const resumed = await readEvents(`${base}/v1/jobs/${job.id}/events`, { 'last-event-id': last.id });
   assert.equal(resumed, []);
   completedId = job.id;

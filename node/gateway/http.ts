@@ -1,6 +1,7 @@
 /**
  * A node's gateway: one HTTP server that answers health, readiness, cluster and job reads, Prometheus
- * metrics, and upgrades /ws to the WebSocket protocol (ws.ts). Every HTTP answer but /metrics is JSON;
+ * metrics, the REST API under /v1 (rest.ts), the web console at / (node/console), and upgrades /ws to the
+ * WebSocket protocol (ws.ts). Every HTTP answer but /metrics is JSON;
  * errors are `{"error":{"code","message"}}` with one line of message.
  *
  * Auth: when the node has a token, /jobs*, /state and /cluster need `Authorization: Bearer <token>`

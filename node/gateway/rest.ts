@@ -192,6 +192,12 @@ export function createRestApi(options: RestApiOptions): RestApi {
       return;
     }
     if (!read) throw allow('GET, HEAD');
+    if (parts[2] === 'events' && method === 'HEAD') {
+      await jobOrNotFound(id);
+      response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' });
+      response.end();
+      return;
+    }
     if (parts[2] === 'events') return events(request, response, id);
     if (parts[2] === 'original' || parts[2] === 'compressed') return download(request, response, id, parts[2] === 'compressed');
     throw new HttpError(404, 'NOT_FOUND', `no such path: ${path}`);
