@@ -1,6 +1,7 @@
 /**
  * A node's gateway: one HTTP server that answers health, readiness, cluster and job reads, Prometheus
- * metrics, and upgrades /ws to the WebSocket protocol (ws.ts). Every HTTP answer but /metrics is JSON;
+ * metrics, the REST API under /v1 (rest.ts), the web console at / (node/console), and upgrades /ws to the
+ * WebSocket protocol (ws.ts). Every HTTP answer but /metrics is JSON;
  * errors are `{"error":{"code","message"}}` with one line of message.
  *
  * Auth: when the node has a token, /jobs*, /state and /cluster need `Authorization: Bearer <token>`
@@ -16,6 +17,9 @@ import { bearerToken, createTokenCheck } from './auth.ts';
 import { createGatewayMetrics, type GatewayStats, type RaftStatus } from './metrics.ts';
 import { jobIdPattern, webSocketPath } from './protocol.ts';
 import { createHostPolicy } from './origin.ts';
+import { createRestApi, restPrefix } from './rest.ts';
+import { consoleAssets, consoleContentSecurityPolicy } from '../console/index.ts';
+import { dropIfNotReading, fail, jobErrorStatus, send } from './reply.ts';
 import { createWebSocketGateway, defaultGatewayLimits, refuseUpgrade, type GatewayLimits } from './ws.ts';
 
 export interface GatewayRoutes {
@@ -64,6 +68,8 @@ export interface Gateway {
 }
 
 const jobsListHttpMax = 1_000;
+/** A request (or the response it waits on) that moves no byte for this long has its socket closed. */
+const requestIdleMs = 30_000;
 const stateListDefault = 1_000;
 const stateListMax = 10_000;
 
@@ -75,35 +81,6 @@ export function clampedLimit(text: string | null, fallback: number, max: number)
   const value = text === null || text.trim() === '' ? Number.NaN : Number(text);
   if (!Number.isFinite(value)) return fallback;
   return Math.min(Math.max(Math.floor(value), 1), max);
-}
-
-/** Bytes a client may leave unread on its socket before the node stops answering it (pipelined requests). */
-const responseBufferedBytesMax = 8 * 1024 * 1024;
-
-/**
- * A client with more than the bound unread on its socket is not reading: it is disconnected instead of
- * answered. Node stops parsing pipelined requests while a response waits, so this is a second line.
- */
-function dropIfNotReading(response: ServerResponse): boolean {
-  if ((response.socket?.writableLength ?? 0) <= responseBufferedBytesMax) return false;
-  response.socket?.destroy();
-  return true;
-}
-
-function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (dropIfNotReading(response)) return;
-  const text = `${JSON.stringify(body)}\n`;
-  response.writeHead(status, {
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': String(Buffer.byteLength(text)),
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  response.end(text);
-}
-
-function fail(response: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
-  send(response, status, { error: { code, message } }, headers);
 }
 
 /**
@@ -118,7 +95,6 @@ function checkedPath(rawUrl: string): string | undefined {
   return path;
 }
 
-const jobErrorStatus: Record<string, number> = { NOT_FOUND: 404, NOT_READY: 503, BUSY: 503, UNAVAILABLE: 503, TOO_LARGE: 413, BAD_INPUT: 400, INSUFFICIENT_STORAGE: 507 };
 
 export function createGateway(options: GatewayOptions): Gateway {
   const { routes, logger, jobs } = options;
@@ -132,6 +108,17 @@ export function createGateway(options: GatewayOptions): Gateway {
     port: () => (server.address() as AddressInfo | null)?.port ?? options.port,
     allowedHosts: options.allowedHosts,
     allowedOrigins: options.allowedOrigins,
+  });
+
+  const restApi = createRestApi({
+    node,
+    jobs,
+    clusterStatus: () => routes.clusterStatus(),
+    authorized: (request) => authorized(request),
+    allowedOrigins: options.allowedOrigins,
+    uploadIdleMs: limits.uploadIdleMs,
+    heartbeatMs: limits.heartbeatMs,
+    logger,
   });
 
   /** undefined when the request may go on, else the status and reason it is refused with. */
@@ -148,6 +135,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    // An idle socket is dropped; the REST API lengthens this for uploads and lifts it while ?wait=true waits.
+    request.setTimeout(requestIdleMs);
     const refusal = checkCaller(request);
     if (refusal !== undefined) {
       fail(response, refusal.status, refusal.code, refusal.message);
@@ -158,11 +147,22 @@ export function createGateway(options: GatewayOptions): Gateway {
       fail(response, 400, 'BAD_REQUEST', 'the path has dot segments, encoded separators or backslashes');
       return;
     }
+    const url = new URL(request.url ?? '/', 'http://gateway');
+    if (path === restPrefix || path.startsWith(`${restPrefix}/`)) {
+      await restApi.handle(request, response, path, url);
+      return;
+    }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       fail(response, 405, 'METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${path}`, { allow: 'GET, HEAD' });
       return;
     }
-    const url = new URL(request.url ?? '/', 'http://gateway');
+    const asset = consoleAssets.get(path);
+    if (asset !== undefined) {
+      // The console is open: it holds no data, and asks for the token itself when the API needs one.
+      response.writeHead(200, { 'content-type': asset.contentType, 'content-length': String(asset.body.length), 'cache-control': 'no-cache', 'content-security-policy': consoleContentSecurityPolicy, 'x-content-type-options': 'nosniff' });
+      response.end(request.method === 'HEAD' ? undefined : asset.body);
+      return;
+    }
     const open = path === '/healthz' || path === '/readyz' || path === '/metrics';
     if (!open && !authorized(request)) {
       fail(response, 401, 'AUTH', 'this node requires Authorization: Bearer <token>', { 'www-authenticate': 'Bearer realm="dcas"' });
@@ -243,7 +243,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     webSockets.handleUpgrade(request, socket, head);
   }
 
-  const serverOptions = { maxHeaderSize: options.headerBytesMax ?? 16 * 1024, requestTimeout: 30_000, headersTimeout: 10_000 };
+  // No limit on a whole request's time: a streamed upload of many GiB takes minutes. A request that
+  // stops moving is dropped by its idle timeout instead (requestIdleMs, uploadIdleMs for uploads).
+  const serverOptions = { maxHeaderSize: options.headerBytesMax ?? 16 * 1024, requestTimeout: 0, headersTimeout: 10_000 };
   const onRequest = (request: IncomingMessage, response: ServerResponse) => {
     handle(request, response).catch((error: unknown) => {
       logger.error({ err: error, path: request.url }, 'gateway: request failed');

@@ -66,6 +66,7 @@ export function createGatewayMetrics(options: { jobs?: JobService; raftStatus?: 
         },
       });
     cumulative('dcas_chunks_coded_total', 'Chunks coded by this node\'s worker actors', () => jobMetrics().chunksCoded);
+    cumulative('dcas_download_chunks_decoded_total', 'Chunks this node decoded for downloads, whole or ranged', () => jobMetrics().chunksDecoded);
     cumulative('dcas_job_bytes_in_total', 'Bytes read by the kernel on this node', () => jobMetrics().bytesIn);
     cumulative('dcas_job_bytes_out_total', 'Bytes written by the kernel on this node', () => jobMetrics().bytesOut);
     const gauge = (name: string, help: string, read: () => number) =>

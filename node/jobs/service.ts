@@ -143,6 +143,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
   const scheduler = createScheduler({ state, members: options.members, merger, config, logger });
   let uploads = 0;
   let bytesServed = 0;
+  let chunksDecoded = 0;
   const jobStateById = new Map<string, JobState>();
   let unsubscribeStates: (() => void) | undefined;
 
@@ -160,32 +161,64 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
     return job;
   }
 
-  /** Decodes a stored .dcz chunk by chunk (ranged reads, in parallel on this node's threads), verifying everything. */
-  async function* decodeStored(job: JobRecord, key: string): AsyncGenerator<Uint8Array> {
+  async function readIndex(job: JobRecord, key: string) {
     const info = await blobs.stat(key);
     if (info === undefined) throw new JobError('UNAVAILABLE', `job ${job.id}: its .dcz is missing from the blob store`);
     const trailer = format.decodeTrailer(await blobs.getRange(key, { start: info.size - format.trailerBytes, end: info.size }));
-    const entries = format.decodeIndex(await blobs.getRange(key, { start: trailer.indexOffset, end: info.size - format.trailerBytes }));
+    return format.decodeIndex(await blobs.getRange(key, { start: trailer.indexOffset, end: info.size - format.trailerBytes }));
+  }
+
+  /** Decodes a stored .dcz chunk by chunk (ranged reads, in parallel on this node's threads), verifying everything. */
+  async function* decodeStored(job: JobRecord, key: string): AsyncGenerator<Uint8Array> {
+    const entries = await readIndex(job, key);
     const hash = createHash('sha256');
-    const decode = (entry: (typeof entries)[number], index: number) =>
-      decodeAnywhere({
-        key,
-        start: entry.offset,
-        end: entry.offset + format.chunkHeaderBytes + entry.compressedBytes,
-        chunk: index,
-        originalBytes: entry.originalBytes,
-        checksum: entry.checksum,
-        label: `job ${job.id}: chunk ${index}`,
-      });
     async function* indexed() {
-      yield* entries;
+      yield* entries.map((entry, index) => ({ entry, index }));
     }
-    for await (const data of mapOrdered(indexed(), decode, decodeSlots())) {
+    for await (const data of mapOrdered(indexed(), (item) => decodeEntry(job, key, item.entry, item.index), decodeSlots())) {
       hash.update(data);
       bytesServed += data.length;
       yield data;
     }
     if (hash.digest('hex') !== job.sha256) throw new CodecError('CHECKSUM_MISMATCH', `job ${job.id}: SHA-256 of the decoded file does not match`);
+  }
+
+  function decodeEntry(job: JobRecord, key: string, entry: format.ChunkEntry, index: number): Promise<Uint8Array> {
+    chunksDecoded++;
+    return decodeAnywhere({
+      key,
+      start: entry.offset,
+      end: entry.offset + format.chunkHeaderBytes + entry.compressedBytes,
+      chunk: index,
+      originalBytes: entry.originalBytes,
+      checksum: entry.checksum,
+      label: `job ${job.id}: chunk ${index}`,
+    });
+  }
+
+  /**
+   * The original's bytes [start, end) from a stored .dcz: the seek index gives each chunk's place in the
+   * original, so only the chunks overlapping the range are read and decoded (each CRC32C verified).
+   */
+  async function* decodeStoredRange(job: JobRecord, key: string, range: { start: number; end: number }): AsyncGenerator<Uint8Array> {
+    const entries = await readIndex(job, key);
+    const covering: Array<{ entry: format.ChunkEntry; index: number; originalStart: number }> = [];
+    let originalStart = 0;
+    entries.forEach((entry, index) => {
+      if (originalStart < range.end && originalStart + entry.originalBytes > range.start) covering.push({ entry, index, originalStart });
+      originalStart += entry.originalBytes;
+    });
+    async function* listed() {
+      yield* covering;
+    }
+    const decodeCut = async (item: (typeof covering)[number]) => {
+      const data = await decodeEntry(job, key, item.entry, item.index);
+      return data.subarray(Math.max(range.start - item.originalStart, 0), Math.min(range.end - item.originalStart, data.length));
+    };
+    for await (const data of mapOrdered(listed(), decodeCut, decodeSlots())) {
+      bytesServed += data.length;
+      yield data;
+    }
   }
 
   /** Reads one chunk record from the store and decodes it on this node's threads, verifying its CRC32C. */
@@ -250,8 +283,8 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
     return data;
   });
 
-  async function* streamBlob(key: string): AsyncGenerator<Uint8Array> {
-    for await (const piece of blobs.getStream(key)) {
+  async function* streamBlob(key: string, range?: { start: number; end: number }): AsyncGenerator<Uint8Array> {
+    for await (const piece of blobs.getStream(key, range)) {
       bytesServed += piece.length;
       yield piece;
     }
@@ -353,15 +386,18 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
 
     async openDownload(id, request): Promise<Download> {
       const job = await completedJob(id);
+      const range = request.range;
+      const sized = (size: number) => (range === undefined ? size : range.end - range.start);
       if (request.compressed) {
         const info = await blobs.stat(blobKeys.dcz(id));
         if (info === undefined) throw new JobError('UNAVAILABLE', `job ${id}: its .dcz is missing from the blob store`);
-        return { size: info.size, fileName: job.mode === 'compress' ? `${job.fileName}.dcz` : job.fileName, sha256: null, stream: streamBlob(blobKeys.dcz(id)) };
+        return { size: sized(info.size), fileName: job.mode === 'compress' ? `${job.fileName}.dcz` : job.fileName, sha256: null, stream: streamBlob(blobKeys.dcz(id), range) };
       }
       const fileName = job.mode === 'decompress' && job.fileName.endsWith('.dcz') ? job.fileName.slice(0, -4) : job.fileName;
       const original = await blobs.stat(blobKeys.original(id));
-      if (original !== undefined) return { size: original.size, fileName, sha256: job.sha256, stream: streamBlob(blobKeys.original(id)) };
-      return { size: job.originalSize ?? 0, fileName, sha256: job.sha256, stream: decodeStored(job, blobKeys.dcz(id)) };
+      if (original !== undefined) return { size: sized(original.size), fileName, sha256: job.sha256, stream: streamBlob(blobKeys.original(id), range) };
+      const stream = range === undefined ? decodeStored(job, blobKeys.dcz(id)) : decodeStoredRange(job, blobKeys.dcz(id), range);
+      return { size: sized(job.originalSize ?? 0), fileName, sha256: job.sha256, stream };
     },
 
     metrics(): JobMetrics {
@@ -376,6 +412,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
         kernelMBps: stats.kernelMBps,
         queueDepth: stats.queued,
         inFlight: stats.inFlight,
+        chunksDecoded,
       };
     },
   };

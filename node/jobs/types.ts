@@ -64,6 +64,12 @@ export interface UploadSession {
 export interface DownloadRequest {
   /** true: the .dcz as stored; false: the original bytes (decoded, every checksum verified). */
   compressed: boolean;
+  /**
+   * Only the bytes [start, end) of the chosen form. For the original decoded from a .dcz, only the
+   * chunks that cover them are read and decoded (found through the seek index); each chunk's CRC32C is
+   * verified, the whole file's SHA-256 cannot be. The caller checks start < end <= size.
+   */
+  range?: { start: number; end: number };
 }
 
 export interface Download {
@@ -107,4 +113,6 @@ export interface JobMetrics {
   kernelMBps: number;
   queueDepth: number;
   inFlight: number;
+  /** Chunks this node decoded for downloads (whole or ranged); shows that a range reads only its chunks. */
+  chunksDecoded: number;
 }

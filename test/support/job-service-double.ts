@@ -209,7 +209,7 @@ export function createJobServiceDouble(options: JobServiceDoubleOptions = {}): J
     metrics(): JobMetrics {
       const jobsByState: Record<JobState, number> = { pending: 0, uploading: 0, processing: 0, merging: 0, completed: 0, failed: 0 };
       for (const job of jobs.values()) jobsByState[job.view.state]++;
-      return { jobsByState, chunksCoded, bytesIn: 0, bytesOut: 0, kernelMBps: 123.5, queueDepth: 2, inFlight: 1 };
+      return { jobsByState, chunksCoded, bytesIn: 0, bytesOut: 0, kernelMBps: 123.5, queueDepth: 2, inFlight: 1, chunksDecoded: 0 };
     },
     bytesOf: (jobId) => Buffer.concat(stored(jobId).pieces),
     listenerCount: (jobId) => stored(jobId).listeners.size,

@@ -1,0 +1,115 @@
+/**
+ * The OpenAPI 3.1 description of the REST API (rest.ts), served at /v1/openapi.json. Kept beside the
+ * routes it describes; test/http-api.test.ts validates it and calls every path it lists.
+ */
+
+const error = { $ref: '#/components/responses/Error' };
+const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } };
+const json = (schema: unknown) => ({ 'application/json': { schema } });
+const job = { $ref: '#/components/schemas/Job' };
+const retryAfter = { 'Retry-After': { description: 'Seconds to wait before trying again', schema: { type: 'string' } } };
+
+const uploadParameters = [
+  { name: 'mode', in: 'query', schema: { type: 'string', enum: ['compress', 'decompress'], default: 'compress' }, description: 'compress a file into a .dcz, or decompress an uploaded .dcz' },
+  { name: 'chunkSize', in: 'query', schema: { type: 'integer' }, description: 'original bytes per chunk (mode compress); the node checks its bounds' },
+  { name: 'wait', in: 'query', schema: { type: 'boolean', default: false }, description: 'answer only once the job completed or failed' },
+];
+
+const uploadResponses = {
+  '201': { description: 'The job, once its upload is recorded (or ended, with wait=true)', headers: { Location: { schema: { type: 'string' } } }, content: json(job) },
+  '400': error,
+  '401': error,
+  '413': error,
+  '503': { description: 'Busy or not ready', headers: retryAfter, content: json({ $ref: '#/components/schemas/Error' }) },
+  '507': error,
+};
+
+const downloadOperation = (what: string) => ({
+  summary: `Download the ${what}, whole or one byte range`,
+  parameters: [jobId, { name: 'Range', in: 'header', schema: { type: 'string' }, description: 'one range: bytes=FIRST-LAST, bytes=FIRST- or bytes=-SUFFIX' }],
+  responses: {
+    '200': { description: `The ${what}`, headers: { ETag: { schema: { type: 'string' } }, 'Content-Disposition': { schema: { type: 'string' } } }, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+    '206': { description: 'The requested range', headers: { 'Content-Range': { schema: { type: 'string' } } }, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+    '401': error,
+    '404': error,
+    '409': error,
+    '416': error,
+  },
+});
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: { title: 'DCaS HTTP API', version: '1.0.0', description: 'Upload, follow and download compression jobs on a DCaS cluster. See docs/PROTOCOL.md.' },
+  servers: [{ url: '/' }],
+  security: [{ bearer: [] }, {}],
+  paths: {
+    '/v1/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } } } },
+    '/v1/cluster': { get: { summary: 'Members, roles, coordinator and term as this node sees them', responses: { '200': { description: 'Cluster status', content: json({ type: 'object' }) }, '401': error } } },
+    '/v1/jobs': {
+      get: {
+        summary: 'Jobs, newest first',
+        parameters: [{ name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } }],
+        responses: { '200': { description: 'Jobs', content: json({ type: 'object', properties: { jobs: { type: 'array', items: job } }, required: ['jobs'] }) }, '401': error },
+      },
+      post: {
+        summary: 'Upload a file as the request body (chunked or with Content-Length)',
+        parameters: [{ name: 'name', in: 'query', schema: { type: 'string' }, description: 'the file name (default "upload")' }, ...uploadParameters],
+        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        responses: uploadResponses,
+      },
+    },
+    '/v1/jobs/{id}': {
+      get: { summary: 'One job', parameters: [jobId], responses: { '200': { description: 'The job', content: json(job) }, '400': error, '401': error, '404': error } },
+      put: {
+        summary: 'Upload a file named by the last path segment (what curl -T FILE URL/v1/jobs/ sends)',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'here: the file name' }, ...uploadParameters],
+        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        responses: uploadResponses,
+      },
+    },
+    '/v1/jobs/{id}/events': {
+      get: {
+        summary: 'Server-Sent Events: state and progress of one job until it ends',
+        parameters: [jobId, { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'resume after this event' }],
+        responses: { '200': { description: 'event: state | progress; data: the job', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '401': error, '404': error, '503': error },
+      },
+    },
+    '/v1/jobs/{id}/original': { get: downloadOperation('original file') },
+    '/v1/jobs/{id}/compressed': { get: downloadOperation('.dcz container') },
+  },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    responses: { Error: { description: 'An error', content: json({ $ref: '#/components/schemas/Error' }) } },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+      },
+      Job: {
+        type: 'object',
+        required: ['id', 'state', 'mode', 'fileName', 'chunks', 'chunksDone', 'chunkNodes'],
+        properties: {
+          id: { type: 'string' },
+          state: { type: 'string', enum: ['pending', 'uploading', 'processing', 'merging', 'completed', 'failed'] },
+          mode: { type: 'string', enum: ['compress', 'decompress'] },
+          fileName: { type: 'string' },
+          originalSize: { type: ['integer', 'null'] },
+          compressedSize: { type: ['integer', 'null'] },
+          ratio: { type: ['number', 'null'] },
+          sha256: { type: ['string', 'null'] },
+          mime: { type: ['string', 'null'] },
+          codec: { type: 'string' },
+          chunkSize: { type: 'integer' },
+          chunks: { type: 'integer' },
+          chunksDone: { type: 'integer' },
+          uploadedBytes: { type: 'integer' },
+          chunkNodes: { type: 'object', additionalProperties: { type: 'integer' }, description: 'which node coded how many chunks' },
+          timestamps: { type: 'object', additionalProperties: { type: 'string' } },
+          error: { type: ['string', 'null'] },
+          gateway: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const;
