@@ -6,10 +6,11 @@
  * Memory stays bounded: at most `threads * 2` chunks are in flight.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { mapOrdered, type DczLayout, type Progress } from './container.ts';
+import { huffmanChoice, type CodecChoice } from './codecs.ts';
+import { headerChoice, mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { startFileThreads, startSha } from './file-threads.ts';
-import { chunkHeaderBytes, codecHuffman, encodeChunkHeader, encodeHeader, encodeIndex, encodeTrailer, formatVersion, type ChunkEntry } from './format.ts';
+import { chunkHeaderBytes, encodeChunkHeader, encodeHeader, encodeIndex, encodeTrailer, formatVersion, type ChunkEntry } from './format.ts';
 
 export interface ThreadedOptions {
   threads: number;
@@ -34,15 +35,16 @@ async function* indices(count: number): AsyncGenerator<number> {
 }
 
 /** Codes the `totalBytes` of `input` into a .dcz written to `output` from its start. */
-export async function compressThreaded(input: FileHandle, totalBytes: number, output: FileHandle, options: ThreadedOptions & { chunkBytes: number }): Promise<ThreadedResult> {
+export async function compressThreaded(input: FileHandle, totalBytes: number, output: FileHandle, options: ThreadedOptions & { chunkBytes: number; codec?: CodecChoice }): Promise<ThreadedResult> {
   const { chunkBytes } = options;
+  const codec = options.codec ?? huffmanChoice;
   const chunkCount = Math.ceil(totalBytes / chunkBytes);
   const sha = startSha(input.fd, totalBytes);
-  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes });
+  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
   try {
     // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
     sha.hashUpTo(totalBytes);
-    const header = encodeHeader({ version: formatVersion, codec: codecHuffman, chunkBytes });
+    const header = encodeHeader({ version: formatVersion, codec: codec.codec.id, level: codec.level, chunkBytes });
     await output.write(header);
     let offset = header.length;
     const entries: ChunkEntry[] = [];
@@ -80,7 +82,7 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
 export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
   const { header, trailer, entries } = layout;
   const sha = startSha(output.fd, trailer.originalBytes);
-  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes });
+  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: headerChoice(header) });
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {

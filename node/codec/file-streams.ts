@@ -8,8 +8,9 @@ import { once } from 'node:events';
 import { availableParallelism, freemem } from 'node:os';
 import type { Writable } from 'node:stream';
 import { chunkBytesDefault, chunkBytesMax } from './format.ts';
-import { decodeDcz, encodeDcz, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
+import { decodeDcz, encodeDcz, headerChoice, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
+import { choiceName, type CodecChoice } from './codecs.ts';
 
 /** Where coded bytes go: a stream, a file written atomically (files.ts), or nowhere (test). Returns the bytes written. */
 export type ByteSink = (source: AsyncIterable<Uint8Array>) => Promise<number>;
@@ -24,6 +25,8 @@ export interface StreamResult {
 export interface StreamOptions {
   threads?: number;
   chunkBytes?: number;
+  /** The codec and level to compress with; the Huffman kernel by default. */
+  codec?: CodecChoice;
   onProgress?: (progress: Progress) => void;
 }
 
@@ -89,6 +92,7 @@ export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boole
     const encoded = encodeDcz(source, {
       pool,
       chunkBytes,
+      codec: options.codec,
       owned,
       onProgress: (step) => {
         Object.assign(progress, step);
@@ -118,6 +122,7 @@ export async function decompressTo(source: ByteSource, sink: ByteSink, options: 
 
 /** What `dcas -l` shows of a .dcz: read from its header, index and trailer, no chunk decoded. */
 export interface DczListing {
+  /** The codec's name, with its level for codecs that have levels ("zstd:3"). */
   codec: string;
   chunkBytes: number;
   chunks: number;
@@ -126,11 +131,9 @@ export interface DczListing {
   sha256: string;
 }
 
-const codecNames: Record<number, string> = { 1: 'huffman' };
-
 export function listingOf(layout: DczLayout, compressedBytes: number): DczListing {
   return {
-    codec: codecNames[layout.header.codec] ?? `codec ${layout.header.codec}`,
+    codec: choiceName(headerChoice(layout.header)),
     chunkBytes: layout.header.chunkBytes,
     chunks: layout.entries.length,
     originalBytes: layout.trailer.originalBytes,
@@ -138,3 +141,4 @@ export function listingOf(layout: DczLayout, compressedBytes: number): DczListin
     sha256: Buffer.from(layout.trailer.sha256).toString('hex'),
   };
 }
+

@@ -8,6 +8,7 @@ import type { Stats } from 'node:fs';
 import { unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { CodecChoice } from './codecs.ts';
 import { chunkBytesDefault } from './format.ts';
 import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
@@ -35,6 +36,8 @@ export interface FileOptions {
   pool?: CodecPool;
   threads?: number;
   chunkBytes?: number;
+  /** The codec and level to compress with; the Huffman kernel by default. Decompressing reads it from the file. */
+  codec?: CodecChoice;
   /** Replace an existing output file. */
   force?: boolean;
   /**
@@ -252,7 +255,7 @@ export async function compressFile(input: string, output: string, options: FileO
     const threads = threadsWithin(options.threads);
     const file = await openInput(input);
     try {
-      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
+      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, onProgress }));
       return finish(coded.outputBytes, coded.chunks, coded.threads);
     } finally {
       await file.close();
@@ -263,6 +266,7 @@ export async function compressFile(input: string, output: string, options: FileO
   const encoded = encodeDcz(fileChunks(input, chunkBytes), {
     pool,
     chunkBytes,
+    codec: options.codec,
     owned: true,
     onProgress: (progress) => {
       chunks = progress.chunks;
