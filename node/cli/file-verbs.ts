@@ -20,6 +20,7 @@ import {
   streamSink,
   writeAtomically,
   type ByteSink,
+  type CodecChoice,
   type FileResult,
   type StreamResult,
 } from '../codec/index.ts';
@@ -40,6 +41,7 @@ export interface FileCommandOptions extends OutputOptions {
   synchronous?: boolean;
   verbose?: boolean;
   chunkSize?: number;
+  codec?: CodecChoice;
 }
 
 type Verb = 'compress' | 'decompress' | 'test' | 'list';
@@ -166,8 +168,9 @@ async function streamed(verb: 'compress' | 'decompress', input: string, sink: By
   const threads = options.threads === 0 ? undefined : options.threads;
   if (verb === 'compress') {
     const chunkBytes = options.chunkSize ?? format.chunkBytesDefault;
-    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes });
-    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes });
+    const { codec } = options;
+    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec });
+    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec });
   }
   const source = input === stdinName ? streamSource(process.stdin) : await inputSource(input);
   try {
@@ -186,6 +189,7 @@ async function betweenFiles(verb: 'compress' | 'decompress', input: string, outp
       return await compressFile(input, output, {
         ...common,
         chunkBytes: options.chunkSize,
+        codec: options.codec,
         onProgress: (progress, total) => {
           bar ??= progressBar('compress  ', total, options);
           bar.update(progress.originalBytes);
