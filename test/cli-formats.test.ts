@@ -7,10 +7,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { textLike, withTempDir } from './helpers.ts';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 import { assertOneLineError, runDcas } from './support/dcas-process.ts';
 
-const run = (args: string[], cwd: string) => runDcas(args, cwd);
+const run = (args: string[], cwd: string, input?: Uint8Array) => runDcas(args, cwd, { input });
 
 test('--codec zstd:9 codes every chunk with zstd at level 9; -l shows it; decompress restores the bytes', async () => {
   await withTempDir(async (dir) => {
@@ -38,6 +40,76 @@ test('--codec nope and --codec gzip:10 are one-line usage errors (exit 2) naming
     const badLevel = await run(['compress', '--codec', 'gzip:10', 'in.txt'], dir);
     assert.is(badLevel.code, 2);
     assertOneLineError(badLevel, /gzip: level 10 is not valid \(levels 1-9, default 6\)/);
+  });
+});
+
+const execFileAsync = promisify(execFile);
+
+/** Text with an incompressible stretch: 3.3 chunks of 64 KiB, so every format holds several pieces and a short last one. */
+function mixedInput(): Uint8Array {
+  const bytes = textLike(Math.floor(3.3 * 65536), 11);
+  bytes.set(randomBytesSeeded(20_000, 12), 70_000);
+  return bytes;
+}
+
+const systemTools = [
+  { format: 'zst', tool: 'zstd', args: ['-d', '-c'] },
+  { format: 'gz', tool: 'gunzip', args: ['-c'] },
+  { format: 'xz', tool: 'xz', args: ['-d', '-c'] },
+  { format: 'bz2', tool: 'bzip2', args: ['-d', '-c'] },
+] as const;
+
+for (const { format, tool, args } of systemTools) {
+  test(`--format ${format}: ${tool} ${args.join(' ')} restores identical bytes (file and stdout)`, async () => {
+    await withTempDir(async (dir) => {
+      const data = mixedInput();
+      await writeFile(join(dir, 'in.bin'), data);
+      const compressed = await run(['compress', '--format', format, '--chunk-size', '64KiB', '-q', 'in.bin'], dir);
+      assert.is(compressed.code, 0, compressed.stderr);
+      const decoded = await execFileAsync(tool, [...args, join(dir, `in.bin.${format}`)], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+      assert.ok(Buffer.from(data).equals(decoded.stdout), `${tool} output differs`);
+      const streamed = await run(['compress', '--format', format, '--chunk-size', '64KiB', '-c'], dir, data);
+      assert.is(streamed.code, 0, streamed.stderr);
+      await writeFile(join(dir, `streamed.${format}`), streamed.stdoutBytes);
+      const decodedStream = await execFileAsync(tool, [...args, join(dir, `streamed.${format}`)], { encoding: 'buffer', maxBuffer: 64 * 1024 * 1024 });
+      assert.ok(Buffer.from(data).equals(decodedStream.stdout), `${tool} output of the stdin-to-stdout file differs`);
+    });
+  });
+}
+
+test('--format zst ends with a seek table in the zstd seekable format: one entry per chunk, footer magic 0x8F92EAB1', async () => {
+  await withTempDir(async (dir) => {
+    const data = mixedInput();
+    await writeFile(join(dir, 'in.bin'), data);
+    const compressed = await run(['compress', '--format', 'zst', '--chunk-size', '64KiB', '-q', 'in.bin'], dir);
+    assert.is(compressed.code, 0, compressed.stderr);
+    const file = await readFile(join(dir, 'in.bin.zst'));
+    assert.is(file.readUInt32LE(file.length - 4), 0x8f92eab1);
+    const frames = file.readUInt32LE(file.length - 9);
+    assert.is(frames, 4);
+    const tableStart = file.length - 9 - frames * 8 - 8;
+    assert.is(file.readUInt32LE(tableStart), 0x184d2a5e);
+    let compressedTotal = 0;
+    let originalTotal = 0;
+    for (let i = 0; i < frames; i++) {
+      compressedTotal += file.readUInt32LE(tableStart + 8 + i * 8);
+      originalTotal += file.readUInt32LE(tableStart + 12 + i * 8);
+    }
+    assert.is(compressedTotal, tableStart);
+    assert.is(originalTotal, data.length);
+  });
+});
+
+test('--format gz --codec xz is a one-line usage error (exit 2); --format zst alone implies zstd', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'in.txt'), textLike(5000));
+    const mismatched = await run(['compress', '--format', 'gz', '--codec', 'xz', 'in.txt'], dir);
+    assert.is(mismatched.code, 2);
+    assertOneLineError(mismatched, /--format gz needs --codec gzip, not xz/);
+    const implied = await run(['compress', '--format', 'zst', '-q', 'in.txt'], dir);
+    assert.is(implied.code, 0, implied.stderr);
+    const file = await readFile(join(dir, 'in.txt.zst'));
+    assert.is(file.readUInt32LE(0), 0xfd2fb528, 'starts with a zstd frame');
   });
 });
 

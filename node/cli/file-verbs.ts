@@ -16,11 +16,15 @@ import {
   format,
   inputSource,
   listDczFile,
+  resolveOutput,
+  suffixOf,
+  CodecError,
   streamSource,
   streamSink,
   writeAtomically,
   type ByteSink,
   type CodecChoice,
+  type OutputFormat,
   type FileResult,
   type StreamResult,
 } from '../codec/index.ts';
@@ -42,6 +46,7 @@ export interface FileCommandOptions extends OutputOptions {
   verbose?: boolean;
   chunkSize?: number;
   codec?: CodecChoice;
+  format?: OutputFormat;
 }
 
 type Verb = 'compress' | 'decompress' | 'test' | 'list';
@@ -65,6 +70,18 @@ function checkUsage(verb: Verb, inputs: readonly string[], options: FileCommandO
   }
 }
 
+/** `--format` and `--codec` together: a standard format needs its codec, and implies it when none is given. */
+function resolveFormat(options: FileCommandOptions): void {
+  try {
+    const resolved = resolveOutput(options.format, options.codec);
+    options.format = resolved.format;
+    options.codec = resolved.codec;
+  } catch (error) {
+    if (error instanceof CodecError) throw new CliError(error.message, exitUsage);
+    throw error;
+  }
+}
+
 function toStdout(fromStdin: boolean, options: FileCommandOptions): boolean {
   return options.stdout === true || options.output === '-' || (fromStdin && options.output === undefined);
 }
@@ -80,6 +97,7 @@ export async function runFileCommand(command: 'compress' | 'decompress', files: 
   const given = files.length === 0 ? [stdinName] : files;
   const inputs = options.recursive ? await withFolderFiles(given, verb) : given;
   checkUsage(verb, inputs, options);
+  resolveFormat(options);
   const { governed } = await import('./governor.ts');
   let failures = 0;
   for (const input of inputs) {
@@ -150,7 +168,7 @@ async function runOne(verb: Verb, input: string, options: FileCommandOptions): P
     const result = await streamed(verb, input, streamSink(process.stdout), options);
     return report(verb, { input: displayName(input), output: 'stdout', ...result, seconds: (performance.now() - started) / 1000 }, options, true);
   }
-  const output = options.output ?? (verb === 'compress' ? `${input}.dcz` : defaultDecompressOutput(input));
+  const output = options.output ?? (verb === 'compress' ? `${input}${suffixOf(options.format ?? 'dcz')}` : defaultDecompressOutput(input));
   if (fromStdin) {
     const sink: ByteSink = (source) => writeAtomically(output, source, options.force ?? false, options.synchronous ?? false);
     const result = await streamed(verb, input, sink, options);
@@ -168,9 +186,9 @@ async function streamed(verb: 'compress' | 'decompress', input: string, sink: By
   const threads = options.threads === 0 ? undefined : options.threads;
   if (verb === 'compress') {
     const chunkBytes = options.chunkSize ?? format.chunkBytesDefault;
-    const { codec } = options;
-    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec });
-    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec });
+    const { codec, format: outputFormat } = options;
+    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec, format: outputFormat });
+    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec, format: outputFormat });
   }
   const source = input === stdinName ? streamSource(process.stdin) : await inputSource(input);
   try {
@@ -190,6 +208,7 @@ async function betweenFiles(verb: 'compress' | 'decompress', input: string, outp
         ...common,
         chunkBytes: options.chunkSize,
         codec: options.codec,
+        format: options.format,
         onProgress: (progress, total) => {
           bar ??= progressBar('compress  ', total, options);
           bar.update(progress.originalBytes);

@@ -9,6 +9,7 @@ import { open } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
 import { choiceOf, huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
+import { framingOf, type OutputFormat } from './standard-formats.ts';
 import {
   chunkBytesDefault,
   chunkBytesMax,
@@ -49,6 +50,8 @@ export interface EncodeOptions {
   pool: CodecPool;
   /** The codec every chunk is coded with; the Huffman kernel by default. */
   codec?: CodecChoice;
+  /** A .dcz (the default), or a standard format of the codec's frames (standard-formats.ts). */
+  format?: OutputFormat;
   chunkBytes?: number;
   /**
    * The source already yields fresh chunks of exactly chunkBytes (the last may be shorter) that the
@@ -186,10 +189,12 @@ export async function* fileChunks(path: string, chunkBytes: number): AsyncGenera
   }
 }
 
-/** Encodes original bytes into a .dcz byte stream. */
+/** Encodes original bytes into a .dcz byte stream, or a standard format's (`options.format`). */
 export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: EncodeOptions): AsyncGenerator<Uint8Array> {
   const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
   const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
+  const choice = options.codec ?? huffmanChoice;
+  const framing = framingOf(options.format ?? 'dcz', choice, chunkBytes);
   const hash = createHash('sha256');
   const entries: ChunkEntry[] = [];
   const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
@@ -197,31 +202,36 @@ export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: Enc
   async function* hashed(): AsyncGenerator<Uint8Array> {
     for await (const piece of options.owned ? source : rechunk(source, chunkBytes)) {
       if (options.owned && piece.length > chunkBytes) throw new RangeError(`encodeDcz: an owned chunk of ${piece.length} bytes exceeds ${chunkBytes}`);
-      hash.update(piece);
+      if (framing.needsSha256) hash.update(piece);
       yield piece;
     }
   }
 
-  const choice = options.codec ?? huffmanChoice;
-  const header = encodeHeader({ version: formatVersion, codec: choice.codec.id, level: choice.level, chunkBytes });
-  yield header;
-  let offset = header.length;
+  let offset = 0;
+  for (const piece of framing.start()) {
+    yield piece;
+    offset += piece.length;
+  }
   const coded = mapOrdered(hashed(), async (piece) => ({ originalBytes: piece.length, ...(await options.pool.compress(piece, choice)) }), inFlightMax);
   for await (const chunk of coded) {
     const entry = { offset, originalBytes: chunk.originalBytes, compressedBytes: chunk.frame.length, checksum: chunk.checksum };
     entries.push(entry);
-    yield encodeChunkHeader(entry);
+    for (const piece of framing.beforeFrame(entry)) {
+      yield piece;
+      offset += piece.length;
+    }
     yield chunk.frame;
-    offset += chunkHeaderBytes + chunk.frame.length;
+    offset += chunk.frame.length;
     progress.originalBytes += chunk.originalBytes;
     progress.containerBytes = offset;
     progress.chunks = entries.length;
     options.onProgress?.(progress);
   }
-  const index = encodeIndex(entries);
-  yield index;
-  yield encodeTrailer({ indexOffset: offset, chunkCount: entries.length, originalBytes: progress.originalBytes, sha256: hash.digest() });
-  progress.containerBytes = offset + index.length + trailerBytes;
+  progress.containerBytes = offset;
+  for (const piece of framing.end(entries, offset, progress.originalBytes, framing.needsSha256 ? hash.digest() : undefined)) {
+    yield piece;
+    progress.containerBytes += piece.length;
+  }
   options.onProgress?.(progress);
 }
 

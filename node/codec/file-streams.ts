@@ -11,6 +11,7 @@ import { chunkBytesDefault, chunkBytesMax } from './format.ts';
 import { decodeDcz, encodeDcz, headerChoice, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
 import { choiceName, type CodecChoice } from './codecs.ts';
+import type { OutputFormat } from './standard-formats.ts';
 
 /** Where coded bytes go: a stream, a file written atomically (files.ts), or nowhere (test). Returns the bytes written. */
 export type ByteSink = (source: AsyncIterable<Uint8Array>) => Promise<number>;
@@ -27,6 +28,8 @@ export interface StreamOptions {
   chunkBytes?: number;
   /** The codec and level to compress with; the Huffman kernel by default. */
   codec?: CodecChoice;
+  /** A .dcz (the default) or a standard format of the codec's frames. */
+  format?: OutputFormat;
   onProgress?: (progress: Progress) => void;
 }
 
@@ -93,6 +96,7 @@ export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boole
       pool,
       chunkBytes,
       codec: options.codec,
+      format: options.format,
       owned,
       onProgress: (step) => {
         Object.assign(progress, step);

@@ -9,6 +9,7 @@ import { unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { CodecChoice } from './codecs.ts';
+import type { OutputFormat } from './standard-formats.ts';
 import { chunkBytesDefault } from './format.ts';
 import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
@@ -38,6 +39,8 @@ export interface FileOptions {
   chunkBytes?: number;
   /** The codec and level to compress with; the Huffman kernel by default. Decompressing reads it from the file. */
   codec?: CodecChoice;
+  /** What to write when compressing: a .dcz (the default) or a standard format of the codec's frames. */
+  format?: OutputFormat;
   /** Replace an existing output file. */
   force?: boolean;
   /**
@@ -255,7 +258,7 @@ export async function compressFile(input: string, output: string, options: FileO
     const threads = threadsWithin(options.threads);
     const file = await openInput(input);
     try {
-      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, onProgress }));
+      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, format: options.format, onProgress }));
       return finish(coded.outputBytes, coded.chunks, coded.threads);
     } finally {
       await file.close();
@@ -267,6 +270,7 @@ export async function compressFile(input: string, output: string, options: FileO
     pool,
     chunkBytes,
     codec: options.codec,
+    format: options.format,
     owned: true,
     onProgress: (progress) => {
       chunks = progress.chunks;

@@ -30,3 +30,4 @@ export {
   type CodecInfo,
   type CodecName,
 } from './codecs.ts';
+export { outputFormats, resolveOutput, suffixOf, type OutputFormat } from './standard-formats.ts';
