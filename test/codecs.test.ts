@@ -9,6 +9,8 @@ import fc from 'fast-check';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import {
   CodecError,
   codecs,
@@ -19,6 +21,7 @@ import {
   format,
   listDczFile,
   parseCodecChoice,
+  resolveOutput,
   streamSource,
   type ByteSink,
   type CodecChoice,
@@ -26,6 +29,7 @@ import {
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 
 const chunkBytes = format.chunkBytesMin;
+const execFileAsync = promisify(execFile);
 const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
 /** Text with an incompressible stretch, 2.5 chunks long: coded chunks, a stored-like chunk, a short last one. */
@@ -150,6 +154,54 @@ test('a header naming a codec id this build does not know is refused as UNSUPPOR
       assert.instance(error, CodecError);
       assert.is((error as CodecError).code, 'UNSUPPORTED');
       assert.match((error as Error).message, /codec id 99/);
+    }
+  });
+});
+
+const standardFormats = [
+  { format: 'zst', piece: /^frame 1 \(offset \d+\): zstd frame does not decode/ },
+  { format: 'xz', piece: /^stream 1 \(offset \d+\): xz frame does not decode/ },
+  { format: 'bz2', piece: /^stream 1 \(offset \d+\): bzip2 frame does not decode/ },
+  // A gzip member does not record its length, so the file decodes as one stream: the damage is found, not placed.
+  { format: 'gz', piece: /^gzip data does not decode/ },
+] as const;
+
+for (const { format: outputFormat, piece } of standardFormats) {
+  test(`--format ${outputFormat}: decompress recognises it by content and restores identical bytes; a damaged piece is named`, async () => {
+    await withTempDir(async (dir) => {
+      const input = mixedInput(Math.floor(3.5 * chunkBytes));
+      await writeFile(join(dir, 'in.bin'), input);
+      // A name that hides the format: decompress goes by the first bytes.
+      await compressFile(join(dir, 'in.bin'), join(dir, 'in.data'), { chunkBytes, format: outputFormat, codec: resolveOutput(outputFormat, undefined).codec, threads: 2 });
+      await decompressFile(join(dir, 'in.data'), join(dir, 'out.bin'), { threads: 2 });
+      assert.ok(Buffer.from(input).equals(await readFile(join(dir, 'out.bin'))));
+      const bad = await readFile(join(dir, 'in.data'));
+      // The second piece starts after the first: find it as the second occurrence of the format's magic.
+      const second = bad.indexOf(bad.subarray(0, 3), 1);
+      assert.ok(second > 0, 'second piece found');
+      bad[second + 200] ^= 0x20;
+      await writeFile(join(dir, 'bad.data'), bad);
+      try {
+        await decompressFile(join(dir, 'bad.data'), join(dir, 'bad.bin'), { threads: 2 });
+        assert.unreachable('a damaged piece decoded');
+      } catch (error) {
+        assert.instance(error, CodecError);
+        assert.match((error as Error).message, piece);
+      }
+      assert.is(await readFile(join(dir, 'bad.bin')).then(() => 'present', () => 'absent'), 'absent');
+    });
+  });
+}
+
+test('a plain single-frame file of each standard format (made by the system tool) decodes', async () => {
+  await withTempDir(async (dir) => {
+    const input = mixedInput();
+    await writeFile(join(dir, 'in.bin'), input);
+    for (const [tool, suffix] of [['zstd', 'zst'], ['gzip', 'gz'], ['xz', 'xz'], ['bzip2', 'bz2']] as const) {
+      const made = await execFileAsync(tool, ['-c', join(dir, 'in.bin')], { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024 });
+      await writeFile(join(dir, `plain.${suffix}`), made.stdout);
+      await decompressFile(join(dir, `plain.${suffix}`), join(dir, `plain-${suffix}.out`), { threads: 2 });
+      assert.ok(Buffer.from(input).equals(await readFile(join(dir, `plain-${suffix}.out`))), tool);
     }
   });
 });

@@ -261,9 +261,13 @@ async function list(input: string, options: FileCommandOptions): Promise<void> {
   if (!options.quiet) process.stdout.write(`${line(columns.map(([title]) => title))}\n${line(columns.map(([, value]) => value))}\n`);
 }
 
+/** Suffixes decompress strips to name its output (the format itself is read from the content). */
+const compressedSuffixes = ['.dcz', '.zst', '.gz', '.xz', '.bz2'];
+
 function defaultDecompressOutput(input: string): string {
-  if (!input.endsWith('.dcz') || input.length === 4) throw new CliError(`${input}: does not end in .dcz; name the output with -o, or use -c`, exitUsage);
-  return input.slice(0, -4);
+  const suffix = compressedSuffixes.find((candidate) => input.endsWith(candidate) && input.length > candidate.length);
+  if (suffix === undefined) throw new CliError(`${input}: does not end in ${compressedSuffixes.join(', ')}; name the output with -o, or use -c`, exitUsage);
+  return input.slice(0, -suffix.length);
 }
 
 /** One line (or JSON document) per file; on stderr when the data itself went to stdout. */

@@ -78,8 +78,11 @@ export async function compressChunk(choice: CodecChoice, data: Uint8Array): Prom
   }
 }
 
-/** Decodes one coded chunk; any failure is CORRUPT_BLOCK naming the codec, and the length must be `originalBytes`. */
-export function decompressChunk(choice: CodecChoice, frame: Uint8Array, originalBytes: number): Uint8Array {
+/**
+ * Decodes one coded chunk; any failure is CORRUPT_BLOCK naming the codec, and the length must be
+ * `originalBytes`, or at most `pieceBytesMax` when the file does not record it (a bzip2 stream).
+ */
+export function decompressChunk(choice: CodecChoice, frame: Uint8Array, originalBytes: number | undefined): Uint8Array {
   let data: Uint8Array;
   try {
     data = decodeFrame(choice, frame, originalBytes);
@@ -87,13 +90,16 @@ export function decompressChunk(choice: CodecChoice, frame: Uint8Array, original
     if (error instanceof CodecError) throw error;
     throw new CodecError('CORRUPT_BLOCK', `${choice.codec.name} frame does not decode: ${(error as Error).message ?? String(error)}`);
   }
-  if (data.length !== originalBytes) throw new CodecError('CORRUPT_BLOCK', `${choice.codec.name} frame decodes to ${data.length} bytes, expected ${originalBytes}`);
+  if (originalBytes !== undefined && data.length !== originalBytes) throw new CodecError('CORRUPT_BLOCK', `${choice.codec.name} frame decodes to ${data.length} bytes, expected ${originalBytes}`);
   return data;
 }
 
-function decodeFrame(choice: CodecChoice, frame: Uint8Array, originalBytes: number): Uint8Array {
+/** The most one piece of a standard file may decode to when its length is not recorded: memory per thread stays bounded. */
+export const pieceBytesMax = 1024 * 1024 * 1024;
+
+function decodeFrame(choice: CodecChoice, frame: Uint8Array, originalBytes: number | undefined): Uint8Array {
   // One byte more than expected is room enough to notice a frame that decodes too long.
-  const maxOutputLength = originalBytes + 1;
+  const maxOutputLength = (originalBytes ?? pieceBytesMax) + 1;
   switch (choice.codec.name) {
     case 'store':
       return new Uint8Array(frame);

@@ -13,7 +13,8 @@ import { compileKernel } from './kernel.ts';
 /** `codec` and `level` as a .dcz header records them (codecs.ts). */
 export type CodecTask =
   | { op: 'compress'; codec: number; level: number; data: Uint8Array }
-  | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number; checksum: number };
+  /** A piece of a standard format has no CRC32C of ours (`checksum` undefined; the format checks itself), and a bzip2 stream no known length (`originalBytes` undefined). */
+  | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined };
 
 export type CodecTaskResult =
   | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number }
@@ -32,6 +33,8 @@ export interface CodecPool {
   compress(data: Uint8Array, choice?: CodecChoice): Promise<CompressedChunk>;
   /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
   decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string, choice?: CodecChoice): Promise<Uint8Array>;
+  /** Decodes one frame, member or stream of a standard format, which checks itself; `originalBytes` when the file records it. */
+  decodePiece(frame: Uint8Array, originalBytes: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -85,15 +88,18 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
       if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
       return { frame: result.frame, checksum: result.checksum };
     },
-    async decompress(input, originalBytes, checksum, label, choice = huffmanChoice) {
-      const frame = owned(input);
-      const result = await run({ op: 'decompress', codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum }, frame.buffer);
-      if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
-      if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
-      return result.data;
-    },
+    decompress: (input, originalBytes, checksum, label, choice = huffmanChoice) => decode(input, originalBytes, checksum, label, choice),
+    decodePiece: (input, originalBytes, label, choice) => decode(input, originalBytes, undefined, label, choice),
     async close() {
       await piscina.close();
     },
   };
+
+  async function decode(input: Uint8Array, originalBytes: number | undefined, checksum: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array> {
+    const frame = owned(input);
+    const result = await run({ op: 'decompress', codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum }, frame.buffer);
+    if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
+    if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
+    return result.data;
+  }
 }

@@ -28,7 +28,10 @@ async function compressWith(task: Extract<CodecTask, { op: 'compress' }>): Promi
 }
 
 async function decompressWith(task: Extract<CodecTask, { op: 'decompress' }>): Promise<Uint8Array> {
-  if (task.codec === codecHuffmanId) return kernel.decompress(task.frame, task.originalBytes);
+  if (task.codec === codecHuffmanId) {
+    if (task.originalBytes === undefined) throw new CodecError('CORRUPT_CONTAINER', 'a Huffman frame needs its original length');
+    return kernel.decompress(task.frame, task.originalBytes);
+  }
   const choice = choiceOf(task.codec, task.level);
   await prepareCoder(choice.codec.name);
   return decompressChunk(choice, task.frame, task.originalBytes);
@@ -42,7 +45,7 @@ export default async function run(task: CodecTask): Promise<CodecTaskResult | ob
       return transferring({ ok: true, op: 'compress', frame, checksum }, frame);
     }
     const data = await decompressWith(task);
-    if (crc32c(data) !== task.checksum) {
+    if (task.checksum !== undefined && crc32c(data) !== task.checksum) {
       return { ok: false, code: 'CHECKSUM_MISMATCH', message: 'checksum mismatch: decoded bytes differ from what was written' };
     }
     return transferring({ ok: true, op: 'decompress', data }, data);
