@@ -77,6 +77,21 @@ for (const { format, tool, args } of systemTools) {
   });
 }
 
+test('an empty input makes, in every format, a file the system tool and dcas decompress read as empty', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'empty'), new Uint8Array(0));
+    for (const { format, tool, args } of systemTools) {
+      const compressed = await run(['compress', '--format', format, '-q', 'empty'], dir);
+      assert.is(compressed.code, 0, compressed.stderr);
+      const decoded = await execFileAsync(tool, [...args, join(dir, `empty.${format}`)], { encoding: 'buffer' });
+      assert.is(decoded.stdout.length, 0, tool);
+      const back = await run(['decompress', '-q', `empty.${format}`, '-o', `back.${format}`], dir);
+      assert.is(back.code, 0, back.stderr);
+      assert.is((await readFile(join(dir, `back.${format}`))).length, 0);
+    }
+  });
+});
+
 test('--format zst ends with a seek table in the zstd seekable format: one entry per chunk, footer magic 0x8F92EAB1', async () => {
   await withTempDir(async (dir) => {
     const data = mixedInput();

@@ -32,6 +32,8 @@ export const detectBytes = 8;
 
 /** The format `head` (a file's first bytes) starts with, or undefined. */
 export function detectKind(head: Uint8Array): InputKind | undefined {
+  // A zstd stream may start with a skippable frame (magics 0x184D2A50..0x184D2A5F), as a bare seek table does.
+  if (head.length >= 4 && (new DataView(head.buffer, head.byteOffset, 4).getUint32(0, true) & 0xfffffff0) >>> 0 === 0x184d2a50) return 'zst';
   for (const [kind, magic] of magics) {
     if (head.length >= magic.length && magic.every((byte, i) => head[i] === byte)) return kind;
   }

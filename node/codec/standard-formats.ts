@@ -109,13 +109,29 @@ export interface Framing {
   end(entries: readonly ChunkEntry[], offset: number, originalBytes: number, sha256: Uint8Array | undefined): Uint8Array[];
 }
 
+/**
+ * The piece each format codes an empty input into, as the system tools write it (`zstd -c`, `gzip -n -c`,
+ * `xz -c`, `bzip2 -c` of nothing): an empty input still makes a file the tools accept, which zero bytes
+ * are not.
+ */
+const emptyPieces: Record<Exclude<OutputFormat, 'dcz'>, Uint8Array> = {
+  zst: Buffer.from('28b52ffd240001000099e9d851', 'hex'),
+  gz: Buffer.from('1f8b080000000000000303000000000000000000', 'hex'),
+  xz: Buffer.from('fd377a585a000004e6d6b446000000001cdf44211fb6f37d010000000004595a', 'hex'),
+  bz2: Buffer.from('425a683917724538509000000000', 'hex'),
+};
+
 export function framingOf(format: OutputFormat, codec: CodecChoice, chunkBytes: number): Framing {
   if (format !== 'dcz') {
     return {
       needsSha256: false,
       start: () => [],
       beforeFrame: () => [],
-      end: (entries) => (format === 'zst' ? [encodeSeekTable(entries)] : []),
+      end(entries) {
+        const empty = entries.length === 0 ? [emptyPieces[format]] : [];
+        const frames = entries.length === 0 ? [{ compressedBytes: emptyPieces[format].length, originalBytes: 0 }] : entries;
+        return format === 'zst' ? [...empty, encodeSeekTable(frames)] : empty;
+      },
     };
   }
   return {
