@@ -121,8 +121,12 @@ test('--format gz --codec xz is a one-line usage error (exit 2); --format zst al
     const mismatched = await run(['compress', '--format', 'gz', '--codec', 'xz', 'in.txt'], dir);
     assert.is(mismatched.code, 2);
     assertOneLineError(mismatched, /--format gz needs --codec gzip, not xz/);
-    const implied = await run(['compress', '--format', 'zst', '-q', 'in.txt'], dir);
+    const implied = await run(['compress', '--format', 'zst', '--json', 'in.txt'], dir);
     assert.is(implied.code, 0, implied.stderr);
+    const report = JSON.parse(implied.stdout);
+    assert.is(report.codec, 'zstd:3');
+    assert.is(report.format, 'zst');
+    assert.is(report.output, 'in.txt.zst');
     const file = await readFile(join(dir, 'in.txt.zst'));
     assert.is(file.readUInt32LE(0), 0xfd2fb528, 'starts with a zstd frame');
   });

@@ -17,6 +17,8 @@ import {
   inputSource,
   listDczFile,
   resolveOutput,
+  choiceName,
+  huffmanChoice,
   suffixOf,
   CodecError,
   streamSource,
@@ -287,6 +289,8 @@ function report(verb: Verb, result: FileResult, options: FileCommandOptions, dat
       threads: result.threads,
       seconds: Number(result.seconds.toFixed(3)),
       mbPerSecond: Number(megabytesPerSecond.toFixed(1)),
+      // What was written; decompress reads both from the file, so only compress reports them.
+      ...(verb === 'compress' ? { codec: choiceName(options.codec ?? huffmanChoice), format: options.format ?? 'dcz' } : {}),
     };
     if (dataOnStdout) process.stderr.write(`${JSON.stringify(document)}\n`);
     else printJson(document);
