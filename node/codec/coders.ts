@@ -5,7 +5,7 @@
  * tools read. Imported only by thread modules: zlib's one-shot calls and bzip2 block the calling thread.
  */
 import { constants, brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { XzCompressor, xz } from '@napi-rs/lzma';
+import type * as Lzma from '@napi-rs/lzma';
 import { CodecError } from './errors.ts';
 import type { CodecChoice } from './codecs.ts';
 
@@ -15,13 +15,16 @@ interface Bzip2Module {
 }
 
 let bzip2: Bzip2Module | undefined;
+let lzma: typeof Lzma | undefined;
 
 /**
- * Loads what `codecId` needs before the first chunk arrives. libbzip2-wasm's module object is
- * thenable: awaiting it would resolve it with itself forever, so its `then` is called by hand and the
- * instance is taken without awaiting the module object.
+ * Loads what `codecName` needs before the first chunk arrives, and only that: a Huffman thread loads no
+ * addon (its start-up time is part of every command's). libbzip2-wasm's module object is thenable:
+ * awaiting it would resolve it with itself forever, so its `then` is called by hand and the instance is
+ * taken without awaiting the module object.
  */
 export async function prepareCoder(codecName: string): Promise<void> {
+  if (codecName === 'xz' && lzma === undefined) lzma = await import('@napi-rs/lzma');
   if (codecName !== 'bzip2' || bzip2 !== undefined) return;
   const { default: load } = await import('libbzip2-wasm');
   const pending = load() as { then(resolve: (module: Bzip2Module) => void): void };
@@ -44,6 +47,11 @@ function loadedBzip2(): Bzip2Module {
   return bzip2;
 }
 
+function loadedLzma(): typeof Lzma {
+  if (lzma === undefined) throw new Error('xz used before prepareCoder loaded it');
+  return lzma;
+}
+
 /** Codes one chunk with `choice` (any codec but huffman, which the kernel codes in place). */
 export async function compressChunk(choice: CodecChoice, data: Uint8Array): Promise<Uint8Array> {
   const { level } = choice;
@@ -59,7 +67,7 @@ export async function compressChunk(choice: CodecChoice, data: Uint8Array): Prom
       return own(brotliCompressSync(data, { params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
     case 'xz': {
       // The one-shot xz.compressSync ignores presets (measured: presets 0, 6 and 9 gave the same bytes).
-      const coder = new XzCompressor({ preset: level });
+      const coder = new (loadedLzma().XzCompressor)({ preset: level });
       const head = coder.update(data);
       const tail = await coder.finish();
       const out = new Uint8Array(head.length + tail.length);
@@ -111,7 +119,7 @@ function decodeFrame(choice: CodecChoice, frame: Uint8Array, originalBytes: numb
       return own(brotliDecompressSync(frame, { maxOutputLength }));
     case 'xz':
       // The addon's buffer is external memory, which cannot be transferred to another thread: copied.
-      return new Uint8Array(xz.decompressSync(frame));
+      return new Uint8Array(loadedLzma().xz.decompressSync(frame));
     case 'bzip2': {
       const result = loadedBzip2().decompressBZ2(frame, 0);
       if (result.output === undefined || (result.error !== undefined && result.error !== 0)) throw new CodecError('CORRUPT_BLOCK', `bzip2 frame does not decode: ${result.error ?? 'no output'}`);
