@@ -159,6 +159,19 @@ async function bz2Pieces(file: FileHandle, size: number): Promise<Piece[]> {
   return starts.map((offset, i) => ({ offset, compressedBytes: (starts[i + 1] ?? size) - offset, originalBytes: undefined }));
 }
 
+/**
+ * A piece is decoded whole in one thread's memory: bounds on what one piece may take, so a foreign file
+ * made as one huge stream is refused in words instead of exhausting memory.
+ */
+const pieceCompressedBytesMax = 256 * 1024 * 1024;
+const pieceOriginalBytesMax = 1024 * 1024 * 1024;
+
+function checkPiece(piece: Piece, label: string, tool: string): void {
+  if (piece.compressedBytes > pieceCompressedBytesMax || (piece.originalBytes ?? 0) > pieceOriginalBytesMax) {
+    throw new CodecError('TOO_LARGE', `${label}: one piece of ${piece.compressedBytes} bytes is more than dcas decodes at once (${pieceCompressedBytesMax} coded, ${pieceOriginalBytesMax} decoded); use ${tool}`);
+  }
+}
+
 export interface StandardDecodeResult {
   originalBytes: number;
   pieces: number;
@@ -179,6 +192,7 @@ export async function decodeStandardFile(
   const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
   const decode = async (piece: Piece, i: number) => {
     const label = `${kind === 'zst' ? 'frame' : 'stream'} ${i} (offset ${piece.offset})`;
+    checkPiece(piece, label, kind === 'zst' ? 'zstd -d' : kind === 'xz' ? 'xz -d' : 'bzip2 -d');
     return { piece, data: await pool.decodePiece(await readAt(input, piece.offset, piece.compressedBytes), piece.originalBytes, label, choice) };
   };
   async function* listed(): AsyncGenerator<Piece> {
