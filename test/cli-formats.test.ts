@@ -92,6 +92,27 @@ test('an empty input makes, in every format, a file the system tool and dcas dec
   });
 });
 
+test('decompress from stdin reads .zst and .gz (any tool\'s) by content; -t checks them; .xz on stdin is a one-line error', async () => {
+  await withTempDir(async (dir) => {
+    const data = mixedInput();
+    await writeFile(join(dir, 'in.bin'), data);
+    for (const [tool, suffix] of [['zstd', 'zst'], ['gzip', 'gz']] as const) {
+      const made = await execFileAsync(tool, ['-c', join(dir, 'in.bin')], { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024 });
+      const decoded = await run(['decompress', '-c'], dir, made.stdout);
+      assert.is(decoded.code, 0, decoded.stderr);
+      assert.ok(Buffer.from(data).equals(decoded.stdoutBytes), `${tool} file from stdin`);
+      await writeFile(join(dir, `made.${suffix}`), made.stdout);
+      const tested = await run(['decompress', '-t', `made.${suffix}`], dir);
+      assert.is(tested.code, 0, tested.stderr);
+      assert.match(tested.stdout, /OK .*checksums?|OK .*CRC32s/);
+    }
+    const xzMade = await execFileAsync('xz', ['-c', join(dir, 'in.bin')], { encoding: 'buffer', maxBuffer: 16 * 1024 * 1024 });
+    const refused = await run(['decompress', '-c'], dir, xzMade.stdout);
+    assert.is(refused.code, 1);
+    assertOneLineError(refused, /\.xz from a stream: .*name the file, or use xz -d/);
+  });
+});
+
 test('--format zst ends with a seek table in the zstd seekable format: one entry per chunk, footer magic 0x8F92EAB1', async () => {
   await withTempDir(async (dir) => {
     const data = mixedInput();

@@ -234,7 +234,7 @@ async function test(input: string, options: FileCommandOptions): Promise<void> {
   try {
     const result = await decompressTo(source, discardSink, { threads: options.threads === 0 ? undefined : options.threads });
     if (options.json) printJson({ command: 'test', input: displayName(input), ok: true, originalSize: result.originalBytes, chunks: result.chunks });
-    else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${result.chunks} chunks, ${formatBytes(result.originalBytes)}, every CRC32C and the SHA-256 checked)\n`);
+    else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${result.chunks} chunks, ${formatBytes(result.originalBytes)}, ${result.checked ?? 'every checksum'} checked)\n`);
   } finally {
     await source.close();
   }

@@ -12,6 +12,7 @@ import { decodeDcz, encodeDcz, headerChoice, validateChunkBytes, type ByteSource
 import { createCodecPool, type CodecPool } from './pool.ts';
 import { choiceName, type CodecChoice } from './codecs.ts';
 import type { OutputFormat } from './standard-formats.ts';
+import { decodeStandardStream, detectBytes, detectKind, prepended } from './standard-decode.ts';
 
 /** Where coded bytes go: a stream, a file written atomically (files.ts), or nowhere (test). Returns the bytes written. */
 export type ByteSink = (source: AsyncIterable<Uint8Array>) => Promise<number>;
@@ -21,6 +22,8 @@ export interface StreamResult {
   compressedBytes: number;
   chunks: number;
   threads: number;
+  /** Decoding: what was verified, in words ("every CRC32C and the SHA-256", "the zstd frames' checksums"). */
+  checked?: string;
 }
 
 export interface StreamOptions {
@@ -109,7 +112,16 @@ export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boole
 }
 
 /** Decodes the .dcz read from `source` into `sink`, checking every chunk's CRC32C and the whole SHA-256. */
-export async function decompressTo(source: ByteSource, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
+export async function decompressTo(input: ByteSource, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
+  // The format is read from the first bytes, which are then put back for the decoder.
+  const head = await input.read(detectBytes);
+  const kind = detectKind(head);
+  const source = prepended(head, input);
+  if (kind !== undefined && kind !== 'dcz') {
+    const originalBytes = await sink(decodeStandardStream(kind, source));
+    // One stream through zlib: no chunks of ours, and the format's own checksums are what was verified.
+    return { originalBytes, compressedBytes: 0, chunks: 1, threads: 1, checked: kind === 'zst' ? "the zstd frames' checksums" : "the gzip members' CRC32s" };
+  }
   return withPool(options.threads, async (pool) => {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decoded = decodeDcz(source, {
@@ -120,7 +132,7 @@ export async function decompressTo(source: ByteSource, sink: ByteSink, options: 
       },
     });
     const originalBytes = await sink(decoded);
-    return { originalBytes, compressedBytes: progress.containerBytes, chunks: progress.chunks, threads: pool.threads };
+    return { originalBytes, compressedBytes: progress.containerBytes, chunks: progress.chunks, threads: pool.threads, checked: 'every CRC32C and the SHA-256' };
   });
 }
 

@@ -9,9 +9,9 @@
 import type { FileHandle } from 'node:fs/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { parseCodecChoice, type CodecChoice } from './codecs.ts';
-import { mapOrdered, type Progress } from './container.ts';
+import { mapOrdered, type ByteSource, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { fileMagic } from './format.ts';
 import type { CodecPool } from './pool.ts';
@@ -223,9 +223,62 @@ async function decodeStreaming(kind: 'zst' | 'gz', input: FileHandle, output: Fi
   try {
     await pipeline(input.createReadStream({ start: 0, autoClose: false }), kind === 'zst' ? createZstdDecompress() : createGunzip(), sink);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? '';
-    if (code.startsWith('Z_') || code.startsWith('ZSTD_') || code.startsWith('ERR_')) throw new CodecError('CORRUPT_BLOCK', `${kind === 'zst' ? 'zstd' : 'gzip'} data does not decode: ${(error as Error).message}`);
-    throw error;
+    throw zlibFailure(kind, error);
   }
   return { originalBytes: progress.originalBytes, pieces: 1 };
+}
+
+/** `source` with `head`, already read from it, put back in front. */
+export function prepended(head: Uint8Array, source: ByteSource): ByteSource {
+  let rest = head;
+  return {
+    async read(length) {
+      if (rest.length === 0) return source.read(length);
+      const fromHead = rest.subarray(0, Math.min(length, rest.length));
+      rest = rest.subarray(fromHead.length);
+      if (fromHead.length === length) return fromHead;
+      const more = await source.read(length - fromHead.length);
+      const out = new Uint8Array(fromHead.length + more.length);
+      out.set(fromHead, 0);
+      out.set(more, fromHead.length);
+      return out;
+    },
+    close: () => source.close(),
+  };
+}
+
+const streamReadBytes = 1024 * 1024;
+
+/**
+ * A .zst or .gz read from a stream (stdin), decoded as one stream by Node's zlib (on libuv's threads).
+ * An .xz or .bz2 is found piece by piece from its end, which a stream does not have: refused in words.
+ */
+export async function* decodeStandardStream(kind: Exclude<InputKind, 'dcz'>, source: ByteSource): AsyncGenerator<Uint8Array> {
+  if (kind === 'xz' || kind === 'bz2') {
+    throw new CodecError('UNSUPPORTED', `.${kind} from a stream: dcas finds its streams from the end of a file; name the file, or use ${kind === 'xz' ? 'xz -d' : 'bzip2 -d'}`);
+  }
+  async function* raw(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const piece = await source.read(streamReadBytes);
+      if (piece.length === 0) return;
+      yield piece;
+    }
+  }
+  const decoder = kind === 'zst' ? createZstdDecompress() : createGunzip();
+  const input = Readable.from(raw());
+  input.on('error', (error) => decoder.destroy(error));
+  input.pipe(decoder);
+  try {
+    for await (const piece of decoder) yield piece as Uint8Array;
+  } catch (error) {
+    throw zlibFailure(kind, error);
+  } finally {
+    input.destroy();
+  }
+}
+
+function zlibFailure(kind: 'zst' | 'gz', error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  if (code.startsWith('Z_') || code.startsWith('ZSTD_') || code.startsWith('ERR_')) return new CodecError('CORRUPT_BLOCK', `${kind === 'zst' ? 'zstd' : 'gzip'} data does not decode: ${(error as Error).message}`);
+  return error;
 }
