@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
-import { format } from '../codec/index.ts';
+import { CodecError, codecsDescribed, format, outputFormats, parseCodecChoice, type CodecChoice } from '../codec/index.ts';
 import { formatBytes } from './output.ts';
 import { runFileCommand, type FileCommandOptions } from './file-verbs.ts';
 
@@ -24,6 +24,16 @@ function parseChunkSize(text: string): number {
     throw new InvalidArgumentError(`must be between ${formatBytes(format.chunkBytesMin)} and ${formatBytes(format.chunkBytesMax)}.`);
   }
   return value;
+}
+
+/** `--codec NAME[:LEVEL]`: an unknown codec or level is a usage error that lists the valid ones. */
+export function parseCodec(text: string): CodecChoice {
+  try {
+    return parseCodecChoice(text);
+  } catch (error) {
+    if (error instanceof CodecError) throw new InvalidArgumentError(`${error.message}.`);
+    throw error;
+  }
 }
 
 export function parsePositiveInteger(text: string): number {
@@ -69,6 +79,8 @@ function fileOptions(command: Command): Command {
 
 export function addCodecCommands(program: Command): void {
   fileOptions(program.command('compress').description('compress files into FILE.dcz (or stdin to stdout), locally on all cores'))
+    .addOption(new Option('--codec <name[:level]>', `codec of every chunk: ${codecsDescribed()}`).argParser(parseCodec))
+    .addOption(new Option('--format <format>', 'output: dcz (the default), or zst, gz, xz, bz2 (one frame, member or stream per chunk: zstd -d, gunzip, xz -d, bzip2 -d read it; zst implies --codec zstd, and so on)').choices(outputFormats))
     .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)})`).argParser(parseChunkSize).default(format.chunkBytesDefault, '4MiB'))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('compress', files, options));
   fileOptions(program.command('decompress').description('decompress FILE.dcz (or stdin to stdout), checking every checksum, locally on all cores'))

@@ -16,10 +16,17 @@ import {
   format,
   inputSource,
   listDczFile,
+  resolveOutput,
+  choiceName,
+  huffmanChoice,
+  suffixOf,
+  CodecError,
   streamSource,
   streamSink,
   writeAtomically,
   type ByteSink,
+  type CodecChoice,
+  type OutputFormat,
   type FileResult,
   type StreamResult,
 } from '../codec/index.ts';
@@ -40,6 +47,8 @@ export interface FileCommandOptions extends OutputOptions {
   synchronous?: boolean;
   verbose?: boolean;
   chunkSize?: number;
+  codec?: CodecChoice;
+  format?: OutputFormat;
 }
 
 type Verb = 'compress' | 'decompress' | 'test' | 'list';
@@ -63,6 +72,18 @@ function checkUsage(verb: Verb, inputs: readonly string[], options: FileCommandO
   }
 }
 
+/** `--format` and `--codec` together: a standard format needs its codec, and implies it when none is given. */
+function resolveFormat(options: FileCommandOptions): void {
+  try {
+    const resolved = resolveOutput(options.format, options.codec);
+    options.format = resolved.format;
+    options.codec = resolved.codec;
+  } catch (error) {
+    if (error instanceof CodecError) throw new CliError(error.message, exitUsage);
+    throw error;
+  }
+}
+
 function toStdout(fromStdin: boolean, options: FileCommandOptions): boolean {
   return options.stdout === true || options.output === '-' || (fromStdin && options.output === undefined);
 }
@@ -78,6 +99,7 @@ export async function runFileCommand(command: 'compress' | 'decompress', files: 
   const given = files.length === 0 ? [stdinName] : files;
   const inputs = options.recursive ? await withFolderFiles(given, verb) : given;
   checkUsage(verb, inputs, options);
+  resolveFormat(options);
   const { governed } = await import('./governor.ts');
   let failures = 0;
   for (const input of inputs) {
@@ -148,7 +170,7 @@ async function runOne(verb: Verb, input: string, options: FileCommandOptions): P
     const result = await streamed(verb, input, streamSink(process.stdout), options);
     return report(verb, { input: displayName(input), output: 'stdout', ...result, seconds: (performance.now() - started) / 1000 }, options, true);
   }
-  const output = options.output ?? (verb === 'compress' ? `${input}.dcz` : defaultDecompressOutput(input));
+  const output = options.output ?? (verb === 'compress' ? `${input}${suffixOf(options.format ?? 'dcz')}` : defaultDecompressOutput(input));
   if (fromStdin) {
     const sink: ByteSink = (source) => writeAtomically(output, source, options.force ?? false, options.synchronous ?? false);
     const result = await streamed(verb, input, sink, options);
@@ -166,8 +188,9 @@ async function streamed(verb: 'compress' | 'decompress', input: string, sink: By
   const threads = options.threads === 0 ? undefined : options.threads;
   if (verb === 'compress') {
     const chunkBytes = options.chunkSize ?? format.chunkBytesDefault;
-    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes });
-    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes });
+    const { codec, format: outputFormat } = options;
+    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec, format: outputFormat });
+    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec, format: outputFormat });
   }
   const source = input === stdinName ? streamSource(process.stdin) : await inputSource(input);
   try {
@@ -186,6 +209,8 @@ async function betweenFiles(verb: 'compress' | 'decompress', input: string, outp
       return await compressFile(input, output, {
         ...common,
         chunkBytes: options.chunkSize,
+        codec: options.codec,
+        format: options.format,
         onProgress: (progress, total) => {
           bar ??= progressBar('compress  ', total, options);
           bar.update(progress.originalBytes);
@@ -209,7 +234,7 @@ async function test(input: string, options: FileCommandOptions): Promise<void> {
   try {
     const result = await decompressTo(source, discardSink, { threads: options.threads === 0 ? undefined : options.threads });
     if (options.json) printJson({ command: 'test', input: displayName(input), ok: true, originalSize: result.originalBytes, chunks: result.chunks });
-    else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${result.chunks} chunks, ${formatBytes(result.originalBytes)}, every CRC32C and the SHA-256 checked)\n`);
+    else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${result.chunks} chunks, ${formatBytes(result.originalBytes)}, ${result.checked ?? 'every checksum'} checked)\n`);
   } finally {
     await source.close();
   }
@@ -238,9 +263,13 @@ async function list(input: string, options: FileCommandOptions): Promise<void> {
   if (!options.quiet) process.stdout.write(`${line(columns.map(([title]) => title))}\n${line(columns.map(([, value]) => value))}\n`);
 }
 
+/** Suffixes decompress strips to name its output (the format itself is read from the content). */
+const compressedSuffixes = ['.dcz', '.zst', '.gz', '.xz', '.bz2'];
+
 function defaultDecompressOutput(input: string): string {
-  if (!input.endsWith('.dcz') || input.length === 4) throw new CliError(`${input}: does not end in .dcz; name the output with -o, or use -c`, exitUsage);
-  return input.slice(0, -4);
+  const suffix = compressedSuffixes.find((candidate) => input.endsWith(candidate) && input.length > candidate.length);
+  if (suffix === undefined) throw new CliError(`${input}: does not end in ${compressedSuffixes.join(', ')}; name the output with -o, or use -c`, exitUsage);
+  return input.slice(0, -suffix.length);
 }
 
 /** One line (or JSON document) per file; on stderr when the data itself went to stdout. */
@@ -260,6 +289,8 @@ function report(verb: Verb, result: FileResult, options: FileCommandOptions, dat
       threads: result.threads,
       seconds: Number(result.seconds.toFixed(3)),
       mbPerSecond: Number(megabytesPerSecond.toFixed(1)),
+      // What was written; decompress reads both from the file, so only compress reports them.
+      ...(verb === 'compress' ? { codec: choiceName(options.codec ?? huffmanChoice), format: options.format ?? 'dcz' } : {}),
     };
     if (dataOnStdout) process.stderr.write(`${JSON.stringify(document)}\n`);
     else printJson(document);

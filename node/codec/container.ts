@@ -7,13 +7,14 @@ import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { open } from 'node:fs/promises';
 import { crc32c } from '@node-rs/crc32';
+import { choiceOf, huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
+import { framingOf, type OutputFormat } from './standard-formats.ts';
 import {
   chunkBytesDefault,
   chunkBytesMax,
   chunkBytesMin,
   chunkHeaderBytes,
-  codecHuffman,
   decodeChunkHeader,
   decodeHeader,
   decodeIndex,
@@ -47,6 +48,10 @@ export interface Progress {
 
 export interface EncodeOptions {
   pool: CodecPool;
+  /** The codec every chunk is coded with; the Huffman kernel by default. */
+  codec?: CodecChoice;
+  /** A .dcz (the default), or a standard format of the codec's frames (standard-formats.ts). */
+  format?: OutputFormat;
   chunkBytes?: number;
   /**
    * The source already yields fresh chunks of exactly chunkBytes (the last may be shorter) that the
@@ -184,10 +189,12 @@ export async function* fileChunks(path: string, chunkBytes: number): AsyncGenera
   }
 }
 
-/** Encodes original bytes into a .dcz byte stream. */
+/** Encodes original bytes into a .dcz byte stream, or a standard format's (`options.format`). */
 export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: EncodeOptions): AsyncGenerator<Uint8Array> {
   const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
   const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
+  const choice = options.codec ?? huffmanChoice;
+  const framing = framingOf(options.format ?? 'dcz', choice, chunkBytes);
   const hash = createHash('sha256');
   const entries: ChunkEntry[] = [];
   const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
@@ -195,30 +202,36 @@ export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: Enc
   async function* hashed(): AsyncGenerator<Uint8Array> {
     for await (const piece of options.owned ? source : rechunk(source, chunkBytes)) {
       if (options.owned && piece.length > chunkBytes) throw new RangeError(`encodeDcz: an owned chunk of ${piece.length} bytes exceeds ${chunkBytes}`);
-      hash.update(piece);
+      if (framing.needsSha256) hash.update(piece);
       yield piece;
     }
   }
 
-  const header = encodeHeader({ version: formatVersion, codec: codecHuffman, chunkBytes });
-  yield header;
-  let offset = header.length;
-  const coded = mapOrdered(hashed(), async (piece) => ({ originalBytes: piece.length, ...(await options.pool.compress(piece)) }), inFlightMax);
+  let offset = 0;
+  for (const piece of framing.start()) {
+    yield piece;
+    offset += piece.length;
+  }
+  const coded = mapOrdered(hashed(), async (piece) => ({ originalBytes: piece.length, ...(await options.pool.compress(piece, choice)) }), inFlightMax);
   for await (const chunk of coded) {
     const entry = { offset, originalBytes: chunk.originalBytes, compressedBytes: chunk.frame.length, checksum: chunk.checksum };
     entries.push(entry);
-    yield encodeChunkHeader(entry);
+    for (const piece of framing.beforeFrame(entry)) {
+      yield piece;
+      offset += piece.length;
+    }
     yield chunk.frame;
-    offset += chunkHeaderBytes + chunk.frame.length;
+    offset += chunk.frame.length;
     progress.originalBytes += chunk.originalBytes;
     progress.containerBytes = offset;
     progress.chunks = entries.length;
     options.onProgress?.(progress);
   }
-  const index = encodeIndex(entries);
-  yield index;
-  yield encodeTrailer({ indexOffset: offset, chunkCount: entries.length, originalBytes: progress.originalBytes, sha256: hash.digest() });
-  progress.containerBytes = offset + index.length + trailerBytes;
+  progress.containerBytes = offset;
+  for (const piece of framing.end(entries, offset, progress.originalBytes, framing.needsSha256 ? hash.digest() : undefined)) {
+    yield piece;
+    progress.containerBytes += piece.length;
+  }
   options.onProgress?.(progress);
 }
 
@@ -304,7 +317,8 @@ function sameEntry(a: ChunkEntry, b: ChunkEntry): boolean {
  */
 export async function* decodeDcz(source: ByteSource, options: DecodeOptions): AsyncGenerator<Uint8Array> {
   const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
-  const header = decodeHeader(await source.read(headerBytes));
+  const header = decodeHeader(await source.read(headerBytes), { anyCodec: true });
+  const choice = headerChoice(header);
   const entries: ChunkEntry[] = [];
   const progress: Progress = { originalBytes: 0, containerBytes: headerBytes, chunks: 0 };
   let offset = headerBytes;
@@ -327,7 +341,7 @@ export async function* decodeDcz(source: ByteSource, options: DecodeOptions): As
       const headerBytesRead = new Uint8Array(chunkHeaderBytes);
       headerBytesRead.set(tag, 0);
       headerBytesRead.set(rest, 4);
-      const fields = decodeChunkHeader(headerBytesRead, entries.length, header.chunkBytes);
+      const fields = decodeChunkHeader(headerBytesRead, entries.length, header.chunkBytes, header.codec);
       const entry = { offset, ...fields };
       const previous = entries.at(-1);
       if (previous !== undefined && previous.originalBytes !== header.chunkBytes) {
@@ -341,7 +355,7 @@ export async function* decodeDcz(source: ByteSource, options: DecodeOptions): As
   }
 
   const hash = createHash('sha256');
-  const decoded = mapOrdered(frames(), ({ entry, frame, label }) => options.pool.decompress(frame, entry.originalBytes, entry.checksum, label), inFlightMax);
+  const decoded = mapOrdered(frames(), ({ entry, frame, label }) => options.pool.decompress(frame, entry.originalBytes, entry.checksum, label, choice), inFlightMax);
   for await (const data of decoded) {
     hash.update(data);
     progress.originalBytes += data.length;
@@ -419,7 +433,7 @@ async function readAt(file: FileHandle, position: number, length: number, what: 
 
 /** Reads and checks a .dcz's header, trailer and index from an open file of `size` bytes; chunks are not read. */
 export async function readDczLayout(file: FileHandle, size: number): Promise<DczLayout> {
-  const header = decodeHeader(await readAt(file, 0, Math.min(headerBytes, size), 'header'));
+  const header = decodeHeader(await readAt(file, 0, Math.min(headerBytes, size), 'header'), { anyCodec: true });
   if (size < headerBytes + indexBytes(0) + trailerBytes) throw new CodecError('TRUNCATED', 'file is shorter than an empty .dcz');
   const trailer = decodeTrailer(await readAt(file, size - trailerBytes, trailerBytes, 'trailer'));
   const indexLength = indexBytes(trailer.chunkCount);
@@ -429,7 +443,7 @@ export async function readDczLayout(file: FileHandle, size: number): Promise<Dcz
   let originalBytes = 0;
   entries.forEach((entry, i) => {
     if (entry.offset !== expected) throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} offset ${entry.offset} should be ${expected}`);
-    if (entry.originalBytes === 0 || entry.originalBytes > header.chunkBytes || entry.compressedBytes > frameBytesMax(entry.originalBytes)) {
+    if (entry.originalBytes === 0 || entry.originalBytes > header.chunkBytes || entry.compressedBytes > frameBytesMax(entry.originalBytes, header.codec)) {
       throw new CodecError('CORRUPT_CONTAINER', `index: chunk ${i} has impossible lengths`);
     }
     if (i < entries.length - 1 && entry.originalBytes !== header.chunkBytes) {
@@ -459,12 +473,12 @@ export async function openDcz(path: string): Promise<DczReader> {
       readFrame,
       async readChunk(chunk, pool) {
         const record = await readFrame(chunk);
-        const fields = decodeChunkHeader(record.subarray(0, chunkHeaderBytes), chunk, header.chunkBytes);
+        const fields = decodeChunkHeader(record.subarray(0, chunkHeaderBytes), chunk, header.chunkBytes, header.codec);
         const entry = entries[chunk];
         if (fields.compressedBytes !== entry.compressedBytes || fields.originalBytes !== entry.originalBytes || fields.checksum !== entry.checksum) {
           throw new CodecError('CORRUPT_CONTAINER', `chunk ${chunk}: header does not match the index`);
         }
-        return pool.decompress(record.slice(chunkHeaderBytes), entry.originalBytes, entry.checksum, `chunk ${chunk}`);
+        return pool.decompress(record.slice(chunkHeaderBytes), entry.originalBytes, entry.checksum, `chunk ${chunk}`, headerChoice(header));
       },
       close: () => file.close(),
     };
@@ -472,6 +486,11 @@ export async function openDcz(path: string): Promise<DczReader> {
     await file.close();
     throw error;
   }
+}
+
+/** The codec and level a checked header names (decodeHeader refused any it does not know). */
+export function headerChoice(header: FileHeader): CodecChoice {
+  return choiceOf(header.codec, header.level ?? 0);
 }
 
 /** CRC32C as the container uses it, for rooms that verify chunks outside a pool. */

@@ -6,10 +6,12 @@
  * Memory stays bounded: at most `threads * 2` chunks are in flight.
  */
 import type { FileHandle } from 'node:fs/promises';
-import { mapOrdered, type DczLayout, type Progress } from './container.ts';
+import { huffmanChoice, type CodecChoice } from './codecs.ts';
+import { headerChoice, mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { startFileThreads, startSha } from './file-threads.ts';
-import { chunkHeaderBytes, codecHuffman, encodeChunkHeader, encodeHeader, encodeIndex, encodeTrailer, formatVersion, type ChunkEntry } from './format.ts';
+import { chunkHeaderBytes, type ChunkEntry } from './format.ts';
+import { framingOf, type OutputFormat } from './standard-formats.ts';
 
 export interface ThreadedOptions {
   threads: number;
@@ -33,18 +35,25 @@ async function* indices(count: number): AsyncGenerator<number> {
   for (let i = 0; i < count; i++) yield i;
 }
 
-/** Codes the `totalBytes` of `input` into a .dcz written to `output` from its start. */
-export async function compressThreaded(input: FileHandle, totalBytes: number, output: FileHandle, options: ThreadedOptions & { chunkBytes: number }): Promise<ThreadedResult> {
+/** Codes the `totalBytes` of `input` into a .dcz (or a standard format) written to `output` from its start. */
+export async function compressThreaded(
+  input: FileHandle,
+  totalBytes: number,
+  output: FileHandle,
+  options: ThreadedOptions & { chunkBytes: number; codec?: CodecChoice; format?: OutputFormat },
+): Promise<ThreadedResult> {
   const { chunkBytes } = options;
+  const codec = options.codec ?? huffmanChoice;
+  const framing = framingOf(options.format ?? 'dcz', codec, chunkBytes);
   const chunkCount = Math.ceil(totalBytes / chunkBytes);
-  const sha = startSha(input.fd, totalBytes);
-  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes });
+  const sha = framing.needsSha256 ? startSha(input.fd, totalBytes) : undefined;
+  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
   try {
     // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
-    sha.hashUpTo(totalBytes);
-    const header = encodeHeader({ version: formatVersion, codec: codecHuffman, chunkBytes });
-    await output.write(header);
-    let offset = header.length;
+    sha?.hashUpTo(totalBytes);
+    const start = framing.start();
+    await output.writev(start);
+    let offset = byteLength(start);
     const entries: ChunkEntry[] = [];
     const progress: Progress = { originalBytes: 0, containerBytes: offset, chunks: 0 };
     const code = async (chunk: number) => {
@@ -54,23 +63,27 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
     for await (const { originalBytes, frame, checksum } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
       const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
       entries.push(entry);
-      await output.writev([encodeChunkHeader(entry), frame]);
+      const before = framing.beforeFrame(entry);
+      await output.writev([...before, frame]);
       coders.recycle(frame);
-      offset += chunkHeaderBytes + frame.length;
+      offset += byteLength(before) + frame.length;
       progress.originalBytes += originalBytes;
       progress.containerBytes = offset;
       progress.chunks = entries.length;
       options.onProgress?.(progress);
     }
-    const index = encodeIndex(entries);
-    const trailer = encodeTrailer({ indexOffset: offset, chunkCount: entries.length, originalBytes: totalBytes, sha256: await sha.digest() });
-    await output.writev([index, trailer]);
-    progress.containerBytes = offset + index.length + trailer.length;
+    const end = framing.end(entries, offset, totalBytes, await sha?.digest());
+    await output.writev(end);
+    progress.containerBytes = offset + byteLength(end);
     options.onProgress?.(progress);
     return { outputBytes: progress.containerBytes, chunks: entries.length, threads: coders.threads };
   } finally {
-    await Promise.all([coders.close(), sha.close()]);
+    await Promise.all([coders.close(), sha?.close()]);
   }
+}
+
+function byteLength(pieces: readonly Uint8Array[]): number {
+  return pieces.reduce((sum, piece) => sum + piece.length, 0);
 }
 
 /**
@@ -80,7 +93,7 @@ export async function compressThreaded(input: FileHandle, totalBytes: number, ou
 export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
   const { header, trailer, entries } = layout;
   const sha = startSha(output.fd, trailer.originalBytes);
-  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes });
+  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: headerChoice(header) });
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {

@@ -8,8 +8,11 @@ import { once } from 'node:events';
 import { availableParallelism, freemem } from 'node:os';
 import type { Writable } from 'node:stream';
 import { chunkBytesDefault, chunkBytesMax } from './format.ts';
-import { decodeDcz, encodeDcz, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
+import { decodeDcz, encodeDcz, headerChoice, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
+import { choiceName, type CodecChoice } from './codecs.ts';
+import type { OutputFormat } from './standard-formats.ts';
+import { decodeStandardStream, detectBytes, detectKind, prepended } from './standard-decode.ts';
 
 /** Where coded bytes go: a stream, a file written atomically (files.ts), or nowhere (test). Returns the bytes written. */
 export type ByteSink = (source: AsyncIterable<Uint8Array>) => Promise<number>;
@@ -19,11 +22,17 @@ export interface StreamResult {
   compressedBytes: number;
   chunks: number;
   threads: number;
+  /** Decoding: what was verified, in words ("every CRC32C and the SHA-256", "the zstd frames' checksums"). */
+  checked?: string;
 }
 
 export interface StreamOptions {
   threads?: number;
   chunkBytes?: number;
+  /** The codec and level to compress with; the Huffman kernel by default. */
+  codec?: CodecChoice;
+  /** A .dcz (the default) or a standard format of the codec's frames. */
+  format?: OutputFormat;
   onProgress?: (progress: Progress) => void;
 }
 
@@ -89,6 +98,8 @@ export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boole
     const encoded = encodeDcz(source, {
       pool,
       chunkBytes,
+      codec: options.codec,
+      format: options.format,
       owned,
       onProgress: (step) => {
         Object.assign(progress, step);
@@ -101,7 +112,16 @@ export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boole
 }
 
 /** Decodes the .dcz read from `source` into `sink`, checking every chunk's CRC32C and the whole SHA-256. */
-export async function decompressTo(source: ByteSource, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
+export async function decompressTo(input: ByteSource, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
+  // The format is read from the first bytes, which are then put back for the decoder.
+  const head = await input.read(detectBytes);
+  const kind = detectKind(head);
+  const source = prepended(head, input);
+  if (kind !== undefined && kind !== 'dcz') {
+    const originalBytes = await sink(decodeStandardStream(kind, source));
+    // One stream through zlib: no chunks of ours, and the format's own checksums are what was verified.
+    return { originalBytes, compressedBytes: 0, chunks: 1, threads: 1, checked: kind === 'zst' ? "the zstd frames' checksums" : "the gzip members' CRC32s" };
+  }
   return withPool(options.threads, async (pool) => {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decoded = decodeDcz(source, {
@@ -112,12 +132,13 @@ export async function decompressTo(source: ByteSource, sink: ByteSink, options: 
       },
     });
     const originalBytes = await sink(decoded);
-    return { originalBytes, compressedBytes: progress.containerBytes, chunks: progress.chunks, threads: pool.threads };
+    return { originalBytes, compressedBytes: progress.containerBytes, chunks: progress.chunks, threads: pool.threads, checked: 'every CRC32C and the SHA-256' };
   });
 }
 
 /** What `dcas -l` shows of a .dcz: read from its header, index and trailer, no chunk decoded. */
 export interface DczListing {
+  /** The codec's name, with its level for codecs that have levels ("zstd:3"). */
   codec: string;
   chunkBytes: number;
   chunks: number;
@@ -126,11 +147,9 @@ export interface DczListing {
   sha256: string;
 }
 
-const codecNames: Record<number, string> = { 1: 'huffman' };
-
 export function listingOf(layout: DczLayout, compressedBytes: number): DczListing {
   return {
-    codec: codecNames[layout.header.codec] ?? `codec ${layout.header.codec}`,
+    codec: choiceName(headerChoice(layout.header)),
     chunkBytes: layout.header.chunkBytes,
     chunks: layout.entries.length,
     originalBytes: layout.trailer.originalBytes,
@@ -138,3 +157,4 @@ export function listingOf(layout: DczLayout, compressedBytes: number): DczListin
     sha256: Buffer.from(layout.trailer.sha256).toString('hex'),
   };
 }
+

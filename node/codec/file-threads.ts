@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { getCompileCacheDir } from 'node:module';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
+import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileTask, FileTaskResult, FileWorkerData } from './file-worker.ts';
 import { compileKernel } from './kernel.ts';
@@ -58,9 +59,10 @@ function failureOf(result: Extract<FileTaskResult, { ok: false }>): Error {
   return new CodecError(result.code, result.message);
 }
 
-export function startFileThreads(options: { threads: number; inputFd: number; outputFd: number; chunkBytes: number }): FileThreads {
+export function startFileThreads(options: { threads: number; inputFd: number; outputFd: number; chunkBytes: number; codec?: CodecChoice }): FileThreads {
   if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
-  const workerData: FileWorkerData = { kernelModule: compileKernel(), inputFd: options.inputFd, outputFd: options.outputFd, chunkBytes: options.chunkBytes };
+  const { codec, level } = options.codec ?? huffmanChoice;
+  const workerData: FileWorkerData = { kernelModule: compileKernel(), inputFd: options.inputFd, outputFd: options.outputFd, chunkBytes: options.chunkBytes, codec: codec.id, level };
   const idle: Worker[] = [];
   const queue: FileTask[] = [];
   const spares: ArrayBuffer[] = [];

@@ -8,6 +8,8 @@
 import { readSync, writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { crc32c } from '@node-rs/crc32';
+import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
+import { choiceOf, codecHuffmanId } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
 import { chunkHeaderBytes, decodeChunkHeader, tagChunk } from './format.ts';
 import { loadKernel, type KernelModule } from './kernel.ts';
@@ -18,6 +20,9 @@ export interface FileWorkerData {
   /** -1 when the thread only compresses (frames go back to the main thread, which writes them in order). */
   outputFd: number;
   chunkBytes: number;
+  /** The codec and level of every chunk (codecs.ts); the Huffman kernel codes in its own memory, the others through coders.ts. */
+  codec: number;
+  level: number;
 }
 
 export type FileTask =
@@ -61,13 +66,33 @@ function ownedCopy(view: Uint8Array, spare: ArrayBuffer | undefined): Uint8Array
 
 const data = workerData as FileWorkerData;
 const kernel = loadKernel(data.kernelModule);
+const choice = choiceOf(data.codec, data.level);
+await prepareCoder(choice.codec.name);
+
+/** Reads `length` bytes at `position` into fresh memory, or says the input changed. */
+function readChunk(task: Extract<FileTask, { op: 'compress' }>): Uint8Array | FileTaskResult {
+  const input = new Uint8Array(Buffer.allocUnsafeSlow(task.length).buffer, 0, task.length);
+  const bytesRead = readFully(data.inputFd, input, task.position);
+  if (bytesRead !== task.length) return inputChanged(task, bytesRead);
+  return input;
+}
+
+function inputChanged(task: Extract<FileTask, { op: 'compress' }>, bytesRead: number): FileTaskResult {
+  return { id: task.id, ok: false, code: 'IO', errno: 'INPUT_CHANGED', message: `input changed while being read: ended at byte ${task.position + bytesRead}, expected ${task.position + task.length}` };
+}
+
+/** Another codec than the kernel: the chunk is read into memory of its own and coded there. */
+async function compressOther(task: Extract<FileTask, { op: 'compress' }>): Promise<FileTaskResult> {
+  const input = readChunk(task);
+  if (!(input instanceof Uint8Array)) return input;
+  const checksum = crc32c(input);
+  return { id: task.id, ok: true, frame: await compressChunk(choice, input), checksum };
+}
 
 function compress(task: Extract<FileTask, { op: 'compress' }>): FileTaskResult {
   const input = kernel.stageInput(task.length, kernel.frameBytesMax(task.length));
   const bytesRead = readFully(data.inputFd, input, task.position);
-  if (bytesRead !== task.length) {
-    return { id: task.id, ok: false, code: 'IO', errno: 'INPUT_CHANGED', message: `input changed while being read: ended at byte ${task.position + bytesRead}, expected ${task.position + task.length}` };
-  }
+  if (bytesRead !== task.length) return inputChanged(task, bytesRead);
   const checksum = crc32c(input);
   return { id: task.id, ok: true, frame: ownedCopy(kernel.compressStaged(task.length), task.spare), checksum };
 }
@@ -77,15 +102,16 @@ function decompress(task: Extract<FileTask, { op: 'decompress' }>): FileTaskResu
   const header = new Uint8Array(chunkHeaderBytes);
   if (readFully(data.inputFd, header, task.position) !== chunkHeaderBytes) throw new CodecError('TRUNCATED', `${label} header: truncated`);
   if (new DataView(header.buffer).getUint32(0, true) !== tagChunk) throw new CodecError('CORRUPT_CONTAINER', `${label} (offset ${task.position}): expected a chunk, found something else`);
-  const fields = decodeChunkHeader(header, task.chunk, data.chunkBytes);
+  const fields = decodeChunkHeader(header, task.chunk, data.chunkBytes, data.codec);
   if (fields.compressedBytes !== task.compressedBytes || fields.originalBytes !== task.originalBytes || fields.checksum !== task.checksum) {
     throw new CodecError('CORRUPT_CONTAINER', `${label}: header does not match the index`);
   }
-  const frame = kernel.stageInput(task.compressedBytes, task.originalBytes);
+  const huffman = data.codec === codecHuffmanId;
+  const frame = huffman ? kernel.stageInput(task.compressedBytes, task.originalBytes) : new Uint8Array(task.compressedBytes);
   if (readFully(data.inputFd, frame, task.position + chunkHeaderBytes) !== task.compressedBytes) throw new CodecError('TRUNCATED', `${label}: truncated`);
   let decoded: Uint8Array;
   try {
-    decoded = kernel.decompressStaged(task.compressedBytes, task.originalBytes);
+    decoded = huffman ? kernel.decompressStaged(task.compressedBytes, task.originalBytes) : decompressChunk(choice, frame, task.originalBytes);
   } catch (error) {
     if (error instanceof CodecError) throw new CodecError(error.code, `${label}: ${error.message}`);
     throw error;
@@ -95,9 +121,10 @@ function decompress(task: Extract<FileTask, { op: 'decompress' }>): FileTaskResu
   return { id: task.id, ok: true };
 }
 
-function run(task: FileTask): FileTaskResult {
+async function run(task: FileTask): Promise<FileTaskResult> {
   try {
-    return task.op === 'compress' ? compress(task) : decompress(task);
+    if (task.op === 'decompress') return decompress(task);
+    return data.codec === codecHuffmanId ? compress(task) : await compressOther(task);
   } catch (error) {
     if (error instanceof CodecError) return { id: task.id, ok: false, code: error.code, message: error.message };
     const errno = (error as NodeJS.ErrnoException).code;
@@ -105,8 +132,8 @@ function run(task: FileTask): FileTaskResult {
   }
 }
 
-parentPort?.on('message', (task: FileTask) => {
-  const result = run(task);
+parentPort?.on('message', async (task: FileTask) => {
+  const result = await run(task);
   const transfer = result.ok && result.frame !== undefined ? [result.frame.buffer as ArrayBuffer] : [];
   parentPort?.postMessage(result, transfer);
 });

@@ -8,6 +8,9 @@ import type { Stats } from 'node:fs';
 import { unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import type { CodecChoice } from './codecs.ts';
+import type { OutputFormat } from './standard-formats.ts';
+import { decodeStandardFile, detectBytes, detectKind, type InputKind } from './standard-decode.ts';
 import { chunkBytesDefault } from './format.ts';
 import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
@@ -35,6 +38,10 @@ export interface FileOptions {
   pool?: CodecPool;
   threads?: number;
   chunkBytes?: number;
+  /** The codec and level to compress with; the Huffman kernel by default. Decompressing reads it from the file. */
+  codec?: CodecChoice;
+  /** What to write when compressing: a .dcz (the default) or a standard format of the codec's frames. */
+  format?: OutputFormat;
   /** Replace an existing output file. */
   force?: boolean;
   /**
@@ -252,7 +259,7 @@ export async function compressFile(input: string, output: string, options: FileO
     const threads = threadsWithin(options.threads);
     const file = await openInput(input);
     try {
-      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, onProgress }));
+      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, format: options.format, onProgress }));
       return finish(coded.outputBytes, coded.chunks, coded.threads);
     } finally {
       await file.close();
@@ -263,6 +270,8 @@ export async function compressFile(input: string, output: string, options: FileO
   const encoded = encodeDcz(fileChunks(input, chunkBytes), {
     pool,
     chunkBytes,
+    codec: options.codec,
+    format: options.format,
     owned: true,
     onProgress: (progress) => {
       chunks = progress.chunks;
@@ -282,6 +291,11 @@ export async function decompressFile(input: string, output: string, options: Fil
     return { input, output, originalBytes, compressedBytes, chunks, threads, seconds };
   };
   const onProgress = (progress: Progress) => options.onProgress?.(progress, compressedBytes);
+  const kind = await kindOfFile(input, compressedBytes);
+  if (kind !== undefined && kind !== 'dcz') {
+    const decode = (pool: CodecPool) => decompressStandard(kind, input, output, { pool, onProgress, target: target(options, info), compressedBytes }, finish);
+    return options.pool === undefined ? withPool(threadsWithin(options.threads), decode) : decode(options.pool);
+  }
   if (options.pool === undefined) {
     const threads = threadsWithin(options.threads);
     const file = await openInput(input);
@@ -298,6 +312,34 @@ export async function decompressFile(input: string, output: string, options: Fil
     return withPool(threads, (pool) => decompressStreaming(input, output, { pool, onProgress, target: target(options, info) }, finish));
   }
   return decompressStreaming(input, output, { pool: options.pool, onProgress, target: target(options, info) }, finish);
+}
+
+/** The format a file's first bytes name, or undefined (then the .dcz reader says what is wrong). */
+async function kindOfFile(path: string, size: number): Promise<InputKind | undefined> {
+  const file = await openInput(path);
+  try {
+    const head = new Uint8Array(Math.min(detectBytes, size));
+    await file.read(head, 0, head.length, 0);
+    return detectKind(head);
+  } finally {
+    await file.close();
+  }
+}
+
+async function decompressStandard(
+  kind: Exclude<InputKind, 'dcz'>,
+  input: string,
+  output: string,
+  options: { pool: CodecPool; target: OutputTarget; onProgress: (progress: Progress) => void; compressedBytes: number },
+  finish: (originalBytes: number, chunks: number, threads: number) => FileResult,
+): Promise<FileResult> {
+  const file = await openInput(input);
+  try {
+    const decoded = await fillAtomically(output, options.target, (out) => decodeStandardFile(kind, file, options.compressedBytes, out, options.pool, options.onProgress));
+    return finish(decoded.originalBytes, decoded.pieces, options.pool.threads);
+  } finally {
+    await file.close();
+  }
 }
 
 /** The file's layout, or undefined if its tail is damaged (the streaming decoder then names the damage). */

@@ -4,6 +4,7 @@
  * All integers are little-endian.
  */
 import { crc32c } from '@node-rs/crc32';
+import { choiceOf, codedBytesMax } from './codecs.ts';
 import { CodecError } from './errors.ts';
 
 export const formatVersion = 1;
@@ -25,14 +26,20 @@ const trailerMagic = Uint8Array.of(0x44, 0x43, 0x5a, 0x21, 0x45, 0x4e, 0x44, 0x0
 export const chunkBytesDefault = 4 * 1024 * 1024;
 export const chunkBytesMin = 64 * 1024;
 export const chunkBytesMax = 64 * 1024 * 1024;
-/** A kernel frame is never larger than its input plus block headers; this bound is generous on purpose. */
-export function frameBytesMax(originalBytes: number): number {
-  return originalBytes + (originalBytes >>> 7) + 1024;
+/**
+ * A coded chunk is never larger than its input plus the codec's overhead; these bounds (codecs.ts) are
+ * generous on purpose. The Huffman kernel's is the one version 1 always had.
+ */
+export function frameBytesMax(originalBytes: number, codec: number = codecHuffman): number {
+  return codedBytesMax(codec, originalBytes);
 }
 
 export interface FileHeader {
   version: number;
+  /** The codec's id (codecs.ts); 1 is the Huffman kernel. */
   codec: number;
+  /** The codec's level; 0 for codecs without levels (huffman, store), and in every file written before levels. */
+  level?: number;
   chunkBytes: number;
 }
 
@@ -75,12 +82,18 @@ export function encodeHeader(header: FileHeader): Uint8Array {
   const dv = view(out);
   dv.setUint16(8, header.version, true);
   dv.setUint8(10, header.codec);
-  dv.setUint8(11, 0); // flags, none defined in version 1
+  // Byte 11 was "flags, always zero"; it now holds the level, which is zero for the Huffman kernel, so a
+  // Huffman .dcz is byte for byte what it was, and an older reader refuses any other codec by its id.
+  dv.setUint8(11, header.level ?? 0);
   dv.setUint32(12, header.chunkBytes, true);
   return out;
 }
 
-export function decodeHeader(bytes: Uint8Array): FileHeader {
+/**
+ * Decodes and checks a file header. Unless `anyCodec`, only the Huffman kernel is accepted: rooms that
+ * hand chunks to the kernel (the cluster's jobs) must not take a file another codec wrote.
+ */
+export function decodeHeader(bytes: Uint8Array, options: { anyCodec?: boolean } = {}): FileHeader {
   if (bytes.length < headerBytes) throw new CodecError('NOT_DCZ', 'not a .dcz file: shorter than its header');
   for (let i = 0; i < fileMagic.length; i++) {
     if (bytes[i] !== fileMagic[i]) throw new CodecError('NOT_DCZ', 'not a .dcz file: wrong magic bytes');
@@ -88,15 +101,20 @@ export function decodeHeader(bytes: Uint8Array): FileHeader {
   const dv = view(bytes);
   const version = dv.getUint16(8, true);
   const codec = dv.getUint8(10);
-  const flags = dv.getUint8(11);
+  const level = dv.getUint8(11);
   const chunkBytes = dv.getUint32(12, true);
   if (version !== formatVersion) throw new CodecError('UNSUPPORTED', `header: format version ${version} is not supported (this build reads ${formatVersion})`);
-  if (codec !== codecHuffman) throw new CodecError('UNSUPPORTED', `header: codec id ${codec} is not supported`);
-  if (flags !== 0) throw new CodecError('UNSUPPORTED', `header: unknown flags 0x${flags.toString(16)}`);
+  if (codec !== codecHuffman && options.anyCodec !== true) throw new CodecError('UNSUPPORTED', `header: codec id ${codec} is not supported here (only the Huffman kernel, id ${codecHuffman})`);
+  try {
+    choiceOf(codec, level);
+  } catch (error) {
+    if (error instanceof CodecError) throw new CodecError('UNSUPPORTED', `header: ${error.message}`);
+    throw error;
+  }
   if (chunkBytes < chunkBytesMin || chunkBytes > chunkBytesMax) {
     throw new CodecError('CORRUPT_CONTAINER', `header: chunk size ${chunkBytes} is outside ${chunkBytesMin}..${chunkBytesMax}`);
   }
-  return { version, codec, chunkBytes };
+  return { version, codec, level, chunkBytes };
 }
 
 export function encodeChunkHeader(entry: Omit<ChunkEntry, 'offset'>): Uint8Array {
@@ -111,7 +129,7 @@ export function encodeChunkHeader(entry: Omit<ChunkEntry, 'offset'>): Uint8Array
 }
 
 /** Decodes a chunk header whose tag was already read as `tagChunk`; `chunk` names it in errors. */
-export function decodeChunkHeader(bytes: Uint8Array, chunk: number, chunkBytes: number): Omit<ChunkEntry, 'offset'> {
+export function decodeChunkHeader(bytes: Uint8Array, chunk: number, chunkBytes: number, codec: number = codecHuffman): Omit<ChunkEntry, 'offset'> {
   const dv = view(bytes);
   if (dv.getUint32(16, true) !== crc32c(bytes.subarray(0, 16))) {
     throw new CodecError('CORRUPT_CONTAINER', `chunk ${chunk}: header checksum mismatch`);
@@ -122,7 +140,7 @@ export function decodeChunkHeader(bytes: Uint8Array, chunk: number, chunkBytes: 
   if (originalBytes === 0 || originalBytes > chunkBytes) {
     throw new CodecError('CORRUPT_CONTAINER', `chunk ${chunk}: original length ${originalBytes} is outside 1..${chunkBytes}`);
   }
-  if (compressedBytes === 0 || compressedBytes > frameBytesMax(originalBytes)) {
+  if (compressedBytes === 0 || compressedBytes > frameBytesMax(originalBytes, codec)) {
     throw new CodecError('CORRUPT_CONTAINER', `chunk ${chunk}: compressed length ${compressedBytes} is impossible for ${originalBytes} original bytes`);
   }
   return { originalBytes, compressedBytes, checksum };

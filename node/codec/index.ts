@@ -19,3 +19,15 @@ export {
   type Progress,
 } from './container.ts';
 export * as format from './format.ts';
+export {
+  choiceName,
+  codecByName,
+  codecs,
+  codecsDescribed,
+  huffmanChoice,
+  parseCodecChoice,
+  type CodecChoice,
+  type CodecInfo,
+  type CodecName,
+} from './codecs.ts';
+export { outputFormats, resolveOutput, suffixOf, type OutputFormat } from './standard-formats.ts';

@@ -5,13 +5,16 @@
 import { availableParallelism } from 'node:os';
 import { isMarkedAsUntransferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
 import { threadEnvironment } from './file-threads.ts';
 import { compileKernel } from './kernel.ts';
 
+/** `codec` and `level` as a .dcz header records them (codecs.ts). */
 export type CodecTask =
-  | { op: 'compress'; data: Uint8Array }
-  | { op: 'decompress'; frame: Uint8Array; originalBytes: number; checksum: number };
+  | { op: 'compress'; codec: number; level: number; data: Uint8Array }
+  /** A piece of a standard format has no CRC32C of ours (`checksum` undefined; the format checks itself), and a bzip2 stream no known length (`originalBytes` undefined). */
+  | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined };
 
 export type CodecTaskResult =
   | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number }
@@ -26,10 +29,12 @@ export interface CompressedChunk {
 
 export interface CodecPool {
   readonly threads: number;
-  /** Codes one chunk; `data` is transferred to the worker and unusable afterwards. */
-  compress(data: Uint8Array): Promise<CompressedChunk>;
+  /** Codes one chunk (with the Huffman kernel unless told); `data` is transferred to the worker and unusable afterwards. */
+  compress(data: Uint8Array, choice?: CodecChoice): Promise<CompressedChunk>;
   /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
-  decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string): Promise<Uint8Array>;
+  decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string, choice?: CodecChoice): Promise<Uint8Array>;
+  /** Decodes one frame, member or stream of a standard format, which checks itself; `originalBytes` when the file records it. */
+  decodePiece(frame: Uint8Array, originalBytes: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -76,22 +81,25 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
 
   return {
     threads,
-    async compress(input) {
+    async compress(input, choice = huffmanChoice) {
       const data = owned(input);
-      const result = await run({ op: 'compress', data }, data.buffer);
+      const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data }, data.buffer);
       if (!result.ok) throw new CodecError(result.code, result.message);
       if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
       return { frame: result.frame, checksum: result.checksum };
     },
-    async decompress(input, originalBytes, checksum, label) {
-      const frame = owned(input);
-      const result = await run({ op: 'decompress', frame, originalBytes, checksum }, frame.buffer);
-      if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
-      if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
-      return result.data;
-    },
+    decompress: (input, originalBytes, checksum, label, choice = huffmanChoice) => decode(input, originalBytes, checksum, label, choice),
+    decodePiece: (input, originalBytes, label, choice) => decode(input, originalBytes, undefined, label, choice),
     async close() {
       await piscina.close();
     },
   };
+
+  async function decode(input: Uint8Array, originalBytes: number | undefined, checksum: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array> {
+    const frame = owned(input);
+    const result = await run({ op: 'decompress', codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum }, frame.buffer);
+    if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
+    if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
+    return result.data;
+  }
 }

@@ -5,6 +5,8 @@
 import { crc32c } from '@node-rs/crc32';
 import { workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
+import { choiceOf, codecHuffmanId } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import { loadKernel } from './kernel.ts';
 import type { CodecTask, CodecTaskResult, CodecWorkerData } from './pool.ts';
@@ -17,15 +19,33 @@ function transferring(result: CodecTaskResult, bytes: Uint8Array): object {
 
 const kernel = loadKernel((workerData as CodecWorkerData | undefined)?.kernelModule);
 
-export default function run(task: CodecTask): CodecTaskResult | object {
+/** The Huffman kernel codes on this thread directly; other codecs go through coders.ts. */
+async function compressWith(task: Extract<CodecTask, { op: 'compress' }>): Promise<Uint8Array> {
+  if (task.codec === codecHuffmanId) return kernel.compress(task.data);
+  const choice = choiceOf(task.codec, task.level);
+  await prepareCoder(choice.codec.name);
+  return compressChunk(choice, task.data);
+}
+
+async function decompressWith(task: Extract<CodecTask, { op: 'decompress' }>): Promise<Uint8Array> {
+  if (task.codec === codecHuffmanId) {
+    if (task.originalBytes === undefined) throw new CodecError('CORRUPT_CONTAINER', 'a Huffman frame needs its original length');
+    return kernel.decompress(task.frame, task.originalBytes);
+  }
+  const choice = choiceOf(task.codec, task.level);
+  await prepareCoder(choice.codec.name);
+  return decompressChunk(choice, task.frame, task.originalBytes);
+}
+
+export default async function run(task: CodecTask): Promise<CodecTaskResult | object> {
   try {
     if (task.op === 'compress') {
       const checksum = crc32c(task.data);
-      const frame = kernel.compress(task.data);
+      const frame = await compressWith(task);
       return transferring({ ok: true, op: 'compress', frame, checksum }, frame);
     }
-    const data = kernel.decompress(task.frame, task.originalBytes);
-    if (crc32c(data) !== task.checksum) {
+    const data = await decompressWith(task);
+    if (task.checksum !== undefined && crc32c(data) !== task.checksum) {
       return { ok: false, code: 'CHECKSUM_MISMATCH', message: 'checksum mismatch: decoded bytes differ from what was written' };
     }
     return transferring({ ok: true, op: 'decompress', data }, data);

@@ -1,0 +1,131 @@
+/**
+ * The codecs other than the Huffman kernel, as codec threads run them: one chunk in, one coded chunk
+ * out, each a complete frame, member or stream of its standard format (a zstd frame with its content
+ * checksum, a gzip member, an xz stream, a bzip2 stream), so chunks concatenate into files the standard
+ * tools read. Imported only by thread modules: zlib's one-shot calls and bzip2 block the calling thread.
+ */
+import { constants, brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import type * as Lzma from '@napi-rs/lzma';
+import { CodecError } from './errors.ts';
+import type { CodecChoice } from './codecs.ts';
+
+interface Bzip2Module {
+  compressBZ2(data: Uint8Array, blockSize: number, workFactor: number): { error?: number | string; output?: Uint8Array };
+  decompressBZ2(data: Uint8Array, small: number): { error?: number | string; output?: Uint8Array };
+}
+
+let bzip2: Bzip2Module | undefined;
+let lzma: typeof Lzma | undefined;
+
+/**
+ * Loads what `codecName` needs before the first chunk arrives, and only that: a Huffman thread loads no
+ * addon (its start-up time is part of every command's). libbzip2-wasm's module object is thenable:
+ * awaiting it would resolve it with itself forever, so its `then` is called by hand and the instance is
+ * taken without awaiting the module object.
+ */
+export async function prepareCoder(codecName: string): Promise<void> {
+  if (codecName === 'xz' && lzma === undefined) lzma = await import('@napi-rs/lzma');
+  if (codecName !== 'bzip2' || bzip2 !== undefined) return;
+  const { default: load } = await import('libbzip2-wasm');
+  const pending = load() as { then(resolve: (module: Bzip2Module) => void): void };
+  bzip2 = await new Promise<Bzip2Module>((resolve) => {
+    pending.then((module) => {
+      delete (module as { then?: unknown }).then;
+      resolve(module);
+    });
+  });
+}
+
+/** A fresh Uint8Array over the result's own memory, never a view into zlib's shared pool. */
+function own(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return new Uint8Array(bytes.buffer, 0, bytes.byteLength);
+  return new Uint8Array(bytes);
+}
+
+function loadedBzip2(): Bzip2Module {
+  if (bzip2 === undefined) throw new Error('bzip2 used before prepareCoder loaded it');
+  return bzip2;
+}
+
+function loadedLzma(): typeof Lzma {
+  if (lzma === undefined) throw new Error('xz used before prepareCoder loaded it');
+  return lzma;
+}
+
+/** Codes one chunk with `choice` (any codec but huffman, which the kernel codes in place). */
+export async function compressChunk(choice: CodecChoice, data: Uint8Array): Promise<Uint8Array> {
+  const { level } = choice;
+  switch (choice.codec.name) {
+    case 'store':
+      return new Uint8Array(data);
+    case 'zstd':
+      // The frame carries its content size and checksum, so `zstd -d` checks every chunk on its own.
+      return own(zstdCompressSync(data, { params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }));
+    case 'gzip':
+      return own(gzipSync(data, { level }));
+    case 'brotli':
+      return own(brotliCompressSync(data, { params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
+    case 'xz': {
+      // The one-shot xz.compressSync ignores presets (measured: presets 0, 6 and 9 gave the same bytes).
+      const coder = new (loadedLzma().XzCompressor)({ preset: level });
+      const head = coder.update(data);
+      const tail = await coder.finish();
+      const out = new Uint8Array(head.length + tail.length);
+      out.set(head, 0);
+      out.set(tail, head.length);
+      return out;
+    }
+    case 'bzip2': {
+      const result = loadedBzip2().compressBZ2(data, level, 30);
+      // `error` is 0 (BZ_OK) on success, a libbzip2 status or message otherwise.
+      if (result.output === undefined || (result.error !== undefined && result.error !== 0)) throw new CodecError('CORRUPT_BLOCK', `bzip2 could not code the chunk: ${result.error ?? 'no output'}`);
+      return new Uint8Array(result.output);
+    }
+    case 'huffman':
+      throw new Error('compressChunk: the Huffman kernel codes its chunks itself');
+  }
+}
+
+/**
+ * Decodes one coded chunk; any failure is CORRUPT_BLOCK naming the codec, and the length must be
+ * `originalBytes`, or at most `pieceBytesMax` when the file does not record it (a bzip2 stream).
+ */
+export function decompressChunk(choice: CodecChoice, frame: Uint8Array, originalBytes: number | undefined): Uint8Array {
+  let data: Uint8Array;
+  try {
+    data = decodeFrame(choice, frame, originalBytes);
+  } catch (error) {
+    if (error instanceof CodecError) throw error;
+    throw new CodecError('CORRUPT_BLOCK', `${choice.codec.name} frame does not decode: ${(error as Error).message ?? String(error)}`);
+  }
+  if (originalBytes !== undefined && data.length !== originalBytes) throw new CodecError('CORRUPT_BLOCK', `${choice.codec.name} frame decodes to ${data.length} bytes, expected ${originalBytes}`);
+  return data;
+}
+
+/** The most one piece of a standard file may decode to when its length is not recorded: memory per thread stays bounded. */
+export const pieceBytesMax = 1024 * 1024 * 1024;
+
+function decodeFrame(choice: CodecChoice, frame: Uint8Array, originalBytes: number | undefined): Uint8Array {
+  // One byte more than expected is room enough to notice a frame that decodes too long.
+  const maxOutputLength = (originalBytes ?? pieceBytesMax) + 1;
+  switch (choice.codec.name) {
+    case 'store':
+      return new Uint8Array(frame);
+    case 'zstd':
+      return own(zstdDecompressSync(frame, { maxOutputLength }));
+    case 'gzip':
+      return own(gunzipSync(frame, { maxOutputLength }));
+    case 'brotli':
+      return own(brotliDecompressSync(frame, { maxOutputLength }));
+    case 'xz':
+      // The addon's buffer is external memory, which cannot be transferred to another thread: copied.
+      return new Uint8Array(loadedLzma().xz.decompressSync(frame));
+    case 'bzip2': {
+      const result = loadedBzip2().decompressBZ2(frame, 0);
+      if (result.output === undefined || (result.error !== undefined && result.error !== 0)) throw new CodecError('CORRUPT_BLOCK', `bzip2 frame does not decode: ${result.error ?? 'no output'}`);
+      return new Uint8Array(result.output);
+    }
+    case 'huffman':
+      throw new Error('decompressChunk: the Huffman kernel decodes its chunks itself');
+  }
+}
