@@ -24,7 +24,8 @@ test.after(async () => {
 
 // Set up in a test, not a before hook: uvu reports a throwing hook as zero tests passed, exit code 0.
 test('a black hole with the cluster key joins 3 nodes; they see an alive worker advertising 64 threads', async () => {
-  cluster = await createTestCluster({ nodes: 3, overrides: { jobs: { leaseMs, attemptsMax: 3 } } });
+  // Gateways stage every chunk raw: the coordinator must be the one choosing who codes them.
+  cluster = await createTestCluster({ nodes: 3, overrides: { jobs: { leaseMs, attemptsMax: 3, codeAtGateway: false } } });
   for (const name of names) cluster.start(name);
   await waitFor('3 alive members and one coordinator', 30_000, () => cluster.agreed(3), () => cluster.logs());
   blackHole = await startBlackHole({ cluster: cluster.configs[0] });

@@ -281,7 +281,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       uploads++;
       let session;
       try {
-        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, peersElsewhere: () => decodePeers().length > 0 });
+        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => decodePeers().length > 0 });
       } catch (error) {
         uploads--;
         throw error;

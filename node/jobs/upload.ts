@@ -40,6 +40,7 @@ export interface UploadContext {
   onEnd: () => void;
   /** This node's worker: chunks it has a free slot for are coded here, where their bytes already are. */
   compressHere?: Worker['compressHere'];
+  slotFreed?: Worker['slotFreed'];
   /**
    * True when a live peer runs on another machine. Only then is a chunk worth staging raw while this
    * node's slots are busy: a peer on this machine shares its cores, so the upload waits for a slot.
@@ -54,6 +55,8 @@ const probeBytes = 4100;
  */
 const proposalsInFlightMax = 2;
 const recordsPerProposalMax = 64;
+/** Chunks of one upload coded here and not yet recorded (coding, or their output being written). */
+const codedChunksHeldMax = 6;
 const fileNameBytesMax = 255;
 
 export const codecName = 'dcas-huffman-v1';
@@ -252,20 +255,20 @@ export async function startUploadSession(request: UploadRequest, context: Upload
    * Locality: a chunk of the original is coded on this node when its worker has a free slot, and
    * recorded done at once (node: this gateway, attempt 1); only the coded chunk is staged. When the
    * slots are busy it waits for one (or, with peers on other machines, stages the raw bytes for the
-   * coordinator to assign). Coding runs beside the upload, which goes
-   * on reading; a node that keeps originals stages every chunk raw, as the merge composes them.
+   * coordinator to assign). Coding runs beside the upload, which goes on reading. A node that keeps
+   * originals stages every chunk raw (the merge composes them), as does one with codeAtGateway off.
    */
   async function place(piece: Uint8Array): Promise<void> {
     if (codingFailure !== undefined) throw codingFailure;
     const inputBytes = piece.length;
     const index = await nextChunk(inputBytes);
     const assignedAt = new Date().toISOString();
-    const codeHere = () => (config.keepOriginal ? undefined : context.compressHere?.(id, index, piece));
-    let coding = codeHere();
-    while (coding === undefined && codingHere.size > 0 && context.peersElsewhere?.() !== true) {
-      await Promise.race(codingHere);
-      coding = codeHere();
-    }
+    const { compressHere, slotFreed } = context;
+    if (config.keepOriginal || !config.codeAtGateway || compressHere === undefined) return stage(index, piece, { originalBytes: inputBytes, checksum: null });
+    // Coded chunks waiting for their write hold memory: a few per upload.
+    while (codingHere.size >= codedChunksHeldMax) await Promise.race(codingHere);
+    let coding = compressHere(id, index, piece);
+    while (coding === undefined && context.peersElsewhere?.() === false && slotFreed !== undefined && (await slotFreed())) coding = compressHere(id, index, piece);
     if (coding === undefined) return stage(index, piece, { originalBytes: inputBytes, checksum: null });
     const recorded: Promise<void> = coding
       .then((coded) =>

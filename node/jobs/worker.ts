@@ -55,6 +55,8 @@ export interface Worker {
    * whichever node the coordinator picks. `bytes` is transferred to a codec thread.
    */
   compressHere(job: string, index: number, bytes: Uint8Array): Promise<CodedHere> | undefined;
+  /** Resolves when a slot may be free for compressHere: true, or false once the worker has stopped. */
+  slotFreed(): Promise<boolean>;
 }
 
 interface Coded {
@@ -77,6 +79,7 @@ export function createWorker(options: WorkerOptions): Worker {
   let running = false;
   let unsubscribe: (() => void) | undefined;
   const idle = new Set<Promise<void>>();
+  const slotWaiters: Array<() => void> = [];
 
   function offer(chunk: ChunkRecord): void {
     if (chunk.state !== 'assigned' || chunk.node !== name) return;
@@ -85,6 +88,11 @@ export function createWorker(options: WorkerOptions): Worker {
     seen.add(id);
     queue.push(chunk);
     pump();
+  }
+
+  /** Wakes whoever waits for a slot (slotFreed) once the queue has had its turn. */
+  function wakeSlotWaiters(): void {
+    for (const resolve of slotWaiters.splice(0)) resolve();
   }
 
   function pump(): void {
@@ -100,6 +108,7 @@ export function createWorker(options: WorkerOptions): Worker {
       idle.add(work);
     }
     stats.queued = queue.length;
+    if (!running || stats.inFlight < options.concurrency) wakeSlotWaiters();
   }
 
   /** Codes original bytes into a whole .dcz chunk record (header and frame). `input` is transferred. */
@@ -203,20 +212,27 @@ export function createWorker(options: WorkerOptions): Worker {
     },
     async stop() {
       running = false;
+      wakeSlotWaiters();
       unsubscribe?.();
       await Promise.allSettled([...idle]);
     },
     stats: () => ({ ...stats, queued: queue.length }),
     compressHere(job, index, bytes) {
-      return inFreeSlot(async () => {
-        const started = performance.now();
-        const inputBytes = bytes.length;
-        const coded = await compress(bytes);
-        const seconds = (performance.now() - started) / 1000;
+      const inputBytes = bytes.length;
+      const started = performance.now();
+      // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
+      const coding = inFreeSlot(() => compress(bytes));
+      return coding?.then(async (coded) => {
+        noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
         const output = await stageOutput(job, index, localAttempt, coded);
-        noteCoded(inputBytes, coded, seconds);
         return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt };
       });
+    },
+    async slotFreed() {
+      if (!running) return false;
+      if (stats.inFlight < options.concurrency && queue.length === 0) return true;
+      await new Promise<void>((resolve) => slotWaiters.push(resolve));
+      return running;
     },
   };
 }
