@@ -56,7 +56,7 @@ const probeBytes = 4100;
 const proposalsInFlightMax = 2;
 const recordsPerProposalMax = 64;
 /** Chunks of one upload coded here and not yet recorded (coding, or their output being written). */
-const codedChunksHeldMax = 4;
+const codedChunksHeldMax = 2;
 const fileNameBytesMax = 255;
 
 export const codecName = 'dcas-huffman-v1';
