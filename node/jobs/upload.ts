@@ -404,7 +404,12 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       if (received > config.uploadBytesMax) return failed(new JobError('TOO_LARGE', `upload exceeds this node's limit of ${config.uploadBytesMax} bytes`));
       if (request.size !== undefined && received > request.size) return failed(new JobError('BAD_INPUT', `upload sent more than its declared ${request.size} bytes`));
       if (!input.write(bytes)) {
-        const drained = once(input, 'drain').then(() => undefined);
+        // A consumer that stopped destroys the stream, so the wait for 'drain' fails with an AbortError:
+        // the consumer's own error (it may still be waiting for chunks coded here) is the reason.
+        const drained = once(input, 'drain').then(
+          () => undefined,
+          () => consumed.then(() => undefined),
+        );
         await Promise.race([drained, consumed.then(() => undefined)]).catch(failed);
       }
     },
