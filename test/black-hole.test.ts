@@ -22,10 +22,14 @@ test.after(async () => {
   await cluster?.destroy();
 });
 
+/** The black hole is admitted as a worker the way a real one joins a pinned cluster: with the join token. */
+const joinToken = 'black-hole-test-join-token';
+
 // Set up in a test, not a before hook: uvu reports a throwing hook as zero tests passed, exit code 0.
 test('a black hole with the cluster key joins 3 nodes; they see an alive worker advertising 64 threads', async () => {
   // The black hole is an admitted worker (it holds the join token): admission alone must not earn work.
-  cluster = await createTestCluster({ nodes: 3, overrides: { jobs: { leaseMs, attemptsMax: 3 } }, edit: (config) => ({ ...config, joinToken: 'black-hole-test-join-token' }) });
+  // Gateways stage every chunk raw: the coordinator must be the one choosing who codes them.
+  cluster = await createTestCluster({ nodes: 3, overrides: { jobs: { leaseMs, attemptsMax: 3, codeAtGateway: false } }, edit: (config) => ({ ...config, joinToken }) });
   for (const name of names) cluster.start(name);
   await waitFor('3 alive members and one coordinator', 30_000, () => cluster.agreed(3), () => cluster.logs());
   blackHole = await startBlackHole({ cluster: cluster.configs[0] });

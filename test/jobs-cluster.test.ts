@@ -16,7 +16,9 @@ let cluster: TestCluster;
 const chunkSize = 64 * 1024;
 
 test.before(async () => {
-  cluster = await createTestCluster({ nodes: 4, overrides: { jobs: { leaseMs: 4_000, attemptsMax: 5 } } });
+  // Gateways stage every chunk raw here: these tests are about the coordinator spreading chunks over
+  // nodes and reassigning them, which a gateway coding its own chunks would bypass.
+  cluster = await createTestCluster({ nodes: 4, overrides: { jobs: { leaseMs: 4_000, attemptsMax: 5, codeAtGateway: false } } });
   // Make node4 a worker-only node: it receives the log as a learner and codes chunks, but never votes.
   for (const config of cluster.configs) cluster.start(config.name);
   await waitFor('4 alive members and one coordinator', 30_000, () => cluster.agreed(4), () => cluster.logs());

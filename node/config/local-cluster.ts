@@ -42,8 +42,10 @@ export function localClusterConfigs(options: LocalClusterOptions): NodeConfig[] 
   const names = Array.from({ length: options.nodes }, (_, index) => `node${index + 1}`);
   const voters = names.slice(0, localClusterVotersMax);
   const p2pAddress = (index: number) => `/ip4/127.0.0.1/tcp/${basePort + 100 + index + 1}`;
-  // Worker threads of all local nodes share this machine's cores.
-  const workers = Math.max(1, Math.floor(availableParallelism() / options.nodes));
+  // Every node gets a thread per core: a gateway codes the chunks it receives itself (jobs.codeAtGateway),
+  // so the node taking an upload is the busy one, and a share of the cores would leave it one thread of
+  // two on a 2-core machine with 3 nodes. The threads of idle nodes cost memory, not CPU.
+  const workers = availableParallelism();
 
   return names.map((name, index) => {
     const input: NodeConfigInput = {

@@ -185,6 +185,11 @@ const jobs = z.strictObject({
   diskReserveBytes: integerIn(0, Number.MAX_SAFE_INTEGER).default(256 * mebibyte),
   /** Keep the original upload's staged chunks after the job completes. */
   keepOriginal: z.boolean(expecting('true or false')).default(false),
+  /**
+   * A gateway codes the chunks of an upload itself while its worker has a free slot (locality) and
+   * stages only the coded chunks; false stages every chunk raw for the coordinator to assign.
+   */
+  codeAtGateway: z.boolean(expecting('true or false')).default(true),
 });
 
 const folderBlobStore = z.strictObject({

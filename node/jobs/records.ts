@@ -53,7 +53,11 @@ export interface ChunkRecord {
   /** Every lease that lapsed on this chunk, whoever held it (absent until the first; bounded by the scheduler). */
   lapses?: number;
   lastError: string | null;
-  /** The staged input: original bytes (compress) or a whole chunk record of a .dcz (decompress). */
+  /**
+   * The staged input: original bytes (compress) or a whole chunk record of a .dcz (decompress). A chunk
+   * its gateway coded itself (recorded "done" from the start) has none: the key is where it would be.
+   * Gateways code locally only when originals are not kept, so a merge that keeps them finds them all.
+   */
   input: string;
   inputBytes: number;
   originalBytes: number;
@@ -127,6 +131,20 @@ export async function casJob(state: ReplicatedState, before: JobRecord, after: J
 export async function casChunk(state: ReplicatedState, before: ChunkRecord | null, after: ChunkRecord): Promise<boolean> {
   const key = chunkKey(after.job, after.index);
   const result = await state.propose({ guards: [{ key, equals: before === null ? null : asValue(before) }], ops: [{ op: 'put', key, value: asValue(after) }] });
+  return result.applied;
+}
+
+/**
+ * Records new chunks in one command, all or none: each must still be absent when the log reaches it.
+ * A gateway proposes what arrived while its previous proposal was in flight, so a large upload costs
+ * a few dozen log entries rather than one per chunk.
+ */
+export async function createChunks(state: ReplicatedState, records: readonly ChunkRecord[]): Promise<boolean> {
+  const keys = records.map((record) => chunkKey(record.job, record.index));
+  const result = await state.propose({
+    guards: keys.map((key) => ({ key, equals: null })),
+    ops: records.map((record, i) => ({ op: 'put', key: keys[i], value: asValue(record) })),
+  });
   return result.applied;
 }
 

@@ -234,7 +234,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
   const own = ownAddresses();
 
   /**
-   * Members worth sending decoding work to: alive, and on another machine. A peer on this machine
+   * Members worth sending work to (decoding, and raw chunks while this node is busy): alive, and on another machine. A peer on this machine
    * shares its cores with us, and shipping it a chunk costs encryption at both ends, so there it
    * only slows a download down (measured: 4x slower on a 3-node cluster on one 2-core machine).
    */
@@ -314,7 +314,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       uploads++;
       let session;
       try {
-        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads-- });
+        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => decodePeers().length > 0 });
       } catch (error) {
         uploads--;
         throw error;

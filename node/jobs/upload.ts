@@ -16,8 +16,9 @@ import { CodecError, format, rechunk, streamSource, type ByteSource } from '../c
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
-import { blobKeys, casChunk, chunkKey, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
+import type { Worker } from './worker.ts';
 
 /** An upload as the jobs room runs it; the service turns the finished record into a JobView. */
 export interface StagingSession {
@@ -37,10 +38,25 @@ export interface UploadContext {
   space: SpaceGuard;
   /** Called when the session ends, either way. */
   onEnd: () => void;
+  /** This node's worker: chunks it has a free slot for are coded here, where their bytes already are. */
+  compressHere?: Worker['compressHere'];
+  slotFreed?: Worker['slotFreed'];
+  /**
+   * True when a live peer runs on another machine. Only then is a chunk worth staging raw while this
+   * node's slots are busy: a peer on this machine shares its cores, so the upload waits for a slot.
+   */
+  peersElsewhere?: () => boolean;
 }
 
 const probeBytes = 4100;
-const proposalsInFlightMax = 8;
+/**
+ * Chunk records travel in batches: at most this many proposals of one upload in flight, each with
+ * whatever chunks arrived meanwhile, at most recordsPerProposalMax of them (about 500 bytes each).
+ */
+const proposalsInFlightMax = 2;
+const recordsPerProposalMax = 64;
+/** Chunks of one upload coded here and not yet recorded (coding, or their output being written). */
+const codedChunksHeldMax = 2;
 const fileNameBytesMax = 255;
 
 export const codecName = 'dcas-huffman-v1';
@@ -108,6 +124,57 @@ async function checkRoomForUpload(context: UploadContext, bytes: number, fileNam
   }
 }
 
+interface RecordProposer {
+  /** Queues a new chunk record; waits while a whole batch is already queued. Throws once a batch failed. */
+  add(record: ChunkRecord): Promise<void>;
+  /** Waits until every queued record is recorded; throws if any batch failed. */
+  drain(): Promise<void>;
+  /** Waits until no proposal is in flight, whatever their outcome. */
+  settle(): Promise<void>;
+}
+
+/** Group commit of one upload's chunk records: each proposal carries what queued while the last was in flight. */
+function createRecordProposer(state: ReplicatedState, jobId: string): RecordProposer {
+  const waiting: ChunkRecord[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+
+  function send(): void {
+    const batch = waiting.splice(0, recordsPerProposalMax);
+    const settled: Promise<void> = createChunks(state, batch)
+      .then((applied) => {
+        if (!applied) throw new Error(`job ${jobId}: chunks ${batch[0].index} to ${batch[batch.length - 1].index} were already recorded`);
+      })
+      .catch((error: unknown) => {
+        failure ??= error;
+      })
+      .finally(() => {
+        inFlight.delete(settled);
+        if (waiting.length > 0 && failure === undefined) send();
+      });
+    inFlight.add(settled);
+  }
+
+  async function settle(): Promise<void> {
+    while (inFlight.size > 0) await Promise.race(inFlight);
+  }
+
+  return {
+    async add(record) {
+      if (failure !== undefined) throw failure;
+      waiting.push(record);
+      if (inFlight.size < proposalsInFlightMax) send();
+      while (waiting.length >= recordsPerProposalMax && failure === undefined) await Promise.race(inFlight);
+      if (failure !== undefined) throw failure;
+    },
+    async drain() {
+      await settle();
+      if (failure !== undefined) throw failure;
+    },
+    settle,
+  };
+}
+
 export async function startUploadSession(request: UploadRequest, context: UploadContext): Promise<StagingSession> {
   const { state, blobs, config, logger, space } = context;
   const { fileName, chunkSize } = validateUploadRequest(request, config);
@@ -142,17 +209,23 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   if (!created.applied) throw new JobError('UNAVAILABLE', `job id ${id} collided; retry the upload`);
 
   const input = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const proposals = new Set<Promise<void>>();
+  const records = createRecordProposer(state, id);
+  /** Chunks being coded on this node right now (bounded by the worker's slots). */
+  const codingHere = new Set<Promise<void>>();
+  let codingFailure: unknown;
   let received = 0;
   let chunks = 0;
   let ended = false;
 
-  async function stage(bytes: Uint8Array, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): Promise<void> {
+  /** The next chunk's index, once the disk has room for its bytes. */
+  async function nextChunk(bytes: number): Promise<number> {
     const index = chunks++;
-    const key = blobKeys.input(id, index);
-    await space.check(bytes.length, `upload ${id}: chunk ${index}`);
-    await blobs.put(key, bytes);
-    const record: ChunkRecord = {
+    await space.check(bytes, `upload ${id}: chunk ${index}`);
+    return index;
+  }
+
+  function pendingRecord(index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): ChunkRecord {
+    return {
       job: id,
       index,
       state: 'pending',
@@ -160,8 +233,8 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       node: null,
       failures: 0,
       lastError: null,
-      input: key,
-      inputBytes: bytes.length,
+      input: blobKeys.input(id, index),
+      inputBytes,
       originalBytes: fields.originalBytes,
       checksum: fields.checksum,
       output: null,
@@ -169,13 +242,58 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       assignedAt: null,
       doneAt: null,
     };
-    const proposal = casChunk(state, null, record).then((applied) => {
-      if (!applied) throw new Error(`job ${id}: chunk ${index} was recorded twice`);
-    });
-    proposal.catch(() => {});
-    proposals.add(proposal);
-    void proposal.finally(() => proposals.delete(proposal)).catch(() => {});
-    if (proposals.size >= proposalsInFlightMax) await Promise.race(proposals);
+  }
+
+  /** Stages a chunk's raw bytes for whichever node the coordinator assigns it to. */
+  async function stage(index: number, bytes: Uint8Array, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): Promise<void> {
+    const record = pendingRecord(index, bytes.length, fields);
+    await blobs.put(record.input, bytes);
+    await records.add(record);
+  }
+
+  /**
+   * Locality: a chunk of the original is coded on this node when its worker has a free slot, and
+   * recorded done at once (node: this gateway, attempt 1); only the coded chunk is staged. When the
+   * slots are busy it waits for one (or, with peers on other machines, stages the raw bytes for the
+   * coordinator to assign). Coding runs beside the upload, which goes on reading. A node that keeps
+   * originals stages every chunk raw (the merge composes them), as does one with codeAtGateway off.
+   */
+  async function place(piece: Uint8Array): Promise<void> {
+    if (codingFailure !== undefined) throw codingFailure;
+    const inputBytes = piece.length;
+    const index = await nextChunk(inputBytes);
+    const assignedAt = new Date().toISOString();
+    const { compressHere, slotFreed } = context;
+    if (config.keepOriginal || !config.codeAtGateway || compressHere === undefined) return stage(index, piece, { originalBytes: inputBytes, checksum: null });
+    // Coded chunks waiting for their write hold memory: a few per upload.
+    while (codingHere.size >= codedChunksHeldMax) await Promise.race(codingHere);
+    let coding = compressHere(id, index, piece);
+    while (coding === undefined && context.peersElsewhere?.() === false && slotFreed !== undefined && (await slotFreed())) coding = compressHere(id, index, piece);
+    if (coding === undefined) return stage(index, piece, { originalBytes: inputBytes, checksum: null });
+    const recorded: Promise<void> = coding
+      .then((coded) =>
+        records.add({
+          ...pendingRecord(index, inputBytes, coded),
+          state: 'done',
+          attempt: coded.attempt,
+          node: context.node,
+          output: coded.output,
+          outputBytes: coded.outputBytes,
+          assignedAt,
+          doneAt: new Date().toISOString(),
+        }),
+      )
+      .catch((error: unknown) => {
+        codingFailure ??= error;
+      })
+      .finally(() => codingHere.delete(recorded));
+    codingHere.add(recorded);
+  }
+
+  /** Waits for the chunks coded here; the first failure among them fails the upload. */
+  async function codedHere(): Promise<void> {
+    await Promise.all(codingHere);
+    if (codingFailure !== undefined) throw codingFailure;
   }
 
   /** Compress mode: cut into chunkSize pieces; hash and sniff the original on the way. */
@@ -183,11 +301,17 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     const hash = createHash('sha256');
     let probe = new Uint8Array(0);
     let originalSize = 0;
-    for await (const piece of rechunk(input, chunkSize)) {
-      hash.update(piece);
-      if (probe.length < probeBytes) probe = Buffer.concat([probe, piece.subarray(0, probeBytes - probe.length)]);
-      originalSize += piece.length;
-      await stage(piece, { originalBytes: piece.length, checksum: null });
+    try {
+      for await (const piece of rechunk(input, chunkSize)) {
+        hash.update(piece);
+        if (probe.length < probeBytes) probe = Buffer.concat([probe, piece.subarray(0, probeBytes - probe.length)]);
+        originalSize += piece.length;
+        await place(piece);
+      }
+      await codedHere();
+    } finally {
+      // A failed upload cleans up its staged blobs: no chunk coded here may land after that.
+      await Promise.all(codingHere);
     }
     return { originalSize, sha256: hash.digest('hex'), mime: await detectMime(probe), compressedSize: null };
   }
@@ -215,7 +339,8 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       const frame = await exact(fields.compressedBytes, `chunk ${entries.length}`);
       entries.push({ offset, ...fields });
       offset += format.chunkHeaderBytes + fields.compressedBytes;
-      await stage(Buffer.concat([record, frame]), { originalBytes: fields.originalBytes, checksum: fields.checksum });
+      const staged = Buffer.concat([record, frame]);
+      await stage(await nextChunk(staged.length), staged, { originalBytes: fields.originalBytes, checksum: fields.checksum });
     }
     const countBytes = await exact(4, 'index');
     const count = Buffer.from(countBytes).readUInt32LE(0);
@@ -237,7 +362,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   }
 
   const consumed = (request.mode === 'compress' ? consumeOriginal() : consumeContainer()).then(async (fields) => {
-    await Promise.all(proposals);
+    await records.drain();
     return fields;
   });
   consumed.catch(() => input.destroy());
@@ -253,7 +378,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     input.destroy();
     // Wait until the consumer has stopped: a chunk it was staging must not land after the cleanup.
     await consumed.catch(() => {});
-    await Promise.allSettled(proposals);
+    await records.settle();
     const chunkKeys = (await readChunks(state, id).catch(() => [])).map((chunk) => chunkKey(id, chunk.index));
     await updateJob(
       state,
@@ -279,7 +404,12 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       if (received > config.uploadBytesMax) return failed(new JobError('TOO_LARGE', `upload exceeds this node's limit of ${config.uploadBytesMax} bytes`));
       if (request.size !== undefined && received > request.size) return failed(new JobError('BAD_INPUT', `upload sent more than its declared ${request.size} bytes`));
       if (!input.write(bytes)) {
-        const drained = once(input, 'drain').then(() => undefined);
+        // A consumer that stopped destroys the stream, so the wait for 'drain' fails with an AbortError:
+        // the consumer's own error (it may still be waiting for chunks coded here) is the reason.
+        const drained = once(input, 'drain').then(
+          () => undefined,
+          () => consumed.then(() => undefined),
+        );
         await Promise.race([drained, consumed.then(() => undefined)]).catch(failed);
       }
     },

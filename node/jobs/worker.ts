@@ -35,11 +35,38 @@ export interface WorkerStats {
   kernelMBps: number;
 }
 
+/** A chunk coded where it arrived, its output staged: what its gateway records as done. */
+export interface CodedHere {
+  output: string;
+  outputBytes: number;
+  checksum: number;
+  originalBytes: number;
+  attempt: number;
+}
+
 export interface Worker {
   start(): Promise<void>;
   stop(): Promise<void>;
   stats(): WorkerStats;
+  /**
+   * Locality: codes original bytes this node's gateway holds in memory, in one of the worker's own
+   * slots, and stages only the coded chunk record, sparing the raw bytes a trip through the blob store
+   * and another node. Undefined when every slot is busy: the caller stages the raw bytes instead, for
+   * whichever node the coordinator picks. `bytes` is transferred to a codec thread.
+   */
+  compressHere(job: string, index: number, bytes: Uint8Array): Promise<CodedHere> | undefined;
+  /** Resolves when a slot may be free for compressHere: true, or false once the worker has stopped. */
+  slotFreed(): Promise<boolean>;
 }
+
+interface Coded {
+  output: Uint8Array;
+  checksum: number;
+  originalBytes: number;
+}
+
+/** A chunk coded by its gateway counts as the first assignment of the chunk, to that gateway. */
+const localAttempt = 1;
 
 const taskId = (chunk: ChunkRecord) => `${chunk.job}/${chunk.index}/${chunk.attempt}`;
 
@@ -52,6 +79,7 @@ export function createWorker(options: WorkerOptions): Worker {
   let running = false;
   let unsubscribe: (() => void) | undefined;
   const idle = new Set<Promise<void>>();
+  const slotWaiters: Array<() => void> = [];
 
   function offer(chunk: ChunkRecord): void {
     if (chunk.state !== 'assigned' || chunk.node !== name) return;
@@ -60,6 +88,11 @@ export function createWorker(options: WorkerOptions): Worker {
     seen.add(id);
     queue.push(chunk);
     pump();
+  }
+
+  /** Wakes whoever waits for a slot (slotFreed) once the queue has had its turn. */
+  function wakeSlotWaiters(): void {
+    for (const resolve of slotWaiters.splice(0)) resolve();
   }
 
   function pump(): void {
@@ -75,20 +108,58 @@ export function createWorker(options: WorkerOptions): Worker {
       idle.add(work);
     }
     stats.queued = queue.length;
+    if (!running || stats.inFlight < options.concurrency) wakeSlotWaiters();
   }
 
-  async function code(chunk: ChunkRecord, mode: 'compress' | 'decompress'): Promise<{ output: Uint8Array; checksum: number; originalBytes: number }> {
+  /** Codes original bytes into a whole .dcz chunk record (header and frame). `input` is transferred. */
+  async function compress(input: Uint8Array): Promise<Coded> {
+    const originalBytes = input.length;
+    const { frame, checksum } = await pool.compress(input);
+    const header = format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum });
+    return { output: Buffer.concat([header, frame]), checksum, originalBytes };
+  }
+
+  function noteCoded(bytesIn: number, coded: Coded, seconds: number): void {
+    stats.chunksCoded++;
+    stats.bytesIn += bytesIn;
+    stats.bytesOut += coded.output.length;
+    recent.push({ bytes: coded.originalBytes, seconds });
+    if (recent.length > 32) recent.shift();
+    const total = recent.reduce((sum, sample) => ({ bytes: sum.bytes + sample.bytes, seconds: sum.seconds + sample.seconds }), { bytes: 0, seconds: 0 });
+    stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
+  }
+
+  async function code(chunk: ChunkRecord, mode: 'compress' | 'decompress'): Promise<Coded> {
     const input = await blobs.get(chunk.input);
-    if (mode === 'compress') {
-      const originalBytes = input.length;
-      const { frame, checksum } = await pool.compress(input);
-      const header = format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum });
-      return { output: Buffer.concat([header, frame]), checksum, originalBytes };
-    }
+    if (mode === 'compress') return compress(input);
     // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
     const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax);
     const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`);
     return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes };
+  }
+
+  async function stageOutput(job: string, index: number, attempt: number, coded: Coded): Promise<string> {
+    const outputKey = blobKeys.output(job, index, attempt, randomBytes(4).toString('hex'));
+    await blobs.put(outputKey, coded.output);
+    return outputKey;
+  }
+
+  /** Runs `work` in one of the worker's slots, taken now; undefined when every slot is busy. */
+  function inFreeSlot<T>(work: () => Promise<T>): Promise<T> | undefined {
+    // Assigned chunks waiting here come first: their leases are running.
+    if (!running || stats.inFlight >= options.concurrency || queue.length > 0) return undefined;
+    stats.inFlight++;
+    const done = work().finally(() => {
+      stats.inFlight--;
+      idle.delete(settled);
+      pump();
+    });
+    const settled = done.then(
+      () => {},
+      () => {},
+    );
+    idle.add(settled);
+    return done;
   }
 
   async function run(chunk: ChunkRecord): Promise<void> {
@@ -98,8 +169,7 @@ export function createWorker(options: WorkerOptions): Worker {
     try {
       const coded = await code(chunk, job.mode);
       const seconds = (performance.now() - started) / 1000;
-      const outputKey = blobKeys.output(chunk.job, chunk.index, chunk.attempt, randomBytes(4).toString('hex'));
-      await blobs.put(outputKey, coded.output);
+      const outputKey = await stageOutput(chunk.job, chunk.index, chunk.attempt, coded);
       const done: ChunkRecord = {
         ...chunk,
         state: 'done',
@@ -111,13 +181,7 @@ export function createWorker(options: WorkerOptions): Worker {
       };
       const won = await casChunk(state, chunk, done);
       if (won) {
-        stats.chunksCoded++;
-        stats.bytesIn += chunk.inputBytes;
-        stats.bytesOut += coded.output.length;
-        recent.push({ bytes: coded.originalBytes, seconds });
-        if (recent.length > 32) recent.shift();
-        const total = recent.reduce((sum, sample) => ({ bytes: sum.bytes + sample.bytes, seconds: sum.seconds + sample.seconds }), { bytes: 0, seconds: 0 });
-        stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
+        noteCoded(chunk.inputBytes, coded, seconds);
       } else {
         // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
         await blobs.delete(outputKey).catch(() => {});
@@ -148,9 +212,27 @@ export function createWorker(options: WorkerOptions): Worker {
     },
     async stop() {
       running = false;
+      wakeSlotWaiters();
       unsubscribe?.();
       await Promise.allSettled([...idle]);
     },
     stats: () => ({ ...stats, queued: queue.length }),
+    compressHere(job, index, bytes) {
+      const inputBytes = bytes.length;
+      const started = performance.now();
+      // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
+      const coding = inFreeSlot(() => compress(bytes));
+      return coding?.then(async (coded) => {
+        noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
+        const output = await stageOutput(job, index, localAttempt, coded);
+        return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt };
+      });
+    },
+    async slotFreed() {
+      if (!running) return false;
+      if (stats.inFlight < options.concurrency && queue.length === 0) return true;
+      await new Promise<void>((resolve) => slotWaiters.push(resolve));
+      return running;
+    },
   };
 }

@@ -55,6 +55,9 @@ export async function startBlackHole(options: BlackHoleOptions): Promise<BlackHo
       ...(options.cluster.peers === undefined ? {} : { peers: options.cluster.peers }),
       ...(options.cluster.joinToken === undefined ? {} : { joinToken: options.cluster.joinToken }),
       ...(options.cluster.pskFile === undefined ? {} : { pskFile: options.cluster.pskFile }),
+      // Admission: the cluster's pinned peers, and its join token when it has one (as a real worker).
+      ...(options.cluster.peers === undefined ? {} : { peers: options.cluster.peers }),
+      ...(options.cluster.joinToken === undefined ? {} : { joinToken: options.cluster.joinToken }),
     },
     { source: `<black hole ${name}>`, baseDir: dataDir },
   );
