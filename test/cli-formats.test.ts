@@ -43,6 +43,38 @@ test('--codec nope and --codec gzip:10 are one-line usage errors (exit 2) naming
   });
 });
 
+test('level flags as zstd\'s: -19 alone picks zstd:19, -9 sets the level of --format gz, and dcas -d restores both', async () => {
+  await withTempDir(async (dir) => {
+    const data = textLike(150_000, 5);
+    await writeFile(join(dir, 'in.txt'), data);
+    const zstd = await run(['-19', '-q', 'in.txt'], dir);
+    assert.is(zstd.code, 0, zstd.stderr);
+    const container = await readFile(join(dir, 'in.txt.dcz'));
+    assert.is(container[10], 3, 'codec byte: zstd');
+    assert.is(container[11], 19, 'level byte');
+    const gzip = await run(['compress', '--format', 'gz', '-9', '-q', 'in.txt'], dir);
+    assert.is(gzip.code, 0, gzip.stderr);
+    const restored = await run(['-d', '-q', '-c', 'in.txt.gz'], dir);
+    assert.is(restored.code, 0, restored.stderr);
+    assert.ok(restored.stdoutBytes.equals(data));
+    const fromDcz = await run(['-d', '-q', 'in.txt.dcz', '-o', 'out.txt'], dir);
+    assert.is(fromDcz.code, 0, fromDcz.stderr);
+    assert.ok((await readFile(join(dir, 'out.txt'))).equals(data));
+  });
+});
+
+test('a level the codec does not have is a one-line usage error: -12 with gzip, -3 with huffman', async () => {
+  await withTempDir(async (dir) => {
+    await writeFile(join(dir, 'in.txt'), textLike(1000));
+    const gzip = await run(['compress', '-12', '--codec', 'gzip', 'in.txt'], dir);
+    assert.is(gzip.code, 2);
+    assertOneLineError(gzip, /gzip: level 12 is not valid \(levels 1-9, default 6\)/);
+    const huffman = await run(['compress', '-3', '--codec', 'huffman', 'in.txt'], dir);
+    assert.is(huffman.code, 2);
+    assertOneLineError(huffman, /huffman: level 3 is not valid \(no levels\)/);
+  });
+});
+
 const execFileAsync = promisify(execFile);
 
 /** Text with an incompressible stretch: 3.3 chunks of 64 KiB, so every format holds several pieces and a short last one. */

@@ -36,6 +36,12 @@ export function parseCodec(text: string): CodecChoice {
   }
 }
 
+/** `--level N` (what `-N` becomes): a whole number; whether the codec has that level is checked with the codec. */
+function parseLevel(text: string): number {
+  if (!/^\s*\d{1,2}\s*$/.test(text)) throw new InvalidArgumentError('expected a whole number, e.g. -19 or --level 19.');
+  return Number(text);
+}
+
 export function parsePositiveInteger(text: string): number {
   const value = Number(text);
   if (!/^\s*\d+\s*$/.test(text) || !Number.isInteger(value) || value < 1) throw new InvalidArgumentError('expected a positive whole number.');
@@ -80,6 +86,7 @@ function fileOptions(command: Command): Command {
 export function addCodecCommands(program: Command): void {
   fileOptions(program.command('compress').description('compress files into FILE.dcz (or stdin to stdout), locally on all cores'))
     .addOption(new Option('--codec <name[:level]>', `codec of every chunk: ${codecsDescribed()}`).argParser(parseCodec))
+    .addOption(new Option('--level <n>', 'the codec\'s level; -1 .. -19 are the same, as in zstd; without --codec it picks zstd at that level (huffman has no levels)').argParser(parseLevel))
     .addOption(new Option('--format <format>', 'output: dcz (the default), or zst, gz, xz, bz2 (one frame, member or stream per chunk: zstd -d, gunzip, xz -d, bzip2 -d read it; zst implies --codec zstd, and so on)').choices(outputFormats))
     .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)})`).argParser(parseChunkSize).default(format.chunkBytesDefault, '4MiB'))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('compress', files, options));

@@ -17,7 +17,9 @@ import {
   inputSource,
   listDczFile,
   resolveOutput,
+  checkedLevel,
   choiceName,
+  codecByName,
   huffmanChoice,
   suffixOf,
   CodecError,
@@ -26,12 +28,13 @@ import {
   writeAtomically,
   type ByteSink,
   type CodecChoice,
+  type CodecInfo,
   type OutputFormat,
   type FileResult,
   type StreamResult,
 } from '../codec/index.ts';
 import { describeError } from './errors.ts';
-import { CliError, exitFailure, exitUsage, formatBytes, printError, printJson, progressBar, type OutputOptions } from './output.ts';
+import { CliError, counted, exitFailure, exitUsage, formatBytes, printError, printJson, progressBar, type OutputOptions } from './output.ts';
 
 export interface FileCommandOptions extends OutputOptions {
   decompress?: boolean;
@@ -49,6 +52,8 @@ export interface FileCommandOptions extends OutputOptions {
   chunkSize?: number;
   codec?: CodecChoice;
   format?: OutputFormat;
+  /** `-1`..`-19` (or `--level N`): the codec's level, as zstd's flags; without `--codec` it picks zstd. */
+  level?: number;
 }
 
 type Verb = 'compress' | 'decompress' | 'test' | 'list';
@@ -77,11 +82,27 @@ function resolveFormat(options: FileCommandOptions): void {
   try {
     const resolved = resolveOutput(options.format, options.codec);
     options.format = resolved.format;
-    options.codec = resolved.codec;
+    options.codec = withLevel(resolved.codec, options.level);
   } catch (error) {
     if (error instanceof CodecError) throw new CliError(error.message, exitUsage);
     throw error;
   }
+}
+
+/**
+ * A level flag sets the level of the chosen codec, or picks zstd when no codec or format chose one (the
+ * default codec, huffman, has no levels): `dcas compress -19 f` does what `zstd -19 f` would.
+ */
+function withLevel(choice: CodecChoice | undefined, level: number | undefined): CodecChoice | undefined {
+  if (level === undefined) return choice;
+  const codec = choice?.codec ?? zstdCodec();
+  return { codec, level: checkedLevel(codec, level) };
+}
+
+function zstdCodec(): CodecInfo {
+  const codec = codecByName('zstd');
+  if (codec === undefined) throw new Error('the codec registry has no zstd');
+  return codec;
 }
 
 function toStdout(fromStdin: boolean, options: FileCommandOptions): boolean {
@@ -234,7 +255,7 @@ async function test(input: string, options: FileCommandOptions): Promise<void> {
   try {
     const result = await decompressTo(source, discardSink, { threads: options.threads === 0 ? undefined : options.threads });
     if (options.json) printJson({ command: 'test', input: displayName(input), ok: true, originalSize: result.originalBytes, chunks: result.chunks });
-    else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${result.chunks} chunks, ${formatBytes(result.originalBytes)}, ${result.checked ?? 'every checksum'} checked)\n`);
+    else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${counted(result.chunks, 'chunk')}, ${formatBytes(result.originalBytes)}, ${result.checked ?? 'every checksum'} checked)\n`);
   } finally {
     await source.close();
   }
@@ -296,7 +317,7 @@ function report(verb: Verb, result: FileResult, options: FileCommandOptions, dat
     else printJson(document);
   } else if (!options.quiet && (!dataOnStdout || options.verbose)) {
     const sizes = `${formatBytes(result.originalBytes)} original, ${formatBytes(result.compressedBytes)} compressed (ratio ${ratio.toFixed(3)})`;
-    const detail = options.verbose ? `, ${result.chunks} chunks` : '';
-    write(`${result.output}: ${sizes}, ${result.seconds.toFixed(2)} s, ${megabytesPerSecond.toFixed(0)} MB/s on ${result.threads} threads${detail}\n`);
+    const detail = options.verbose ? `, ${counted(result.chunks, 'chunk')}` : '';
+    write(`${result.output}: ${sizes}, ${result.seconds.toFixed(2)} s, ${megabytesPerSecond.toFixed(0)} MB/s on ${counted(result.threads, 'thread')}${detail}\n`);
   }
 }

@@ -56,6 +56,11 @@ export function printError(message: string): void {
   process.stderr.write(`dcas: ${escapeForTerminal(oneLine(message))}\n`);
 }
 
+/** "1 chunk", "3 chunks": a count with its noun, singular for one. */
+export function counted(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;

@@ -74,13 +74,19 @@ function withImpliedCommand(argv: readonly string[]): string[] {
   return [options.some((argument) => readingVerb.test(argument)) ? 'decompress' : 'compress', ...argv];
 }
 
+/** `-1` .. `-19` are levels, as in zstd and gzip: they become `--level N` (before `--`, which ends options). */
+function withLevelFlags(argv: readonly string[]): string[] {
+  const end = argv.includes('--') ? argv.indexOf('--') : argv.length;
+  return argv.flatMap((argument, index) => (index < end && /^-(1[0-9]|[1-9])$/.test(argument) ? ['--level', argument.slice(1)] : [argument]));
+}
+
 const program = new Command('dcas')
   .description('DCaS: distributed compression as a service, with a WebAssembly Huffman kernel')
   .version('0.1.0')
   .exitOverride()
   .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: (text) => writeUsageError(text) });
 
-const argv = withImpliedCommand(process.argv.slice(2));
+const argv = withLevelFlags(withImpliedCommand(process.argv.slice(2)));
 for (const group of groupsFor(argv)) await group.add(program);
 for (const command of program.commands) command.exitOverride();
 

@@ -20,6 +20,7 @@ export {
 } from './container.ts';
 export * as format from './format.ts';
 export {
+  checkedLevel,
   choiceName,
   codecByName,
   codecs,
