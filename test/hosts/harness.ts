@@ -18,6 +18,7 @@ import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput }
 import { pinPeers } from '../../node/cluster/host/index.ts';
 import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
+import { agreement } from '../support/cluster.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 const cpuCgroupRoot = '/sys/fs/cgroup/cpu';
@@ -415,12 +416,7 @@ function hostsView(prefix: string, dataDir: string, configs: NodeConfig[], layou
       return ((await response.json()) as { entries: Record<string, unknown> }).entries;
     },
     async agreed(alive, names = [...running.keys()]) {
-      const views = await Promise.all(names.map(status));
-      if (views.some((view) => view === undefined)) return undefined;
-      const coordinators = new Set(views.map((view) => view!.coordinator));
-      if (coordinators.size !== 1 || views[0]!.coordinator === null) return undefined;
-      if (views.some((view) => view!.members.filter((member) => member.status === 'alive').length !== alive)) return undefined;
-      return views[0];
+      return agreement(await Promise.all(names.map(status)), alive);
     },
     logs() {
       return [...running.entries()].map(([name, node]) => `--- ${name}\n${node.output.join('').slice(-3000)}`).join('\n');

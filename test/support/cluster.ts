@@ -12,6 +12,18 @@ import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-command
 import { freeBasePort } from '../../bench/local-cluster.ts';
 import { pinPeers } from '../../node/cluster/host/index.ts';
 
+/**
+ * The nodes' views agree when every node answers, all name the same coordinator, and each sees exactly
+ * `alive` members alive: the view they share, or undefined.
+ */
+export function agreement(views: readonly (ClusterStatusView | undefined)[], alive: number): ClusterStatusView | undefined {
+  if (views.some((view) => view === undefined)) return undefined;
+  const coordinators = new Set(views.map((view) => view!.coordinator));
+  if (coordinators.size !== 1 || views[0]!.coordinator === null) return undefined;
+  if (views.some((view) => view!.members.filter((member) => member.status === 'alive').length !== alive)) return undefined;
+  return views[0];
+}
+
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 
 export interface TestCluster {
@@ -108,12 +120,7 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
       return ((await response.json()) as { entries: Record<string, unknown> }).entries;
     },
     async agreed(alive, names = [...running.keys()]) {
-      const views = await Promise.all(names.map(status));
-      if (views.some((view) => view === undefined)) return undefined;
-      const coordinators = new Set(views.map((view) => view!.coordinator));
-      if (coordinators.size !== 1 || views[0]!.coordinator === null) return undefined;
-      if (views.some((view) => view!.members.filter((member) => member.status === 'alive').length !== alive)) return undefined;
-      return views[0];
+      return agreement(await Promise.all(names.map(status)), alive);
     },
     logs() {
       return [...running.entries()].map(([name, node]) => `--- ${name}\n${node.output.join('').slice(-3000)}`).join('\n');
