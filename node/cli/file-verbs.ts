@@ -72,16 +72,23 @@ function checkUsage(verb: Verb, inputs: readonly string[], options: FileCommandO
   }
 }
 
-/** `--format` and `--codec` together: a standard format needs its codec, and implies it when none is given. */
-function resolveFormat(options: FileCommandOptions): void {
+/**
+ * `--format` and `--codec` together (compress and upload): a standard format needs its codec, and implies
+ * it when none is given; a mismatch is a usage error.
+ */
+export function resolveCodecFormat(outputFormat: OutputFormat | undefined, codec: CodecChoice | undefined): { format: OutputFormat; codec: CodecChoice | undefined } {
   try {
-    const resolved = resolveOutput(options.format, options.codec);
-    options.format = resolved.format;
-    options.codec = resolved.codec;
+    return resolveOutput(outputFormat, codec);
   } catch (error) {
     if (error instanceof CodecError) throw new CliError(error.message, exitUsage);
     throw error;
   }
+}
+
+function resolveFormat(options: FileCommandOptions): void {
+  const resolved = resolveCodecFormat(options.format, options.codec);
+  options.format = resolved.format;
+  options.codec = resolved.codec;
 }
 
 function toStdout(fromStdin: boolean, options: FileCommandOptions): boolean {

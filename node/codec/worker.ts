@@ -9,6 +9,7 @@ import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
 import { choiceOf, codecHuffmanId } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import { loadKernel } from './kernel.ts';
+import { countText } from './text-counts.ts';
 import type { CodecTask, CodecTaskResult, CodecWorkerData } from './pool.ts';
 
 /** Piscina's protocol for returning a value whose buffer moves to the caller instead of being copied. */
@@ -41,8 +42,9 @@ export default async function run(task: CodecTask): Promise<CodecTaskResult | ob
   try {
     if (task.op === 'compress') {
       const checksum = crc32c(task.data);
+      const text = task.countText === true ? countText(task.data) : undefined;
       const frame = await compressWith(task);
-      return transferring({ ok: true, op: 'compress', frame, checksum }, frame);
+      return transferring({ ok: true, op: 'compress', frame, checksum, text }, frame);
     }
     const data = await decompressWith(task);
     if (task.checksum !== undefined && crc32c(data) !== task.checksum) {
