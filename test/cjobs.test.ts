@@ -11,6 +11,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
 import { codecs, countText, format, joinTextCounts } from '../node/codec/index.ts';
+import { loadKernel } from '../node/codec/kernel.ts';
 import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
 import { runDcas } from './support/dcas-process.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
@@ -191,20 +192,30 @@ test('a corrupted chunk of a job (.dcz, and each standard format) is detected an
   });
 });
 
-test('line and word counts are those of the pieces joined, over every split of small texts', () => {
+test('line and word counts: the kernel and the reference loop agree with wc, and joined pieces count as the whole', () => {
+  const kernel = loadKernel();
   const samples = ['', 'a', ' a b ', 'one two\nthree\r\nfour\tfive\vsix\fseven', 'word', '\n\n', 'ab cd', '  lead and trail  ', 'a\0b', '\u0001 \u0001', '\u0001a\u0001 b', 'x\u00ff\u00fe y', '\u0000\u0000'];
   for (const sample of samples) {
     const bytes = Buffer.from(sample);
-    const whole = countText(bytes);
     const expected = wc(bytes);
+    const whole = kernel.countText(bytes);
     assert.equal({ lines: whole.lines, words: whole.words }, expected, JSON.stringify(sample));
+    assert.equal(countText(bytes), whole, `reference loop on ${JSON.stringify(sample)}`);
     for (let cut = 1; cut < bytes.length; cut++) {
       for (let second = cut; second < bytes.length; second++) {
         const parts = [bytes.subarray(0, cut), bytes.subarray(cut, second), bytes.subarray(second)].filter((part) => part.length > 0);
-        assert.equal(joinTextCounts(parts.map(countText)), expected, `${JSON.stringify(sample)} cut at ${cut} and ${second}`);
+        assert.equal(joinTextCounts(parts.map((part) => kernel.countText(part))), expected, `${JSON.stringify(sample)} cut at ${cut} and ${second}`);
       }
     }
   }
+  // The kernel takes 16 bytes at a time: random mixes of word, whitespace and pass-over bytes, of every
+  // length up to a few blocks, against wc.
+  const alphabet = [0x20, 0x0a, 0x41, 0x00, 0xff, 0x09, 0x0d, 0x7e, 0x7f, 0x21, 0x01, 0x0b];
+  const mixes = Array.from({ length: 120 }, (_, seed) => Buffer.from(randomBytesSeeded(seed * 3, seed + 1)).map((byte) => alphabet[byte % alphabet.length]));
+  const all = Buffer.concat(mixes.flatMap((mix) => [mix, Buffer.from('\n')]));
+  const counted = mixes.map((mix) => kernel.countText(mix));
+  for (const [i, mix] of mixes.entries()) assert.equal(counted[i], countText(mix), `mix ${i}`);
+  assert.equal(joinTextCounts(mixes.flatMap((mix) => [kernel.countText(mix), kernel.countText(Buffer.from('\n'))])), wc(all));
 });
 
 test('a job counts lines and words as `wc -l -w` does, over chunk sizes that split words', async () => {

@@ -9,7 +9,6 @@ import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
 import { choiceOf, codecHuffmanId } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import { loadKernel } from './kernel.ts';
-import { countText } from './text-counts.ts';
 import type { CodecTask, CodecTaskResult, CodecWorkerData } from './pool.ts';
 
 /** Piscina's protocol for returning a value whose buffer moves to the caller instead of being copied. */
@@ -42,7 +41,7 @@ export default async function run(task: CodecTask): Promise<CodecTaskResult | ob
   try {
     if (task.op === 'compress') {
       const checksum = crc32c(task.data);
-      const text = task.countText === true ? countText(task.data) : undefined;
+      const text = task.countText === true ? kernel.countText(task.data) : undefined;
       const frame = await compressWith(task);
       return transferring({ ok: true, op: 'compress', frame, checksum, text }, frame);
     }
