@@ -91,6 +91,21 @@ test('every codec: a cluster job round trips byte-identical and records its code
   });
 });
 
+test('a .dcz of another codec (brotli:7) uploaded with mode decompress is decoded across the cluster', async () => {
+  const data = Buffer.concat([textLike(200_000, 31), randomBytesSeeded(30_000, 32)]);
+  await withClient(async (client) => {
+    const coded = await completed(client, data, { fileName: 'b.bin', codec: 'brotli:7' });
+    const dcz = await downloadAll(client, coded.id, true);
+    const uploaded = await client.upload(dcz, { fileName: 'b.bin.dcz', mode: 'decompress' });
+    const job = await client.waitForCompletion(uploaded.id);
+    assert.is(job.state, 'completed', job.error ?? '');
+    assert.is(job.codec, 'brotli');
+    assert.is(job.level, 7);
+    assert.ok((await downloadAll(client, job.id, false)).equals(data));
+    assert.ok((await downloadAll(client, job.id, true)).equals(dcz), 'the uploaded .dcz is kept as it was');
+  });
+});
+
 test('a level is kept: zstd:19 is recorded and its .dcz header says so', async () => {
   await withClient(async (client) => {
     const job = await completed(client, textLike(100_000, 8), { fileName: 'level.txt', codec: 'zstd:19' });

@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Logger } from 'pino';
 import { isNoSpaceError, ProposalError, type ReplicatedState } from '../cluster/replicated.ts';
-import { CodecError, format, outputFormats, parseCodecChoice, rechunk, resolveOutput, streamSource, type ByteSource, type OutputFormat } from '../codec/index.ts';
+import { choiceOf, CodecError, format, outputFormats, parseCodecChoice, rechunk, resolveOutput, streamSource, type ByteSource, type OutputFormat } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
@@ -351,7 +351,11 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       if (bytes.length !== length) throw new CodecError('TRUNCATED', `${what}: truncated`);
       return bytes;
     };
-    const header = format.decodeHeader(await source.read(format.headerBytes));
+    // Any codec of the registry: the workers decode each chunk with the codec the header names.
+    const header = format.decodeHeader(await source.read(format.headerBytes), { anyCodec: true });
+    const codec = choiceOf(header.codec, header.level ?? 0);
+    // Recorded before any chunk is staged: a worker assigned one reads the codec from the job.
+    await updateJob(state, id, (current) => (current.state === 'uploading' ? { ...current, codec: codec.codec.name, level: codec.level } : undefined));
     const entries: Array<{ offset: number; originalBytes: number; compressedBytes: number; checksum: number }> = [];
     let offset = format.headerBytes;
     for (;;) {
@@ -362,7 +366,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       const record = new Uint8Array(format.chunkHeaderBytes);
       record.set(tag, 0);
       record.set(await exact(format.chunkHeaderBytes - 4, `chunk ${entries.length} header`), 4);
-      const fields = format.decodeChunkHeader(record, entries.length, header.chunkBytes);
+      const fields = format.decodeChunkHeader(record, entries.length, header.chunkBytes, header.codec);
       const frame = await exact(fields.compressedBytes, `chunk ${entries.length}`);
       entries.push({ offset, ...fields });
       offset += format.chunkHeaderBytes + fields.compressedBytes;

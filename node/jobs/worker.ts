@@ -140,8 +140,9 @@ export function createWorker(options: WorkerOptions): Worker {
     const input = await blobs.get(chunk.input);
     if (mode === 'compress') return compress(input, coding);
     // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
-    const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax);
-    const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`);
+    const codecId = coding.choice.codec.id;
+    const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax, codecId);
+    const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`, coding.choice);
     return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes, text: null };
   }
 
