@@ -133,11 +133,13 @@ test('dcas upload --format zst|gz|xz|bz2: the compressed download is read by the
     const data = Buffer.concat([textLike(200_000, 11), Buffer.from('tail without newline')]);
     await writeFile(join(dir, 'notes.txt'), data);
     const server = ['--server', cluster.gateway('node2')];
+    let last = '';
     for (const [suffix, tool] of Object.entries(tools)) {
       const uploaded = await runDcas(['upload', 'notes.txt', '--format', suffix, '--chunk-size', '64KiB', '--wait', '--json', ...server], dir);
       assert.is(uploaded.code, 0, uploaded.stderr);
       const job = JSON.parse(uploaded.stdout) as JobView;
       assert.is(job.format, suffix);
+      last = job.id;
       const got = await runDcas(['download', job.id, '--compressed', '-o', `notes.${suffix}`, ...server], dir);
       assert.is(got.code, 0, got.stderr);
       const compressed = await readFile(join(dir, `notes.${suffix}`));
@@ -149,6 +151,13 @@ test('dcas upload --format zst|gz|xz|bz2: the compressed download is read by the
       assert.is(JSON.parse(original.stdout).verified, true);
       assert.ok((await readFile(join(dir, `notes.${suffix}.out`))).equals(data));
     }
+    const expected = wc(data);
+    const shown = await runDcas(['status', last, ...server], dir);
+    assert.is(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^codec\s+bzip2:9, format bz2$/m);
+    assert.match(shown.stdout, new RegExp(`^text\\s+${expected.lines} lines, ${expected.words} words$`, 'm'));
+    const listed = await runDcas(['jobs', ...server], dir);
+    assert.match(listed.stdout, new RegExp(`^${last} .* bzip2:9\\s+bz2\\s+notes\\.txt$`, 'm'));
     // The CLI refuses a mismatch before connecting, as compress does: usage, exit 2.
     const mismatch = await runDcas(['upload', 'notes.txt', '--format', 'gz', '--codec', 'xz', ...server], dir);
     assert.is(mismatch.code, 2);
