@@ -177,6 +177,10 @@ test('the HTTP upload takes codec and format; the job JSON shows them', async ()
   assert.is(job.format, 'gz');
   const compressed = Buffer.from(await (await fetch(`${base}/v1/jobs/${job.id}/compressed`)).arrayBuffer());
   assert.ok(execFileSync('gzip', ['-d', '-c'], { input: compressed }).equals(Buffer.from(data)));
+  // A range of the original crosses a chunk boundary: only the pieces covering it are decoded.
+  const ranged = await fetch(`${base}/v1/jobs/${job.id}/original`, { headers: { range: 'bytes=65000-70999' } });
+  assert.is(ranged.status, 206);
+  assert.ok(Buffer.from(await ranged.arrayBuffer()).equals(Buffer.from(data.subarray(65000, 71000))));
   const refused = await fetch(`${base}/v1/jobs?name=h.txt&codec=nope`, { method: 'POST', body: data });
   assert.is(refused.status, 400);
   assert.match(await refused.text(), /unknown codec/);
