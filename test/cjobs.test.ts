@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
 import { codecs, countText, format, joinTextCounts } from '../node/codec/index.ts';
 import { loadKernel } from '../node/codec/kernel.ts';
+import type { JobRecord } from '../node/jobs/records.ts';
+import { toView } from '../node/jobs/service.ts';
 import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
 import { runDcas } from './support/dcas-process.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
@@ -218,6 +220,34 @@ test('a corrupted chunk of a job (.dcz, and each standard format) is detected an
       await rejectsWith(downloadAll(client, job.id, false), new RegExp(`job ${job.id}: chunk 2: `), JSON.stringify(choice));
     }
   });
+});
+
+test('a job record from before codecs (codec "dcas-huffman-v1", no level, format or counts) reads as huffman in a .dcz', () => {
+  const old = {
+    id: '0123456789abcdef',
+    state: 'completed',
+    mode: 'compress',
+    fileName: 'old.txt',
+    chunkSize: 65536,
+    gateway: 'node1',
+    chunks: 1,
+    originalSize: 10,
+    compressedSize: 80,
+    sha256: 'ab'.repeat(32),
+    mime: 'text/plain',
+    codec: 'dcas-huffman-v1',
+    timestamps: {},
+    chunkNodes: { node1: 1 },
+    output: 'jobs/0123456789abcdef.dcz',
+    error: null,
+    processSeconds: 0.1,
+  } as JobRecord;
+  const view = toView(old, []);
+  assert.is(view.codec, 'huffman');
+  assert.is(view.level, 0);
+  assert.is(view.format, 'dcz');
+  assert.is(view.lines, null);
+  assert.is(view.words, null);
 });
 
 test('line and word counts: the kernel and the reference loop agree with wc, and joined pieces count as the whole', () => {
