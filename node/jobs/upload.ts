@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Logger } from 'pino';
 import { isNoSpaceError, ProposalError, type ReplicatedState } from '../cluster/replicated.ts';
-import { choiceOf, CodecError, format, outputFormats, parseCodecChoice, rechunk, resolveOutput, streamSource, type ByteSource, type OutputFormat } from '../codec/index.ts';
+import { choiceOf, CodecError, format, huffmanChoice, outputFormats, parseCodecChoice, rechunk, resolveOutput, streamSource, type ByteSource, type OutputFormat } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
@@ -76,7 +76,7 @@ export function validateCoding(request: UploadRequest): JobCoding {
   try {
     const codec = request.codec === undefined ? undefined : parseCodecChoice(String(request.codec).slice(0, 40));
     const resolved = resolveOutput(formatText as OutputFormat | undefined, codec);
-    return { choice: resolved.codec ?? parseCodecChoice('huffman'), format: resolved.format };
+    return { choice: resolved.codec ?? huffmanChoice, format: resolved.format };
   } catch (error) {
     if (error instanceof CodecError) throw new JobError('BAD_INPUT', error.message);
     throw error;
