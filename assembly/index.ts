@@ -6,6 +6,7 @@ import { BUFFER_SLACK_BYTES, CHUNK_BYTES_MAX } from './layout';
 import { initTables } from './huffman';
 import { compressChunk, frameBytesMax as frameBytesMaxOf } from './encode';
 import { decompressChunk, errorBlock, errorStream } from './decode';
+import { countTextAt } from './text';
 
 initTables();
 
@@ -69,3 +70,10 @@ export function failedBlock(): i32 {
 export function failedStream(): i32 {
   return errorStream;
 }
+
+/** Counts lines and words of the `length` input bytes (text.ts); read them with countedLines/Words/Edges. */
+export function countText(length: u32): void {
+  countTextAt(inputPointer, length);
+}
+
+export { countedLines, countedWords, countedEdges } from './text';

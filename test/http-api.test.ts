@@ -161,7 +161,8 @@ test('errors are {"error":{code,message}} with fitting statuses: 400, 401, 404, 
   await expect('/v1/jobs', {}, 401, 'AUTH');
   await expect('/v1/jobs/no-such-job', { headers: auth }, 404, 'NOT_FOUND');
   await expect('/v1/jobs/bad!id', { headers: auth }, 400, 'BAD_REQUEST');
-  await expect('/v1/jobs?name=x&codec=zstd', { method: 'POST', headers: auth, body: 'x' }, 400, 'BAD_REQUEST');
+  await expect('/v1/jobs?name=x&level=9', { method: 'POST', headers: auth, body: 'x' }, 400, 'BAD_REQUEST');
+  await expect('/v1/jobs?name=x&codec=nope', { method: 'POST', headers: auth, body: 'x' }, 400, 'BAD_INPUT');
   const notAllowed = await expect(`/v1/jobs/${completedId}`, { method: 'DELETE', headers: auth }, 405, 'METHOD_NOT_ALLOWED');
   assert.is(notAllowed.headers.get('allow'), 'GET, HEAD, PUT');
   // A job still uploading cannot be downloaded: 409. Its body is held open until the check is done.

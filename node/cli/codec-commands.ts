@@ -42,6 +42,21 @@ function parseLevel(text: string): number {
   return Number(text);
 }
 
+/** `-1`..`-19` or `--level N`, as compress and upload take it. */
+export function levelOption(): Option {
+  return new Option('--level <n>', 'the codec\'s level; -1 .. -19 are the same, as in zstd; without --codec it picks zstd at that level (huffman has no levels)').argParser(parseLevel);
+}
+
+/** `--codec NAME[:LEVEL]`, as compress and upload take it. */
+export function codecOption(): Option {
+  return new Option('--codec <name[:level]>', `codec of every chunk: ${codecsDescribed()}`).argParser(parseCodec);
+}
+
+/** `--format F`, as compress and upload take it. */
+export function formatOption(): Option {
+  return new Option('--format <format>', 'output: dcz (the default), or zst, gz, xz, bz2 (one frame, member or stream per chunk: zstd -d, gunzip, xz -d, bzip2 -d read it; zst implies --codec zstd, and so on)').choices(outputFormats);
+}
+
 export function parsePositiveInteger(text: string): number {
   const value = Number(text);
   if (!/^\s*\d+\s*$/.test(text) || !Number.isInteger(value) || value < 1) throw new InvalidArgumentError('expected a positive whole number.');
@@ -85,9 +100,9 @@ function fileOptions(command: Command): Command {
 
 export function addCodecCommands(program: Command): void {
   fileOptions(program.command('compress').description('compress files into FILE.dcz (or stdin to stdout), locally on all cores'))
-    .addOption(new Option('--codec <name[:level]>', `codec of every chunk: ${codecsDescribed()}`).argParser(parseCodec))
-    .addOption(new Option('--level <n>', 'the codec\'s level; -1 .. -19 are the same, as in zstd; without --codec it picks zstd at that level (huffman has no levels)').argParser(parseLevel))
-    .addOption(new Option('--format <format>', 'output: dcz (the default), or zst, gz, xz, bz2 (one frame, member or stream per chunk: zstd -d, gunzip, xz -d, bzip2 -d read it; zst implies --codec zstd, and so on)').choices(outputFormats))
+    .addOption(codecOption())
+    .addOption(levelOption())
+    .addOption(formatOption())
     .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)})`).argParser(parseChunkSize).default(format.chunkBytesDefault, '4MiB'))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('compress', files, options));
   fileOptions(program.command('decompress').description('decompress FILE.dcz (or stdin to stdout), checking every checksum, locally on all cores'))

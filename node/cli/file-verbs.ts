@@ -77,12 +77,14 @@ function checkUsage(verb: Verb, inputs: readonly string[], options: FileCommandO
   }
 }
 
-/** `--format` and `--codec` together: a standard format needs its codec, and implies it when none is given. */
-function resolveFormat(options: FileCommandOptions): void {
+/**
+ * `--format`, `--codec` and a level flag together (compress and upload): a standard format needs its codec,
+ * and implies it when none is given; a mismatch, or a level the codec lacks, is a usage error.
+ */
+export function resolveCodecFormat(outputFormat: OutputFormat | undefined, codec: CodecChoice | undefined, level?: number): { format: OutputFormat; codec: CodecChoice | undefined } {
   try {
-    const resolved = resolveOutput(options.format, options.codec);
-    options.format = resolved.format;
-    options.codec = withLevel(resolved.codec, options.level);
+    const resolved = resolveOutput(outputFormat, codec);
+    return { format: resolved.format, codec: withLevel(resolved.codec, level) };
   } catch (error) {
     if (error instanceof CodecError) throw new CliError(error.message, exitUsage);
     throw error;
@@ -103,6 +105,12 @@ function zstdCodec(): CodecInfo {
   const codec = codecByName('zstd');
   if (codec === undefined) throw new Error('the codec registry has no zstd');
   return codec;
+}
+
+function resolveFormat(options: FileCommandOptions): void {
+  const resolved = resolveCodecFormat(options.format, options.codec, options.level);
+  options.format = resolved.format;
+  options.codec = resolved.codec;
 }
 
 function toStdout(fromStdin: boolean, options: FileCommandOptions): boolean {

@@ -7,11 +7,12 @@
 import cliProgress, { SingleBar, type Options, type Params } from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { format } from '../codec/index.ts';
+import { choiceName, codecByName, format, huffmanChoice, type CodecChoice, type OutputFormat } from '../codec/index.ts';
 import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { tokenFor, trustCertificateAuthority } from './local-tokens.ts';
-import { parseSize } from './codec-commands.ts';
+import { codecOption, formatOption, levelOption, parseSize } from './codec-commands.ts';
+import { resolveCodecFormat } from './file-verbs.ts';
 import { networkInWords } from './errors.ts';
 import { CliError, escapeForTerminal, exitUsage, formatBytes, printJson, progressBar, type ProgressBar } from './output.ts';
 
@@ -126,6 +127,12 @@ function ratioText(job: JobView): string {
   return job.ratio === null ? '-' : job.ratio.toFixed(3);
 }
 
+/** "zstd:9", or the name alone for a codec without levels (or one this CLI does not know). */
+function codecText(job: JobView): string {
+  const codec = codecByName(job.codec);
+  return codec === undefined ? escapeForTerminal(job.codec) : choiceName({ codec, level: job.level });
+}
+
 function sizeText(bytes: number | null): string {
   return bytes === null ? '-' : formatBytes(bytes);
 }
@@ -139,10 +146,12 @@ function printJob(job: JobView): void {
     `job       ${job.id}  ${job.state}  (${job.mode})`,
     `file      ${escapeForTerminal(job.fileName)}${job.mime ? `  (${escapeForTerminal(job.mime)})` : ''}`,
     `sizes     original ${sizeText(job.originalSize)}, compressed ${sizeText(job.compressedSize)}, ratio ${ratioText(job)}`,
+    `codec     ${codecText(job)}, format ${job.format}`,
     `chunks    ${job.chunksDone}/${job.chunks} of ${formatBytes(job.chunkSize)}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${escapeForTerminal(node)}: ${count}`).join(', ')})` : ''}`,
     `sha256    ${job.sha256 ?? '-'}`,
     `gateway   ${escapeForTerminal(job.gateway)}`,
   ];
+  if (job.lines !== null && job.words !== null) lines.push(`text      ${job.lines} lines, ${job.words} words`);
   const phases = Object.entries(job.phases).filter(([, seconds]) => seconds !== null);
   if (phases.length > 0) lines.push(`seconds   ${phases.map(([phase, seconds]) => `${phase.replace('Seconds', '')} ${(seconds as number).toFixed(2)}`).join(', ')}`);
   if (job.error !== null) lines.push(`error     ${escapeForTerminal(job.error)}`);
@@ -150,11 +159,11 @@ function printJob(job: JobView): void {
 }
 
 function printJobsTable(jobs: JobView[]): void {
-  const header = `${'ID'.padEnd(18)}${'STATE'.padEnd(12)}${'MODE'.padEnd(12)}${'ORIGINAL'.padStart(11)}${'COMPRESSED'.padStart(12)}${'RATIO'.padStart(7)}${'CHUNKS'.padStart(10)}  FILE`;
+  const header = `${'ID'.padEnd(18)}${'STATE'.padEnd(12)}${'MODE'.padEnd(12)}${'ORIGINAL'.padStart(11)}${'COMPRESSED'.padStart(12)}${'RATIO'.padStart(7)}${'CHUNKS'.padStart(10)}  ${'CODEC'.padEnd(11)}${'FORMAT'.padEnd(7)}FILE`;
   process.stdout.write(`${header}\n`);
   for (const job of jobs) {
     process.stdout.write(
-      `${job.id.padEnd(18)}${job.state.padEnd(12)}${job.mode.padEnd(12)}${sizeText(job.originalSize).padStart(11)}${sizeText(job.compressedSize).padStart(12)}${ratioText(job).padStart(7)}${`${job.chunksDone}/${job.chunks}`.padStart(10)}  ${escapeForTerminal(job.fileName)}\n`,
+      `${job.id.padEnd(18)}${job.state.padEnd(12)}${job.mode.padEnd(12)}${sizeText(job.originalSize).padStart(11)}${sizeText(job.compressedSize).padStart(12)}${ratioText(job).padStart(7)}${`${job.chunksDone}/${job.chunks}`.padStart(10)}  ${codecText(job).padEnd(11)}${job.format.padEnd(7)}${escapeForTerminal(job.fileName)}\n`,
     );
   }
   if (jobs.length === 0) process.stdout.write('(no jobs)\n');
@@ -174,10 +183,15 @@ interface UploadCommandOptions extends ConnectionOptions {
   wait?: boolean;
   decompress?: boolean;
   chunkSize?: number;
+  codec?: CodecChoice;
+  format?: OutputFormat;
+  level?: number;
 }
 
 async function upload(file: string, options: UploadCommandOptions): Promise<void> {
   if (options.decompress && options.chunkSize !== undefined) throw new CliError('--chunk-size does not apply with --decompress (the .dcz says its chunk size)', exitUsage);
+  if (options.decompress && (options.codec !== undefined || options.format !== undefined || options.level !== undefined)) throw new CliError('--codec, --format and levels do not apply with --decompress (the .dcz says its codec)', exitUsage);
+  const coding = resolveCodecFormat(options.format, options.codec, options.level);
   await withClient(options, async (client, connection) => {
     let bar: ProgressBar | undefined;
     let job: JobView;
@@ -185,6 +199,7 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
       job = await client.upload(file, {
         mode: options.decompress ? 'decompress' : 'compress',
         chunkSize: options.chunkSize,
+        ...(options.decompress ? {} : { codec: choiceName(coding.codec ?? huffmanChoice), format: coding.format }),
         onProgress: ({ bytes, totalBytes }) => {
           bar ??= progressBar('upload', totalBytes ?? 0, options);
           bar.update(bytes);
@@ -277,6 +292,9 @@ export function addJobCommands(program: Command): void {
     .option('-w, --wait', 'follow the job live; exit 0 only if it completed')
     .option('-d, --decompress', 'the file is a .dcz: decode it back into the original')
     .addOption(new Option('--chunk-size <size>', `original bytes per chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)}; default: the cluster's)`).argParser(parseChunkSize))
+    .addOption(codecOption())
+    .addOption(levelOption())
+    .addOption(formatOption())
     .action(async (file: string, options: UploadCommandOptions) => upload(file, options));
 
   withConnectionOptions(program.command('status').argument('<job>', 'job id').description('show a job: state, sizes, chunks, SHA-256, timings'))
@@ -291,9 +309,9 @@ export function addJobCommands(program: Command): void {
     }))
     .action(async (options: ConnectionOptions & { limit?: number }) => listJobs(options));
 
-  withConnectionOptions(program.command('download').argument('<job>', 'job id').description('download a completed job: the original (verified) or the .dcz'))
+  withConnectionOptions(program.command('download').argument('<job>', 'job id').description('download a completed job: the original (decoded, SHA-256 verified) or the compressed object (.dcz or the job\'s --format)'))
     .requiredOption('-o, --output <file>', 'where to write it')
-    .option('-c, --compressed', 'the .dcz as stored instead of the original')
+    .option('-c, --compressed', 'the compressed object as stored (.dcz, .zst, .gz, .xz or .bz2) instead of the original')
     .option('-f, --force', 'replace the output file if it exists')
     .action(async (jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }) => download(jobId, options));
 

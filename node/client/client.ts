@@ -64,6 +64,10 @@ export interface UploadOptions {
   /** "compress" (default) or "decompress" (the source is a .dcz). */
   mode?: JobMode;
   chunkSize?: number;
+  /** "NAME[:LEVEL]" from the codec registry (mode "compress"); default: huffman, or the format's codec. */
+  codec?: string;
+  /** dcz (default), zst, gz, xz or bz2 (mode "compress"). */
+  format?: string;
   /** The size in bytes, if known; for a path it is read from the file. */
   size?: number;
   onProgress?: (progress: UploadProgress) => void;
@@ -492,7 +496,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   async function runUpload(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions): Promise<JobView> {
     const opened = await openSource(source, uploadOptions);
     const accepted = await request<UploadAcceptedMessage>(
-      { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size },
+      { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format },
       'upload-accepted',
     );
     const active: ActiveUpload = { jobId: accepted.jobId, credit: accepted.credit, failure: undefined, wake: undefined };

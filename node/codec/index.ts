@@ -31,4 +31,6 @@ export {
   type CodecInfo,
   type CodecName,
 } from './codecs.ts';
-export { outputFormats, resolveOutput, suffixOf, type OutputFormat } from './standard-formats.ts';
+export { framingOf, outputFormats, resolveOutput, suffixOf, type Framing, type OutputFormat } from './standard-formats.ts';
+export { countText, joinTextCounts, type TextCounts } from './text-counts.ts';
+export { choiceOf, codecHuffmanId } from './codecs.ts';

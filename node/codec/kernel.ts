@@ -6,6 +6,7 @@
 
 import { readFileSync } from 'node:fs';
 import { CodecError } from './errors.ts';
+import type { TextCounts } from './text-counts.ts';
 
 export interface Kernel {
   /** Codes one chunk into a self-delimiting kernel frame (a fresh Uint8Array the caller owns). */
@@ -27,6 +28,8 @@ export interface Kernel {
   compressStaged(length: number): Uint8Array;
   /** Decodes the staged `frameLength`-byte frame; returns a view of the `originalLength` bytes in kernel memory. */
   decompressStaged(frameLength: number, originalLength: number): Uint8Array;
+  /** Line and word counts of a chunk, as `wc -l -w` in the C locale (assembly/text.ts, text-counts.ts). */
+  countText(input: Uint8Array): TextCounts;
 }
 
 /** Largest chunk the kernel codes in one call. */
@@ -41,6 +44,10 @@ interface KernelExports {
   decompress(frameLength: number, length: number): number;
   failedBlock(): number;
   failedStream(): number;
+  countText(length: number): void;
+  countedLines: { value: number };
+  countedWords: { value: number };
+  countedEdges: { value: number };
 }
 
 /** The slice of the WebAssembly JS API used here (tsconfig's libs do not declare it). */
@@ -226,9 +233,24 @@ export function loadKernel(module: KernelModule = compileKernel()): Kernel {
     return copyOut(decompressStaged(frame.length, originalLength).length);
   }
 
+  function countText(input: Uint8Array): TextCounts {
+    checkedLength(input.length, 'chunk of');
+    stage(input, 0);
+    kernel.countText(input.length);
+    const edges = kernel.countedEdges.value;
+    return {
+      lines: kernel.countedLines.value >>> 0,
+      words: kernel.countedWords.value >>> 0,
+      startsInWord: (edges & 1) !== 0,
+      endsInWord: (edges & 2) !== 0,
+      transparent: (edges & 4) !== 0,
+    };
+  }
+
   return {
     compress,
     decompress,
+    countText,
     stageInput,
     frameBytesMax: (length) => kernel.frameBytesMax(checkedLength(length, 'chunk of')) >>> 0,
     compressStaged: (length) => compressStaged(checkedLength(length, 'chunk of')),

@@ -9,15 +9,17 @@ import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
 import { threadEnvironment } from './file-threads.ts';
 import { compileKernel } from './kernel.ts';
+import type { TextCounts } from './text-counts.ts';
 
 /** `codec` and `level` as a .dcz header records them (codecs.ts). */
 export type CodecTask =
-  | { op: 'compress'; codec: number; level: number; data: Uint8Array }
+  /** `countText`: also count lines and words of the chunk (text-counts.ts), in the same visit to the thread. */
+  | { op: 'compress'; codec: number; level: number; data: Uint8Array; countText?: boolean }
   /** A piece of a standard format has no CRC32C of ours (`checksum` undefined; the format checks itself), and a bzip2 stream no known length (`originalBytes` undefined). */
   | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined };
 
 export type CodecTaskResult =
-  | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number }
+  | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number; text?: TextCounts }
   | { ok: true; op: 'decompress'; data: Uint8Array }
   | { ok: false; code: CodecErrorCode; message: string };
 
@@ -25,12 +27,14 @@ export interface CompressedChunk {
   frame: Uint8Array;
   /** CRC32C of the original bytes. */
   checksum: number;
+  /** Line and word counts of the original bytes, when asked for. */
+  text?: TextCounts;
 }
 
 export interface CodecPool {
   readonly threads: number;
   /** Codes one chunk (with the Huffman kernel unless told); `data` is transferred to the worker and unusable afterwards. */
-  compress(data: Uint8Array, choice?: CodecChoice): Promise<CompressedChunk>;
+  compress(data: Uint8Array, choice?: CodecChoice, options?: { countText?: boolean }): Promise<CompressedChunk>;
   /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
   decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string, choice?: CodecChoice): Promise<Uint8Array>;
   /** Decodes one frame, member or stream of a standard format, which checks itself; `originalBytes` when the file records it. */
@@ -81,12 +85,12 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
 
   return {
     threads,
-    async compress(input, choice = huffmanChoice) {
+    async compress(input, choice = huffmanChoice, compressOptions = {}) {
       const data = owned(input);
-      const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data }, data.buffer);
+      const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data, countText: compressOptions.countText }, data.buffer);
       if (!result.ok) throw new CodecError(result.code, result.message);
       if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
-      return { frame: result.frame, checksum: result.checksum };
+      return { frame: result.frame, checksum: result.checksum, text: result.text };
     },
     decompress: (input, originalBytes, checksum, label, choice = huffmanChoice) => decode(input, originalBytes, checksum, label, choice),
     decodePiece: (input, originalBytes, label, choice) => decode(input, originalBytes, undefined, label, choice),

@@ -41,8 +41,9 @@ export default async function run(task: CodecTask): Promise<CodecTaskResult | ob
   try {
     if (task.op === 'compress') {
       const checksum = crc32c(task.data);
+      const text = task.countText === true ? kernel.countText(task.data) : undefined;
       const frame = await compressWith(task);
-      return transferring({ ok: true, op: 'compress', frame, checksum }, frame);
+      return transferring({ ok: true, op: 'compress', frame, checksum, text }, frame);
     }
     const data = await decompressWith(task);
     if (task.checksum !== undefined && crc32c(data) !== task.checksum) {

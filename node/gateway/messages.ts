@@ -25,6 +25,9 @@ const schemas = {
     mode: z.enum(['compress', 'decompress']),
     chunkSize: z.number().int().min(1).max(2 ** 30).optional(),
     size: byteCount.optional(),
+    // Checked by the jobs room against the codec registry (its errors list the valid names).
+    codec: z.string().max(40).optional(),
+    format: z.string().max(40).optional(),
   }),
   'upload-end': z.object({ type: z.literal('upload-end'), id: requestId, jobId }),
   'upload-abort': z.object({ type: z.literal('upload-abort'), id: requestId, jobId, reason: z.string().max(200).optional() }),

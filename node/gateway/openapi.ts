@@ -12,6 +12,8 @@ const retryAfter = { 'Retry-After': { description: 'Seconds to wait before tryin
 const uploadParameters = [
   { name: 'mode', in: 'query', schema: { type: 'string', enum: ['compress', 'decompress'], default: 'compress' }, description: 'compress a file into a .dcz, or decompress an uploaded .dcz' },
   { name: 'chunkSize', in: 'query', schema: { type: 'integer' }, description: 'original bytes per chunk (mode compress); the node checks its bounds' },
+  { name: 'codec', in: 'query', schema: { type: 'string', pattern: '^[a-z0-9]+(:[0-9]{1,2})?$', default: 'huffman' }, description: 'NAME[:LEVEL] from the codec registry (huffman, store, zstd, gzip, brotli, xz, bzip2), e.g. zstd:9; mode compress' },
+  { name: 'format', in: 'query', schema: { type: 'string', enum: ['dcz', 'zst', 'gz', 'xz', 'bz2'], default: 'dcz' }, description: 'the compressed object: a .dcz (any codec) or a standard format that needs, and implies, its codec (zst: zstd, gz: gzip, xz: xz, bz2: bzip2)' },
   { name: 'wait', in: 'query', schema: { type: 'boolean', default: false }, description: 'answer only once the job completed or failed' },
 ];
 
@@ -75,7 +77,7 @@ export const openApiDocument = {
       },
     },
     '/v1/jobs/{id}/original': { get: downloadOperation('original file') },
-    '/v1/jobs/{id}/compressed': { get: downloadOperation('.dcz container') },
+    '/v1/jobs/{id}/compressed': { get: downloadOperation('compressed object (.dcz, or the job\'s standard format)') },
   },
   components: {
     securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
@@ -99,7 +101,11 @@ export const openApiDocument = {
           ratio: { type: ['number', 'null'] },
           sha256: { type: ['string', 'null'] },
           mime: { type: ['string', 'null'] },
-          codec: { type: 'string' },
+          codec: { type: 'string', description: 'the codec registry name (jobs from before codecs read as huffman)' },
+          level: { type: 'integer', description: 'the codec level; 0 for codecs without levels' },
+          format: { type: 'string', enum: ['dcz', 'zst', 'gz', 'xz', 'bz2'] },
+          lines: { type: ['integer', 'null'], description: 'newlines in the original (wc -l), once a compress job completed' },
+          words: { type: ['integer', 'null'], description: 'words in the original (wc -w, C locale), once a compress job completed' },
           chunkSize: { type: 'integer' },
           chunks: { type: 'integer' },
           chunksDone: { type: 'integer' },

@@ -81,6 +81,10 @@ export interface UploadMessage {
   mode: JobMode;
   chunkSize?: number;
   size?: number;
+  /** "NAME[:LEVEL]" from the codec registry, e.g. "zstd:9" (mode "compress"); default huffman, or the format's codec. */
+  codec?: string;
+  /** dcz (default), zst, gz, xz or bz2 (mode "compress"); a standard format implies its codec. */
+  format?: string;
 }
 export interface UploadEndMessage {
   type: 'upload-end';

@@ -40,7 +40,7 @@ const retryAfterSeconds = '5';
 const corsMethods = 'GET, HEAD, POST, PUT, OPTIONS';
 const corsHeaders = 'authorization, content-type, last-event-id, range';
 const corsExposed = 'location, etag, content-length, content-range, content-disposition, accept-ranges, retry-after';
-const uploadParameters = new Set(['name', 'mode', 'chunkSize', 'wait']);
+const uploadParameters = new Set(['name', 'mode', 'chunkSize', 'wait', 'codec', 'format']);
 const stateRank: Record<JobState, number> = { pending: 0, uploading: 1, processing: 2, merging: 3, completed: 4, failed: 5 };
 
 class HttpError extends Error {
@@ -217,7 +217,10 @@ export function createRestApi(options: RestApiOptions): RestApi {
     if (chunkSize !== undefined && !Number.isSafeInteger(chunkSize)) throw new HttpError(400, 'BAD_REQUEST', `chunkSize ${JSON.stringify(chunkText!.slice(0, 40))}: expected a whole number of bytes`);
     const wait = url.searchParams.get('wait');
     if (wait !== null && wait !== 'true' && wait !== 'false') throw new HttpError(400, 'BAD_REQUEST', `wait ${JSON.stringify(wait.slice(0, 40))}: expected true or false`);
-    return { fileName, mode, chunkSize, wait: wait === 'true' } as const;
+    // codec and format are checked by the jobs room against the registry, as the WebSocket upload's are.
+    const codec = url.searchParams.get('codec') ?? undefined;
+    const format = url.searchParams.get('format') ?? undefined;
+    return { fileName, mode, chunkSize, wait: wait === 'true', codec, format } as const;
   }
 
   /**
@@ -230,7 +233,7 @@ export function createRestApi(options: RestApiOptions): RestApi {
     const size = lengthHeader === undefined ? undefined : Number(lengthHeader);
     // Refused before its body is read: closing after the answer stops the client from sending the body.
     response.setHeader('connection', 'close');
-    const session = await service().startUpload({ fileName: parameters.fileName, mode: parameters.mode, chunkSize: parameters.chunkSize, size });
+    const session = await service().startUpload({ fileName: parameters.fileName, mode: parameters.mode, chunkSize: parameters.chunkSize, size, codec: parameters.codec, format: parameters.format });
     response.removeHeader('connection');
     request.setTimeout(options.uploadIdleMs, () => request.destroy(new Error(`no bytes for ${options.uploadIdleMs} ms`)));
     let job: JobView;

@@ -3,17 +3,18 @@
  *
  * Mode "compress": the workers wrote each chunk as a whole .dcz chunk record (header and frame), so
  * the .dcz is the concatenation  header · record 0 · … · record N-1 · index+trailer, composed by the
- * store (GCS compose in rounds, or a streaming concatenation in the folder store).
+ * store (GCS compose in rounds, or a streaming concatenation in the folder store). In a standard format
+ * each chunk is a bare frame, member or stream, and only a .zst has a tail (its seek table).
  * Mode "decompress": the decoded chunks concatenate into the original, whose SHA-256 is checked
  * against the uploaded trailer's; the uploaded .dcz is recomposed from its staged chunk records too.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isNoSpaceError, type ReplicatedState } from '../cluster/replicated.ts';
-import { format } from '../codec/index.ts';
+import { format, framingOf, joinTextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateOp } from '../storage/state-store.ts';
-import { blobKeys, chunkKey, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { blobKeys, chunkKey, codingOf, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 
 export interface Merger {
   /** Merges a job whose chunks are all done; safe to call again after a crash or a leader change. */
@@ -29,26 +30,51 @@ export interface MergerOptions {
   keepOriginal: boolean;
 }
 
-/** The .dcz around already-coded chunk records: header blob, tail blob (index and trailer). */
-async function writeContainerParts(blobs: BlobStore, job: JobRecord, records: Array<{ bytes: number; originalBytes: number; checksum: number }>, originalSize: number, sha256: string): Promise<number> {
-  const header = format.encodeHeader({ version: format.formatVersion, codec: format.codecHuffman, chunkBytes: job.chunkSize });
+/** A coded chunk as the merge lays it out: its bytes in the blob store, and what the index says of it. */
+interface MergedPiece {
+  bytes: number;
+  originalBytes: number;
+  checksum: number;
+}
+
+/**
+ * The bytes around already-coded chunks, written as blobs: for a .dcz its header and tail (index and
+ * trailer), for a .zst its seek table, for an empty file in a standard format the empty piece its tool
+ * writes (standard-formats.ts's framing, the one `dcas compress` uses). For a standard format, also the
+ * pieces index the format does not carry (blobKeys.pieces). Returns the blobs to put before and after
+ * the chunks, and the whole object's expected size.
+ */
+async function writeFramingParts(blobs: BlobStore, job: JobRecord, pieces: readonly MergedPiece[], originalSize: number, sha256: string): Promise<{ before: string[]; after: string[]; size: number }> {
+  const coding = codingOf(job);
+  const framing = framingOf(coding.format, coding.choice, job.chunkSize);
+  const header = Buffer.concat(framing.start());
+  // A .dcz entry's offset is its chunk header's and its length the frame's; a standard piece is all frame.
+  const frameOffset = coding.format === 'dcz' ? format.chunkHeaderBytes : 0;
   let offset = header.length;
-  const entries = records.map((record) => {
-    const entry = { offset, originalBytes: record.originalBytes, compressedBytes: record.bytes - format.chunkHeaderBytes, checksum: record.checksum };
-    offset += record.bytes;
+  const entries = pieces.map((piece) => {
+    const entry = { offset, originalBytes: piece.originalBytes, compressedBytes: piece.bytes - frameOffset, checksum: piece.checksum };
+    offset += piece.bytes;
     return entry;
   });
-  const index = format.encodeIndex(entries);
-  const trailer = format.encodeTrailer({ indexOffset: offset, chunkCount: entries.length, originalBytes: originalSize, sha256: Buffer.from(sha256, 'hex') });
-  await blobs.put(blobKeys.header(job.id), header);
-  await blobs.put(blobKeys.tail(job.id), Buffer.concat([index, trailer]));
-  return offset + index.length + trailer.length;
+  const tail = Buffer.concat(framing.end(entries, offset, originalSize, Buffer.from(sha256, 'hex')));
+  const before = header.length > 0 ? [blobKeys.header(job.id)] : [];
+  const after = tail.length > 0 ? [blobKeys.tail(job.id)] : [];
+  if (header.length > 0) await blobs.put(blobKeys.header(job.id), header);
+  if (tail.length > 0) await blobs.put(blobKeys.tail(job.id), tail);
+  if (coding.format !== 'dcz') await blobs.put(blobKeys.pieces(job.id), format.encodeIndex(entries));
+  return { before, after, size: offset + tail.length };
 }
 
 async function sha256Of(blobs: BlobStore, key: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const piece of blobs.getStream(key)) hash.update(piece);
   return hash.digest('hex');
+}
+
+/** A compress job's line and word totals, its chunks' counts joined in order (a word across a boundary once). */
+function textTotals(job: JobRecord, chunks: readonly ChunkRecord[]): { lines: number | null; words: number | null } {
+  if (job.mode !== 'compress' || chunks.some((chunk) => chunk.text == null)) return { lines: null, words: null };
+  return joinTextCounts(chunks.map((chunk) => chunk.text!));
 }
 
 function chunkNodes(chunks: readonly ChunkRecord[]): Record<string, number> {
@@ -73,16 +99,16 @@ export function createMerger(options: MergerOptions): Merger {
   }
 
   async function mergeCompressed(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<{ size: number; output: string }> {
-    const expected = await writeContainerParts(
+    const parts = await writeFramingParts(
       blobs,
       job,
       chunks.map((chunk) => ({ bytes: chunk.outputBytes!, originalBytes: chunk.originalBytes, checksum: chunk.checksum! })),
       job.originalSize!,
       job.sha256!,
     );
-    const sources = [blobKeys.header(job.id), ...chunks.map((chunk) => chunk.output!), blobKeys.tail(job.id)];
+    const sources = [...parts.before, ...chunks.map((chunk) => chunk.output!), ...parts.after];
     const info = await blobs.compose(sources, blobKeys.dcz(job.id), { metadata: { job: job.id, fileName: job.fileName } });
-    if (info.size !== expected) throw new Error(`job ${job.id}: merged .dcz has ${info.size} bytes, expected ${expected}`);
+    if (info.size !== parts.size) throw new Error(`job ${job.id}: merged ${codingOf(job).format} has ${info.size} bytes, expected ${parts.size}`);
     if (options.keepOriginal) {
       await blobs.compose(chunks.map((chunk) => chunk.input), blobKeys.original(job.id), { metadata: { job: job.id, fileName: job.fileName } });
     }
@@ -97,14 +123,14 @@ export function createMerger(options: MergerOptions): Merger {
       await blobs.delete(blobKeys.original(job.id));
       throw Object.assign(new Error(`job ${job.id}: SHA-256 of the decoded file does not match the .dcz trailer`), { permanent: true });
     }
-    await writeContainerParts(
+    const parts = await writeFramingParts(
       blobs,
       job,
       chunks.map((chunk) => ({ bytes: chunk.inputBytes, originalBytes: chunk.originalBytes, checksum: chunk.checksum! })),
       job.originalSize!,
       job.sha256!,
     );
-    await blobs.compose([blobKeys.header(job.id), ...chunks.map((chunk) => chunk.input), blobKeys.tail(job.id)], blobKeys.dcz(job.id));
+    await blobs.compose([...parts.before, ...chunks.map((chunk) => chunk.input), ...parts.after], blobKeys.dcz(job.id));
     return { size: info.size, output: blobKeys.original(job.id) };
   }
 
@@ -141,6 +167,7 @@ export function createMerger(options: MergerOptions): Merger {
                 compressedSize: job.mode === 'compress' ? result.size : job.compressedSize,
                 output: result.output,
                 chunkNodes: chunkNodes(chunks),
+                ...textTotals(job, chunks),
                 processSeconds: processSeconds(chunks),
               }
             : undefined,

@@ -12,6 +12,7 @@
  * every node.
  */
 import type { ReplicatedState } from '../cluster/replicated.ts';
+import { choiceOf, codecByName, huffmanChoice, type CodecChoice, type OutputFormat, type TextCounts } from '../codec/index.ts';
 import type { StateOp, StateValue } from '../storage/state-store.ts';
 import type { JobMode, JobState } from './types.ts';
 
@@ -31,7 +32,15 @@ export interface JobRecord {
   compressedSize: number | null;
   sha256: string | null;
   mime: string | null;
+  /** The codec's registry name ("zstd"); records written before codecs say "dcas-huffman-v1". */
   codec: string;
+  /** The codec's level; absent in records written before codecs (Huffman, no levels). */
+  level?: number;
+  /** The compressed object's format; absent in records written before formats (a .dcz). */
+  format?: OutputFormat;
+  /** Lines and words of the original (`wc -l -w`), set when a compress job completed; absent before. */
+  lines?: number | null;
+  words?: number | null;
   timestamps: Partial<Record<JobState, string>>;
   /** Set when completed: chunks coded per node, and the object holding the result. */
   chunkNodes: Record<string, number>;
@@ -65,9 +74,24 @@ export interface ChunkRecord {
   checksum: number | null;
   output: string | null;
   outputBytes: number | null;
+  /** Line and word counts of the chunk's original bytes, set on completion of a compress chunk. */
+  text?: TextCounts | null;
   /** ISO time of the first assignment and of completion, for phase times. */
   assignedAt: string | null;
   doneAt: string | null;
+}
+
+/** How a job's chunks are coded and merged. */
+export interface JobCoding {
+  choice: CodecChoice;
+  format: OutputFormat;
+}
+
+/** The job's codec, level and format; a record from before codecs reads as Huffman in a .dcz. */
+export function codingOf(job: Pick<JobRecord, 'codec' | 'level' | 'format'>): JobCoding {
+  const codec = codecByName(job.codec);
+  const choice = codec === undefined ? huffmanChoice : choiceOf(codec.id, job.level ?? codec.levelDefault);
+  return { choice, format: job.format ?? 'dcz' };
 }
 
 export const jobKey = (id: string) => `jobs/${id}`;
@@ -86,7 +110,14 @@ export const blobKeys = {
   output: (id: string, index: number, attempt: number, run: string) => `staging/${id}/out/${String(index).padStart(8, '0')}.${attempt}.${run}`,
   header: (id: string) => `staging/${id}/header`,
   tail: (id: string) => `staging/${id}/tail`,
+  /** The compressed object, whatever its format (the key keeps its first name). */
   dcz: (id: string) => `jobs/${id}.dcz`,
+  /**
+   * For a job in a standard format: a .dcz-style index of its pieces (offset, lengths, CRC32C of the
+   * original), which those formats do not carry, so a download decodes pieces in parallel and names a
+   * corrupt one.
+   */
+  pieces: (id: string) => `jobs/${id}.pieces`,
   original: (id: string) => `jobs/${id}.original`,
 };
 

@@ -10,12 +10,12 @@ import type { Logger } from 'pino';
 import * as z from 'zod';
 import type { Member } from '../cluster/host/index.ts';
 import type { ReplicatedState } from '../cluster/replicated.ts';
-import { CodecError, format, mapOrdered, type CodecPool } from '../codec/index.ts';
+import { choiceOf, codecHuffmanId, CodecError, format, mapOrdered, suffixOf, type CodecPool } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { SpaceGuard } from '../storage/space.ts';
 import { createMerger } from './merge.ts';
-import { blobKeys, chunkPrefix, jobIdPattern, jobKey, readChunks, readJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { blobKeys, chunkPrefix, codingOf, jobIdPattern, jobKey, readChunks, readJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { createScheduler } from './scheduler.ts';
 import { startUploadSession } from './upload.ts';
 import { createWorker, type WorkerStats } from './worker.ts';
@@ -76,6 +76,11 @@ const decodeRequestSchema = z.strictObject({
   originalBytes: z.number().int().min(0).max(format.chunkBytesMax),
   checksum: z.number().int().min(0).max(0xffff_ffff),
   label: z.string().max(1024),
+  // Absent from nodes that predate codecs: their chunks are Huffman .dcz chunk records.
+  codec: z.number().int().min(1).max(255).default(codecHuffmanId),
+  level: z.number().int().min(0).max(255).default(0),
+  /** True when the range is a .dcz chunk record (header and frame), false for a bare standard-format piece. */
+  framed: z.boolean().default(true),
 });
 
 /** The decode request in a frame from another node, or an error saying which field is wrong. */
@@ -94,10 +99,14 @@ export interface DecodeRequest {
   originalBytes: number;
   checksum: number;
   label: string;
+  codec: number;
+  level: number;
+  framed: boolean;
 }
 const watchCoalesceMs = 50;
 
 export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView {
+  const coding = codingOf(job);
   const done = chunks.filter((chunk) => chunk.state === 'done');
   const nodes: Record<string, number> = { ...job.chunkNodes };
   if (job.state !== 'completed') for (const chunk of done) if (chunk.node !== null) nodes[chunk.node] = (nodes[chunk.node] ?? 0) + 1;
@@ -119,7 +128,11 @@ export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView 
     ratio: job.originalSize && job.compressedSize !== null ? Number((job.compressedSize / job.originalSize).toFixed(4)) : job.originalSize === 0 && job.compressedSize !== null ? 1 : null,
     sha256: job.sha256,
     mime: job.mime,
-    codec: job.codec,
+    codec: coding.choice.codec.name,
+    level: coding.choice.level,
+    format: coding.format,
+    lines: job.lines ?? null,
+    words: job.words ?? null,
     chunkSize: job.chunkSize,
     chunks: chunkCount,
     chunksDone: completed ? chunkCount : done.length,
@@ -161,7 +174,9 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
     return job;
   }
 
+  /** Where each chunk of the stored object is: the .dcz's own index, or a standard format's pieces index. */
   async function readIndex(job: JobRecord, key: string) {
+    if (codingOf(job).format !== 'dcz') return format.decodeIndex(await blobs.get(blobKeys.pieces(job.id)));
     const info = await blobs.stat(key);
     if (info === undefined) throw new JobError('UNAVAILABLE', `job ${job.id}: its .dcz is missing from the blob store`);
     const trailer = format.decodeTrailer(await blobs.getRange(key, { start: info.size - format.trailerBytes, end: info.size }));
@@ -185,10 +200,15 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
 
   function decodeEntry(job: JobRecord, key: string, entry: format.ChunkEntry, index: number): Promise<Uint8Array> {
     chunksDecoded++;
+    const { choice, format: objectFormat } = codingOf(job);
+    const framed = objectFormat === 'dcz';
     return decodeAnywhere({
       key,
       start: entry.offset,
-      end: entry.offset + format.chunkHeaderBytes + entry.compressedBytes,
+      end: entry.offset + (framed ? format.chunkHeaderBytes : 0) + entry.compressedBytes,
+      codec: choice.codec.id,
+      level: choice.level,
+      framed,
       chunk: index,
       originalBytes: entry.originalBytes,
       checksum: entry.checksum,
@@ -221,14 +241,19 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
     }
   }
 
-  /** Reads one chunk record from the store and decodes it on this node's threads, verifying its CRC32C. */
+  /**
+   * Reads one chunk from the store and decodes it on this node's threads with the job's codec,
+   * verifying its CRC32C (a standard piece also checks itself: zstd's checksum, gzip's CRC32, ...).
+   */
   async function decodeHere(request: DecodeRequest): Promise<Uint8Array> {
+    const choice = choiceOf(request.codec, request.level);
     const record = await blobs.getRange(request.key, { start: request.start, end: request.end });
-    const fields = format.decodeChunkHeader(record.subarray(0, format.chunkHeaderBytes), request.chunk, format.chunkBytesMax);
+    if (!request.framed) return pool.decompress(record, request.originalBytes, request.checksum, request.label, choice);
+    const fields = format.decodeChunkHeader(record.subarray(0, format.chunkHeaderBytes), request.chunk, format.chunkBytesMax, request.codec);
     if (fields.checksum !== request.checksum || fields.originalBytes !== request.originalBytes || format.chunkHeaderBytes + fields.compressedBytes !== record.length) {
       throw new CodecError('CORRUPT_CONTAINER', `${request.label}: header does not match the index`);
     }
-    return pool.decompress(record.subarray(format.chunkHeaderBytes), request.originalBytes, request.checksum, request.label);
+    return pool.decompress(record.subarray(format.chunkHeaderBytes), request.originalBytes, request.checksum, request.label, choice);
   }
 
   const own = ownAddresses();
@@ -390,8 +415,9 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       const sized = (size: number) => (range === undefined ? size : range.end - range.start);
       if (request.compressed) {
         const info = await blobs.stat(blobKeys.dcz(id));
-        if (info === undefined) throw new JobError('UNAVAILABLE', `job ${id}: its .dcz is missing from the blob store`);
-        return { size: sized(info.size), fileName: job.mode === 'compress' ? `${job.fileName}.dcz` : job.fileName, sha256: null, stream: streamBlob(blobKeys.dcz(id), range) };
+        const suffix = suffixOf(codingOf(job).format);
+        if (info === undefined) throw new JobError('UNAVAILABLE', `job ${id}: its ${suffix} is missing from the blob store`);
+        return { size: sized(info.size), fileName: job.mode === 'compress' ? `${job.fileName}${suffix}` : job.fileName, sha256: null, stream: streamBlob(blobKeys.dcz(id), range) };
       }
       const fileName = job.mode === 'decompress' && job.fileName.endsWith('.dcz') ? job.fileName.slice(0, -4) : job.fileName;
       const original = await blobs.stat(blobKeys.original(id));

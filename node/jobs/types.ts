@@ -4,6 +4,8 @@
  * the original (mode "decompress"). Its state lives in the replicated state machine.
  */
 
+import type { OutputFormat } from '../codec/index.ts';
+
 export type JobState = 'pending' | 'uploading' | 'processing' | 'merging' | 'completed' | 'failed';
 export type JobMode = 'compress' | 'decompress';
 
@@ -22,7 +24,13 @@ export interface JobView {
   sha256: string | null;
   /** MIME type of the original, detected from its first bytes (file-type), or application/octet-stream. */
   mime: string | null;
+  /** The codec's registry name ("huffman", "zstd", ...), its level (0 for codecs without levels), and the compressed object's format. */
   codec: string;
+  level: number;
+  format: OutputFormat;
+  /** Lines ("\n") and words of the original, as `wc -l -w` counts them; null until a compress job completed. */
+  lines: number | null;
+  words: number | null;
   chunkSize: number;
   /** Number of chunks (grows while uploading; final once the upload finished). */
   chunks: number;
@@ -48,6 +56,10 @@ export interface UploadRequest {
   chunkSize?: number;
   /** Declared size in bytes, if the client knows it; checked against what arrives. */
   size?: number;
+  /** "NAME[:LEVEL]" from the codec registry (mode "compress"); default huffman, or the format's codec. */
+  codec?: string;
+  /** The compressed object's format: dcz (default), zst, gz, xz, bz2 (mode "compress"). */
+  format?: string;
 }
 
 /** One upload in progress on this node. Write bytes in order; await each write (backpressure). */

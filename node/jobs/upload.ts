@@ -12,11 +12,11 @@ import { PassThrough } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Logger } from 'pino';
 import { isNoSpaceError, ProposalError, type ReplicatedState } from '../cluster/replicated.ts';
-import { CodecError, format, rechunk, streamSource, type ByteSource } from '../codec/index.ts';
+import { choiceOf, CodecError, format, huffmanChoice, outputFormats, parseCodecChoice, rechunk, resolveOutput, streamSource, type ByteSource, type OutputFormat } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
-import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobCoding, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
 import type { Worker } from './worker.ts';
 
@@ -59,10 +59,28 @@ const recordsPerProposalMax = 64;
 const codedChunksHeldMax = 2;
 const fileNameBytesMax = 255;
 
-export const codecName = 'dcas-huffman-v1';
-
 export function newJobId(): string {
   return randomBytes(8).toString('hex');
+}
+
+/**
+ * The codec and format an upload asked for, checked as `dcas compress` checks them (an unknown codec,
+ * level or format, or a format with another codec, is BAD_INPUT naming the valid ones). A decompress
+ * job takes both from the .dcz it receives.
+ */
+export function validateCoding(request: UploadRequest): JobCoding {
+  const formatText = request.format === undefined ? undefined : String(request.format);
+  if (formatText !== undefined && !outputFormats.includes(formatText as OutputFormat)) {
+    throw new JobError('BAD_INPUT', `unknown format "${formatText.slice(0, 40)}": choose one of ${outputFormats.join(', ')}`);
+  }
+  try {
+    const codec = request.codec === undefined ? undefined : parseCodecChoice(String(request.codec).slice(0, 40));
+    const resolved = resolveOutput(formatText as OutputFormat | undefined, codec);
+    return { choice: resolved.codec ?? huffmanChoice, format: resolved.format };
+  } catch (error) {
+    if (error instanceof CodecError) throw new JobError('BAD_INPUT', error.message);
+    throw error;
+  }
 }
 
 export function validateUploadRequest(request: UploadRequest, config: JobsConfig): { fileName: string; chunkSize: number } {
@@ -178,6 +196,10 @@ function createRecordProposer(state: ReplicatedState, jobId: string): RecordProp
 export async function startUploadSession(request: UploadRequest, context: UploadContext): Promise<StagingSession> {
   const { state, blobs, config, logger, space } = context;
   const { fileName, chunkSize } = validateUploadRequest(request, config);
+  const jobCoding = validateCoding(request);
+  if (request.mode === 'decompress' && (request.codec !== undefined || request.format !== undefined)) {
+    throw new JobError('BAD_INPUT', 'codec and format are for mode "compress"; a decompress job reads them from its .dcz');
+  }
   await checkRoomForUpload(context, request.size ?? 0, fileName);
   const id = newJobId();
   const job: JobRecord = stamp(
@@ -194,7 +216,11 @@ export async function startUploadSession(request: UploadRequest, context: Upload
         compressedSize: null,
         sha256: null,
         mime: null,
-        codec: codecName,
+        codec: jobCoding.choice.codec.name,
+        level: jobCoding.choice.level,
+        format: jobCoding.format,
+        lines: null,
+        words: null,
         timestamps: {},
         chunkNodes: {},
         output: null,
@@ -267,8 +293,8 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     if (config.keepOriginal || !config.codeAtGateway || compressHere === undefined) return stage(index, piece, { originalBytes: inputBytes, checksum: null });
     // Coded chunks waiting for their write hold memory: a few per upload.
     while (codingHere.size >= codedChunksHeldMax) await Promise.race(codingHere);
-    let coding = compressHere(id, index, piece);
-    while (coding === undefined && context.peersElsewhere?.() === false && slotFreed !== undefined && (await slotFreed())) coding = compressHere(id, index, piece);
+    let coding = compressHere(id, index, piece, jobCoding);
+    while (coding === undefined && context.peersElsewhere?.() === false && slotFreed !== undefined && (await slotFreed())) coding = compressHere(id, index, piece, jobCoding);
     if (coding === undefined) return stage(index, piece, { originalBytes: inputBytes, checksum: null });
     const recorded: Promise<void> = coding
       .then((coded) =>
@@ -279,6 +305,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
           node: context.node,
           output: coded.output,
           outputBytes: coded.outputBytes,
+          text: coded.text,
           assignedAt,
           doneAt: new Date().toISOString(),
         }),
@@ -324,7 +351,11 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       if (bytes.length !== length) throw new CodecError('TRUNCATED', `${what}: truncated`);
       return bytes;
     };
-    const header = format.decodeHeader(await source.read(format.headerBytes));
+    // Any codec of the registry: the workers decode each chunk with the codec the header names.
+    const header = format.decodeHeader(await source.read(format.headerBytes), { anyCodec: true });
+    const codec = choiceOf(header.codec, header.level ?? 0);
+    // Recorded before any chunk is staged: a worker assigned one reads the codec from the job.
+    await updateJob(state, id, (current) => (current.state === 'uploading' ? { ...current, codec: codec.codec.name, level: codec.level } : undefined));
     const entries: Array<{ offset: number; originalBytes: number; compressedBytes: number; checksum: number }> = [];
     let offset = format.headerBytes;
     for (;;) {
@@ -335,7 +366,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       const record = new Uint8Array(format.chunkHeaderBytes);
       record.set(tag, 0);
       record.set(await exact(format.chunkHeaderBytes - 4, `chunk ${entries.length} header`), 4);
-      const fields = format.decodeChunkHeader(record, entries.length, header.chunkBytes);
+      const fields = format.decodeChunkHeader(record, entries.length, header.chunkBytes, header.codec);
       const frame = await exact(fields.compressedBytes, `chunk ${entries.length}`);
       entries.push({ offset, ...fields });
       offset += format.chunkHeaderBytes + fields.compressedBytes;

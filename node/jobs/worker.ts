@@ -10,10 +10,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ReplicatedState } from '../cluster/replicated.ts';
-import { CodecError, format, type CodecPool } from '../codec/index.ts';
+import { CodecError, format, type CodecPool, type TextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateChange } from '../storage/state-store.ts';
-import { activeJobIds, blobKeys, casChunk, readChunks, readJob, type ChunkRecord } from './records.ts';
+import { activeJobIds, blobKeys, casChunk, codingOf, readChunks, readJob, type ChunkRecord, type JobCoding } from './records.ts';
 
 export interface WorkerOptions {
   name: string;
@@ -42,6 +42,7 @@ export interface CodedHere {
   checksum: number;
   originalBytes: number;
   attempt: number;
+  text: TextCounts | null;
 }
 
 export interface Worker {
@@ -54,7 +55,7 @@ export interface Worker {
    * and another node. Undefined when every slot is busy: the caller stages the raw bytes instead, for
    * whichever node the coordinator picks. `bytes` is transferred to a codec thread.
    */
-  compressHere(job: string, index: number, bytes: Uint8Array): Promise<CodedHere> | undefined;
+  compressHere(job: string, index: number, bytes: Uint8Array, coding: JobCoding): Promise<CodedHere> | undefined;
   /** Resolves when a slot may be free for compressHere: true, or false once the worker has stopped. */
   slotFreed(): Promise<boolean>;
 }
@@ -63,6 +64,8 @@ interface Coded {
   output: Uint8Array;
   checksum: number;
   originalBytes: number;
+  /** Counted while compressing; null when decoding. */
+  text: TextCounts | null;
 }
 
 /** A chunk coded by its gateway counts as the first assignment of the chunk, to that gateway. */
@@ -111,12 +114,16 @@ export function createWorker(options: WorkerOptions): Worker {
     if (!running || stats.inFlight < options.concurrency) wakeSlotWaiters();
   }
 
-  /** Codes original bytes into a whole .dcz chunk record (header and frame). `input` is transferred. */
-  async function compress(input: Uint8Array): Promise<Coded> {
+  /**
+   * Codes original bytes with the job's codec, counting its lines and words on the same codec thread:
+   * a whole .dcz chunk record (header and frame) for a .dcz, the bare frame, member or stream for a
+   * standard format. `input` is transferred.
+   */
+  async function compress(input: Uint8Array, coding: JobCoding): Promise<Coded> {
     const originalBytes = input.length;
-    const { frame, checksum } = await pool.compress(input);
-    const header = format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum });
-    return { output: Buffer.concat([header, frame]), checksum, originalBytes };
+    const { frame, checksum, text } = await pool.compress(input, coding.choice, { countText: true });
+    const output = coding.format === 'dcz' ? Buffer.concat([format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum }), frame]) : frame;
+    return { output, checksum, originalBytes, text: text ?? null };
   }
 
   function noteCoded(bytesIn: number, coded: Coded, seconds: number): void {
@@ -129,13 +136,14 @@ export function createWorker(options: WorkerOptions): Worker {
     stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
   }
 
-  async function code(chunk: ChunkRecord, mode: 'compress' | 'decompress'): Promise<Coded> {
+  async function code(chunk: ChunkRecord, mode: 'compress' | 'decompress', coding: JobCoding): Promise<Coded> {
     const input = await blobs.get(chunk.input);
-    if (mode === 'compress') return compress(input);
+    if (mode === 'compress') return compress(input, coding);
     // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
-    const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax);
-    const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`);
-    return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes };
+    const codecId = coding.choice.codec.id;
+    const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax, codecId);
+    const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`, coding.choice);
+    return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes, text: null };
   }
 
   async function stageOutput(job: string, index: number, attempt: number, coded: Coded): Promise<string> {
@@ -167,7 +175,7 @@ export function createWorker(options: WorkerOptions): Worker {
     if (job === undefined || job.state === 'failed' || job.state === 'completed') return;
     const started = performance.now();
     try {
-      const coded = await code(chunk, job.mode);
+      const coded = await code(chunk, job.mode, codingOf(job));
       const seconds = (performance.now() - started) / 1000;
       const outputKey = await stageOutput(chunk.job, chunk.index, chunk.attempt, coded);
       const done: ChunkRecord = {
@@ -177,6 +185,7 @@ export function createWorker(options: WorkerOptions): Worker {
         originalBytes: coded.originalBytes,
         output: outputKey,
         outputBytes: coded.output.length,
+        text: coded.text,
         doneAt: new Date().toISOString(),
       };
       const won = await casChunk(state, chunk, done);
@@ -217,15 +226,15 @@ export function createWorker(options: WorkerOptions): Worker {
       await Promise.allSettled([...idle]);
     },
     stats: () => ({ ...stats, queued: queue.length }),
-    compressHere(job, index, bytes) {
+    compressHere(job, index, bytes, coding) {
       const inputBytes = bytes.length;
       const started = performance.now();
       // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
-      const coding = inFreeSlot(() => compress(bytes));
-      return coding?.then(async (coded) => {
+      const running = inFreeSlot(() => compress(bytes, coding));
+      return running?.then(async (coded) => {
         noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
         const output = await stageOutput(job, index, localAttempt, coded);
-        return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt };
+        return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text };
       });
     },
     async slotFreed() {
