@@ -81,7 +81,7 @@ export function addCodecCommands(program: Command): void {
   fileOptions(program.command('compress').description('compress files into FILE.dcz (or stdin to stdout), locally on all cores'))
     .addOption(new Option('--codec <name[:level]>', `codec of every chunk: ${codecsDescribed()}`).argParser(parseCodec))
     .addOption(new Option('--format <format>', 'output: dcz (the default), or zst, gz, xz, bz2 (one frame, member or stream per chunk: zstd -d, gunzip, xz -d, bzip2 -d read it; zst implies --codec zstd, and so on)').choices(outputFormats))
-    .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)})`).argParser(parseChunkSize).default(format.chunkBytesDefault, '4MiB'))
+    .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)}; default: the codec's, 4MiB for huffman, 8MiB for zstd, 24MiB for xz)`).argParser(parseChunkSize))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('compress', files, options));
   fileOptions(program.command('decompress').description('decompress FILE.dcz (or stdin to stdout), checking every checksum, locally on all cores'))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('decompress', files, options));
