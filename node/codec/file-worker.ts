@@ -144,8 +144,17 @@ async function run(task: FileTask): Promise<FileTaskResult> {
   }
 }
 
-parentPort?.on('message', async (task: FileTask) => {
-  const result = await run(task);
-  const transfer = result.ok && result.frame !== undefined ? [result.frame.buffer as ArrayBuffer] : [];
-  parentPort?.postMessage(result, transfer);
+/**
+ * Tasks run one after another in the order they came: the main thread queues the next task behind the
+ * current one (file-threads.ts), and an xz chunk awaits its coder's end, during which another task must
+ * not start (they share the scratch buffer).
+ */
+let previous: Promise<void> = Promise.resolve();
+
+parentPort?.on('message', (task: FileTask) => {
+  previous = previous.then(async () => {
+    const result = await run(task);
+    const transfer = result.ok && result.frame !== undefined ? [result.frame.buffer as ArrayBuffer] : [];
+    parentPort?.postMessage(result, transfer);
+  });
 });
