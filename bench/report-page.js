@@ -125,10 +125,11 @@
     });
   }
 
-  function peersCharts() {
-    const peers = results.peers ? results.peers.peers : [];
+  /** Ratio against speed for a section of whole-process commands (results.peers or results.codecPeers). */
+  function peersCharts(section, idPrefix, what) {
+    const peers = section ? section.peers : [];
     for (const direction of ['compress', 'decompress']) {
-      draw(`peers-${direction}`, {
+      draw(`${idPrefix}-${direction}`, {
         type: 'scatter',
         data: {
           datasets: peers.map((peer, index) => ({
@@ -143,7 +144,7 @@
         },
         options: {
           plugins: {
-            title: title(results.peers ? `Whole processes: ratio vs ${direction} speed, ${fixed(results.peers.inputBytes / 1e6, 0)} MB text` : `Peers (not measured)`),
+            title: title(section ? `${what}: ratio vs ${direction} speed, ${fixed(section.inputBytes / 1e6, 0)} MB text` : `${what} (not measured)`),
             tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${fixed(item.raw.x, 0)} MB/s (${fixed(item.raw.seconds, 2)} s), ratio ${fixed(item.raw.y, 3)}` } },
           },
           scales: {
@@ -279,7 +280,8 @@
   try {
     codecCharts();
     cliChart();
-    peersCharts();
+    peersCharts(results.peers, 'peers', 'Whole processes');
+    peersCharts(results.codecPeers, 'codec-peers', 'Every codec through the CLI');
     clusterCharts();
     loadChart();
     window.benchCharts = charts;

@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { BenchResults, Spread } from './results.ts';
+import type { BenchResults, PeerRunsSection, Spread } from './results.ts';
 
 const chartLibraryPath = fileURLToPath(new URL('../node_modules/chart.js/dist/chart.umd.js', import.meta.url));
 const pageScriptPath = fileURLToPath(new URL('./report-page.js', import.meta.url));
@@ -24,6 +24,8 @@ export function chartIds(results: BenchResults): string[] {
     'cli-speed',
     'peers-compress',
     'peers-decompress',
+    'codec-peers-compress',
+    'codec-peers-decompress',
     'cluster-throughput',
     'cluster-phases',
     'load-latency',
@@ -86,9 +88,8 @@ function codecTable(results: BenchResults): string {
 /** The best run's seconds (what the peers table compares), with the range of every run. */
 const bestCell = (spread: Spread) => `${fixed(spread.min, 2)} <small>(${fixed(spread.min, 2)}..${fixed(spread.max, 2)})</small>`;
 
-function peersSection(results: BenchResults): string {
-  const peers = results.peers;
-  if (!peers) return '<p class="missing">The peers were not measured in this run.</p>';
+function peersSection(peers: PeerRunsSection | null | undefined, issue: string): string {
+  if (!peers) return '<p class="missing">These commands were not measured in this run.</p>';
   const rows = peers.peers.map((peer) => [
     `<code>${escapeHtml(peer.name)}</code>`,
     bestCell(peer.compressSeconds),
@@ -101,12 +102,12 @@ function peersSection(results: BenchResults): string {
   const targets = peers.targets.map((target) => [
     escapeHtml(target.what),
     target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 3)}x` : fixed(target.value, 0),
-    escapeHtml(target.unit === 'x' ? `≤ ${fixed(target.limit, 1)}x` : target.unit === 'MB/s min' ? `≥ ${target.limit} MB/s` : `< ${target.limit} ${target.unit}`),
+    escapeHtml(target.unit === 'x' ? `≤ ${String(target.limit)}x` : target.unit === 'MB/s min' ? `≥ ${target.limit} MB/s` : `< ${target.limit} ${target.unit}`),
     target.met === null ? 'not measured' : target.met ? '<b>met</b>' : '<span class="missing">not met</span>',
   ]);
   const missing = peers.missing.length > 0 ? `<p class="missing">Not installed, so not measured: ${escapeHtml(peers.missing.join(', '))}.</p>` : '';
   return `${missing}${table(['command', 'compress s, best', 'decompress s, best', 'ratio', 'compress MB/s', 'decompress MB/s', 'CPU s (c / d)'], rows)}
-${table(['target (issue 9)', 'value', 'limit', ''], targets)}`;
+${table([`target (${issue})`, 'value', 'limit', ''], targets)}`;
 }
 
 function clusterTable(results: BenchResults): string {
@@ -199,7 +200,15 @@ ${results.cli === null ? '<p class="missing">The CLI was not measured in this ru
 ${canvas('peers-compress')}
 ${canvas('peers-decompress')}
 </div>
-${peersSection(results)}
+${peersSection(results.peers, 'issue 9')}
+
+<h2>Every codec through the CLI, beside its own tool</h2>
+<p class="note">${results.codecPeers ? `${escapeHtml(results.codecPeers.dataset)}; <code>dcas compress --codec NAME</code> at the codec's default level and chunk size beside the command-line tool of its format at the same level, ${results.codecPeers.cores} cores, interleaved runs, best of ${results.codecPeers.runs}.` : ''}</p>
+<div class="grid">
+${canvas('codec-peers-compress')}
+${canvas('codec-peers-decompress')}
+</div>
+${peersSection(results.codecPeers, 'issue 10')}
 
 <h2>Cluster, end to end</h2>
 <p class="note">${results.cluster === null ? '' : `Local clusters started with <code>dcas cluster up</code>; one ${fixed(results.cluster.fileBytes / 1e6, 0)} MB file (${escapeHtml(results.cluster.dataset)}) uploaded with the client library to the first node, timed from connect to the job completed; ${mebibytes(results.cluster.chunkBytes)} chunks. All nodes share this machine's cores.`}</p>

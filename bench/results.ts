@@ -92,7 +92,8 @@ export interface PeerTarget {
   met: boolean | null;
 }
 
-export interface PeersSection {
+/** Commands run side by side on one file (peers.ts): what each measured, and the targets they meet. */
+export interface PeerRunsSection {
   dataset: string;
   inputBytes: number;
   cores: number;
@@ -100,11 +101,14 @@ export interface PeersSection {
   /** Programs not installed; their rows are absent. */
   missing: string[];
   peers: PeerFigures[];
+  targets: PeerTarget[];
+}
+
+export interface PeersSection extends PeerRunsSection {
   versionSeconds: Spread;
   /** Best --json mbPerSecond of dcas's runs: its work without process start-up. */
   compressReportedMBps: number;
   decompressReportedMBps: number;
-  targets: PeerTarget[];
 }
 
 export interface PhaseSeconds {
@@ -163,6 +167,8 @@ export interface BenchResults {
   cli: CliFigures | null;
   /** Absent in results written before the peers section existed. */
   peers?: PeersSection | null;
+  /** Every codec through `dcas compress --codec` beside its own tool (issue 10); absent in older results. */
+  codecPeers?: PeerRunsSection | null;
   cluster: ClusterSection | null;
   load: LoadSection | null;
 }

@@ -9,10 +9,14 @@
  *   npm run bench -- --only peers --size 150MB
  *                                 the peers table alone: dcas beside zstd, pigz, lz4 and gzip, whole
  *                                 processes on 150 MB of real text, with the issue's targets met or not
+ *   npm run bench -- --only codec-peers --size 150MB
+ *                                 every codec through the CLI (dcas compress --codec NAME) beside its own
+ *                                 tool at the same level (zstd -3, gzip -6, pigz -6, xz -6 -T, bzip2 -9,
+ *                                 lbzip2, brotli where installed), with issue 10's targets
  *
  * Options: --data mail,elf,... (data sets for the codecs; the CLI codes the first), --nodes 1,2,3,
  * --runs N, --cluster-size SIZE, --concurrency C, --upload-size SIZE, --rounds N, --out DIR,
- * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,cluster,load,
+ * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,codec-peers,cluster,load,
  * --only (the same list: every other section is skipped).
  */
 
@@ -26,13 +30,13 @@ import { benchCodecs, benchDatasetCodecs, codecSectionHeader } from './codecs.ts
 import { benchDataset, benchDatasetNames, generatedFile, isBenchDatasetName, type BenchDatasetName } from './datasets-extra.ts';
 import { builtInSchemaPath, generateBuffer, loadRecordSchema, parseSize } from './generate.ts';
 import { describeMachine } from './machine.ts';
-import { benchPeers } from './peers.ts';
+import { benchCodecPeers, benchPeers } from './peers.ts';
 import { renderReport } from './report.ts';
 import type { BenchResults, ClusterSection, LoadSection } from './results.ts';
 import { formatSummary } from './summary.ts';
 
 type Mode = BenchResults['mode'];
-const sections = ['codecs', 'cli', 'peers', 'cluster', 'load'] as const;
+const sections = ['codecs', 'cli', 'peers', 'codec-peers', 'cluster', 'load'] as const;
 type Section = (typeof sections)[number];
 
 interface Plan {
@@ -216,6 +220,12 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
     progress(`peers: ${peers.targets.filter((target) => target.met === true).length} of ${peers.targets.filter((target) => target.met !== null).length} targets met`);
   }
 
+  let codecPeers: BenchResults['codecPeers'] = null;
+  if (!plan.skip.has('codec-peers')) {
+    codecPeers = await benchCodecPeers((await benchDataset('mail')).bytes, { bytes: plan.peersBytes, runs: plan.peersRuns, onProgress: progress });
+    progress(`codec peers: ${codecPeers.targets.filter((target) => target.met === true).length} of ${codecPeers.targets.filter((target) => target.met !== null).length} targets met`);
+  }
+
   let cluster: ClusterSection | null = null;
   let load: LoadSection | null = null;
   const wantLoad = !plan.skip.has('load');
@@ -255,6 +265,7 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
     codecs: codecSection,
     cli,
     peers,
+    codecPeers,
     cluster,
     load,
   };

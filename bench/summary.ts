@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { BenchResults, PeersSection, PeerTarget, Spread } from './results.ts';
+import type { BenchResults, PeerRunsSection, PeerTarget, Spread } from './results.ts';
 
 const fixed = (value: number, digits: number) => value.toFixed(digits);
 const spreadText = (spread: Spread, digits: number) => `${fixed(spread.median, digits)} (${fixed(spread.min, digits)}..${fixed(spread.max, digits)})`;
@@ -19,14 +19,14 @@ function columns(rows: string[][], rightAligned: boolean[]): string {
 
 const optional = (value: number | null, digits: number) => (value === null ? '-' : fixed(value, digits));
 
-function peersHeading(peers: PeersSection): string {
+function peersHeading(peers: PeerRunsSection, what = 'Peers'): string {
   return (
-    `Peers, whole processes from spawn to exit, ${peers.dataset} (${fixed(peers.inputBytes / 1e6, 0)} MB), ${peers.cores} cores, best of ${peers.runs} runs ` +
+    `${what}, whole processes from spawn to exit, ${peers.dataset} (${fixed(peers.inputBytes / 1e6, 0)} MB), ${peers.cores} cores, best of ${peers.runs} runs ` +
     `(CPU s = user + sys of the best run)${peers.missing.length > 0 ? `; not installed: ${peers.missing.join(', ')}` : ''}`
   );
 }
 
-function peerRows(peers: PeersSection): string[][] {
+function peerRows(peers: PeerRunsSection): string[][] {
   return peers.peers.map((peer) => [
     peer.name,
     fixed(peer.compressSeconds.min, 2),
@@ -42,9 +42,17 @@ const peerHeaders = ['command', 'compress s', 'decompress s', 'ratio', 'compress
 
 function targetCells(target: PeerTarget): string[] {
   const verdict = target.met === null ? 'not measured in this run' : target.met ? 'met' : 'not met';
-  const comparison = target.unit === 'x' ? `at most ${fixed(target.limit, 1)}x` : target.unit === 'MB/s min' ? `at least ${target.limit} MB/s` : `under ${target.limit} ${target.unit}`;
+  const comparison = target.unit === 'x' ? `at most ${String(target.limit)}x` : target.unit === 'MB/s min' ? `at least ${target.limit} MB/s` : `under ${target.limit} ${target.unit}`;
   const value = target.value === null ? '-' : target.unit === 'x' ? `${fixed(target.value, 3)}x` : `${fixed(target.value, 0)} ${target.unit === 'MB/s min' ? 'MB/s' : target.unit}`;
   return [target.what, value, comparison, verdict];
+}
+
+/** The sections of whole-process commands: issue 9's peers, and issue 10's codecs beside their tools. */
+function peerSectionsOf(results: BenchResults): { section: PeerRunsSection | null | undefined; what: string; issue: string }[] {
+  return [
+    { section: results.peers, what: 'Peers', issue: 'issue 9' },
+    { section: results.codecPeers, what: 'Every codec through the CLI beside its tool', issue: 'issue 10' },
+  ];
 }
 
 export function formatSummary(results: BenchResults): string {
@@ -73,10 +81,10 @@ export function formatSummary(results: BenchResults): string {
         `decompress ${spreadText(cli.decompressMBps, 0)} MB/s (the CLI's own figures: ${fixed(cli.compressReportedMBps.median, 0)} and ${fixed(cli.decompressReportedMBps.median, 0)} MB/s); ratio ${fixed(cli.ratio, 3)}`,
     );
   }
-  if (results.peers) {
-    const peers = results.peers;
-    lines.push('', peersHeading(peers), columns([peerHeaders, ...peerRows(peers)], [false, true, true, true, true, true, true]));
-    lines.push('', 'Targets (issue 9)', columns([['target', 'value', 'limit', ''], ...peers.targets.map(targetCells)], [false, true, false, false]));
+  for (const { section: peers, what, issue } of peerSectionsOf(results)) {
+    if (!peers) continue;
+    lines.push('', peersHeading(peers, what), columns([peerHeaders, ...peerRows(peers)], [false, true, true, true, true, true, true]));
+    lines.push('', `Targets (${issue})`, columns([['target', 'value', 'limit', ''], ...peers.targets.map(targetCells)], [false, true, false, false]));
   }
   if (results.cluster !== null) {
     const cluster = results.cluster;
@@ -142,9 +150,9 @@ export function formatMarkdown(results: BenchResults): string {
         `decompress ${spreadText(cli.decompressMBps, 0)} MB/s; without process start-up (the CLI's own figure) ${fixed(cli.compressReportedMBps.median, 0)} and ${fixed(cli.decompressReportedMBps.median, 0)} MB/s.`,
     );
   }
-  if (results.peers) {
-    const peers = results.peers;
-    out.push('', `**${peersHeading(peers)}:**`, '', `| ${peerHeaders.join(' | ')} |`, `|---|${peerHeaders.slice(1).map(() => '---:').join('|')}|`);
+  for (const { section: peers, what } of peerSectionsOf(results)) {
+    if (!peers) continue;
+    out.push('', `**${peersHeading(peers, what)}:**`, '', `| ${peerHeaders.join(' | ')} |`, `|---|${peerHeaders.slice(1).map(() => '---:').join('|')}|`);
     for (const row of peerRows(peers)) out.push(`| \`${row[0]}\` | ${row.slice(1).join(' | ')} |`);
     out.push('', '| target | value | limit | |', '|---|---:|---|---|');
     for (const cells of peers.targets.map(targetCells)) out.push(`| ${cells.join(' | ')} |`);

@@ -1,5 +1,6 @@
 /**
- * The benchmark report, end to end: a real tiny run of the harness (codecs on real data, the CLI,
+ * The benchmark report, end to end: a real tiny run of the harness (codecs on real data, the CLI, the
+ * peers and every codec through the CLI beside its tool,
  * clusters of 1, 2 and 3 nodes, a load test) writes its JSON and HTML; headless Chromium opens the HTML
  * from disk with the network cut off, and every chart must have drawn every one of its datasets. A
  * report with a section missing must fail the same check, so the check cannot pass on empty charts.
@@ -17,7 +18,7 @@ import { withTempDir } from './helpers.ts';
 
 const runScript = new URL('../bench/run.ts', import.meta.url).pathname;
 const codecNames = ['dcas-kernel', 'zlib-huffman', 'gzip-1', 'gzip-6', 'brotli-4', 'zstd-3'];
-const runTimeoutMs = 120_000;
+const runTimeoutMs = 240_000;
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
@@ -68,6 +69,12 @@ function assertResults(results: BenchResults): void {
   // Every target is reported, as a value with a verdict, or as not measured (1 GiB targets on a tiny run).
   assert.is(peers.targets.length, 8);
   assert.ok(peers.targets.slice(0, 5).every((target) => target.value !== null || target.met === null));
+  // Every codec through the CLI beside its tool: each round trip checked by the harness, each size target reported.
+  const codecPeers = results.codecPeers!;
+  const codecRows = codecPeers.peers.map((peer) => peer.name);
+  for (const codec of ['huffman', 'zstd', 'gzip', 'brotli', 'xz', 'bzip2']) assert.ok(codecRows.includes(`dcas --codec ${codec}`), codecRows.join(', '));
+  assert.ok(codecPeers.peers.every((peer) => peer.compressedBytes > 0 && peer.ratio < 1.1), codecRows.join(', '));
+  assert.is(codecPeers.targets.length, 5);
   assert.equal(results.cluster?.clusters.map((run) => run.nodes), [1, 2, 3]);
   for (const run of results.cluster!.clusters) {
     assert.ok(run.throughputMBps.median > 0);
@@ -100,13 +107,13 @@ test('a tiny run writes results and a report whose every chart draws data in hea
     try {
       const inspection = await report.inspect(chartIds(results));
       assert.equal(chartProblems(inspection), []);
-      assert.is(inspection.charts.length, results.codecs.datasets.length + 9);
+      assert.is(inspection.charts.length, results.codecs.datasets.length + 11);
     } finally {
       await report.close();
     }
 
     // The same results with the load test, the CLI and the peers missing: those charts must be reported empty.
-    const partial: BenchResults = { ...results, load: null, cli: null, peers: null };
+    const partial: BenchResults = { ...results, load: null, cli: null, peers: null, codecPeers: null };
     const partialPath = join(folder, 'partial.html');
     writeFileSync(partialPath, renderReport(partial));
     const partialReport = await openReport(partialPath);
@@ -115,6 +122,7 @@ test('a tiny run writes results and a report whose every chart draws data in hea
       assert.ok(problems.some((problem) => problem.startsWith('load-latency:')), problems.join('\n'));
       assert.ok(problems.some((problem) => problem.startsWith('cli-speed:')), problems.join('\n'));
       assert.ok(problems.some((problem) => problem.startsWith('peers-compress:')), problems.join('\n'));
+      assert.ok(problems.some((problem) => problem.startsWith('codec-peers-compress:')), problems.join('\n'));
       assert.not.ok(problems.some((problem) => problem.startsWith('cluster-throughput:')), problems.join('\n'));
     } finally {
       await partialReport.close();

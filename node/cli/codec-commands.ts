@@ -103,7 +103,7 @@ export function addCodecCommands(program: Command): void {
     .addOption(codecOption())
     .addOption(levelOption())
     .addOption(formatOption())
-    .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)})`).argParser(parseChunkSize).default(format.chunkBytesDefault, '4MiB'))
+    .addOption(new Option('--chunk-size <size>', `bytes per independently coded chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)}; default: the codec's, 4MiB for huffman, 8MiB for zstd, 24MiB for xz)`).argParser(parseChunkSize))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('compress', files, options));
   fileOptions(program.command('decompress').description('decompress FILE.dcz (or stdin to stdout), checking every checksum, locally on all cores'))
     .action((files: string[], options: FileCommandOptions) => runFileCommand('decompress', files, options));

@@ -216,8 +216,8 @@ async function runOne(verb: Verb, input: string, options: FileCommandOptions): P
 async function streamed(verb: 'compress' | 'decompress', input: string, sink: ByteSink, options: FileCommandOptions): Promise<StreamResult> {
   const threads = options.threads === 0 ? undefined : options.threads;
   if (verb === 'compress') {
-    const chunkBytes = options.chunkSize ?? format.chunkBytesDefault;
     const { codec, format: outputFormat } = options;
+    const chunkBytes = options.chunkSize ?? format.chunkBytesFor(codec ?? huffmanChoice);
     if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec, format: outputFormat });
     return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec, format: outputFormat });
   }

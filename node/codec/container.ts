@@ -11,7 +11,7 @@ import { choiceOf, huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import { framingOf, type OutputFormat } from './standard-formats.ts';
 import {
-  chunkBytesDefault,
+  chunkBytesFor,
   chunkBytesMax,
   chunkBytesMin,
   chunkHeaderBytes,
@@ -191,9 +191,9 @@ export async function* fileChunks(path: string, chunkBytes: number): AsyncGenera
 
 /** Encodes original bytes into a .dcz byte stream, or a standard format's (`options.format`). */
 export async function* encodeDcz(source: AsyncIterable<Uint8Array>, options: EncodeOptions): AsyncGenerator<Uint8Array> {
-  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
-  const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
   const choice = options.codec ?? huffmanChoice;
+  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesFor(choice));
+  const inFlightMax = options.inFlightMax ?? options.pool.threads * 2;
   const framing = framingOf(options.format ?? 'dcz', choice, chunkBytes);
   const hash = createHash('sha256');
   const entries: ChunkEntry[] = [];

@@ -7,10 +7,10 @@
 import { once } from 'node:events';
 import { availableParallelism, freemem } from 'node:os';
 import type { Writable } from 'node:stream';
-import { chunkBytesDefault, chunkBytesMax } from './format.ts';
+import { chunkBytesFor, chunkBytesMax } from './format.ts';
 import { decodeDcz, encodeDcz, headerChoice, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
-import { choiceName, type CodecChoice } from './codecs.ts';
+import { choiceName, huffmanChoice, type CodecChoice } from './codecs.ts';
 import type { OutputFormat } from './standard-formats.ts';
 import { decodeStandardStream, detectBytes, detectKind, prepended } from './standard-decode.ts';
 
@@ -92,7 +92,7 @@ export const discardSink: ByteSink = async (source) => {
  * The original's size is not needed up front: the trailer records it.
  */
 export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boolean, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
-  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
+  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesFor(options.codec ?? huffmanChoice));
   return withPool(options.threads, async (pool) => {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const encoded = encodeDcz(source, {

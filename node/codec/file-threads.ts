@@ -63,6 +63,7 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
   if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
   const { codec, level } = options.codec ?? huffmanChoice;
   const workerData: FileWorkerData = { kernelModule: compileKernel(), inputFd: options.inputFd, outputFd: options.outputFd, chunkBytes: options.chunkBytes, codec: codec.id, level };
+  /** A thread's free task slots: it appears once for each task it could take now. */
   const idle: Worker[] = [];
   const queue: FileTask[] = [];
   const spares: ArrayBuffer[] = [];
@@ -89,6 +90,10 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
     queue.length = 0;
   }
 
+  // Each thread holds up to this many tasks, the next one queued behind the one it codes, so it starts
+  // that one at once instead of waiting for this thread to wake, take its answer and send another: on
+  // a loaded machine a wake-up can take longer than coding a chunk.
+  const tasksPerThread = 2;
   const workers = Array.from({ length: options.threads }, () => {
     const worker = new Worker(fileWorkerUrl, threadOptions(workerData));
     worker.on('message', (result: FileTaskResult) => {
@@ -100,9 +105,10 @@ export function startFileThreads(options: { threads: number; inputFd: number; ou
     });
     worker.on('error', (error) => failAll(new Error(`codec thread failed: ${error.message}`)));
     worker.on('exit', (code) => failAll(new Error(`codec thread exited with code ${code}`)));
-    idle.push(worker);
     return worker;
   });
+  // One free slot per task a thread may hold, interleaved, so the first tasks go to different threads.
+  for (let slot = 0; slot < tasksPerThread; slot++) idle.push(...workers);
 
   function run(task: FileThreadTask): Promise<FileTaskResult> {
     if (broken !== undefined) return Promise.reject(broken);

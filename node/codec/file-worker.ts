@@ -69,9 +69,21 @@ const kernel = loadKernel(data.kernelModule);
 const choice = choiceOf(data.codec, data.level);
 await prepareCoder(choice.codec.name);
 
-/** Reads `length` bytes at `position` into fresh memory, or says the input changed. */
+let scratchBuffer = new ArrayBuffer(0);
+
+/**
+ * This thread's one buffer for what a codec other than the kernel reads (a chunk to code, a frame to
+ * decode): every codec consumes its input before the call returns, and a thread runs one task at a time,
+ * so the buffer is reused from chunk to chunk. Fresh memory per chunk cost a page fault per 4 KiB.
+ */
+function scratch(length: number): Uint8Array {
+  if (scratchBuffer.byteLength < length) scratchBuffer = Buffer.allocUnsafeSlow(Math.max(length, data.chunkBytes)).buffer as ArrayBuffer;
+  return new Uint8Array(scratchBuffer, 0, length);
+}
+
+/** Reads `length` bytes at `position` into this thread's scratch buffer, or says the input changed. */
 function readChunk(task: Extract<FileTask, { op: 'compress' }>): Uint8Array | FileTaskResult {
-  const input = new Uint8Array(Buffer.allocUnsafeSlow(task.length).buffer, 0, task.length);
+  const input = scratch(task.length);
   const bytesRead = readFully(data.inputFd, input, task.position);
   if (bytesRead !== task.length) return inputChanged(task, bytesRead);
   return input;
@@ -81,7 +93,7 @@ function inputChanged(task: Extract<FileTask, { op: 'compress' }>, bytesRead: nu
   return { id: task.id, ok: false, code: 'IO', errno: 'INPUT_CHANGED', message: `input changed while being read: ended at byte ${task.position + bytesRead}, expected ${task.position + task.length}` };
 }
 
-/** Another codec than the kernel: the chunk is read into memory of its own and coded there. */
+/** Another codec than the kernel: the chunk is read into the scratch buffer and coded from there (the frame is the codec's own memory). */
 async function compressOther(task: Extract<FileTask, { op: 'compress' }>): Promise<FileTaskResult> {
   const input = readChunk(task);
   if (!(input instanceof Uint8Array)) return input;
@@ -107,7 +119,7 @@ function decompress(task: Extract<FileTask, { op: 'decompress' }>): FileTaskResu
     throw new CodecError('CORRUPT_CONTAINER', `${label}: header does not match the index`);
   }
   const huffman = data.codec === codecHuffmanId;
-  const frame = huffman ? kernel.stageInput(task.compressedBytes, task.originalBytes) : new Uint8Array(task.compressedBytes);
+  const frame = huffman ? kernel.stageInput(task.compressedBytes, task.originalBytes) : scratch(task.compressedBytes);
   if (readFully(data.inputFd, frame, task.position + chunkHeaderBytes) !== task.compressedBytes) throw new CodecError('TRUNCATED', `${label}: truncated`);
   let decoded: Uint8Array;
   try {
@@ -132,8 +144,17 @@ async function run(task: FileTask): Promise<FileTaskResult> {
   }
 }
 
-parentPort?.on('message', async (task: FileTask) => {
-  const result = await run(task);
-  const transfer = result.ok && result.frame !== undefined ? [result.frame.buffer as ArrayBuffer] : [];
-  parentPort?.postMessage(result, transfer);
+/**
+ * Tasks run one after another in the order they came: the main thread queues the next task behind the
+ * current one (file-threads.ts), and an xz chunk awaits its coder's end, during which another task must
+ * not start (they share the scratch buffer).
+ */
+let previous: Promise<void> = Promise.resolve();
+
+parentPort?.on('message', (task: FileTask) => {
+  previous = previous.then(async () => {
+    const result = await run(task);
+    const transfer = result.ok && result.frame !== undefined ? [result.frame.buffer as ArrayBuffer] : [];
+    parentPort?.postMessage(result, transfer);
+  });
 });

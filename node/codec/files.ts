@@ -8,10 +8,10 @@ import type { Stats } from 'node:fs';
 import { unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { CodecChoice } from './codecs.ts';
+import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import type { OutputFormat } from './standard-formats.ts';
 import { decodeStandardFile, detectBytes, detectKind, type InputKind } from './standard-decode.ts';
-import { chunkBytesDefault } from './format.ts';
+import { chunkBytesFor } from './format.ts';
 import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
@@ -247,7 +247,7 @@ function target(options: FileOptions, input: Stats): OutputTarget {
 export async function compressFile(input: string, output: string, options: FileOptions = {}): Promise<FileResult> {
   const info = await inputStat(input);
   const totalBytes = info.size;
-  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesDefault);
+  const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesFor(options.codec ?? huffmanChoice));
   await refuseExisting(output, options.force ?? false);
   const started = performance.now();
   const finish = (compressedBytes: number, chunks: number, threads: number): FileResult => {
