@@ -41,9 +41,11 @@ export interface HostsSection {
   workerCpu: number;
   linkMbit: number;
   runs: HostsRun[];
+  /** Runs whose job did not complete (each worker count is tried up to `attemptsMax` times). */
+  failures: Array<{ workerHosts: number; attempt: number; error: string; loadAverage: number }>;
 }
 
-export interface HostsOptions extends Omit<HostsSection, 'runs'> {
+export interface HostsOptions extends Omit<HostsSection, 'runs' | 'failures'> {
   workerCounts: readonly number[];
   filePath: string;
   onProgress?: (message: string) => void;
@@ -52,6 +54,11 @@ export interface HostsOptions extends Omit<HostsSection, 'runs'> {
 const voterCount = 3;
 const agreeMsMax = 120_000;
 const jobMsMax = 1_800_000;
+/**
+ * On a starved shared machine a job can fail (a proposal not applied in time); one more attempt on
+ * fresh hosts, and the failure is kept in the results rather than dropped.
+ */
+const attemptsMax = 2;
 
 async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -102,13 +109,24 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
 export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
   const expectedSha256 = await sha256File(options.filePath);
   const measured: Array<Omit<HostsRun, 'efficiency'>> = [];
+  const failures: HostsSection['failures'] = [];
   for (const workerHosts of options.workerCounts) {
-    const run = await measure(options, workerHosts, expectedSha256);
+    let run: Omit<HostsRun, 'efficiency'> | undefined;
+    for (let attempt = 1; run === undefined && attempt <= attemptsMax; attempt += 1) {
+      try {
+        run = await measure(options, workerHosts, expectedSha256);
+      } catch (error) {
+        const message = (error as Error).message.split('\n')[0]!;
+        failures.push({ workerHosts, attempt, error: message, loadAverage: loadavg()[0]! });
+        options.onProgress?.(`hosts: ${workerHosts} worker host(s), attempt ${attempt} failed: ${message}`);
+      }
+    }
+    if (run === undefined) continue;
     options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (upload ${run.phases.uploadSeconds?.toFixed(1)} s); load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
     measured.push(run);
   }
   const single = measured.find((run) => run.workerHosts === 1)?.throughputMBps;
   const runs = measured.map((run) => ({ ...run, efficiency: single === undefined ? Number.NaN : run.throughputMBps / (run.workerHosts * single) }));
   const { filePath: _filePath, onProgress: _onProgress, workerCounts: _workerCounts, ...described } = options;
-  return { ...described, runs };
+  return { ...described, runs, failures };
 }
