@@ -216,6 +216,9 @@ function parsePlan(argv: string[]): Plan {
     plan.skip.clear();
     for (const name of sections) if (!only.includes(name)) plan.skip.add(name);
   }
+  if (!plan.skip.has('hosts') && process.getuid?.() !== 0) {
+    throw new UsageError('--hosts: needs root (it makes network namespaces, links and cgroups); run it with sudo');
+  }
   return plan;
 }
 
