@@ -277,6 +277,46 @@
     });
   }
 
+  function hostsChart() {
+    const hosts = results.hosts;
+    if (!hosts) return;
+    const single = (hosts.runs.find((run) => run.workerHosts === 1) || {}).throughputMBps;
+    draw('hosts-scaling', {
+      type: 'scatter',
+      data: {
+        datasets: [
+          {
+            label: 'measured',
+            data: hosts.runs.map((run) => ({ x: run.workerHosts, y: run.throughputMBps, efficiency: run.efficiency })),
+            showLine: true,
+            borderColor: '#d62728',
+            backgroundColor: '#d62728',
+            pointRadius: 5,
+          },
+          {
+            label: 'ideal (N × 1 host)',
+            data: single === undefined ? [] : hosts.runs.map((run) => ({ x: run.workerHosts, y: run.workerHosts * single })),
+            showLine: true,
+            borderDash: [6, 4],
+            borderColor: '#777',
+            backgroundColor: '#777',
+            pointRadius: 0,
+          },
+        ],
+      },
+      options: {
+        plugins: {
+          title: title(`Throughput against worker hosts (${hosts.workerCpu} CPU each, ${hosts.linkMbit} Mbit/s links)`),
+          tooltip: { callbacks: { label: (item) => `${item.dataset.label}: ${fixed(item.raw.y, 1)} MB/s${item.raw.efficiency === undefined ? '' : `, efficiency ${fixed(item.raw.efficiency, 2)}`}` } },
+        },
+        scales: {
+          x: { min: 0, ticks: { stepSize: 1 }, title: { display: true, text: 'worker hosts' } },
+          y: { beginAtZero: true, title: { display: true, text: 'MB/s' } },
+        },
+      },
+    });
+  }
+
   try {
     codecCharts();
     cliChart();
@@ -284,6 +324,7 @@
     peersCharts(results.codecPeers, 'codec-peers', 'Every codec through the CLI');
     clusterCharts();
     loadChart();
+    hostsChart();
     window.benchCharts = charts;
     document.body.dataset.rendered = 'true';
   } catch (error) {

@@ -30,6 +30,8 @@ export function chartIds(results: BenchResults): string[] {
     'cluster-phases',
     'load-latency',
     'memory',
+    // Opt-in (root and namespaces): only a run that measured it has the chart.
+    ...(results.hosts ? ['hosts-scaling'] : []),
   ];
 }
 
@@ -147,6 +149,24 @@ function loadTable(results: BenchResults): string {
   );
 }
 
+function hostsSection(results: BenchResults): string {
+  const hosts = results.hosts;
+  if (!hosts) return '<p class="note">Not measured in this run: <code>sudo npm run bench -- --hosts</code> measures it (root, iproute2, cgroup v1 cpu).</p>';
+  const rows = hosts.runs.map((run) => [
+    String(run.workerHosts),
+    fixed(run.throughputMBps, 1),
+    fixed(run.seconds, 1),
+    fixed(run.phases.uploadSeconds, 1),
+    fixed(run.efficiency, 2),
+    `${fixed(run.loadAverageBefore, 1)} → ${fixed(run.loadAverageAfter, 1)}`,
+    escapeHtml(Object.entries(run.chunkNodes).map(([node, chunks]) => `${node}: ${chunks}`).join(', ')),
+  ]);
+  return `<p class="note">One ${mebibytes(hosts.fileBytes)} file (${escapeHtml(hosts.dataset)}) in ${mebibytes(hosts.chunkBytes)} chunks, uploaded to node1's gateway from outside the hosts, timed from connect to the job completed. 3 voter hosts at ${hosts.voterCpu} CPU each (they take a small share of the chunks: every member with a worker thread does), worker hosts at ${hosts.workerCpu} CPU each, every link ${hosts.linkMbit} Mbit/s each way and no added delay; gateways stage chunks raw so the workers code them. Efficiency is throughput(N) / (N × throughput(1)). The load average (1 minute) of the shared machine is given before and after each run.</p>
+<div class="grid">${canvas('hosts-scaling', true)}</div>
+${(hosts.failures ?? []).length === 0 ? '' : `<p class="missing">Failed: ${(hosts.failures ?? []).map((failure) => `${failure.workerHosts} worker host(s), attempt ${failure.attempt} (load ${fixed(failure.loadAverage, 1)}): ${escapeHtml(failure.error)}`).join('; ')}</p>`}
+${table(['worker hosts', 'MB/s', 'seconds', 'upload s', 'efficiency', 'load average', 'chunks per host'], rows)}`;
+}
+
 const style = `
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1400px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
@@ -223,6 +243,9 @@ ${clusterTable(results)}
 <p class="note">${results.load === null ? '' : `${results.load.concurrency} uploads at once, each on its own connection, spread over the ${results.load.nodes} gateways; ${results.load.rounds} round(s). Peak memory: ${results.load.peakRssScope === 'load test' ? 'during the load test alone' : 'over the cluster’s whole life'}.`}</p>
 <div class="grid">${canvas('load-latency', true)}</div>
 ${loadTable(results)}
+
+<h2>Scaling across hosts</h2>
+${hostsSection(results)}
 
 <script>${scriptText(chartLibrary)}</script>
 <script>window.BENCH = ${data};</script>

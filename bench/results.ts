@@ -4,6 +4,8 @@
  * over original size (lower is better), as in a job's `ratio`.
  */
 
+import type { HostsSection } from './hosts.ts';
+
 /** A figure measured over several runs: the median with the smallest and largest, and every run. */
 export interface Spread {
   median: number;
@@ -171,4 +173,6 @@ export interface BenchResults {
   codecPeers?: PeerRunsSection | null;
   cluster: ClusterSection | null;
   load: LoadSection | null;
+  /** The scaling curve across namespace hosts (bench/hosts.ts); absent before it existed. */
+  hosts?: HostsSection | null;
 }

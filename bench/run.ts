@@ -14,13 +14,20 @@
  *                                 tool at the same level (zstd -3, gzip -6, pigz -6, xz -6 -T, bzip2 -9,
  *                                 lbzip2, brotli where installed), with issue 10's targets
  *
+ *   sudo npm run bench -- --hosts
+ *                                 the scaling curve alone (bench/hosts.ts): one 256 MiB job on 3 voter
+ *                                 hosts and 1, 2, 3, 4 worker hosts; needs root, iproute2 and the cgroup
+ *                                 v1 cpu controller, so no other mode runs it
+ *
  * Options: --data mail,elf,... (data sets for the codecs; the CLI codes the first), --nodes 1,2,3,
  * --runs N, --cluster-size SIZE, --concurrency C, --upload-size SIZE, --rounds N, --out DIR,
  * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,codec-peers,cluster,load,
- * --only (the same list: every other section is skipped).
+ * --only (the same list: every other section is skipped), --help.
+ * The hosts section: --workers 1,2,3,4, --hosts-size SIZE (256MiB), --hosts-chunk SIZE (4MiB),
+ * --worker-cpu CORES (0.4), --voter-cpu CORES (0.2), --link-mbit N (1000).
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,13 +37,14 @@ import { benchCodecs, benchDatasetCodecs, codecSectionHeader } from './codecs.ts
 import { benchDataset, benchDatasetNames, generatedFile, isBenchDatasetName, type BenchDatasetName } from './datasets-extra.ts';
 import { builtInSchemaPath, generateBuffer, loadRecordSchema, parseSize } from './generate.ts';
 import { describeMachine } from './machine.ts';
+import { benchHosts } from './hosts.ts';
 import { benchCodecPeers, benchPeers } from './peers.ts';
 import { renderReport } from './report.ts';
 import type { BenchResults, ClusterSection, LoadSection } from './results.ts';
 import { formatSummary } from './summary.ts';
 
 type Mode = BenchResults['mode'];
-const sections = ['codecs', 'cli', 'peers', 'codec-peers', 'cluster', 'load'] as const;
+const sections = ['codecs', 'cli', 'peers', 'codec-peers', 'cluster', 'load', 'hosts'] as const;
 type Section = (typeof sections)[number];
 
 interface Plan {
@@ -56,6 +64,7 @@ interface Plan {
   concurrency: number;
   uploadBytes: number;
   rounds: number;
+  hosts: { workerCounts: number[]; bytes: number; chunkBytes: number; workerCpu: number; voterCpu: number; linkMbit: number };
   skip: Set<Section>;
   outDir: string;
 }
@@ -63,7 +72,7 @@ interface Plan {
 const mebibyte = 1024 * 1024;
 
 /** What each mode measures; options override single knobs. */
-const modes: Record<Mode, Omit<Plan, 'mode' | 'skip' | 'outDir'>> = {
+const modes: Record<Mode, Omit<Plan, 'mode' | 'skip' | 'outDir' | 'hosts'>> = {
   full: {
     datasets: [...benchDatasetNames],
     codecRuns: 5,
@@ -138,6 +147,12 @@ function size(text: string, what: string): number {
   }
 }
 
+function cores(text: string, what: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0.01 || value > 64) throw new UsageError(`${what}: expected cores from 0.01 to 64, got ${JSON.stringify(text)}`);
+  return value;
+}
+
 function sectionList(text: string, what: string): Section[] {
   return list(text, what).map((name) => {
     if (!(sections as readonly string[]).includes(name)) throw new UsageError(`${what}: unknown section ${name}; known: ${sections.join(', ')}`);
@@ -162,10 +177,25 @@ function parsePlan(argv: string[]): Plan {
       skip: { type: 'string' },
       only: { type: 'string' },
       size: { type: 'string' },
+      hosts: { type: 'boolean' },
+      workers: { type: 'string' },
+      'hosts-size': { type: 'string' },
+      'hosts-chunk': { type: 'string' },
+      'worker-cpu': { type: 'string' },
+      'voter-cpu': { type: 'string' },
+      'link-mbit': { type: 'string' },
     },
   });
   const mode: Mode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
-  const plan: Plan = { mode, ...modes[mode], skip: new Set(), outDir: resolve(values.out ?? fileURLToPath(new URL('./results/', import.meta.url))) };
+  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 256 * mebibyte, chunkBytes: 4 * mebibyte, workerCpu: 0.4, voterCpu: 0.2, linkMbit: 1000 };
+  if (values.workers !== undefined) hosts.workerCounts = list(values.workers, '--workers').map((item) => positiveInteger(item, '--workers'));
+  if (values['hosts-size'] !== undefined) hosts.bytes = size(values['hosts-size'], '--hosts-size');
+  if (values['hosts-chunk'] !== undefined) hosts.chunkBytes = size(values['hosts-chunk'], '--hosts-chunk');
+  if (values['worker-cpu'] !== undefined) hosts.workerCpu = cores(values['worker-cpu'], '--worker-cpu');
+  if (values['voter-cpu'] !== undefined) hosts.voterCpu = cores(values['voter-cpu'], '--voter-cpu');
+  if (values['link-mbit'] !== undefined) hosts.linkMbit = positiveInteger(values['link-mbit'], '--link-mbit');
+  // The hosts section needs root and namespaces: it runs only when asked for by name.
+  const plan: Plan = { mode, ...modes[mode], hosts, skip: new Set(['hosts']), outDir: resolve(values.out ?? fileURLToPath(new URL('./results/', import.meta.url))) };
   if (values.data !== undefined) {
     plan.datasets = list(values.data, '--data').map((name) => {
       if (!isBenchDatasetName(name)) throw new UsageError(`--data: unknown data set ${name}; known: ${benchDatasetNames.join(', ')}`);
@@ -185,9 +215,13 @@ function parsePlan(argv: string[]): Plan {
   if (values.runs !== undefined) plan.peersRuns = plan.codecRuns;
   if (values.size !== undefined) plan.peersBytes = size(values.size, '--size');
   if (values.skip !== undefined) for (const name of sectionList(values.skip, '--skip')) plan.skip.add(name);
-  if (values.only !== undefined) {
-    const only = sectionList(values.only, '--only');
+  if (values.hosts || values.only !== undefined) {
+    const only = [...(values.only === undefined ? [] : sectionList(values.only, '--only')), ...(values.hosts ? (['hosts'] as const) : [])];
+    plan.skip.clear();
     for (const name of sections) if (!only.includes(name)) plan.skip.add(name);
+  }
+  if (!plan.skip.has('hosts') && process.getuid?.() !== 0) {
+    throw new UsageError('--hosts: needs root (it makes network namespaces, links and cgroups); run it with sudo');
   }
   return plan;
 }
@@ -255,6 +289,12 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
     }
   }
 
+  let hosts: BenchResults['hosts'] = null;
+  if (!plan.skip.has('hosts')) {
+    const { bytes, ...hostsPlan } = plan.hosts;
+    hosts = await benchHosts({ ...hostsPlan, filePath: generatedFile('stocks', 'csv', bytes, 1), dataset: 'stocks: bench/generate.ts stocks records as csv, seed 1', fileBytes: bytes, onProgress: progress });
+  }
+
   return {
     version: 1,
     startedAt: startedAt.toISOString(),
@@ -268,7 +308,15 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
     codecPeers,
     cluster,
     load,
+    hosts,
   };
+}
+
+/** The usage lines of this file's header comment. */
+function helpText(): string {
+  const source = readFileSync(fileURLToPath(import.meta.url), 'utf8');
+  const header = source.slice(source.indexOf('/**') + 3, source.indexOf('*/'));
+  return `${header.split('\n').map((line) => line.replace(/^ \* ?/, '')).join('\n').trim()}\n`;
 }
 
 /** bench/results/2026-01-31T12-00-00Z: sortable, and safe as a file name everywhere. */
@@ -277,6 +325,10 @@ function timestampName(date: Date): string {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (argv.includes('--help')) {
+    process.stdout.write(helpText());
+    return;
+  }
   let plan: Plan;
   try {
     plan = parsePlan(argv);

@@ -9,6 +9,10 @@
  * so what a crashed run left behind (its pid no longer alive) is found and removed at the next start.
  * `destroy()` removes everything, and so do SIGINT, SIGTERM and process exit while hosts exist.
  * Traffic stays on the bridge: addresses come from 10.213.X.0/24, with X not used on this machine.
+ *
+ * With `blobStore: 'gcs'` one more host (address .200, no CPU quota, link shaped like the others) runs
+ * the GCS-compatible server (test/hosts/gcs-host.ts), and every node's blob store is that bucket through
+ * the real @google-cloud/storage client, so chunk bytes cross the links as they would to Cloud Storage.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
@@ -18,6 +22,7 @@ import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput }
 import { pinPeers } from '../../node/cluster/host/index.ts';
 import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
+import type { GcsServerStats } from '../../node/storage/gcs-server/index.ts';
 import { agreement } from '../support/cluster.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
@@ -28,6 +33,11 @@ const gatewayPort = 7701;
 const p2pPort = 7801;
 const cfsPeriodUs = 100_000;
 const outputLinesMax = 400;
+const gcsPort = 7901;
+const gcsBucket = 'dcas-hosts';
+const gcsHostNumber = 200;
+const gcsReadyMsMax = 30_000;
+const gcsHostScript = new URL('./gcs-host.ts', import.meta.url).pathname;
 
 /** One direction of a link; both directions of a host's link get the same shape. */
 export interface LinkShape {
@@ -45,6 +55,10 @@ export interface HostsOptions {
   link?: LinkShape;
   /** CPU per host, in cores (e.g. 0.4); none when absent. */
   cpuQuota?: number;
+  /** CPU of each host by index (node1 first), overriding `cpuQuota`; undefined at an index: `cpuQuota`. */
+  cpuQuotas?: ReadonlyArray<number | undefined>;
+  /** Where the nodes keep chunks: the shared folder (default) or the GCS server on its own host. */
+  blobStore?: 'folder' | 'gcs';
   overrides?: Pick<NodeConfigInput, 'membership' | 'raft' | 'workers' | 'jobs'>;
 }
 
@@ -53,6 +67,8 @@ export interface Hosts {
   dataDir: string;
   configs: NodeConfig[];
   names: string[];
+  /** The GCS server's host, when `blobStore: 'gcs'`: its endpoint and its request counts so far. */
+  gcs: { url: string; stats(): GcsServerStats } | undefined;
   /** The host's address on the bridge. */
   address(name: string): string;
   /** The host's gateway, reachable from the root namespace over the bridge. */
@@ -85,6 +101,8 @@ interface HostLayout {
   /** The veth end inside the namespace. */
   hostEnd: string;
   cgroup: string | undefined;
+  /** Cores the cgroup allows (set when `cgroup` is). */
+  cpuQuota: number | undefined;
   /** Whether nftables loss rules were installed (they stay, at 0%, once set). */
   lossShaped?: boolean;
 }
@@ -235,7 +253,7 @@ function shapeLink(layout: HostLayout, link: LinkShape): void {
   }
 }
 
-function createNetwork(prefix: string, subnet: string, layouts: readonly HostLayout[], link: LinkShape, cpuQuota: number | undefined): void {
+function createNetwork(prefix: string, subnet: string, layouts: readonly HostLayout[], link: LinkShape): void {
   const bridge = `${prefix}br`;
   ip('link', 'add', bridge, 'type', 'bridge');
   ip('addr', 'add', `${subnet}.254/24`, 'dev', bridge);
@@ -250,10 +268,10 @@ function createNetwork(prefix: string, subnet: string, layouts: readonly HostLay
     ip('-n', layout.namespace, 'link', 'set', layout.hostEnd, 'up');
     ip('-n', layout.namespace, 'link', 'set', 'lo', 'up');
     shapeLink(layout, link);
-    if (layout.cgroup !== undefined && cpuQuota !== undefined) {
+    if (layout.cgroup !== undefined && layout.cpuQuota !== undefined) {
       mkdirSync(layout.cgroup);
       writeFileSync(join(layout.cgroup, 'cpu.cfs_period_us'), String(cfsPeriodUs));
-      writeFileSync(join(layout.cgroup, 'cpu.cfs_quota_us'), String(Math.round(cpuQuota * cfsPeriodUs)));
+      writeFileSync(join(layout.cgroup, 'cpu.cfs_quota_us'), String(Math.round(layout.cpuQuota * cfsPeriodUs)));
     }
   }
 }
@@ -269,7 +287,45 @@ function removeNetwork(prefix: string, layouts: readonly HostLayout[]): void {
   quietly(() => ip('link', 'del', `${prefix}br`));
 }
 
-async function hostConfigs(options: HostsOptions, dataDir: string, layouts: readonly HostLayout[]): Promise<NodeConfig[]> {
+function hostLayout(prefix: string, subnet: string, number: number, cpuQuota: number | undefined): HostLayout {
+  return {
+    name: `node${number}`,
+    namespace: `${prefix}${number}`,
+    address: `${subnet}.${number}`,
+    bridgeEnd: `${prefix}${number}b`,
+    hostEnd: `${prefix}${number}h`,
+    cgroup: cpuQuota === undefined ? undefined : join(cpuCgroupRoot, `${prefix}${number}`),
+    cpuQuota,
+  };
+}
+
+/** Starts the GCS server in its host's namespace; resolves once it listens on the host's address. */
+async function startGcsHost(layout: HostLayout, dataDir: string): Promise<{ url: string; stats(): GcsServerStats }> {
+  const statsFile = join(dataDir, 'gcs-stats.json');
+  const argv = ['netns', 'exec', layout.namespace, process.execPath, ...nodeProcessFlags, gcsHostScript, layout.address, String(gcsPort), gcsBucket, join(dataDir, 'gcs'), statsFile];
+  const child = spawn('ip', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the GCS host did not start within ${gcsReadyMsMax} ms: ${output.slice(-500)}`)), gcsReadyMsMax);
+    const read = (data: unknown) => {
+      output += String(data);
+      const ready = /^ready (\S+)$/m.exec(output);
+      if (ready === null) return;
+      clearTimeout(timer);
+      resolve(ready[1]!);
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the GCS host exited (${code}): ${output.slice(-500)}`));
+    });
+  });
+  // The server lives in the namespace: removeNetwork kills it with every other process there.
+  return { url, stats: () => JSON.parse(readFileSync(statsFile, 'utf8')) as GcsServerStats };
+}
+
+async function hostConfigs(options: HostsOptions, dataDir: string, layouts: readonly HostLayout[], gcsUrl: string | undefined): Promise<NodeConfig[]> {
   const pskFile = join(dataDir, 'cluster.key');
   writeFileSync(pskFile, formatPsk());
   const votersCount = options.voters ?? Math.min(3, options.hosts);
@@ -289,6 +345,7 @@ async function hostConfigs(options: HostsOptions, dataDir: string, layouts: read
     listen: [p2pAddress(index)],
     bootstrap: voters.filter((voter) => voter !== config.name).map((voter) => p2pAddress(voters.indexOf(voter))),
     gateway: { ...config.gateway, host: layouts[index]!.address, port: gatewayPort },
+    ...(gcsUrl === undefined ? {} : { blobStore: { kind: 'gcs', bucket: gcsBucket, prefix: 'cluster/', apiEndpoint: gcsUrl } }),
   }));
   const configs = await pinPeers(placed);
   for (const config of configs) {
@@ -310,21 +367,16 @@ export async function createHosts(options: HostsOptions): Promise<Hosts> {
   }
   const dataDir = mkdtempSync(join(tmpdir(), `dcas-hosts-${prefix}`));
   const subnet = freeSubnet();
-  const layouts: HostLayout[] = Array.from({ length: options.hosts }, (_, index) => ({
-    name: `node${index + 1}`,
-    namespace: `${prefix}${index + 1}`,
-    address: `${subnet}.${index + 1}`,
-    bridgeEnd: `${prefix}${index + 1}b`,
-    hostEnd: `${prefix}${index + 1}h`,
-    cgroup: options.cpuQuota === undefined ? undefined : join(cpuCgroupRoot, `${prefix}${index + 1}`),
-  }));
+  const layouts: HostLayout[] = Array.from({ length: options.hosts }, (_, index) => hostLayout(prefix, subnet, index + 1, options.cpuQuotas?.[index] ?? options.cpuQuota));
+  const gcsLayout = options.blobStore === 'gcs' ? { ...hostLayout(prefix, subnet, gcsHostNumber, undefined), name: 'gcs' } : undefined;
+  const everyLayout = gcsLayout === undefined ? layouts : [...layouts, gcsLayout];
   const running = new Map<string, { child: ChildProcess; output: string[] }>();
   let destroyed = false;
   const teardown = () => {
     if (destroyed) return;
     destroyed = true;
     for (const node of running.values()) quietly(() => node.child.kill('SIGKILL'));
-    removeNetwork(prefix, layouts);
+    removeNetwork(prefix, everyLayout);
     quietly(() => rmSync(dataDir, { recursive: true, force: true }));
     process.off('exit', teardown);
     process.off('SIGINT', onSignal);
@@ -338,16 +390,25 @@ export async function createHosts(options: HostsOptions): Promise<Hosts> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    createNetwork(prefix, subnet, layouts, options.link ?? defaultLink, options.cpuQuota);
-    const configs = await hostConfigs(options, dataDir, layouts);
-    return hostsView(prefix, dataDir, configs, layouts, running, teardown);
+    createNetwork(prefix, subnet, everyLayout, options.link ?? defaultLink);
+    const gcs = gcsLayout === undefined ? undefined : await startGcsHost(gcsLayout, dataDir);
+    const configs = await hostConfigs(options, dataDir, layouts, gcs?.url);
+    return hostsView({ prefix, dataDir, configs, layouts, gcs }, running, teardown);
   } catch (error) {
     teardown();
     throw new Error(`namespace hosts: could not create ${options.hosts} hosts: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
 }
 
-function hostsView(prefix: string, dataDir: string, configs: NodeConfig[], layouts: readonly HostLayout[], running: Map<string, { child: ChildProcess; output: string[] }>, teardown: () => void): Hosts {
+interface HostsMade {
+  prefix: string;
+  dataDir: string;
+  configs: NodeConfig[];
+  layouts: readonly HostLayout[];
+  gcs: Hosts['gcs'];
+}
+
+function hostsView({ prefix, dataDir, configs, layouts, gcs }: HostsMade, running: Map<string, { child: ChildProcess; output: string[] }>, teardown: () => void): Hosts {
   const layoutOf = (name: string) => layouts.find((layout) => layout.name === name) ?? raise(`namespace hosts: no host ${name}`);
   const gateway = (name: string) => `http://${layoutOf(name).address}:${gatewayPort}`;
 
@@ -365,6 +426,7 @@ function hostsView(prefix: string, dataDir: string, configs: NodeConfig[], layou
     dataDir,
     configs,
     names: layouts.map((layout) => layout.name),
+    gcs,
     address: (name) => layoutOf(name).address,
     gateway,
     start(name) {

@@ -1,0 +1,132 @@
+/**
+ * The scaling curve across namespace hosts (test/hosts/harness.ts, the same module the host tests use):
+ * one large job on 3 voter hosts plus 1, 2, 3 and 4 worker hosts of equal CPU quota, links shaped to a
+ * rate, gateways staging chunks raw (jobs.codeAtGateway: false) so the workers do the coding.
+ * Throughput is original bytes over upload start to job completed; efficiency(N) = throughput(N) /
+ * (N x throughput(1)). The load average is read before and after each run, since the machine is shared.
+ *
+ * Voters carry a small CPU quota of their own rather than none: every member with a worker thread takes
+ * chunks (the scheduler has no worker-less role), so an unlimited voter would code most of the job
+ * itself and flatten the curve; a small quota leaves it the CPU for Raft, assignments and its gateway
+ * while its share of the coding stays small and is reported (chunks per host).
+ *
+ * Needs root, iproute2 and the cgroup v1 `cpu` controller. This kernel has no sch_netem: links get a
+ * rate (tbf) and no delay.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { loadavg } from 'node:os';
+import { connect, type JobView } from '../node/client/index.ts';
+import { createHosts, defaultLink } from '../test/hosts/harness.ts';
+import { agreement } from '../test/support/cluster.ts';
+
+export interface HostsRun {
+  workerHosts: number;
+  throughputMBps: number;
+  seconds: number;
+  /** throughput / (workerHosts x throughput with 1 worker host); 1 is ideal. */
+  efficiency: number;
+  /** The job's own phases: streaming the upload in (the gateway's ingest), coding after it, merging. */
+  phases: JobView['phases'];
+  chunkNodes: Record<string, number>;
+  loadAverageBefore: number;
+  loadAverageAfter: number;
+}
+
+export interface HostsSection {
+  dataset: string;
+  fileBytes: number;
+  chunkBytes: number;
+  voterCpu: number;
+  workerCpu: number;
+  linkMbit: number;
+  runs: HostsRun[];
+  /** Runs whose job did not complete (each worker count is tried up to `attemptsMax` times). */
+  failures: Array<{ workerHosts: number; attempt: number; error: string; loadAverage: number }>;
+}
+
+export interface HostsOptions extends Omit<HostsSection, 'runs' | 'failures'> {
+  workerCounts: readonly number[];
+  filePath: string;
+  onProgress?: (message: string) => void;
+}
+
+const voterCount = 3;
+const agreeMsMax = 120_000;
+const jobMsMax = 1_800_000;
+/**
+ * On a starved shared machine a job can fail (a proposal not applied in time); one more attempt on
+ * fresh hosts, and the failure is kept in the results rather than dropped.
+ */
+const attemptsMax = 2;
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const block of createReadStream(path)) hash.update(block as Buffer);
+  return hash.digest('hex');
+}
+
+async function waitForAgreement(status: () => Promise<Parameters<typeof agreement>[0]>, alive: number): Promise<void> {
+  const started = Date.now();
+  while (agreement(await status(), alive) === undefined) {
+    if (Date.now() - started > agreeMsMax) throw new Error(`hosts bench: ${alive} hosts did not agree on a coordinator within ${agreeMsMax} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** One job on 3 voters and `workerHosts` workers; the hosts are made for this run and removed after it. */
+async function measure(options: HostsOptions, workerHosts: number, expectedSha256: string): Promise<Omit<HostsRun, 'efficiency'>> {
+  const hosts = await createHosts({
+    hosts: voterCount + workerHosts,
+    voters: voterCount,
+    cpuQuotas: [...Array(voterCount).fill(options.voterCpu), ...Array(workerHosts).fill(options.workerCpu)],
+    link: { ...defaultLink, delayMs: 0, rateMbit: options.linkMbit },
+    // Long leases: a worker at 0.4 CPU on a loaded machine may take long over a chunk, and a lapsed
+    // lease would code it twice and measure the retry instead of the work.
+    overrides: { workers: 1, jobs: { codeAtGateway: false, leaseMs: 600_000, chunkSize: options.chunkBytes } },
+  });
+  try {
+    for (const name of hosts.names) hosts.start(name);
+    await waitForAgreement(() => Promise.all(hosts.names.map((name) => hosts.status(name))), hosts.names.length);
+    const loadAverageBefore = loadavg()[0]!;
+    const started = performance.now();
+    const client = await connect({ server: hosts.gateway('node1'), deadlineAtMs: Date.now() + jobMsMax });
+    try {
+      const uploaded = await client.upload(options.filePath, { fileName: 'hosts-bench.csv', chunkSize: options.chunkBytes });
+      const job = await client.waitForCompletion(uploaded.id);
+      const seconds = (performance.now() - started) / 1000;
+      if (job.state !== 'completed') throw new Error(`hosts bench: the job on ${workerHosts} worker hosts ended ${job.state}: ${job.error}`);
+      if (job.sha256 !== expectedSha256) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has sha256 ${job.sha256}, expected ${expectedSha256}`);
+      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter: loadavg()[0]! };
+    } finally {
+      await client.close();
+    }
+  } finally {
+    await hosts.destroy();
+  }
+}
+
+export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
+  const expectedSha256 = await sha256File(options.filePath);
+  const measured: Array<Omit<HostsRun, 'efficiency'>> = [];
+  const failures: HostsSection['failures'] = [];
+  for (const workerHosts of options.workerCounts) {
+    let run: Omit<HostsRun, 'efficiency'> | undefined;
+    for (let attempt = 1; run === undefined && attempt <= attemptsMax; attempt += 1) {
+      try {
+        run = await measure(options, workerHosts, expectedSha256);
+      } catch (error) {
+        const message = (error as Error).message.split('\n')[0]!;
+        failures.push({ workerHosts, attempt, error: message, loadAverage: loadavg()[0]! });
+        options.onProgress?.(`hosts: ${workerHosts} worker host(s), attempt ${attempt} failed: ${message}`);
+      }
+    }
+    if (run === undefined) continue;
+    options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (upload ${run.phases.uploadSeconds?.toFixed(1)} s); load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
+    measured.push(run);
+  }
+  const single = measured.find((run) => run.workerHosts === 1)?.throughputMBps;
+  const runs = measured.map((run) => ({ ...run, efficiency: single === undefined ? Number.NaN : run.throughputMBps / (run.workerHosts * single) }));
+  const { filePath: _filePath, onProgress: _onProgress, workerCounts: _workerCounts, ...described } = options;
+  return { ...described, runs, failures };
+}

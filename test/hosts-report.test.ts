@@ -1,0 +1,77 @@
+/**
+ * The bench report's scaling section: results with a hosts section (as `npm run bench -- --hosts`
+ * writes them) render a table with efficiencies and failures, and the hosts-scaling chart draws the
+ * measured curve and the ideal line in headless Chromium. Runs no hosts itself.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chartProblems, chromiumPath, openReport } from '../bench/browser.ts';
+import type { HostsRun } from '../bench/hosts.ts';
+import { chartIds, renderReport } from '../bench/report.ts';
+import type { BenchResults } from '../bench/results.ts';
+import { withTempDir } from './helpers.ts';
+
+function hostsRun(workerHosts: number, throughputMBps: number, single: number): HostsRun {
+  return {
+    workerHosts,
+    throughputMBps,
+    seconds: 256 / throughputMBps,
+    phases: { uploadSeconds: 200 / throughputMBps, processSeconds: 250 / throughputMBps, mergeSeconds: 1 },
+    efficiency: throughputMBps / (workerHosts * single),
+    chunkNodes: { node1: 10, node4: 54 },
+    loadAverageBefore: 3.5,
+    loadAverageAfter: 4.25,
+  };
+}
+
+const results: BenchResults = {
+  version: 1,
+  startedAt: '2026-12-03T06:00:00.000Z',
+  mode: 'full',
+  wallSeconds: 600,
+  command: 'npm run bench -- --hosts',
+  machine: { cpuModel: 'test', cores: 2, memoryBytes: 2 ** 34, nodeVersion: 'v24', platform: 'linux', kernelRelease: '6', commit: '0'.repeat(40), dirty: false, kernelWasmSha256: '0'.repeat(64), loadAverageAtStart: 3.5 },
+  codecs: { chunkBytes: 4 * 2 ** 20, runs: 1, codecs: [], datasets: [] },
+  cli: null,
+  peers: null,
+  cluster: null,
+  load: null,
+  hosts: {
+    dataset: 'stocks',
+    fileBytes: 256 * 2 ** 20,
+    chunkBytes: 4 * 2 ** 20,
+    voterCpu: 0.2,
+    workerCpu: 0.4,
+    linkMbit: 1000,
+    runs: [hostsRun(1, 20, 20), hostsRun(2, 38, 20), hostsRun(4, 68, 20)],
+    failures: [{ workerHosts: 3, attempt: 1, error: 'command x was not applied within 10000 ms', loadAverage: 40 }],
+  },
+};
+
+test('a run with a hosts section: table with efficiency and failures, and the scaling chart draws both lines', async () => {
+  assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing (apt-get install chromium)`);
+  assert.ok(chartIds(results).includes('hosts-scaling'));
+  assert.not.ok(chartIds({ ...results, hosts: null }).includes('hosts-scaling'), 'no hosts chart is expected when the section was not run');
+  const html = renderReport(results);
+  assert.match(html, /<td>4<\/td><td>68\.0<\/td>/);
+  assert.match(html, /<td>0\.85<\/td>/, 'the efficiency at 4 worker hosts');
+  assert.match(html, /3 worker host\(s\), attempt 1 \(load 40\.0\): command x was not applied/);
+  assert.match(renderReport({ ...results, hosts: null }), /Not measured in this run: <code>sudo npm run bench -- --hosts<\/code>/);
+  await withTempDir(async (folder) => {
+    const path = join(folder, 'hosts.html');
+    writeFileSync(path, html);
+    const report = await openReport(path);
+    try {
+      const inspection = await report.inspect(['hosts-scaling']);
+      assert.equal(chartProblems(inspection), []);
+      const chart = inspection.charts[0]!;
+      assert.equal(chart.datasets.map((dataset) => [dataset.label, dataset.drawn]), [['measured', 3], ['ideal (N × 1 host)', 3]]);
+    } finally {
+      await report.close();
+    }
+  });
+});
+
+test.run();
