@@ -16,7 +16,8 @@ import { CodecError, format, rechunk, streamSource, type ByteSource } from '../c
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
-import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { failedJob, newJobRecord, pendingChunk, uploadFinishedJob } from './core/index.ts';
+import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
 import type { Worker } from './worker.ts';
 
@@ -59,7 +60,7 @@ const recordsPerProposalMax = 64;
 const codedChunksHeldMax = 2;
 const fileNameBytesMax = 255;
 
-export const codecName = 'dcas-huffman-v1';
+export { codecName } from './core/index.ts';
 
 export function newJobId(): string {
   return randomBytes(8).toString('hex');
@@ -180,31 +181,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   const { fileName, chunkSize } = validateUploadRequest(request, config);
   await checkRoomForUpload(context, request.size ?? 0, fileName);
   const id = newJobId();
-  const job: JobRecord = stamp(
-    stamp(
-      {
-        id,
-        state: 'pending',
-        mode: request.mode,
-        fileName,
-        chunkSize,
-        gateway: context.node,
-        chunks: null,
-        originalSize: null,
-        compressedSize: null,
-        sha256: null,
-        mime: null,
-        codec: codecName,
-        timestamps: {},
-        chunkNodes: {},
-        output: null,
-        error: null,
-        processSeconds: null,
-      },
-      'pending',
-    ),
-    'uploading',
-  );
+  const job = newJobRecord({ id, mode: request.mode, fileName, chunkSize, gateway: context.node }, Date.now());
   const created = await state.propose(createJobOps(job));
   if (!created.applied) throw new JobError('UNAVAILABLE', `job id ${id} collided; retry the upload`);
 
@@ -225,23 +202,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   }
 
   function pendingRecord(index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): ChunkRecord {
-    return {
-      job: id,
-      index,
-      state: 'pending',
-      attempt: 0,
-      node: null,
-      failures: 0,
-      lastError: null,
-      input: blobKeys.input(id, index),
-      inputBytes,
-      originalBytes: fields.originalBytes,
-      checksum: fields.checksum,
-      output: null,
-      outputBytes: null,
-      assignedAt: null,
-      doneAt: null,
-    };
+    return pendingChunk(id, index, inputBytes, fields);
   }
 
   /** Stages a chunk's raw bytes for whichever node the coordinator assigns it to. */
@@ -383,7 +344,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     await updateJob(
       state,
       id,
-      (current) => (current.state === 'completed' || current.state === 'failed' ? undefined : { ...stamp(current, 'failed'), error: reason }),
+      (current) => failedJob(current, reason, Date.now()),
       () => chunkKeys.map((key) => ({ op: 'del', key }) as const),
     ).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'));
     await blobs.deletePrefix(blobKeys.stagingPrefix(id), { abandonWrites: true }).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
@@ -418,9 +379,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       if (request.size !== undefined && received !== request.size) return failed(new JobError('BAD_INPUT', `upload ended after ${received} of its declared ${request.size} bytes`));
       input.end();
       const fields = await consumed.catch(failed);
-      const processing = await updateJob(state, id, (current) =>
-        current.state === 'uploading' ? { ...stamp(current, 'processing'), ...fields, chunks } : undefined,
-      ).catch(failed);
+      const processing = await updateJob(state, id, (current) => uploadFinishedJob(current, fields, chunks, Date.now())).catch(failed);
       end();
       if (processing === undefined) {
         const current = await readJob(state, id);

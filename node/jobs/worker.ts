@@ -13,7 +13,8 @@ import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, type CodecPool } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateChange } from '../storage/state-store.ts';
-import { activeJobIds, blobKeys, casChunk, readChunks, readJob, type ChunkRecord } from './records.ts';
+import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion } from './core/index.ts';
+import { activeJobIds, casChunk, readChunks, readJob, type ChunkRecord } from './records.ts';
 
 export interface WorkerOptions {
   name: string;
@@ -138,8 +139,8 @@ export function createWorker(options: WorkerOptions): Worker {
     return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes };
   }
 
-  async function stageOutput(job: string, index: number, attempt: number, coded: Coded): Promise<string> {
-    const outputKey = blobKeys.output(job, index, attempt, randomBytes(4).toString('hex'));
+  async function stageOutput(chunk: Pick<ChunkRecord, 'job' | 'index' | 'attempt'>, run: string, coded: Coded): Promise<string> {
+    const outputKey = chunkOutputKey(chunk, run);
     await blobs.put(outputKey, coded.output);
     return outputKey;
   }
@@ -164,33 +165,21 @@ export function createWorker(options: WorkerOptions): Worker {
 
   async function run(chunk: ChunkRecord): Promise<void> {
     const job = await readJob(state, chunk.job);
-    if (job === undefined || job.state === 'failed' || job.state === 'completed') return;
+    if (!chunkWorthRunning(job)) return;
     const started = performance.now();
     try {
       const coded = await code(chunk, job.mode);
       const seconds = (performance.now() - started) / 1000;
-      const outputKey = await stageOutput(chunk.job, chunk.index, chunk.attempt, coded);
-      const done: ChunkRecord = {
-        ...chunk,
-        state: 'done',
-        checksum: coded.checksum,
-        originalBytes: coded.originalBytes,
-        output: outputKey,
-        outputBytes: coded.output.length,
-        doneAt: new Date().toISOString(),
-      };
-      const won = await casChunk(state, chunk, done);
-      if (won) {
-        noteCoded(chunk.inputBytes, coded, seconds);
-      } else {
-        // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
-        await blobs.delete(outputKey).catch(() => {});
-      }
+      const outputKey = await stageOutput(chunk, randomBytes(4).toString('hex'), coded);
+      const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes }, Date.now()));
+      if (won) noteCoded(chunk.inputBytes, coded, seconds);
+      // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
+      const orphan = outputToDeleteAfterCompletion(won, outputKey);
+      if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
     } catch (error) {
       const reason = error instanceof CodecError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
       logger.warn({ job: chunk.job, chunk: chunk.index, attempt: chunk.attempt, err: error }, 'worker: chunk failed');
-      const failed: ChunkRecord = { ...chunk, state: 'pending', node: null, failures: chunk.failures + 1, lastError: `chunk ${chunk.index}: ${reason}` };
-      await casChunk(state, chunk, failed).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
+      await casChunk(state, chunk, failedChunk(chunk, reason)).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
     }
   }
 
@@ -224,7 +213,7 @@ export function createWorker(options: WorkerOptions): Worker {
       const coding = inFreeSlot(() => compress(bytes));
       return coding?.then(async (coded) => {
         noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
-        const output = await stageOutput(job, index, localAttempt, coded);
+        const output = await stageOutput({ job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
         return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt };
       });
     },
