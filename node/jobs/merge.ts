@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { isNoSpaceError, type ReplicatedState } from '../cluster/replicated.ts';
 import { format } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
-import { assertMergeable, completedJob, deleteChunkOps, mergeCleansUp, mergeFailedJob, mergingJob } from './core/index.ts';
+import { assertMergeable, completedJob, deleteChunkOps, mergeCleansUp, mergeFailedJob, mergeFailureCleansUp, mergingJob } from './core/index.ts';
 import { blobKeys, readChunks, readJob, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 
 export interface Merger {
@@ -120,7 +120,10 @@ export function createMerger(options: MergerOptions): Merger {
         result = merging.mode === 'compress' ? await mergeCompressed(merging, chunks) : await mergeDecompressed(merging, chunks);
       } catch (error) {
         const reason = permanentMergeFailure(jobId, error);
-        if (reason === undefined) throw error;
+        if (reason === undefined) {
+          if (mergeFailureCleansUp(await readJob(state, jobId))) await cleanup(jobId);
+          throw error;
+        }
         await updateJob(state, jobId, (job) => mergeFailedJob(job, reason, Date.now()));
         await cleanup(jobId);
         return;

@@ -107,12 +107,13 @@ export async function casChunk(state: ReplicatedState, before: ChunkRecord | nul
 }
 
 /**
- * Records new chunks in one command, all or none: each must still be absent when the log reaches it.
+ * Records new chunks in one command, all or none: each must still be absent when the log reaches it, and
+ * the job still `job`, as its gateway created it.
  * A gateway proposes what arrived while its previous proposal was in flight, so a large upload costs
  * a few dozen log entries rather than one per chunk.
  */
-export async function createChunks(state: ReplicatedState, records: readonly ChunkRecord[]): Promise<boolean> {
-  return (await state.propose(chunksCreateCommand(records))).applied;
+export async function createChunks(state: ReplicatedState, job: JobRecord, records: readonly ChunkRecord[]): Promise<boolean> {
+  return (await state.propose(chunksCreateCommand(job, records))).applied;
 }
 
 /**

@@ -31,6 +31,17 @@ export interface Scheduler {
   stop(): Promise<void>;
 }
 
+/** The active jobs with their chunk records, as the coordinator decides on them. */
+async function readActive(state: ReplicatedState): Promise<JobSnapshot[]> {
+  const jobs: JobSnapshot[] = [];
+  for (const id of await activeJobIds(state)) {
+    const job = await readJob(state, id);
+    if (job === undefined) continue;
+    jobs.push({ job, chunks: await readChunks(state, id) });
+  }
+  return jobs;
+}
+
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { state, config, logger, merger } = options;
   const intervalMs = options.intervalMs ?? 250;
@@ -57,22 +68,12 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       });
   }
 
-  async function snapshot(): Promise<JobSnapshot[]> {
-    const jobs: JobSnapshot[] = [];
-    for (const id of await activeJobIds(state)) {
-      const job = await readJob(state, id);
-      if (job === undefined) continue;
-      jobs.push({ job, chunks: job.state === 'completed' || job.state === 'failed' ? [] : await readChunks(state, id) });
-    }
-    return jobs;
-  }
-
   async function tick(): Promise<void> {
     const leader = state.isLeader();
     if (leader !== wasLeader) coordinator.leadershipChanged();
     wasLeader = leader;
     if (!leader) return;
-    const plan = coordinator.round(await snapshot(), options.members(), Date.now());
+    const plan = coordinator.round(await readActive(state), options.members(), Date.now());
     for (const { steps } of plan.jobs) await run(steps);
     await Promise.allSettled(plan.assignments.map((command) => state.propose(command)));
   }

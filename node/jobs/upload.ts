@@ -135,16 +135,17 @@ interface RecordProposer {
 }
 
 /** Group commit of one upload's chunk records: each proposal carries what queued while the last was in flight. */
-function createRecordProposer(state: ReplicatedState, jobId: string): RecordProposer {
+function createRecordProposer(state: ReplicatedState, job: JobRecord): RecordProposer {
+  const jobId = job.id;
   const waiting: ChunkRecord[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
 
   function send(): void {
     const batch = waiting.splice(0, recordsPerProposalMax);
-    const settled: Promise<void> = createChunks(state, batch)
+    const settled: Promise<void> = createChunks(state, job, batch)
       .then((applied) => {
-        if (!applied) throw new Error(`job ${jobId}: chunks ${batch[0].index} to ${batch[batch.length - 1].index} were already recorded`);
+        if (!applied) throw new Error(`job ${jobId}: chunks ${batch[0].index} to ${batch[batch.length - 1].index} were not recorded: the job ended or they already were`);
       })
       .catch((error: unknown) => {
         failure ??= error;
@@ -186,7 +187,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   if (!created.applied) throw new JobError('UNAVAILABLE', `job id ${id} collided; retry the upload`);
 
   const input = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const records = createRecordProposer(state, id);
+  const records = createRecordProposer(state, job);
   /** Chunks being coded on this node right now (bounded by the worker's slots). */
   const codingHere = new Set<Promise<void>>();
   let codingFailure: unknown;

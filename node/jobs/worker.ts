@@ -13,8 +13,8 @@ import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, type CodecPool } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateChange } from '../storage/state-store.ts';
-import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion } from './core/index.ts';
-import { activeJobIds, casChunk, readChunks, readJob, type ChunkRecord } from './records.ts';
+import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
+import { activeJobIds, casChunk, chunkKey, readChunks, readJob, type ChunkRecord } from './records.ts';
 
 export interface WorkerOptions {
   name: string;
@@ -167,10 +167,11 @@ export function createWorker(options: WorkerOptions): Worker {
     const job = await readJob(state, chunk.job);
     if (!chunkWorthRunning(job)) return;
     const started = performance.now();
+    let outputKey: string | undefined;
     try {
       const coded = await code(chunk, job.mode);
       const seconds = (performance.now() - started) / 1000;
-      const outputKey = await stageOutput(chunk, randomBytes(4).toString('hex'), coded);
+      outputKey = await stageOutput(chunk, randomBytes(4).toString('hex'), coded);
       const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes }, Date.now()));
       if (won) noteCoded(chunk.inputBytes, coded, seconds);
       // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
@@ -180,7 +181,15 @@ export function createWorker(options: WorkerOptions): Worker {
       const reason = error instanceof CodecError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
       logger.warn({ job: chunk.job, chunk: chunk.index, attempt: chunk.attempt, err: error }, 'worker: chunk failed');
       await casChunk(state, chunk, failedChunk(chunk, reason)).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
+      if (outputKey !== undefined) await dropUndecidedOutput(chunk, outputKey);
     }
+  }
+
+  /** After a completion whose outcome is unknown: removes its output once the chunk has moved past it (core decides). */
+  async function dropUndecidedOutput(chunk: ChunkRecord, outputKey: string): Promise<void> {
+    const now = (await state.get(chunkKey(chunk.job, chunk.index)).catch(() => chunk)) as unknown as ChunkRecord | undefined;
+    const orphan = outputToDeleteAfterUnknownCompletion(chunk, now, outputKey);
+    if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
   }
 
   function onChange(change: StateChange): void {

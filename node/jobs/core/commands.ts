@@ -36,18 +36,23 @@ export function chunkCasCommand(before: ChunkRecord | null, after: ChunkRecord):
   return { guards: [{ key, equals: before === null ? null : asValue(before) }], ops: [{ op: 'put', key, value: asValue(after) }] };
 }
 
-/** New chunk records, all or none: each must still be absent. */
-export function chunksCreateCommand(records: readonly ChunkRecord[]): Command {
+/**
+ * New chunk records of an upload, all or none: each must still be absent, and the job still the record
+ * its gateway created (uploading). A proposal from a gateway that died can still commit after the
+ * coordinator failed its orphaned job; without the job guard it left chunk records of an ended job behind
+ * forever (found by the jobs simulation, seed 36).
+ */
+export function chunksCreateCommand(job: JobRecord, records: readonly ChunkRecord[]): Command {
   const keys = records.map((record) => chunkKey(record.job, record.index));
   return {
-    guards: keys.map((key) => ({ key, equals: null })),
+    guards: [{ key: jobKey(job.id), equals: asValue(job) }, ...keys.map((key) => ({ key, equals: null }))],
     ops: records.map((record, i) => ({ op: 'put', key: keys[i], value: asValue(record) })),
   };
 }
 
-/** Takes an ended job off the active list (once its staged blobs are gone). */
-export function retireCommand(jobId: string): Command {
-  return { guards: [{ key: activeKey(jobId), equals: true }], ops: [{ op: 'del', key: activeKey(jobId) }] };
+/** Takes an ended job off the active list (once its staged blobs are gone), with any chunk records it left. */
+export function retireCommand(jobId: string, chunks: readonly Pick<ChunkRecord, 'job' | 'index'>[] = []): Command {
+  return { guards: [{ key: activeKey(jobId), equals: true }], ops: [{ op: 'del', key: activeKey(jobId) }, ...deleteChunkOps(chunks)] };
 }
 
 /** Deletes chunk records: an ended job folds them into its own record. */

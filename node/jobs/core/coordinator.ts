@@ -109,8 +109,9 @@ export class Coordinator {
   /** A job that ends this round (retired, failed for a dead chunk, orphaned by its gateway): its steps; undefined otherwise. */
   #endingSteps(job: JobRecord, chunks: readonly ChunkRecord[], members: readonly MemberFacts[], nowMs: number): Step[] | undefined {
     // A terminal job stays active until its staged blobs are gone, so a coordinator that dies between
-    // the two leaves the cleanup to the next one.
-    if (job.state === 'completed' || job.state === 'failed') return [{ kind: 'cleanup', job: job.id }, { kind: 'propose', command: retireCommand(job.id) }];
+    // the two leaves the cleanup to the next one. Chunk records created after its failure read them
+    // (an upload's last batch) go with it.
+    if (job.state === 'completed' || job.state === 'failed') return [{ kind: 'cleanup', job: job.id }, { kind: 'propose', command: retireCommand(job.id, chunks) }];
     const dead = chunks.find((chunk) => chunk.state === 'dead');
     if (dead !== undefined) return [...failSteps(job, chunks, deadChunkReason(dead), nowMs, 'scheduler: job failed'), { kind: 'cleanup', job: job.id }];
     const orphaned = orphanReason(job, members, this.#config.leaseMs);

@@ -3,6 +3,7 @@
  * records they read and the time they are given. Their I/O shells (worker.ts, merge.ts, upload.ts)
  * write blobs and propose; what the records become, and what a lost compare-and-set means, is decided here.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { JobMode, JobState } from '../types.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
 import { assertChunkMove, assertJobMove, assertJobs } from './invariants.ts';
@@ -116,6 +117,19 @@ export function outputToDeleteAfterCompletion(won: boolean, outputKey: string): 
   return won ? undefined : outputKey;
 }
 
+/**
+ * A completion whose outcome is unknown (its proposal failed: a timeout, a leader change) may still be
+ * applied later, so its output may be the winner's and must stay; unless the chunk record has moved past
+ * the one the completion is guarded on. Records never return to an earlier value (attempts only grow; done
+ * and dead are final), so then the completion can never apply and the output is nobody's. Without this a
+ * dropped completion of a job that then ended left its output behind (found by the jobs simulation, seed 628).
+ */
+export function outputToDeleteAfterUnknownCompletion(guarded: ChunkRecord, chunkNow: ChunkRecord | undefined, outputKey: string): string | undefined {
+  if (chunkNow === undefined) return outputKey;
+  if (isDeepStrictEqual(chunkNow, guarded) || chunkNow.output === outputKey) return undefined;
+  return outputKey;
+}
+
 /** The job entering 'merging', or undefined when it is not ready (a job already merging is resumed as it is). */
 export function mergingJob(job: JobRecord, nowMs: number): JobRecord | undefined {
   if (job.state === 'merging') return job;
@@ -167,4 +181,13 @@ export function mergeFailedJob(job: JobRecord, reason: string, nowMs: number): J
  */
 export function mergeCleansUp(_won: boolean): boolean {
   return true;
+}
+
+/**
+ * Whether a merge that failed on an error worth retrying removes the job's staged blobs: only when the job
+ * ended meanwhile. Another coordinator finished it (and may have retired it), so the header and tail this
+ * merge wrote after that cleanup would outlive the job (found by the jobs simulation, seed 189).
+ */
+export function mergeFailureCleansUp(jobNow: JobRecord | undefined): boolean {
+  return jobNow === undefined || ended(jobNow);
 }
