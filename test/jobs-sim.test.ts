@@ -11,10 +11,19 @@ import { runJobsCampaign, runJobsSeed } from '../node/jobs/sim/index.ts';
 
 const fixedSeeds = 200;
 /**
- * Seeds on which the simulation found each past bug when it was put back by hand (issue 14): they stay
- * in the fixed set so the histories that exposed them are replayed on every run.
+ * The first seeds on which the simulation found each past bug when it was put back by hand (issue 14):
+ * the histories that exposed them are replayed on every run.
  */
-const bugSeeds = { outputKeyPerAttempt: [] as number[], losingMergeLeavesBlobs: [] as number[], orphanedUpload: [1], mergeStuckAfterCoordinatorDied: [] as number[] };
+const bugSeeds = {
+  /** 6de3d0a put back (one output key per attempt): the restarted run deleted the winner's output. */
+  outputKeyPerAttempt: [50, 124],
+  /** 54f7dc8's merge cleanup put back (no cleanup by a merge that did not complete the job). */
+  losingMergeLeavesBlobs: [453, 585],
+  /** b18938f put back (no orphan check): the job stayed 'uploading'. */
+  orphanedUpload: [1, 5],
+  /** 5b4578e put back (only 'processing' jobs merged): the job stayed 'merging'. */
+  mergeStuckAfterCoordinatorDied: [4, 14],
+};
 
 test(`${fixedSeeds} fixed seeds: every invariant holds and every job ends once the cluster heals`, async () => {
   const summary = await runJobsCampaign(1, fixedSeeds);
