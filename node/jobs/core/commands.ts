@@ -40,7 +40,7 @@ export function chunkCasCommand(before: ChunkRecord | null, after: ChunkRecord):
  * New chunk records of an upload, all or none: each must still be absent, and the job still the record
  * its gateway created (uploading). A proposal from a gateway that died can still commit after the
  * coordinator failed its orphaned job; without the job guard it left chunk records of an ended job behind
- * forever (found by the jobs simulation, seed 36).
+ * forever (found by the jobs simulation).
  */
 export function chunksCreateCommand(job: JobRecord, records: readonly ChunkRecord[]): Command {
   const keys = records.map((record) => chunkKey(record.job, record.index));

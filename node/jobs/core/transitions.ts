@@ -122,7 +122,7 @@ export function outputToDeleteAfterCompletion(won: boolean, outputKey: string): 
  * applied later, so its output may be the winner's and must stay; unless the chunk record has moved past
  * the one the completion is guarded on. Records never return to an earlier value (attempts only grow; done
  * and dead are final), so then the completion can never apply and the output is nobody's. Without this a
- * dropped completion of a job that then ended left its output behind (found by the jobs simulation, seed 628).
+ * dropped completion of a job that then ended left its output behind (found by the jobs simulation).
  */
 export function outputToDeleteAfterUnknownCompletion(guarded: ChunkRecord, chunkNow: ChunkRecord | undefined, outputKey: string): string | undefined {
   if (chunkNow === undefined) return outputKey;
@@ -186,7 +186,7 @@ export function mergeCleansUp(_won: boolean): boolean {
 /**
  * Whether a merge that failed on an error worth retrying removes the job's staged blobs: only when the job
  * ended meanwhile. Another coordinator finished it (and may have retired it), so the header and tail this
- * merge wrote after that cleanup would outlive the job (found by the jobs simulation, seed 189).
+ * merge wrote after that cleanup would outlive the job (found by the jobs simulation).
  */
 export function mergeFailureCleansUp(jobNow: JobRecord | undefined): boolean {
   return jobNow === undefined || ended(jobNow);
