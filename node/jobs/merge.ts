@@ -13,8 +13,8 @@ import type { Logger } from 'pino';
 import { isNoSpaceError, type ReplicatedState } from '../cluster/replicated.ts';
 import { format, framingOf, joinTextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
-import type { StateOp } from '../storage/state-store.ts';
-import { blobKeys, chunkKey, codingOf, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { assertMergeable, completedJob, deleteChunkOps, mergeCleansUp, mergeFailedJob, mergeFailureCleansUp, mergingJob } from './core/index.ts';
+import { blobKeys, codingOf, readChunks, readJob, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 
 export interface Merger {
   /** Merges a job whose chunks are all done; safe to call again after a crash or a leader change. */
@@ -71,23 +71,15 @@ async function sha256Of(blobs: BlobStore, key: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** A compress job's line and word totals, its chunks' counts joined in order (a word across a boundary once). */
-function textTotals(job: JobRecord, chunks: readonly ChunkRecord[]): { lines: number | null; words: number | null } {
-  if (job.mode !== 'compress' || chunks.some((chunk) => chunk.text == null)) return { lines: null, words: null };
-  return joinTextCounts(chunks.map((chunk) => chunk.text!));
-}
-
-function chunkNodes(chunks: readonly ChunkRecord[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const chunk of chunks) if (chunk.node !== null) counts[chunk.node] = (counts[chunk.node] ?? 0) + 1;
-  return counts;
-}
-
-function processSeconds(chunks: readonly ChunkRecord[]): number | null {
-  const assigned = chunks.map((chunk) => Date.parse(chunk.assignedAt ?? '')).filter(Number.isFinite);
-  const done = chunks.map((chunk) => Date.parse(chunk.doneAt ?? '')).filter(Number.isFinite);
-  if (assigned.length === 0 || done.length === 0) return null;
-  return Math.max(0, (Math.max(...done) - Math.min(...assigned)) / 1000);
+/**
+ * A merge failure that is final for the job, as the job's error; undefined for one worth retrying. A
+ * full disk is final: retrying the merge forever would hold its staged blobs, the very space that
+ * failing the job gives back.
+ */
+function permanentMergeFailure(jobId: string, error: unknown): string | undefined {
+  const full = isNoSpaceError(error) || (error as { code?: string }).code === 'INSUFFICIENT_STORAGE';
+  if (!(error as { permanent?: boolean }).permanent && !full) return undefined;
+  return full ? `INSUFFICIENT_STORAGE: merging job ${jobId} ran out of disk space: ${(error as Error).message}` : (error as Error).message;
 }
 
 export function createMerger(options: MergerOptions): Merger {
@@ -138,49 +130,27 @@ export function createMerger(options: MergerOptions): Merger {
     cleanup,
     async merge(jobId) {
       const current = await readJob(state, jobId);
-      if (current === undefined || (current.state !== 'processing' && current.state !== 'merging')) return;
-      const merging = current.state === 'merging' ? current : await updateJob(state, jobId, (job) => (job.state === 'processing' ? stamp(job, 'merging') : undefined));
+      if (current === undefined || mergingJob(current, Date.now()) === undefined) return;
+      const merging = current.state === 'merging' ? current : await updateJob(state, jobId, (job) => (job.state === 'processing' ? mergingJob(job, Date.now()) : undefined));
       if (merging === undefined) return;
       const chunks = await readChunks(state, jobId);
-      if (chunks.length !== merging.chunks || chunks.some((chunk) => chunk.state !== 'done')) throw new Error(`job ${jobId}: merge started before every chunk was done`);
+      assertMergeable(merging, chunks);
       let result: { size: number; output: string };
       try {
         result = merging.mode === 'compress' ? await mergeCompressed(merging, chunks) : await mergeDecompressed(merging, chunks);
       } catch (error) {
-        // A full disk is final for this job: retrying the merge forever would hold its staged blobs,
-        // the very space that failing the job gives back.
-        const full = isNoSpaceError(error) || (error as { code?: string }).code === 'INSUFFICIENT_STORAGE';
-        if (!(error as { permanent?: boolean }).permanent && !full) throw error;
-        const reason = full ? `INSUFFICIENT_STORAGE: merging job ${jobId} ran out of disk space: ${(error as Error).message}` : (error as Error).message;
-        await updateJob(state, jobId, (job) => (job.state === 'merging' ? { ...stamp(job, 'failed'), error: reason } : undefined));
+        const reason = permanentMergeFailure(jobId, error);
+        if (reason === undefined) {
+          if (mergeFailureCleansUp(await readJob(state, jobId))) await cleanup(jobId);
+          throw error;
+        }
+        await updateJob(state, jobId, (job) => mergeFailedJob(job, reason, Date.now()));
         await cleanup(jobId);
         return;
       }
-      const retire = (): StateOp[] => chunks.map((chunk) => ({ op: 'del', key: chunkKey(jobId, chunk.index) }) as StateOp);
-      const completed = await updateJob(
-        state,
-        jobId,
-        (job) =>
-          job.state === 'merging'
-            ? {
-                ...stamp(job, 'completed'),
-                compressedSize: job.mode === 'compress' ? result.size : job.compressedSize,
-                output: result.output,
-                chunkNodes: chunkNodes(chunks),
-                ...textTotals(job, chunks),
-                processSeconds: processSeconds(chunks),
-              }
-            : undefined,
-        retire,
-      );
-      if (completed !== undefined) {
-        await cleanup(jobId);
-        logger.info({ job: jobId, chunks: chunks.length, size: result.size }, 'merge: job completed');
-      } else {
-        // Another coordinator finished this job first (and may have cleaned up already): what this merge
-        // staged (header, tail) would otherwise outlive it. The final objects are the same bytes.
-        await cleanup(jobId);
-      }
+      const completed = await updateJob(state, jobId, (job) => completedJob(job, chunks, result, Date.now()), () => deleteChunkOps(chunks));
+      if (mergeCleansUp(completed !== undefined)) await cleanup(jobId);
+      if (completed !== undefined) logger.info({ job: jobId, chunks: chunks.length, size: result.size }, 'merge: job completed');
     },
   };
 }

@@ -14,6 +14,8 @@
 import type { ReplicatedState } from '../cluster/replicated.ts';
 import { choiceOf, codecByName, huffmanChoice, type CodecChoice, type OutputFormat, type TextCounts } from '../codec/index.ts';
 import type { StateOp, StateValue } from '../storage/state-store.ts';
+import { chunkCasCommand, chunksCreateCommand, jobCasCommand, jobCreateCommand, stampAt, type Command } from './core/index.ts';
+import { chunkPrefix, jobKey } from './core/keys.ts';
 import type { JobMode, JobState } from './types.ts';
 
 export type ChunkState = 'pending' | 'assigned' | 'done' | 'dead';
@@ -94,36 +96,9 @@ export function codingOf(job: Pick<JobRecord, 'codec' | 'level' | 'format'>): Jo
   return { choice, format: job.format ?? 'dcz' };
 }
 
-export const jobKey = (id: string) => `jobs/${id}`;
-export const activeKey = (id: string) => `active/${id}`;
-export const chunkPrefix = (id: string) => `chunks/${id}/`;
-export const chunkKey = (id: string, index: number) => `${chunkPrefix(id)}${String(index).padStart(8, '0')}`;
-
-/** Blob keys: staged inputs and outputs per job, and the final objects. */
-export const blobKeys = {
-  stagingPrefix: (id: string) => `staging/${id}/`,
-  input: (id: string, index: number) => `staging/${id}/in/${String(index).padStart(8, '0')}`,
-  /**
-   * One key per run, not per attempt: a node that restarts runs its still-assigned attempt again, and
-   * the losing run deletes its own output, which must never be the winner's.
-   */
-  output: (id: string, index: number, attempt: number, run: string) => `staging/${id}/out/${String(index).padStart(8, '0')}.${attempt}.${run}`,
-  header: (id: string) => `staging/${id}/header`,
-  tail: (id: string) => `staging/${id}/tail`,
-  /** The compressed object, whatever its format (the key keeps its first name). */
-  dcz: (id: string) => `jobs/${id}.dcz`,
-  /**
-   * For a job in a standard format: a .dcz-style index of its pieces (offset, lengths, CRC32C of the
-   * original), which those formats do not carry, so a download decodes pieces in parallel and names a
-   * corrupt one.
-   */
-  pieces: (id: string) => `jobs/${id}.pieces`,
-  original: (id: string) => `jobs/${id}.original`,
-};
+export { activeKey, blobKeys, chunkKey, chunkPrefix, jobKey } from './core/keys.ts';
 
 export const jobIdPattern = /^[a-z0-9]{8,40}$/;
-
-const asValue = (record: JobRecord | ChunkRecord) => record as unknown as StateValue;
 
 export async function readJob(state: ReplicatedState, id: string): Promise<JobRecord | undefined> {
   return (await state.get(jobKey(id))) as unknown as JobRecord | undefined;
@@ -137,14 +112,8 @@ export async function activeJobIds(state: ReplicatedState): Promise<string[]> {
   return (await state.list('active/')).map(([key]) => key.slice('active/'.length));
 }
 
-export function createJobOps(job: JobRecord): { guards: Array<{ key: string; equals: StateValue }>; ops: StateOp[] } {
-  return {
-    guards: [{ key: jobKey(job.id), equals: null }],
-    ops: [
-      { op: 'put', key: jobKey(job.id), value: asValue(job) },
-      { op: 'put', key: activeKey(job.id), value: true },
-    ],
-  };
+export function createJobOps(job: JobRecord): Command {
+  return jobCreateCommand(job);
 }
 
 /**
@@ -153,30 +122,22 @@ export function createJobOps(job: JobRecord): { guards: Array<{ key: string; equ
  * that cleanup to the next one.
  */
 export async function casJob(state: ReplicatedState, before: JobRecord, after: JobRecord, extra: StateOp[] = []): Promise<boolean> {
-  const ops: StateOp[] = [{ op: 'put', key: jobKey(after.id), value: asValue(after) }, ...extra];
-  const result = await state.propose({ guards: [{ key: jobKey(before.id), equals: asValue(before) }], ops });
-  return result.applied;
+  return (await state.propose(jobCasCommand(before, after, extra))).applied;
 }
 
 /** Replaces a chunk record if it is still `before` (absent when `before` is null). */
 export async function casChunk(state: ReplicatedState, before: ChunkRecord | null, after: ChunkRecord): Promise<boolean> {
-  const key = chunkKey(after.job, after.index);
-  const result = await state.propose({ guards: [{ key, equals: before === null ? null : asValue(before) }], ops: [{ op: 'put', key, value: asValue(after) }] });
-  return result.applied;
+  return (await state.propose(chunkCasCommand(before, after))).applied;
 }
 
 /**
- * Records new chunks in one command, all or none: each must still be absent when the log reaches it.
+ * Records new chunks in one command, all or none: each must still be absent when the log reaches it, and
+ * the job still `job`, as its gateway created it.
  * A gateway proposes what arrived while its previous proposal was in flight, so a large upload costs
  * a few dozen log entries rather than one per chunk.
  */
-export async function createChunks(state: ReplicatedState, records: readonly ChunkRecord[]): Promise<boolean> {
-  const keys = records.map((record) => chunkKey(record.job, record.index));
-  const result = await state.propose({
-    guards: keys.map((key) => ({ key, equals: null })),
-    ops: records.map((record, i) => ({ op: 'put', key: keys[i], value: asValue(record) })),
-  });
-  return result.applied;
+export async function createChunks(state: ReplicatedState, job: JobRecord, records: readonly ChunkRecord[]): Promise<boolean> {
+  return (await state.propose(chunksCreateCommand(job, records))).applied;
 }
 
 /**
@@ -195,5 +156,5 @@ export async function updateJob(state: ReplicatedState, id: string, change: (job
 }
 
 export function stamp(job: JobRecord, state: JobState): JobRecord {
-  return { ...job, state, timestamps: { ...job.timestamps, [state]: new Date().toISOString() } };
+  return stampAt(job, state, Date.now());
 }

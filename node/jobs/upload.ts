@@ -16,7 +16,8 @@ import { choiceOf, CodecError, format, huffmanChoice, outputFormats, parseCodecC
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
-import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, stamp, updateJob, type ChunkRecord, type JobCoding, type JobRecord } from './records.ts';
+import { failedJob, newJobRecord, pendingChunk, uploadFinishedJob } from './core/index.ts';
+import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, updateJob, type ChunkRecord, type JobCoding, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
 import type { Worker } from './worker.ts';
 
@@ -152,16 +153,17 @@ interface RecordProposer {
 }
 
 /** Group commit of one upload's chunk records: each proposal carries what queued while the last was in flight. */
-function createRecordProposer(state: ReplicatedState, jobId: string): RecordProposer {
+function createRecordProposer(state: ReplicatedState, job: JobRecord): RecordProposer {
+  const jobId = job.id;
   const waiting: ChunkRecord[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
 
   function send(): void {
     const batch = waiting.splice(0, recordsPerProposalMax);
-    const settled: Promise<void> = createChunks(state, batch)
+    const settled: Promise<void> = createChunks(state, job, batch)
       .then((applied) => {
-        if (!applied) throw new Error(`job ${jobId}: chunks ${batch[0].index} to ${batch[batch.length - 1].index} were already recorded`);
+        if (!applied) throw new Error(`job ${jobId}: chunks ${batch[0].index} to ${batch[batch.length - 1].index} were not recorded: the job ended or they already were`);
       })
       .catch((error: unknown) => {
         failure ??= error;
@@ -202,40 +204,12 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   }
   await checkRoomForUpload(context, request.size ?? 0, fileName);
   const id = newJobId();
-  const job: JobRecord = stamp(
-    stamp(
-      {
-        id,
-        state: 'pending',
-        mode: request.mode,
-        fileName,
-        chunkSize,
-        gateway: context.node,
-        chunks: null,
-        originalSize: null,
-        compressedSize: null,
-        sha256: null,
-        mime: null,
-        codec: jobCoding.choice.codec.name,
-        level: jobCoding.choice.level,
-        format: jobCoding.format,
-        lines: null,
-        words: null,
-        timestamps: {},
-        chunkNodes: {},
-        output: null,
-        error: null,
-        processSeconds: null,
-      },
-      'pending',
-    ),
-    'uploading',
-  );
+  const job = newJobRecord({ id, mode: request.mode, fileName, chunkSize, gateway: context.node, codec: jobCoding.choice.codec.name, level: jobCoding.choice.level, format: jobCoding.format }, Date.now());
   const created = await state.propose(createJobOps(job));
   if (!created.applied) throw new JobError('UNAVAILABLE', `job id ${id} collided; retry the upload`);
 
   const input = new PassThrough({ highWaterMark: 1024 * 1024 });
-  const records = createRecordProposer(state, id);
+  const records = createRecordProposer(state, job);
   /** Chunks being coded on this node right now (bounded by the worker's slots). */
   const codingHere = new Set<Promise<void>>();
   let codingFailure: unknown;
@@ -251,23 +225,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
   }
 
   function pendingRecord(index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): ChunkRecord {
-    return {
-      job: id,
-      index,
-      state: 'pending',
-      attempt: 0,
-      node: null,
-      failures: 0,
-      lastError: null,
-      input: blobKeys.input(id, index),
-      inputBytes,
-      originalBytes: fields.originalBytes,
-      checksum: fields.checksum,
-      output: null,
-      outputBytes: null,
-      assignedAt: null,
-      doneAt: null,
-    };
+    return pendingChunk(id, index, inputBytes, fields);
   }
 
   /** Stages a chunk's raw bytes for whichever node the coordinator assigns it to. */
@@ -414,7 +372,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     await updateJob(
       state,
       id,
-      (current) => (current.state === 'completed' || current.state === 'failed' ? undefined : { ...stamp(current, 'failed'), error: reason }),
+      (current) => failedJob(current, reason, Date.now()),
       () => chunkKeys.map((key) => ({ op: 'del', key }) as const),
     ).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'));
     await blobs.deletePrefix(blobKeys.stagingPrefix(id), { abandonWrites: true }).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
@@ -449,9 +407,7 @@ export async function startUploadSession(request: UploadRequest, context: Upload
       if (request.size !== undefined && received !== request.size) return failed(new JobError('BAD_INPUT', `upload ended after ${received} of its declared ${request.size} bytes`));
       input.end();
       const fields = await consumed.catch(failed);
-      const processing = await updateJob(state, id, (current) =>
-        current.state === 'uploading' ? { ...stamp(current, 'processing'), ...fields, chunks } : undefined,
-      ).catch(failed);
+      const processing = await updateJob(state, id, (current) => uploadFinishedJob(current, fields, chunks, Date.now())).catch(failed);
       end();
       if (processing === undefined) {
         const current = await readJob(state, id);

@@ -13,7 +13,8 @@ import type { ReplicatedState } from '../cluster/replicated.ts';
 import { CodecError, format, type CodecPool, type TextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateChange } from '../storage/state-store.ts';
-import { activeJobIds, blobKeys, casChunk, codingOf, readChunks, readJob, type ChunkRecord, type JobCoding } from './records.ts';
+import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
+import { activeJobIds, casChunk, chunkKey, codingOf, readChunks, readJob, type ChunkRecord, type JobCoding } from './records.ts';
 
 export interface WorkerOptions {
   name: string;
@@ -146,8 +147,8 @@ export function createWorker(options: WorkerOptions): Worker {
     return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes, text: null };
   }
 
-  async function stageOutput(job: string, index: number, attempt: number, coded: Coded): Promise<string> {
-    const outputKey = blobKeys.output(job, index, attempt, randomBytes(4).toString('hex'));
+  async function stageOutput(chunk: Pick<ChunkRecord, 'job' | 'index' | 'attempt'>, run: string, coded: Coded): Promise<string> {
+    const outputKey = chunkOutputKey(chunk, run);
     await blobs.put(outputKey, coded.output);
     return outputKey;
   }
@@ -172,35 +173,31 @@ export function createWorker(options: WorkerOptions): Worker {
 
   async function run(chunk: ChunkRecord): Promise<void> {
     const job = await readJob(state, chunk.job);
-    if (job === undefined || job.state === 'failed' || job.state === 'completed') return;
+    if (!chunkWorthRunning(job)) return;
     const started = performance.now();
+    let outputKey: string | undefined;
     try {
       const coded = await code(chunk, job.mode, codingOf(job));
       const seconds = (performance.now() - started) / 1000;
-      const outputKey = await stageOutput(chunk.job, chunk.index, chunk.attempt, coded);
-      const done: ChunkRecord = {
-        ...chunk,
-        state: 'done',
-        checksum: coded.checksum,
-        originalBytes: coded.originalBytes,
-        output: outputKey,
-        outputBytes: coded.output.length,
-        text: coded.text,
-        doneAt: new Date().toISOString(),
-      };
-      const won = await casChunk(state, chunk, done);
-      if (won) {
-        noteCoded(chunk.inputBytes, coded, seconds);
-      } else {
-        // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
-        await blobs.delete(outputKey).catch(() => {});
-      }
+      outputKey = await stageOutput(chunk, randomBytes(4).toString('hex'), coded);
+      const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text }, Date.now()));
+      if (won) noteCoded(chunk.inputBytes, coded, seconds);
+      // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
+      const orphan = outputToDeleteAfterCompletion(won, outputKey);
+      if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
     } catch (error) {
       const reason = error instanceof CodecError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
       logger.warn({ job: chunk.job, chunk: chunk.index, attempt: chunk.attempt, err: error }, 'worker: chunk failed');
-      const failed: ChunkRecord = { ...chunk, state: 'pending', node: null, failures: chunk.failures + 1, lastError: `chunk ${chunk.index}: ${reason}` };
-      await casChunk(state, chunk, failed).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
+      await casChunk(state, chunk, failedChunk(chunk, reason)).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
+      if (outputKey !== undefined) await dropUndecidedOutput(chunk, outputKey);
     }
+  }
+
+  /** After a completion whose outcome is unknown: removes its output once the chunk has moved past it (core decides). */
+  async function dropUndecidedOutput(chunk: ChunkRecord, outputKey: string): Promise<void> {
+    const now = (await state.get(chunkKey(chunk.job, chunk.index)).catch(() => chunk)) as unknown as ChunkRecord | undefined;
+    const orphan = outputToDeleteAfterUnknownCompletion(chunk, now, outputKey);
+    if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
   }
 
   function onChange(change: StateChange): void {
@@ -233,7 +230,7 @@ export function createWorker(options: WorkerOptions): Worker {
       const running = inFreeSlot(() => compress(bytes, coding));
       return running?.then(async (coded) => {
         noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
-        const output = await stageOutput(job, index, localAttempt, coded);
+        const output = await stageOutput({ job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
         return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text };
       });
     },

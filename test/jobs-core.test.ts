@@ -1,0 +1,127 @@
+/**
+ * The jobs core's rules, one by one, on records built by hand: no processes, no clock, no randomness.
+ * Each of the four races the chaos run found has a named test here; the seeded simulation
+ * (jobs-sim.test.ts) hunts for them among interleavings.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  chunkOutputKey,
+  chunksCreateCommand,
+  Coordinator,
+  jobKey,
+  mergeCleansUp,
+  mergeFailureCleansUp,
+  newJobRecord,
+  orphanReason,
+  outputToDeleteAfterCompletion,
+  outputToDeleteAfterUnknownCompletion,
+  pendingChunk,
+  JobInvariantError,
+  completedChunk,
+  type MemberFacts,
+} from '../node/jobs/core/index.ts';
+import type { ChunkRecord, JobRecord } from '../node/jobs/records.ts';
+
+const startMs = Date.UTC(2026, 0, 1);
+const config = { leaseMs: 1_000, attemptsMax: 3, inFlightPerWorker: 2, workersDefault: 1 };
+const member = (name: string, fields: Partial<MemberFacts> = {}): MemberFacts => ({ name, status: 'alive', startedAt: startMs - 60_000, heartbeatAgeMs: 0, load: { workers: 1, queue: 0 }, ...fields });
+
+function job(state: JobRecord['state'], chunks: number | null = 2): JobRecord {
+  return { ...newJobRecord({ id: 'job00001', mode: 'compress', fileName: 'a.bin', chunkSize: 1024, gateway: 'n0', codec: 'huffman', level: 0, format: 'dcz' }, startMs), state, chunks };
+}
+
+function chunk(index: number, fields: Partial<ChunkRecord> = {}): ChunkRecord {
+  return { ...pendingChunk('job00001', index, 10, { originalBytes: 10, checksum: null }), ...fields };
+}
+
+const done = (index: number) => chunk(index, { state: 'done', attempt: 1, node: 'n1', output: `out${index}`, outputBytes: 5, checksum: 7 });
+
+test('bug 1 (output keys per attempt): two runs of the same attempt write different keys, so a losing run deletes only its own output', () => {
+  const assigned = chunk(0, { state: 'assigned', attempt: 1, node: 'n1' });
+  const first = chunkOutputKey(assigned, 'aaaa');
+  const second = chunkOutputKey(assigned, 'bbbb');
+  assert.is.not(first, second);
+  assert.is(outputToDeleteAfterCompletion(false, second), second);
+  assert.is(outputToDeleteAfterCompletion(true, first), undefined);
+});
+
+test('bug 2 (a losing merge leaving staged blobs): a merge cleans up whether its completion won or lost, and after a failure once the job ended', () => {
+  assert.ok(mergeCleansUp(true));
+  assert.ok(mergeCleansUp(false));
+  assert.ok(mergeFailureCleansUp(job('completed')));
+  assert.ok(mergeFailureCleansUp(undefined));
+  assert.not.ok(mergeFailureCleansUp(job('merging')), 'a merge that will be retried keeps what is staged');
+});
+
+test('bug 3 (orphaned uploads): an upload whose gateway restarted is failed at once; one whose gateway only went quiet waits a lease', () => {
+  const uploading = job('uploading', null);
+  assert.match(orphanReason(uploading, [member('n0', { startedAt: startMs + 5 })], config.leaseMs) ?? '', /gateway n0 restarted/);
+  assert.is(orphanReason(uploading, [member('n0', { status: 'dead', heartbeatAgeMs: 500 })], config.leaseMs), undefined);
+  assert.match(orphanReason(uploading, [member('n0', { status: 'dead', heartbeatAgeMs: 1_500 })], config.leaseMs) ?? '', /unreachable for over 1000 ms/);
+  assert.is(orphanReason(uploading, [member('n0')], config.leaseMs), undefined);
+});
+
+test('bug 4 (merges stuck after a coordinator died): a new coordinator merges a job already "merging", once until that merge ends', () => {
+  const coordinator = new Coordinator(config);
+  const snapshot = [{ job: job('merging'), chunks: [done(0), done(1)] }];
+  const merges = (plan: ReturnType<Coordinator['round']>) => plan.jobs.flatMap((entry) => entry.steps).filter((step) => step.kind === 'merge');
+  assert.equal(merges(coordinator.round(snapshot, [member('n1')], startMs)), [{ kind: 'merge', job: 'job00001' }]);
+  assert.equal(merges(coordinator.round(snapshot, [member('n1')], startMs + 10)), [], 'not twice at once');
+  coordinator.mergeEnded('job00001');
+  assert.equal(merges(coordinator.round(snapshot, [member('n1')], startMs + 20)).length, 1);
+});
+
+test('a lease that lapses takes the chunk back; a dead node loses its chunks at once (Reference: issue 14, leases)', () => {
+  const coordinator = new Coordinator(config);
+  const held = chunk(0, { state: 'assigned', attempt: 1, node: 'n1' });
+  const members = [member('n1'), member('n2')];
+  assert.equal(coordinator.round([{ job: job('processing', 1), chunks: [held] }], members, startMs).jobs, [], 'a fresh lease is kept');
+  const lapsed = coordinator.round([{ job: job('processing', 1), chunks: [held] }], members, startMs + 1_001);
+  const released = lapsed.jobs[0].steps[0];
+  assert.is(released.kind, 'propose');
+  if (released.kind === 'propose') assert.match(String(released.log?.fields.reason), /lease of 1000 ms lapsed on n1/);
+  const dead = new Coordinator(config).round([{ job: job('processing', 1), chunks: [held] }], [member('n1', { status: 'dead' })], startMs);
+  assert.is(dead.jobs[0].steps.length, 1);
+});
+
+test('pending chunks go to alive workers only, one per worker to start with (slow start), each a new attempt', () => {
+  const coordinator = new Coordinator(config);
+  const plan = coordinator.round([{ job: job('processing', 3), chunks: [chunk(0), chunk(1), chunk(2)] }], [member('n1'), member('n2', { status: 'suspect' })], startMs);
+  assert.is(plan.assignments.length, 1);
+  const put = plan.assignments[0].ops[0];
+  assert.ok(put.op === 'put');
+  if (put.op === 'put') assert.equal([(put.value as unknown as ChunkRecord).node, (put.value as unknown as ChunkRecord).attempt], ['n1', 1]);
+});
+
+test('a job with a dead chunk fails and its staged blobs are removed after, not before', () => {
+  const plan = new Coordinator(config).round([{ job: job('processing', 1), chunks: [chunk(0, { state: 'dead', failures: 3, lastError: 'boom' })] }], [member('n1')], startMs);
+  assert.equal(plan.jobs[0].steps.map((step) => step.kind), ['propose', 'cleanup']);
+});
+
+test('a completion whose outcome is unknown keeps its output while it may still win, and drops it once the chunk moved on', () => {
+  const assigned = chunk(0, { state: 'assigned', attempt: 1, node: 'n1' });
+  assert.is(outputToDeleteAfterUnknownCompletion(assigned, structuredClone(assigned), 'mine'), undefined);
+  assert.is(outputToDeleteAfterUnknownCompletion(assigned, { ...done(0), output: 'mine' }, 'mine'), undefined);
+  assert.is(outputToDeleteAfterUnknownCompletion(assigned, { ...assigned, attempt: 2, node: 'n2' }, 'mine'), 'mine');
+  assert.is(outputToDeleteAfterUnknownCompletion(assigned, undefined, 'mine'), 'mine');
+});
+
+test('an upload creates chunk records only while its job is still the record its gateway created', () => {
+  const created = job('uploading', null);
+  const command = chunksCreateCommand(created, [chunk(0)]);
+  assert.equal(command.guards[0], { key: jobKey('job00001'), equals: created as never });
+});
+
+test('a broken invariant throws a coded error naming the chunk: completing a chunk that is not assigned', () => {
+  try {
+    completedChunk(chunk(3), { output: 'x', outputBytes: 1, checksum: 1, originalBytes: 1 }, startMs);
+    assert.unreachable('completedChunk accepted a pending chunk');
+  } catch (error) {
+    assert.instance(error, JobInvariantError);
+    assert.is((error as JobInvariantError).code, 'JOB_INVARIANT');
+    assert.match((error as Error).message, /chunk 3 of job job00001/);
+  }
+});
+
+test.run();
