@@ -150,11 +150,14 @@ interface RecordProposer {
   drain(): Promise<void>;
   /** Waits until no proposal is in flight, whatever their outcome. */
   settle(): Promise<void>;
+  /** The job record as this upload changed it (a decompress job records its .dcz's codec): later batches are guarded on it. */
+  rebase(job: JobRecord): void;
 }
 
 /** Group commit of one upload's chunk records: each proposal carries what queued while the last was in flight. */
-function createRecordProposer(state: ReplicatedState, job: JobRecord): RecordProposer {
-  const jobId = job.id;
+function createRecordProposer(state: ReplicatedState, created: JobRecord): RecordProposer {
+  const jobId = created.id;
+  let job = created;
   const waiting: ChunkRecord[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
@@ -192,6 +195,9 @@ function createRecordProposer(state: ReplicatedState, job: JobRecord): RecordPro
       if (failure !== undefined) throw failure;
     },
     settle,
+    rebase(changed) {
+      job = changed;
+    },
   };
 }
 
@@ -313,7 +319,9 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     const header = format.decodeHeader(await source.read(format.headerBytes), { anyCodec: true });
     const codec = choiceOf(header.codec, header.level ?? 0);
     // Recorded before any chunk is staged: a worker assigned one reads the codec from the job.
-    await updateJob(state, id, (current) => (current.state === 'uploading' ? { ...current, codec: codec.codec.name, level: codec.level } : undefined));
+    const recorded = await updateJob(state, id, (current) => (current.state === 'uploading' ? { ...current, codec: codec.codec.name, level: codec.level } : undefined));
+    if (recorded === undefined) throw new JobError('UNAVAILABLE', `job ${id} ended before its codec was recorded`);
+    records.rebase(recorded);
     const entries: Array<{ offset: number; originalBytes: number; compressedBytes: number; checksum: number }> = [];
     let offset = format.headerBytes;
     for (;;) {
