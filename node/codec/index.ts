@@ -19,3 +19,21 @@ export {
   type Progress,
 } from './container.ts';
 export * as format from './format.ts';
+export {
+  checkImage,
+  imageInputBytesMaxDefault,
+  imageModes,
+  imagePixelsMaxDefault,
+  imageQualityDefault,
+  ImageError,
+  jpegQualityDefault,
+  optimizeImage,
+  parseImageQuality,
+  type ImageErrorCode,
+  type ImageHeader,
+  type ImageMode,
+  type ImageOptions,
+  type ImageQuality,
+  type ImageResult,
+} from './images.ts';
+export { createImagePool, type ImagePool, type ImagePoolOptions } from './images-pool.ts';
