@@ -203,7 +203,7 @@ lossy('quality ranges parse like pngquant and bad ones are refused', () => {
   assert.equal(parseImageQuality('60-80'), { min: 60, max: 80 });
   assert.equal(parseImageQuality('75'), { min: 0, max: 75 });
   for (const text of ['80-60', '0-101', 'high', '60-', '']) {
-    assert.throws(() => parseImageQuality(text), (error: ImageError) => error.code === 'BAD_IMAGE_OPTIONS' && error.message.includes(`"${text}"`) || error.message.includes('quality'));
+    assert.throws(() => parseImageQuality(text), (error: ImageError) => error.code === 'BAD_IMAGE_OPTIONS' && error.message.startsWith('quality'));
   }
 });
 
