@@ -223,6 +223,15 @@ bad('a PNG bomb is refused from its header, naming the dimensions, before decodi
   assertCode(await refusal(bomb(2000, 2000), { mode: 'png-lossless', pixelsMax: 1_000_000 }), 'TOO_MANY_PIXELS', '2000x2000');
 });
 
+bad('a JPEG whose frame header claims too many pixels is refused before decoding', async () => {
+  const input = Buffer.from(await sharp(await photo()).jpeg().toBuffer());
+  const frame = input.indexOf(Buffer.from([0xff, 0xc0]));
+  assert.ok(frame > 0, 'a baseline JPEG has an SOF0 marker');
+  input.writeUInt16BE(60_000, frame + 5); // height
+  input.writeUInt16BE(60_000, frame + 7); // width
+  assertCode(await refusal(input, { mode: 'jpeg' }), 'TOO_MANY_PIXELS', '60000x60000');
+});
+
 bad('a file that is not an image is refused as NOT_IMAGE', async () => {
   assertCode(await refusal(Buffer.from('%PDF-1.7 not a picture at all'), { mode: 'png-lossless' }), 'NOT_IMAGE', 'not an image');
   assertCode(await refusal(new Uint8Array(0), { mode: 'png-lossy' }), 'NOT_IMAGE', '0 bytes');
