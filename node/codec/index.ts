@@ -34,3 +34,21 @@ export {
 export { framingOf, outputFormats, resolveOutput, suffixOf, type Framing, type OutputFormat } from './standard-formats.ts';
 export { countText, joinTextCounts, type TextCounts } from './text-counts.ts';
 export { choiceOf, codecHuffmanId } from './codecs.ts';
+export {
+  checkImage,
+  imageInputBytesMaxDefault,
+  imageModes,
+  imagePixelsMaxDefault,
+  imageQualityDefault,
+  ImageError,
+  jpegQualityDefault,
+  optimizeImage,
+  parseImageQuality,
+  type ImageErrorCode,
+  type ImageHeader,
+  type ImageMode,
+  type ImageOptions,
+  type ImageQuality,
+  type ImageResult,
+} from './images.ts';
+export { createImagePool, type ImagePool, type ImagePoolOptions } from './images-pool.ts';
