@@ -153,6 +153,15 @@ export interface UploadAcceptedMessage {
   /** Bytes the client may send now. */
   credit: number;
 }
+/**
+ * The upload waits for one of the node's upload slots: `place` 1 is next. Sent when it joins the queue
+ * and again each time it moves up; `upload-accepted` (or an error, BUSY when it waited too long) ends it.
+ */
+export interface QueuedMessage {
+  type: 'queued';
+  id?: RequestId;
+  place: number;
+}
 export interface CreditMessage {
   type: 'credit';
   jobId: string;
@@ -207,10 +216,13 @@ export interface ErrorMessage {
   message: string;
   id?: RequestId;
   jobId?: string;
+  /** With BUSY (and where the node can tell): milliseconds to wait before trying again. */
+  retryAfterMs?: number;
 }
 export type ServerMessage =
   | WelcomeMessage
   | UploadAcceptedMessage
+  | QueuedMessage
   | CreditMessage
   | UploadDoneMessage
   | UploadAbortedMessage
