@@ -8,7 +8,7 @@ import cliProgress, { SingleBar, type Options, type Params } from 'cli-progress'
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { format } from '../codec/index.ts';
-import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
+import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView, type RetryNotice } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { tokenFor, trustCertificateAuthority } from './local-tokens.ts';
 import { parseSize } from './codec-commands.ts';
@@ -48,8 +48,53 @@ function withConnectionOptions(command: Command): Command {
  */
 const localClusterServers = [defaultServer, ...[2, 3, 4, 5].map((index) => `http://127.0.0.1:${7700 + index}`)].join(',');
 
+/**
+ * Waiting and retrying, said on stderr ("busy, retrying in 2.1 s (attempt 3)", "queued: place 4"): on a
+ * terminal one line rewritten in place, cleared when the transfer's own bar starts; otherwise one line
+ * per retry and per first place in a queue. Nothing with --json.
+ */
+export interface WaitingLine {
+  retrying(notice: RetryNotice): void;
+  queued(place: number): void;
+  clear(): void;
+}
+
+export function retryText(notice: RetryNotice): string {
+  return `${notice.code === 'BUSY' ? 'busy' : 'unavailable'}, retrying in ${(notice.delayMs / 1000).toFixed(1)} s (attempt ${notice.attempt})`;
+}
+
+function waitingLine(options: { json?: boolean }): WaitingLine {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  let queuedBefore = false;
+  const show = (text: string) => {
+    if (options.json) return;
+    if (!tty) {
+      process.stderr.write(`dcas: ${text}\n`);
+      return;
+    }
+    process.stderr.write(`\r\x1b[K${text}`);
+    shown = true;
+  };
+  return {
+    retrying: (notice) => {
+      queuedBefore = false;
+      show(retryText(notice));
+    },
+    queued(place) {
+      if (!tty && queuedBefore) return;
+      queuedBefore = true;
+      show(`queued at the node: place ${place}`);
+    },
+    clear() {
+      if (shown) process.stderr.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
 /** The client options the command line gives: servers in order, the token, the deadline. */
-function connectOptions(options: ConnectionOptions): ConnectOptions {
+function connectOptions(options: ConnectionOptions, waiting: WaitingLine = waitingLine(options)): ConnectOptions {
   const servers = (options.server ?? process.env.DCAS_SERVER ?? localClusterServers).split(',').map((text) => text.trim()).filter((text) => text !== '');
   if (servers.length === 0) throw new CliError('--server: no gateway given', exitUsage);
   const [server, ...fallbackServers] = servers.map((text) => serverUrl(text));
@@ -59,12 +104,13 @@ function connectOptions(options: ConnectionOptions): ConnectOptions {
     fallbackServers,
     token: tokenFor(server, options.token),
     deadlineAtMs: options.timeout === undefined ? undefined : Date.now() + options.timeout * 1000,
+    retry: { onRetry: (notice) => waiting.retrying(notice) },
   };
 }
 
 /** Runs `work` with a connected client; client errors become one-line CLI errors. */
-async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient, connection: ConnectOptions) => Promise<T>): Promise<T> {
-  const connection = connectOptions(options);
+async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient, connection: ConnectOptions) => Promise<T>, waiting?: WaitingLine): Promise<T> {
+  const connection = connectOptions(options, waiting);
   const server = connection.server;
   let client: DcasClient | undefined;
   try {
@@ -178,6 +224,7 @@ interface UploadCommandOptions extends ConnectionOptions {
 
 async function upload(file: string, options: UploadCommandOptions): Promise<void> {
   if (options.decompress && options.chunkSize !== undefined) throw new CliError('--chunk-size does not apply with --decompress (the .dcz says its chunk size)', exitUsage);
+  const waiting = waitingLine(options);
   await withClient(options, async (client, connection) => {
     let bar: ProgressBar | undefined;
     let job: JobView;
@@ -185,12 +232,15 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
       job = await client.upload(file, {
         mode: options.decompress ? 'decompress' : 'compress',
         chunkSize: options.chunkSize,
+        onQueued: (place) => waiting.queued(place),
         onProgress: ({ bytes, totalBytes }) => {
+          if (bar === undefined) waiting.clear();
           bar ??= progressBar('upload', totalBytes ?? 0, options);
           bar.update(bytes);
         },
       });
     } finally {
+      waiting.clear();
       bar?.stop();
     }
     if (!options.wait) {
@@ -205,7 +255,7 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
     if (!options.json && process.stderr.isTTY) {
       process.stderr.write(`job ${final.id} completed: ${sizeText(final.originalSize)} -> ${sizeText(final.compressedSize)} (ratio ${ratioText(final)}), ${final.chunks} chunks\n`);
     }
-  });
+  }, waiting);
 }
 
 async function status(jobId: string, options: ConnectionOptions & { watch?: boolean }): Promise<void> {

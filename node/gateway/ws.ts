@@ -204,9 +204,13 @@ function clientAddress(request: IncomingMessage): string {
 /** Answers an upgrade request with a plain HTTP error and closes the socket. */
 export function refuseUpgrade(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // A full node says when to come back, as the HTTP API does; clients add their own jitter.
+  const retryAfter = status === 503 ? `Retry-After: ${upgradeRetryAfterSeconds}\r\n` : '';
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter}Connection: close\r\n\r\n${body}`);
 }
 
+/** Seconds a client refused at the upgrade (node full) is told to wait before trying again. */
+const upgradeRetryAfterSeconds = 2;
 /** Upload credit is granted back in batches of at least this fraction of the window, or when idle. */
 const grantFraction = 8;
 /** After a close frame, a peer that does not complete the close handshake is cut off after this long. */
