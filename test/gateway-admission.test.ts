@@ -122,4 +122,37 @@ test('HTTP uploads share the queue: one waits without its body read until a WebS
   }
 });
 
+test('without a token, uploads per client address are capped: one more is BUSY over WebSocket and 429 with Retry-After over HTTP; with a token they are not', async () => {
+  const open = await startTestGateway({ limits: { uploadsMax: 4, uploadQueueMax: 4, uploadsPerAddressMax: 1 } });
+  try {
+    const first = await openWelcomedPeer(open.wsUrl);
+    assert.is((await startUpload(first, 'a')).type, 'upload-accepted');
+    const second = await openWelcomedPeer(open.wsUrl);
+    const busy = await startUpload(second, 'b');
+    assert.equal([busy.code, busy.id], ['BUSY', 'b']);
+    assert.match(busy.message, /per client address/);
+    assert.ok(busy.retryAfterMs >= 1_000);
+    const refused = await fetch(`${open.url}/v1/jobs?name=third.txt`, { method: 'POST', body: 'x' });
+    assert.is(refused.status, 429);
+    assert.ok(Number(refused.headers.get('retry-after')) >= 1);
+    assert.is(((await refused.json()) as any).error.code, 'TOO_MANY_REQUESTS');
+    // The slot given back frees the address's share.
+    first.close();
+    await eventually(async () => (await startUpload(second, `b${Date.now()}`)).type === 'upload-accepted', 'the address may upload again', 10_000);
+    second.close();
+  } finally {
+    await open.stop();
+  }
+  const withToken = await startTestGateway({ token: 't0ken', limits: { uploadsMax: 4, uploadQueueMax: 4, uploadsPerAddressMax: 1 } });
+  try {
+    const [a, b] = await Promise.all([openWelcomedPeer(withToken.wsUrl, 't0ken'), openWelcomedPeer(withToken.wsUrl, 't0ken')]);
+    assert.is((await startUpload(a, 'a')).type, 'upload-accepted');
+    assert.is((await startUpload(b, 'b')).type, 'upload-accepted');
+    a.close();
+    b.close();
+  } finally {
+    await withToken.stop();
+  }
+});
+
 test.run();

@@ -322,6 +322,15 @@ async function download(jobId: string, options: ConnectionOptions & { output: st
   });
 }
 
+async function remove(jobId: string, options: ConnectionOptions): Promise<void> {
+  checkJobId(jobId);
+  await withClient(options, async (client) => {
+    const deleted = await client.delete(jobId);
+    if (options.json) printJson(deleted);
+    else process.stdout.write(`job ${deleted.jobId} deleted (it was ${deleted.state}${deleted.cancelled ? '; its coding was cancelled' : ''})\n`);
+  });
+}
+
 export function addJobCommands(program: Command): void {
   withConnectionOptions(program.command('upload').argument('<file>', 'file to upload').description('upload a file to the cluster as a job and print its id'))
     .option('-w, --wait', 'follow the job live; exit 0 only if it completed')
@@ -346,6 +355,9 @@ export function addJobCommands(program: Command): void {
     .option('-c, --compressed', 'the .dcz as stored instead of the original')
     .option('-f, --force', 'replace the output file if it exists')
     .action(async (jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }) => download(jobId, options));
+
+  withConnectionOptions(program.command('rm').alias('delete').argument('<job>', 'job id').description('delete a job and its files from the cluster; a job still being coded is cancelled'))
+    .action(async (jobId: string, options: ConnectionOptions) => remove(jobId, options));
 
   for (const command of program.commands) command.exitOverride();
 }

@@ -19,6 +19,7 @@ import {
   protocolVersion,
   webSocketPath,
   type ClientMessage,
+  type DeletedMessage,
   type DownloadEndMessage,
   type DownloadStartMessage,
   type ErrorMessage,
@@ -129,6 +130,8 @@ export interface DcasClient {
   /** Follows the job until it is completed or failed and returns that view (a failed job is not an error). */
   waitForCompletion(jobId: string, options?: { onJob?: (job: JobView) => void }): Promise<JobView>;
   download(jobId: string, options?: DownloadOptions): Promise<DownloadStream>;
+  /** Removes the job and its blobs; a job being coded or merged is cancelled. CONFLICT while it uploads. */
+  delete(jobId: string): Promise<{ jobId: string; state: JobView['state']; cancelled: boolean }>;
   /** Writes through a temporary file moved into place when complete and, for originals, verified. */
   downloadToFile(jobId: string, path: string, options?: DownloadOptions & { force?: boolean }): Promise<DownloadResult>;
   close(): Promise<void>;
@@ -835,6 +838,10 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       return (await request<JobsListMessage>({ type: 'jobs', id: nextRequestId++, limit: listOptions.limit }, 'jobs')).jobs;
     },
     watch: (jobId, onJob) => watch(jobId, onJob),
+    async delete(jobId) {
+      const deleted = await request<DeletedMessage>({ type: 'delete', id: nextRequestId++, jobId }, 'deleted');
+      return { jobId: deleted.jobId, state: deleted.state, cancelled: deleted.cancelled };
+    },
     waitForCompletion,
     download,
     downloadToFile,

@@ -14,6 +14,11 @@ export interface AdmissionLimits {
   uploadQueueMax: number;
   /** A waiting upload not admitted within this is refused with BUSY (its client may retry). */
   uploadQueueTimeoutMs: number;
+  /**
+   * Uploads (running and waiting) of one client address; one more is refused with TooManyUploadsError
+   * (HTTP 429). Enforced only for anonymous clients (a node without a token), as connections per address.
+   */
+  uploadsPerAddressMax: number;
 }
 
 /** A slot, held until `release()`; releasing twice is a no-op (every end path may call it). */
@@ -41,7 +46,8 @@ export interface AdmissionStats {
 }
 
 export interface UploadAdmission {
-  request(waiter: Waiter): QueuedAdmission;
+  /** `address`: the client's, when uploads per address are limited (no token); undefined: not counted. */
+  request(waiter: Waiter, address?: string): QueuedAdmission;
   stats(): AdmissionStats;
 }
 
@@ -55,12 +61,16 @@ export class BusyError extends JobError {
   }
 }
 
+/** One client address has its share of the node's uploads: HTTP 429, a WebSocket BUSY. */
+export class TooManyUploadsError extends BusyError {}
+
 /** The shortest and longest retry-after hint the node gives. */
 const retryAfterMsMin = 1_000;
 const retryAfterMsMax = 30_000;
 
 interface Entry {
   waiter: Waiter;
+  address: string | undefined;
   resolve(ticket: AdmissionTicket): void;
   reject(error: Error): void;
   timer: NodeJS.Timeout;
@@ -75,6 +85,7 @@ export function createUploadAdmission(node: string, limits: AdmissionLimits): Up
   assert(limits.uploadsMax >= 1, `uploadsMax ${limits.uploadsMax}`);
   assert(limits.uploadQueueMax >= 0, `uploadQueueMax ${limits.uploadQueueMax}`);
   const queue: Entry[] = [];
+  const byAddress = new Map<string, number>();
   let admitted = 0;
   let queuedPeak = 0;
   let refusedBusy = 0;
@@ -88,7 +99,15 @@ export function createUploadAdmission(node: string, limits: AdmissionLimits): Up
     return Math.min(Math.max(rounds * retryAfterMsMin, retryAfterMsMin), retryAfterMsMax);
   }
 
-  function ticket(): AdmissionTicket {
+  function countAddress(address: string | undefined, change: 1 | -1): void {
+    if (address === undefined) return;
+    const count = (byAddress.get(address) ?? 0) + change;
+    assert(count >= 0, `uploads of ${address} below zero`);
+    if (count === 0) byAddress.delete(address);
+    else byAddress.set(address, count);
+  }
+
+  function ticket(address: string | undefined): AdmissionTicket {
     admitted++;
     let released = false;
     return {
@@ -96,6 +115,7 @@ export function createUploadAdmission(node: string, limits: AdmissionLimits): Up
         if (released) return;
         released = true;
         admitted--;
+        countAddress(address, -1);
         assert(admitted >= 0, 'more uploads released than admitted');
         admitNext();
       },
@@ -107,7 +127,7 @@ export function createUploadAdmission(node: string, limits: AdmissionLimits): Up
       const entry = queue.shift()!;
       entry.done = true;
       clearTimeout(entry.timer);
-      entry.resolve(ticket());
+      entry.resolve(ticket(entry.address));
     }
     tellPlaces();
   }
@@ -123,6 +143,7 @@ export function createUploadAdmission(node: string, limits: AdmissionLimits): Up
     const at = queue.indexOf(entry);
     assert(at >= 0, 'a waiting upload is not in the queue');
     queue.splice(at, 1);
+    countAddress(entry.address, -1);
     tellPlaces();
   }
 
@@ -132,16 +153,25 @@ export function createUploadAdmission(node: string, limits: AdmissionLimits): Up
   }
 
   return {
-    request(waiter) {
-      if (admitted < limits.uploadsMax && queue.length === 0) return { admitted: Promise.resolve(ticket()), leave() {} };
+    request(waiter, address) {
+      if (address !== undefined && (byAddress.get(address) ?? 0) >= limits.uploadsPerAddressMax) {
+        refusedBusy++;
+        const error = new TooManyUploadsError(`node ${node} has ${limits.uploadsPerAddressMax} uploads of ${address} running or waiting, its limit per client address; finish some first`, retryAfterMs());
+        return { admitted: Promise.reject(error), leave() {} };
+      }
+      if (admitted < limits.uploadsMax && queue.length === 0) {
+        countAddress(address, 1);
+        return { admitted: Promise.resolve(ticket(address)), leave() {} };
+      }
       if (queue.length >= limits.uploadQueueMax) {
         const error = busy(`node ${node} has ${limits.uploadsMax} uploads in progress and ${queue.length} waiting; try again later or another node`);
         return { admitted: Promise.reject(error), leave() {} };
       }
       let entry!: Entry;
       const admittedPromise = new Promise<AdmissionTicket>((resolve, reject) => {
-        entry = { waiter, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, done: false };
+        entry = { waiter, address, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, done: false };
       });
+      countAddress(address, 1);
       entry.timer = setTimeout(() => {
         remove(entry);
         entry.reject(busy(`node ${node}: upload waited ${limits.uploadQueueTimeoutMs} ms in the admission queue without a free slot; try again later or another node`));

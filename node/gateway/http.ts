@@ -117,6 +117,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     node,
     jobs,
     admission,
+    uploadsPerAddress: !tokenCheck.enabled,
     clusterStatus: () => routes.clusterStatus(),
     authorized: (request) => authorized(request),
     allowedOrigins: options.allowedOrigins,

@@ -31,6 +31,7 @@ export const errorCodes = [
   'BAD_INPUT',
   'UNAVAILABLE',
   'INSUFFICIENT_STORAGE',
+  'CONFLICT',
   'TIMEOUT',
   'CORRUPT',
   'INTERNAL',
@@ -125,6 +126,12 @@ export interface DownloadCancelMessage {
   id?: RequestId;
   jobId: string;
 }
+/** Removes a job and its blobs; a job being coded or merged is cancelled (docs/PROTOCOL.md). */
+export interface DeleteMessage {
+  type: 'delete';
+  id?: RequestId;
+  jobId: string;
+}
 export type ClientMessage =
   | HelloMessage
   | UploadMessage
@@ -135,7 +142,8 @@ export type ClientMessage =
   | StatusMessage
   | JobsMessage
   | DownloadMessage
-  | DownloadCancelMessage;
+  | DownloadCancelMessage
+  | DeleteMessage;
 
 // Server → client.
 export interface WelcomeMessage {
@@ -210,6 +218,15 @@ export interface DownloadEndMessage {
   bytes: number;
   cancelled: boolean;
 }
+export interface DeletedMessage {
+  type: 'deleted';
+  id?: RequestId;
+  jobId: string;
+  /** The state the job was in. */
+  state: JobView['state'];
+  /** true when the job was still being coded or merged and was stopped. */
+  cancelled: boolean;
+}
 export interface ErrorMessage {
   type: 'error';
   code: ErrorCode;
@@ -231,4 +248,5 @@ export type ServerMessage =
   | UnwatchedMessage
   | DownloadStartMessage
   | DownloadEndMessage
+  | DeletedMessage
   | ErrorMessage;

@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { JobError, type JobService, type JobState, type JobView } from '../jobs/types.ts';
-import { BusyError, type AdmissionTicket, type UploadAdmission } from './admission.ts';
+import { BusyError, TooManyUploadsError, type AdmissionTicket, type UploadAdmission } from './admission.ts';
 import { openApiDocument } from './openapi.ts';
 import { normaliseOrigin } from './origin.ts';
 import { jobIdPattern } from './protocol.ts';
@@ -18,6 +18,8 @@ export interface RestApiOptions {
   jobs?: JobService;
   /** Upload slots and their queue, shared with the WebSocket protocol. */
   admission: UploadAdmission;
+  /** Count uploads per client address (the node has no token, so the address is all that tells clients apart). */
+  uploadsPerAddress: boolean;
   clusterStatus(): unknown;
   authorized(request: IncomingMessage): boolean;
   /** config gateway.cors.origins: pages on these origins get CORS headers. */
@@ -40,7 +42,7 @@ const jobsListMax = 1_000;
 const fileNameBytesMax = 255;
 /** Seconds a client is told to wait after a 503 (busy, not ready) before trying again. */
 const retryAfterSeconds = '5';
-const corsMethods = 'GET, HEAD, POST, PUT, OPTIONS';
+const corsMethods = 'GET, HEAD, POST, PUT, DELETE, OPTIONS';
 const corsHeaders = 'authorization, content-type, last-event-id, range';
 const corsExposed = 'location, etag, content-length, content-range, content-disposition, accept-ranges, retry-after';
 const uploadParameters = new Set(['name', 'mode', 'chunkSize', 'wait']);
@@ -60,6 +62,7 @@ class HttpError extends Error {
 }
 
 function fromJobError(error: JobError): HttpError {
+  if (error instanceof TooManyUploadsError) return new HttpError(429, 'TOO_MANY_REQUESTS', error.message, { 'retry-after': String(Math.ceil(error.retryAfterMs / 1000)) });
   const status = jobErrorStatus[error.code] ?? 500;
   const retryAfter = error instanceof BusyError ? String(Math.ceil(error.retryAfterMs / 1000)) : retryAfterSeconds;
   return new HttpError(status, error.code, error.message, status === 503 ? { 'retry-after': retryAfter } : {});
@@ -191,7 +194,11 @@ export function createRestApi(options: RestApiOptions): RestApi {
     const id = parts[1];
     if (!jobIdPattern.test(id)) throw new HttpError(400, 'BAD_REQUEST', `not a job id: ${JSON.stringify(id.slice(0, 80))} (letters, digits, "-" and "_", 1 to 64)`);
     if (parts.length === 2) {
-      if (!read) throw allow('GET, HEAD, PUT');
+      if (method === 'DELETE') {
+        send(response, 200, await service().deleteJob(id));
+        return;
+      }
+      if (!read) throw allow('GET, HEAD, PUT, DELETE');
       send(response, 200, await jobOrNotFound(id));
       return;
     }
@@ -253,7 +260,8 @@ export function createRestApi(options: RestApiOptions): RestApi {
    * timeout bounds the wait. undefined: the client went away while waiting.
    */
   async function admitUpload(request: IncomingMessage): Promise<AdmissionTicket | undefined> {
-    const queued = options.admission.request({ onPlace: () => {} });
+    const address = request.socket.remoteAddress?.replace(/^::ffff:/, '') ?? 'unknown';
+    const queued = options.admission.request({ onPlace: () => {} }, options.uploadsPerAddress ? address : undefined);
     request.setTimeout(0);
     let onClose!: () => void;
     const gone = new Promise<undefined>((resolve) => request.socket.once('close', (onClose = () => resolve(undefined))));

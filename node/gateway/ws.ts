@@ -71,6 +71,11 @@ export interface GatewayLimits extends ProtocolLimits {
   uploadQueueMax: number;
   /** An upload waiting this long in the queue without a slot gets BUSY with a retry-after. */
   uploadQueueTimeoutMs: number;
+  /**
+   * Uploads running or waiting from one client address, only when the node has no token (as
+   * connectionsPerAddressMax): one more is BUSY here, HTTP 429 in the REST API.
+   */
+  uploadsPerAddressMax: number;
   /** Request-level errors one connection may cause before it is closed. */
   badMessagesMax: number;
   /** Most jobs one `jobs` request lists. */
@@ -104,6 +109,7 @@ export const defaultGatewayLimits: GatewayLimits = {
   // A waiting upload costs a socket and a few hundred bytes, no body: a queue many times uploadsMax is cheap.
   uploadQueueMax: 256,
   uploadQueueTimeoutMs: 120_000,
+  uploadsPerAddressMax: 32,
   badMessagesMax: 16,
   jobsListMax: 1_000,
 };
@@ -611,6 +617,11 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       case 'download':
         void run(`downloading job ${message.jobId}`, () => download(connection, message));
         return;
+      case 'delete':
+        void run(`deleting job ${message.jobId}`, () =>
+          jobs!.deleteJob(message.jobId).then((deleted) => send(connection, { type: 'deleted', id: message.id, jobId: deleted.id, state: deleted.state, cancelled: deleted.cancelled })),
+        );
+        return;
       case 'download-cancel':
         // Idempotent: the download may have ended while this message was on its way.
         if (connection.download?.jobId === message.jobId) connection.download.cancelled = true;
@@ -678,7 +689,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
    * bytes. undefined: the connection closed while waiting (the queue was left).
    */
   async function admitUpload(connection: Connection, message: UploadMessage): Promise<AdmissionTicket | undefined> {
-    const queued = options.admission.request({ onPlace: (place) => send(connection, { type: 'queued', id: message.id, place }) });
+    const address = tokenCheck.enabled ? undefined : connection.admission.address;
+    const queued = options.admission.request({ onPlace: (place) => send(connection, { type: 'queued', id: message.id, place }) }, address);
     connection.queuedUpload = queued;
     try {
       const ticket = await Promise.race([queued.admitted, connection.closedPromise.then(() => undefined)]);

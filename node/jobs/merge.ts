@@ -131,6 +131,11 @@ export function createMerger(options: MergerOptions): Merger {
         return;
       }
       const retire = (): StateOp[] => chunks.map((chunk) => ({ op: 'del', key: chunkKey(jobId, chunk.index) }) as StateOp);
+      if ((await readJob(state, jobId)) === undefined) {
+        // Deleted (cancelled) while this merge composed: nothing will ever refer to what it made.
+        await Promise.all([blobs.delete(blobKeys.dcz(jobId)), blobs.delete(blobKeys.original(jobId)), cleanup(jobId)]);
+        return;
+      }
       const completed = await updateJob(
         state,
         jobId,
