@@ -24,6 +24,12 @@ interface ConnectionOptions {
   timeout?: number;
 }
 
+/**
+ * With --timeout, the user said how long they will wait: a node too loaded to answer the handshake and
+ * hello within the library's 10 s gets up to this long (or the timeout, if shorter) before it counts as
+ * unreachable; the cost is a slower move past a black-holed server to the next one.
+ */
+const connectTimeoutMsWithDeadline = 60_000;
 /** The longest --timeout: a week, which is "no deadline" for any job this cluster runs. */
 const timeoutSecondsMax = 7 * 24 * 3600;
 
@@ -104,6 +110,7 @@ function connectOptions(options: ConnectionOptions, waiting: WaitingLine = waiti
     fallbackServers,
     token: tokenFor(server, options.token),
     deadlineAtMs: options.timeout === undefined ? undefined : Date.now() + options.timeout * 1000,
+    connectTimeoutMs: options.timeout === undefined ? undefined : Math.min(options.timeout * 1000, connectTimeoutMsWithDeadline),
     retry: { onRetry: (notice) => waiting.retrying(notice) },
   };
 }
