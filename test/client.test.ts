@@ -184,7 +184,8 @@ test('connect fails with AUTH for a wrong token, UNREACHABLE when nothing listen
   const full = await startTestGateway({ limits: { connectionsMax: 1 } });
   try {
     const first = await connect({ server: full.wsUrl });
-    await expectClientError(connect({ server: full.wsUrl }), 'BUSY');
+    const busy = await expectClientError(connect({ server: full.wsUrl, retry: false }), 'BUSY');
+    assert.is(busy.retryAfterMs, 2_000);
     await first.close();
   } finally {
     await full.stop();

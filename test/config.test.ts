@@ -49,7 +49,7 @@ test('a config with only a name loads, every other field filled with its default
   assert.is(config.role, 'voter');
   assert.equal(config.voters, ['solo'], 'a lone voter is the whole voter set');
   assert.is(config.pskFile, undefined);
-  assert.equal(config.gateway, { host: '127.0.0.1', port: 7700, allowedHosts: [], cors: { origins: [] } });
+  assert.equal(config.gateway, { host: '127.0.0.1', port: 7700, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] } });
   assert.is(config.workers, availableParallelism());
   assert.equal(config.membership, { heartbeatMs: 500, suspectMs: 1500, deadMs: 3000 });
   assert.equal(config.raft, { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 });
@@ -80,7 +80,7 @@ test('YAML and JSON files with the same content give the same config; paths are 
   assert.is(fromJson.dataDir, resolve(folder, 'state/n7'));
   assert.is(fromJson.pskFile, resolve(folder, 'good.key'));
   assert.equal(fromJson.bootstrap, ['/ip4/127.0.0.1/tcp/7801', '/ip4/127.0.0.1/tcp/7802', '/dns/peer-host/tcp/7803']);
-  assert.equal(fromJson.gateway, { host: '127.0.0.1', port: 7707, allowedHosts: ['dcas.internal', 'proxy.example:8443'], cors: { origins: ['https://console.example.com'] } });
+  assert.equal(fromJson.gateway, { host: '127.0.0.1', port: 7707, allowedHosts: ['dcas.internal', 'proxy.example:8443'], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: ['https://console.example.com'] } });
   assert.equal(fromJson.raft, { tickMs: 100, electionTicks: 20, heartbeatTicks: 1 });
   assert.equal(fromJson.blobStore, { kind: 'gcs', bucket: 'dcas-blobs', prefix: '', apiEndpoint: 'http://127.0.0.1:4443' });
 });
@@ -98,6 +98,7 @@ test('the committed cluster-config files load', () => {
 const wrongFields: Array<[string, string, string]> = [
   ['name: n1\ngateway: { port: abc }', 'gateway.port', 'expected an integer from 1 to 65535, got "abc"'],
   ['name: n1\ngateway: { port: 70000 }', 'gateway.port', 'got 70000'],
+  ['name: n1\ngateway: { uploadQueueMax: -1 }', 'gateway.uploadQueueMax', 'got -1'],
   ['name: n1\ngateway: { allowedHosts: ["evil.example/x"] }', 'gateway.allowedHosts[0]', 'expected a host name or address, optionally with ":port"'],
   ['name: n1\ngateway: { allowedHosts: dcas.internal }', 'gateway.allowedHosts', 'expected a list of host names'],
   ['name: n1\ngateway: { cors: { origins: ["https://console.example.com/app"] } }', 'gateway.cors.origins[0]', 'no path'],
@@ -185,7 +186,7 @@ test('localClusterConfigs lays out N nodes on loopback: ports, voters, bootstrap
   assert.equal(configs.map((config) => config.name), ['node1', 'node2', 'node3', 'node4', 'node5', 'node6', 'node7']);
   assert.equal(configs[0].voters, ['node1', 'node2', 'node3', 'node4', 'node5'], 'at most five voters');
   assert.equal(configs.map((config) => config.role), ['voter', 'voter', 'voter', 'voter', 'voter', 'worker', 'worker']);
-  assert.equal(configs[2].gateway, { host: '127.0.0.1', port: 9003, allowedHosts: [], cors: { origins: [] } });
+  assert.equal(configs[2].gateway, { host: '127.0.0.1', port: 9003, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] } });
   assert.equal(configs[2].listen, ['/ip4/127.0.0.1/tcp/9103']);
   assert.equal(configs[2].bootstrap, ['/ip4/127.0.0.1/tcp/9101', '/ip4/127.0.0.1/tcp/9102', '/ip4/127.0.0.1/tcp/9104', '/ip4/127.0.0.1/tcp/9105']);
   assert.is(configs[6].bootstrap.length, 5, 'a worker bootstraps from every voter');

@@ -119,8 +119,8 @@ test('a socket closed mid-upload calls session.abort("client disconnected") and 
   }
 });
 
-test('uploads beyond uploadsMax get BUSY; one connection gets one upload at a time (OUT_OF_ORDER)', async () => {
-  const node = await startTestGateway({ limits: { ...limits, uploadsMax: 1 } });
+test('with the admission queue off, uploads beyond uploadsMax get BUSY; one connection gets one upload at a time (OUT_OF_ORDER)', async () => {
+  const node = await startTestGateway({ limits: { ...limits, uploadsMax: 1, uploadQueueMax: 0 } });
   try {
     const first = await openWelcomedPeer(node.wsUrl);
     first.send({ type: 'upload', id: 'a', fileName: 'a', mode: 'compress' });

@@ -8,7 +8,7 @@ import cliProgress, { SingleBar, type Options, type Params } from 'cli-progress'
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { choiceName, codecByName, format, huffmanChoice, type CodecChoice, type OutputFormat } from '../codec/index.ts';
-import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView } from '../client/index.ts';
+import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView, type RetryNotice } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { tokenFor, trustCertificateAuthority } from './local-tokens.ts';
 import { codecOption, formatOption, levelOption, parseSize } from './codec-commands.ts';
@@ -25,6 +25,12 @@ interface ConnectionOptions {
   timeout?: number;
 }
 
+/**
+ * With --timeout, the user said how long they will wait: a node too loaded to answer the handshake and
+ * hello within the library's 10 s gets up to this long (or the timeout, if shorter) before it counts as
+ * unreachable; the cost is a slower move past a black-holed server to the next one.
+ */
+const connectTimeoutMsWithDeadline = 60_000;
 /** The longest --timeout: a week, which is "no deadline" for any job this cluster runs. */
 const timeoutSecondsMax = 7 * 24 * 3600;
 
@@ -49,8 +55,53 @@ function withConnectionOptions(command: Command): Command {
  */
 const localClusterServers = [defaultServer, ...[2, 3, 4, 5].map((index) => `http://127.0.0.1:${7700 + index}`)].join(',');
 
+/**
+ * Waiting and retrying, said on stderr ("busy, retrying in 2.1 s (attempt 3)", "queued: place 4"): on a
+ * terminal one line rewritten in place, cleared when the transfer's own bar starts; otherwise one line
+ * per retry and per first place in a queue. Nothing with --json.
+ */
+export interface WaitingLine {
+  retrying(notice: RetryNotice): void;
+  queued(place: number): void;
+  clear(): void;
+}
+
+export function retryText(notice: RetryNotice): string {
+  return `${notice.code === 'BUSY' ? 'busy' : 'unavailable'}, retrying in ${(notice.delayMs / 1000).toFixed(1)} s (attempt ${notice.attempt})`;
+}
+
+function waitingLine(options: { json?: boolean }): WaitingLine {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  let queuedBefore = false;
+  const show = (text: string) => {
+    if (options.json) return;
+    if (!tty) {
+      process.stderr.write(`dcas: ${text}\n`);
+      return;
+    }
+    process.stderr.write(`\r\x1b[K${text}`);
+    shown = true;
+  };
+  return {
+    retrying: (notice) => {
+      queuedBefore = false;
+      show(retryText(notice));
+    },
+    queued(place) {
+      if (!tty && queuedBefore) return;
+      queuedBefore = true;
+      show(`queued at the node: place ${place}`);
+    },
+    clear() {
+      if (shown) process.stderr.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
+
 /** The client options the command line gives: servers in order, the token, the deadline. */
-function connectOptions(options: ConnectionOptions): ConnectOptions {
+function connectOptions(options: ConnectionOptions, waiting: WaitingLine = waitingLine(options)): ConnectOptions {
   const servers = (options.server ?? process.env.DCAS_SERVER ?? localClusterServers).split(',').map((text) => text.trim()).filter((text) => text !== '');
   if (servers.length === 0) throw new CliError('--server: no gateway given', exitUsage);
   const [server, ...fallbackServers] = servers.map((text) => serverUrl(text));
@@ -60,12 +111,14 @@ function connectOptions(options: ConnectionOptions): ConnectOptions {
     fallbackServers,
     token: tokenFor(server, options.token),
     deadlineAtMs: options.timeout === undefined ? undefined : Date.now() + options.timeout * 1000,
+    connectTimeoutMs: options.timeout === undefined ? undefined : Math.min(options.timeout * 1000, connectTimeoutMsWithDeadline),
+    retry: { onRetry: (notice) => waiting.retrying(notice) },
   };
 }
 
 /** Runs `work` with a connected client; client errors become one-line CLI errors. */
-async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient, connection: ConnectOptions) => Promise<T>): Promise<T> {
-  const connection = connectOptions(options);
+async function withClient<T>(options: ConnectionOptions, work: (client: DcasClient, connection: ConnectOptions) => Promise<T>, waiting?: WaitingLine): Promise<T> {
+  const connection = connectOptions(options, waiting);
   const server = connection.server;
   let client: DcasClient | undefined;
   try {
@@ -192,6 +245,7 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
   if (options.decompress && options.chunkSize !== undefined) throw new CliError('--chunk-size does not apply with --decompress (the .dcz says its chunk size)', exitUsage);
   if (options.decompress && (options.codec !== undefined || options.format !== undefined || options.level !== undefined)) throw new CliError('--codec, --format and levels do not apply with --decompress (the .dcz says its codec)', exitUsage);
   const coding = resolveCodecFormat(options.format, options.codec, options.level);
+  const waiting = waitingLine(options);
   await withClient(options, async (client, connection) => {
     let bar: ProgressBar | undefined;
     let job: JobView;
@@ -200,12 +254,15 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
         mode: options.decompress ? 'decompress' : 'compress',
         chunkSize: options.chunkSize,
         ...(options.decompress ? {} : { codec: choiceName(coding.codec ?? huffmanChoice), format: coding.format }),
+        onQueued: (place) => waiting.queued(place),
         onProgress: ({ bytes, totalBytes }) => {
+          if (bar === undefined) waiting.clear();
           bar ??= progressBar('upload', totalBytes ?? 0, options);
           bar.update(bytes);
         },
       });
     } finally {
+      waiting.clear();
       bar?.stop();
     }
     if (!options.wait) {
@@ -220,7 +277,7 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
     if (!options.json && process.stderr.isTTY) {
       process.stderr.write(`job ${final.id} completed: ${sizeText(final.originalSize)} -> ${sizeText(final.compressedSize)} (ratio ${ratioText(final)}), ${final.chunks} chunks\n`);
     }
-  });
+  }, waiting);
 }
 
 async function status(jobId: string, options: ConnectionOptions & { watch?: boolean }): Promise<void> {
@@ -287,6 +344,15 @@ async function download(jobId: string, options: ConnectionOptions & { output: st
   });
 }
 
+async function remove(jobId: string, options: ConnectionOptions): Promise<void> {
+  checkJobId(jobId);
+  await withClient(options, async (client) => {
+    const deleted = await client.delete(jobId);
+    if (options.json) printJson(deleted);
+    else process.stdout.write(`job ${deleted.jobId} deleted (it was ${deleted.state}${deleted.cancelled ? '; its coding was cancelled' : ''})\n`);
+  });
+}
+
 export function addJobCommands(program: Command): void {
   withConnectionOptions(program.command('upload').argument('<file>', 'file to upload').description('upload a file to the cluster as a job and print its id'))
     .option('-w, --wait', 'follow the job live; exit 0 only if it completed')
@@ -314,6 +380,9 @@ export function addJobCommands(program: Command): void {
     .option('-c, --compressed', 'the compressed object as stored (.dcz, .zst, .gz, .xz or .bz2) instead of the original')
     .option('-f, --force', 'replace the output file if it exists')
     .action(async (jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }) => download(jobId, options));
+
+  withConnectionOptions(program.command('rm').alias('delete').argument('<job>', 'job id').description('delete a job and its files from the cluster; a job still being coded is cancelled'))
+    .action(async (jobId: string, options: ConnectionOptions) => remove(jobId, options));
 
   for (const command of program.commands) command.exitOverride();
 }

@@ -37,7 +37,7 @@ const documentsGroup: CommandGroup = {
 const commandGroups: readonly CommandGroup[] = [
   { names: ['compress', 'decompress'], add: async (program) => (await import('./codec-commands.ts')).addCodecCommands(program) },
   { names: ['node', 'cluster'], add: async (program) => (await import('./cluster-commands.ts')).addClusterCommands(program) },
-  { names: ['upload', 'status', 'jobs', 'download'], add: async (program) => (await import('./job-commands.ts')).addJobCommands(program) },
+  { names: ['upload', 'status', 'jobs', 'download', 'rm', 'delete'], add: async (program) => (await import('./job-commands.ts')).addJobCommands(program) },
   documentsGroup,
 ];
 

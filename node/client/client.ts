@@ -19,6 +19,7 @@ import {
   protocolVersion,
   webSocketPath,
   type ClientMessage,
+  type DeletedMessage,
   type DownloadEndMessage,
   type DownloadStartMessage,
   type ErrorMessage,
@@ -31,6 +32,7 @@ import {
   type WelcomeMessage,
 } from '../gateway/protocol.ts';
 import { DcasClientError } from './errors.ts';
+import { isRetryable, withRetry, type RetryOptions } from './retry.ts';
 
 export interface ConnectOptions {
   /** A node's gateway: http://host:port, https://…, ws://host:port or ws://host:port/ws. */
@@ -48,6 +50,12 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** How long a request waits for its reply (status, jobs, upload start, download start). Default 30 s. */
   requestTimeoutMs?: number;
+  /**
+   * BUSY and UNAVAILABLE (connecting, or starting an upload) are retried with exponential backoff and
+   * jitter, never sooner than the node's retry-after, until `deadlineAtMs` (or a few attempts without
+   * one). false: fail at the first refusal.
+   */
+  retry?: RetryOptions | false;
 }
 
 export interface UploadProgress {
@@ -71,6 +79,8 @@ export interface UploadOptions {
   /** The size in bytes, if known; for a path it is read from the file. */
   size?: number;
   onProgress?: (progress: UploadProgress) => void;
+  /** The upload waits in the node's admission queue at this place (1 is next); called as it moves. */
+  onQueued?: (place: number) => void;
 }
 
 export interface DownloadOptions {
@@ -124,6 +134,8 @@ export interface DcasClient {
   /** Follows the job until it is completed or failed and returns that view (a failed job is not an error). */
   waitForCompletion(jobId: string, options?: { onJob?: (job: JobView) => void }): Promise<JobView>;
   download(jobId: string, options?: DownloadOptions): Promise<DownloadStream>;
+  /** Removes the job and its blobs; a job being coded or merged is cancelled. CONFLICT while it uploads. */
+  delete(jobId: string): Promise<{ jobId: string; state: JobView['state']; cancelled: boolean }>;
   /** Writes through a temporary file moved into place when complete and, for originals, verified. */
   downloadToFile(jobId: string, path: string, options?: DownloadOptions & { force?: boolean }): Promise<DownloadResult>;
   close(): Promise<void>;
@@ -156,11 +168,15 @@ const messageBytesMax = 64 * 1024 * 1024;
 const finishTimeoutMs = 300_000;
 
 function errorFrom(message: ErrorMessage): DcasClientError {
-  return new DcasClientError(message.code, message.message, message.jobId);
+  const retryAfterMs = typeof message.retryAfterMs === 'number' && message.retryAfterMs > 0 ? message.retryAfterMs : undefined;
+  return new DcasClientError(message.code, message.message, message.jobId, retryAfterMs);
 }
 
 interface Pending {
   expect: ServerMessage['type'];
+  /** The node said the request is waiting its turn (queued): restart the reply timer. */
+  extend(): void;
+  onQueued?: (place: number) => void;
   resolve(message: ServerMessage): void;
   reject(error: Error): void;
 }
@@ -204,6 +220,11 @@ const failoverCodes: ReadonlySet<string> = new Set(['UNREACHABLE', 'BUSY', 'UNAV
  * `fallbackServers` in turn. Errors that another node would repeat (AUTH, a bad URL) end the search.
  */
 export async function connect(options: ConnectOptions): Promise<DcasClient> {
+  if (options.retry === false) return connectOnce(options);
+  return withRetry(() => connectOnce(options), options.deadlineAtMs, options.retry);
+}
+
+async function connectOnce(options: ConnectOptions): Promise<DcasClient> {
   const servers = [options.server, ...(options.fallbackServers ?? [])];
   let firstError: unknown;
   for (const server of servers) {
@@ -217,7 +238,7 @@ export async function connect(options: ConnectOptions): Promise<DcasClient> {
   }
   if (servers.length === 1) throw firstError;
   const error = firstError as DcasClientError;
-  throw new DcasClientError(error.code, `${error.message} (and ${servers.length - 1} other gateways of the cluster)`);
+  throw new DcasClientError(error.code, `${error.message} (and ${servers.length - 1} other gateways of the cluster)`, undefined, error.retryAfterMs);
 }
 
 function deadlinePassed(deadlineAtMs: number | undefined): boolean {
@@ -293,7 +314,9 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
           body = undefined;
         }
         const code = body?.error?.code === 'BUSY' ? 'BUSY' : 'UNREACHABLE';
-        fail(new DcasClientError(code, `${options.server}: ${body?.error?.message ?? `HTTP ${response.statusCode} instead of a WebSocket upgrade`}`));
+        const retryAfterSeconds = Number(response.headers['retry-after']);
+        const retryAfterMs = Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : undefined;
+        fail(new DcasClientError(code, `${options.server}: ${body?.error?.message ?? `HTTP ${response.statusCode} instead of a WebSocket upgrade`}`, undefined, retryAfterMs));
       });
       response.on('error', () => fail(new DcasClientError('UNREACHABLE', `${options.server}: HTTP ${response.statusCode}`)));
     });
@@ -344,7 +367,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     socket.send(JSON.stringify(message));
   }
 
-  function request<T extends ServerMessage>(message: ClientMessage & { id: number }, expect: T['type'], timeoutMs = requestTimeoutMs): Promise<T> {
+  function request<T extends ServerMessage>(message: ClientMessage & { id: number }, expect: T['type'], timeoutMs = requestTimeoutMs, onQueued?: (place: number) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       if (closed) {
         reject(closedError);
@@ -356,6 +379,10 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       }, timeoutMs);
       pending.set(message.id, {
         expect,
+        // A queued request waits as long as the node keeps it queued: the node bounds that wait
+        // (its queue timeout answers BUSY), and the heartbeat watchdog catches a node that went silent.
+        extend: () => clearTimeout(timer),
+        onQueued,
         resolve: (reply) => {
           clearTimeout(timer);
           resolve(reply as T);
@@ -398,6 +425,12 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
         if (aboutDownload) activeDownload!.onError(error);
         const answered = settle(message.id, message);
         if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) closingError = error;
+        return;
+      }
+      case 'queued': {
+        const waiting = typeof message.id === 'number' ? pending.get(message.id) : undefined;
+        waiting?.extend();
+        waiting?.onQueued?.(message.place);
         return;
       }
       case 'credit':
@@ -493,17 +526,39 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     });
   }
 
-  async function runUpload(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions): Promise<JobView> {
+  /**
+   * An upload the node refused with BUSY or UNAVAILABLE is tried again after a backoff, on this
+   * connection, while it is open: any time for a path or a buffer (read again from the start), and for
+   * a stream only if none of it was read yet (the refusal came before upload-accepted).
+   */
+  function uploadRetrying(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions): Promise<JobView> {
+    if (options.retry === false) return runUpload(source, uploadOptions, () => {});
+    const replayable = typeof source === 'string' || source instanceof Uint8Array;
+    let consumed = false;
+    return withRetry(() => runUpload(source, uploadOptions, () => (consumed = true)), deadlineAtMs, options.retry, () => !closed && (replayable || !consumed));
+  }
+
+  async function runUpload(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions, onConsumed: () => void): Promise<JobView> {
     const opened = await openSource(source, uploadOptions);
-    const accepted = await request<UploadAcceptedMessage>(
-      { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format },
-      'upload-accepted',
-    );
+    let accepted: UploadAcceptedMessage;
+    try {
+      accepted = await request<UploadAcceptedMessage>(
+        { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format },
+        'upload-accepted',
+        requestTimeoutMs,
+        uploadOptions.onQueued,
+      );
+    } catch (error) {
+      // The file this attempt opened is closed; a retry opens it again.
+      if (typeof source === 'string') (opened.bytes as unknown as { destroy(): void }).destroy();
+      throw error;
+    }
     const active: ActiveUpload = { jobId: accepted.jobId, credit: accepted.credit, failure: undefined, wake: undefined };
     upload = active;
     let ending = false;
     try {
       let sentBytes = 0;
+      onConsumed();
       for await (const frame of framesOf(opened.bytes)) {
         let at = 0;
         while (at < frame.length) {
@@ -779,7 +834,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     gateways: () => clusterGateways,
     limits: welcome.limits,
     auth: welcome.auth,
-    upload: (source, uploadOptions = {}) => uploadTurn(() => runUpload(source, uploadOptions)),
+    upload: (source, uploadOptions = {}) => uploadTurn(() => uploadRetrying(source, uploadOptions)),
     async status(jobId) {
       return (await request<JobMessage>({ type: 'status', id: nextRequestId++, jobId }, 'job')).job;
     },
@@ -787,6 +842,10 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       return (await request<JobsListMessage>({ type: 'jobs', id: nextRequestId++, limit: listOptions.limit }, 'jobs')).jobs;
     },
     watch: (jobId, onJob) => watch(jobId, onJob),
+    async delete(jobId) {
+      const deleted = await request<DeletedMessage>({ type: 'delete', id: nextRequestId++, jobId }, 'deleted');
+      return { jobId: deleted.jobId, state: deleted.state, cancelled: deleted.cancelled };
+    },
     waitForCompletion,
     download,
     downloadToFile,

@@ -23,11 +23,14 @@ export class DcasClientError extends Error {
   readonly code: ClientErrorCode;
   /** The job the failure is about, when there is one. */
   readonly jobId: string | undefined;
+  /** With BUSY: when the node said to try again (its error frame's retryAfterMs, or HTTP Retry-After). */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: ClientErrorCode, message: string, jobId?: string) {
+  constructor(code: ClientErrorCode, message: string, jobId?: string, retryAfterMs?: number) {
     super(message);
     this.name = 'DcasClientError';
     this.code = code;
     this.jobId = jobId;
+    this.retryAfterMs = retryAfterMs;
   }
 }

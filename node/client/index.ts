@@ -22,4 +22,5 @@ export {
   type Watch,
 } from './client.ts';
 export { DcasClientError, type ClientErrorCode } from './errors.ts';
+export { isRetryable, retryableCodes, retryDelayMs, withRetry, type RetryNotice, type RetryOptions } from './retry.ts';
 export type { JobMode, JobState, JobView } from '../jobs/types.ts';

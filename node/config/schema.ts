@@ -119,6 +119,15 @@ const gateway = z.strictObject({
         .default([]),
     })
     .prefault({}),
+  /**
+   * Uploads that wait, first in first out, for one of the node's `jobs.uploadsMax` slots; one more is
+   * refused with BUSY and a retry-after. A waiting upload holds a socket, not its body.
+   */
+  uploadQueueMax: integerIn(0, 100_000).default(256),
+  /** An upload waiting this long in that queue is refused with BUSY (its client retries). */
+  uploadQueueTimeoutMs: integerIn(1_000, 3_600_000).default(120_000),
+  /** Uploads running or waiting from one client address when the node has no token; one more is HTTP 429. */
+  uploadsPerAddressMax: integerIn(1, 100_000).default(32),
   /** Serve https:// and wss:// with this certificate (PEM files; relative paths from the config's folder). */
   tls: z.strictObject({ certFile: pathString, keyFile: pathString }).optional(),
 });

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { JobError, type JobService } from '../jobs/types.ts';
+import { createUploadAdmission } from './admission.ts';
 import { bearerToken, createTokenCheck } from './auth.ts';
 import { createGatewayMetrics, type GatewayStats, type RaftStatus } from './metrics.ts';
 import { jobIdPattern, webSocketPath } from './protocol.ts';
@@ -101,8 +102,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   const node = options.node ?? 'node';
   const limits: GatewayLimits = { ...defaultGatewayLimits, ...options.limits };
   const tokenCheck = createTokenCheck(options.token);
-  const webSockets = createWebSocketGateway({ node, jobs, tokenCheck, limits, logger, metrics: () => metrics });
-  const metrics = createGatewayMetrics({ jobs, raftStatus: options.raftStatus, stats: () => webSockets.stats() });
+  const admission = createUploadAdmission(node, limits);
+  const webSockets = createWebSocketGateway({ node, jobs, admission, tokenCheck, limits, logger, metrics: () => metrics });
+  const stats = () => ({ ...webSockets.stats(), ...admission.stats() });
+  const metrics = createGatewayMetrics({ jobs, raftStatus: options.raftStatus, stats });
   const hostPolicy = createHostPolicy({
     bindHost: options.host,
     port: () => (server.address() as AddressInfo | null)?.port ?? options.port,
@@ -113,6 +116,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   const restApi = createRestApi({
     node,
     jobs,
+    admission,
+    uploadsPerAddress: !tokenCheck.enabled,
     clusterStatus: () => routes.clusterStatus(),
     authorized: (request) => authorized(request),
     allowedOrigins: options.allowedOrigins,
@@ -279,6 +284,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     url,
     wsUrl: () => `${url().replace(/^http/, 'ws')}${webSocketPath}`,
-    stats: () => webSockets.stats(),
+    stats,
   };
 }

@@ -37,6 +37,7 @@ const schemas = {
   jobs: z.object({ type: z.literal('jobs'), id: requestId, limit: z.number().int().min(1).max(10_000).optional() }),
   download: z.object({ type: z.literal('download'), id: requestId, jobId, compressed: z.boolean().default(false) }),
   'download-cancel': z.object({ type: z.literal('download-cancel'), id: requestId, jobId }),
+  delete: z.object({ type: z.literal('delete'), id: requestId, jobId }),
 } satisfies Record<ClientMessage['type'], z.ZodType>;
 
 export type ParseResult =

@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { JobService, JobState } from '../jobs/types.ts';
+import type { AdmissionStats } from './admission.ts';
 import type { ErrorCode } from './protocol.ts';
 
 export interface RaftStatus {
@@ -13,7 +14,7 @@ export interface RaftStatus {
   role: string;
 }
 
-export interface GatewayStats {
+export interface GatewayStats extends AdmissionStats {
   connections: number;
   /** Sockets admitted but not yet past hello (part of `connections` once their handshake is done). */
   connectionsPending: number;
@@ -117,6 +118,9 @@ export function createGatewayMetrics(options: { jobs?: JobService; raftStatus?: 
   statGauge('dcas_gateway_connections_pending', 'Connections that have not said hello yet', (current) => current.connectionsPending);
   statGauge('dcas_gateway_clients_dropped', 'Connections cut off since start because they did not read their replies', (current) => current.clientsDropped);
   statGauge('dcas_gateway_uploads_active', 'Uploads in progress on this gateway', (current) => current.uploadsActive);
+  statGauge('dcas_gateway_uploads_queued', 'Uploads waiting in the admission queue for a slot', (current) => current.uploadsQueued);
+  statGauge('dcas_gateway_uploads_queued_peak', 'Most uploads waiting in the admission queue at once since start', (current) => current.uploadsQueuedPeak);
+  statGauge('dcas_gateway_uploads_refused_busy', 'Uploads refused with BUSY since start (queue full or waited too long)', (current) => current.uploadsRefusedBusy);
   statGauge('dcas_gateway_downloads_active', 'Downloads in progress on this gateway', (current) => current.downloadsActive);
   statGauge('dcas_gateway_upload_buffered_bytes', 'Uploaded bytes held by the gateway, not yet taken by the jobs room', (current) => current.uploadBufferedBytes);
   const connectionsTotal = new Counter({ name: 'dcas_gateway_connections_total', help: 'WebSocket connections accepted', registers });

@@ -22,7 +22,8 @@ const uploadResponses = {
   '400': error,
   '401': error,
   '413': error,
-  '503': { description: 'Busy or not ready', headers: retryAfter, content: json({ $ref: '#/components/schemas/Error' }) },
+  '429': { description: 'This client address has its share of uploads running or waiting (nodes without a token)', headers: retryAfter, content: json({ $ref: '#/components/schemas/Error' }) },
+  '503': { description: 'Busy (the admission queue is full or the upload waited too long in it) or not ready', headers: retryAfter, content: json({ $ref: '#/components/schemas/Error' }) },
   '507': error,
 };
 
@@ -62,6 +63,20 @@ export const openApiDocument = {
     },
     '/v1/jobs/{id}': {
       get: { summary: 'One job', parameters: [jobId], responses: { '200': { description: 'The job', content: json(job) }, '400': error, '401': error, '404': error } },
+      delete: {
+        summary: 'Delete a job and its blobs; a job being coded or merged is cancelled first (no more chunks assigned, no merge)',
+        parameters: [jobId],
+        responses: {
+          '200': {
+            description: 'Deleted: the job is gone (later reads are 404)',
+            content: json({ type: 'object', required: ['id', 'state', 'cancelled'], properties: { id: { type: 'string' }, state: { type: 'string', description: 'the state it was in' }, cancelled: { type: 'boolean', description: 'true when it was still being coded or merged' } } }),
+          },
+          '400': error,
+          '401': error,
+          '404': error,
+          '409': { description: 'The job is still uploading: abort the upload first', content: json({ $ref: '#/components/schemas/Error' }) },
+        },
+      },
       put: {
         summary: 'Upload a file named by the last path segment (what curl -T FILE URL/v1/jobs/ sends)',
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' }, description: 'here: the file name' }, ...uploadParameters],

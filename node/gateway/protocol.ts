@@ -31,6 +31,7 @@ export const errorCodes = [
   'BAD_INPUT',
   'UNAVAILABLE',
   'INSUFFICIENT_STORAGE',
+  'CONFLICT',
   'TIMEOUT',
   'CORRUPT',
   'INTERNAL',
@@ -129,6 +130,12 @@ export interface DownloadCancelMessage {
   id?: RequestId;
   jobId: string;
 }
+/** Removes a job and its blobs; a job being coded or merged is cancelled (docs/PROTOCOL.md). */
+export interface DeleteMessage {
+  type: 'delete';
+  id?: RequestId;
+  jobId: string;
+}
 export type ClientMessage =
   | HelloMessage
   | UploadMessage
@@ -139,7 +146,8 @@ export type ClientMessage =
   | StatusMessage
   | JobsMessage
   | DownloadMessage
-  | DownloadCancelMessage;
+  | DownloadCancelMessage
+  | DeleteMessage;
 
 // Server → client.
 export interface WelcomeMessage {
@@ -156,6 +164,15 @@ export interface UploadAcceptedMessage {
   jobId: string;
   /** Bytes the client may send now. */
   credit: number;
+}
+/**
+ * The upload waits for one of the node's upload slots: `place` 1 is next. Sent when it joins the queue
+ * and again each time it moves up; `upload-accepted` (or an error, BUSY when it waited too long) ends it.
+ */
+export interface QueuedMessage {
+  type: 'queued';
+  id?: RequestId;
+  place: number;
 }
 export interface CreditMessage {
   type: 'credit';
@@ -205,16 +222,28 @@ export interface DownloadEndMessage {
   bytes: number;
   cancelled: boolean;
 }
+export interface DeletedMessage {
+  type: 'deleted';
+  id?: RequestId;
+  jobId: string;
+  /** The state the job was in. */
+  state: JobView['state'];
+  /** true when the job was still being coded or merged and was stopped. */
+  cancelled: boolean;
+}
 export interface ErrorMessage {
   type: 'error';
   code: ErrorCode;
   message: string;
   id?: RequestId;
   jobId?: string;
+  /** With BUSY (and where the node can tell): milliseconds to wait before trying again. */
+  retryAfterMs?: number;
 }
 export type ServerMessage =
   | WelcomeMessage
   | UploadAcceptedMessage
+  | QueuedMessage
   | CreditMessage
   | UploadDoneMessage
   | UploadAbortedMessage
@@ -223,4 +252,5 @@ export type ServerMessage =
   | UnwatchedMessage
   | DownloadStartMessage
   | DownloadEndMessage
+  | DeletedMessage
   | ErrorMessage;

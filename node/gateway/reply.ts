@@ -34,4 +34,4 @@ export function fail(response: ServerResponse, status: number, code: string, mes
 }
 
 /** HTTP status for each jobs-room error code. */
-export const jobErrorStatus: Record<string, number> = { NOT_FOUND: 404, NOT_READY: 503, BUSY: 503, UNAVAILABLE: 503, TOO_LARGE: 413, BAD_INPUT: 400, INSUFFICIENT_STORAGE: 507 };
+export const jobErrorStatus: Record<string, number> = { NOT_FOUND: 404, NOT_READY: 503, BUSY: 503, UNAVAILABLE: 503, TOO_LARGE: 413, BAD_INPUT: 400, INSUFFICIENT_STORAGE: 507, CONFLICT: 409 };

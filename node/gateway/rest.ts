@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { JobError, type JobService, type JobState, type JobView } from '../jobs/types.ts';
+import { BusyError, TooManyUploadsError, type AdmissionTicket, type UploadAdmission } from './admission.ts';
 import { openApiDocument } from './openapi.ts';
 import { normaliseOrigin } from './origin.ts';
 import { jobIdPattern } from './protocol.ts';
@@ -15,6 +16,10 @@ import { dropIfNotReading, fail, jobErrorStatus, send } from './reply.ts';
 export interface RestApiOptions {
   node: string;
   jobs?: JobService;
+  /** Upload slots and their queue, shared with the WebSocket protocol. */
+  admission: UploadAdmission;
+  /** Count uploads per client address (the node has no token, so the address is all that tells clients apart). */
+  uploadsPerAddress: boolean;
   clusterStatus(): unknown;
   authorized(request: IncomingMessage): boolean;
   /** config gateway.cors.origins: pages on these origins get CORS headers. */
@@ -37,7 +42,7 @@ const jobsListMax = 1_000;
 const fileNameBytesMax = 255;
 /** Seconds a client is told to wait after a 503 (busy, not ready) before trying again. */
 const retryAfterSeconds = '5';
-const corsMethods = 'GET, HEAD, POST, PUT, OPTIONS';
+const corsMethods = 'GET, HEAD, POST, PUT, DELETE, OPTIONS';
 const corsHeaders = 'authorization, content-type, last-event-id, range';
 const corsExposed = 'location, etag, content-length, content-range, content-disposition, accept-ranges, retry-after';
 const uploadParameters = new Set(['name', 'mode', 'chunkSize', 'wait', 'codec', 'format']);
@@ -57,8 +62,10 @@ class HttpError extends Error {
 }
 
 function fromJobError(error: JobError): HttpError {
+  if (error instanceof TooManyUploadsError) return new HttpError(429, 'TOO_MANY_REQUESTS', error.message, { 'retry-after': String(Math.ceil(error.retryAfterMs / 1000)) });
   const status = jobErrorStatus[error.code] ?? 500;
-  return new HttpError(status, error.code, error.message, status === 503 ? { 'retry-after': retryAfterSeconds } : {});
+  const retryAfter = error instanceof BusyError ? String(Math.ceil(error.retryAfterMs / 1000)) : retryAfterSeconds;
+  return new HttpError(status, error.code, error.message, status === 503 ? { 'retry-after': retryAfter } : {});
 }
 
 /** A single `bytes=` range of a body of `size` bytes as [start, end); undefined when absent; throws 416. */
@@ -187,7 +194,11 @@ export function createRestApi(options: RestApiOptions): RestApi {
     const id = parts[1];
     if (!jobIdPattern.test(id)) throw new HttpError(400, 'BAD_REQUEST', `not a job id: ${JSON.stringify(id.slice(0, 80))} (letters, digits, "-" and "_", 1 to 64)`);
     if (parts.length === 2) {
-      if (!read) throw allow('GET, HEAD, PUT');
+      if (method === 'DELETE') {
+        send(response, 200, await service().deleteJob(id));
+        return;
+      }
+      if (!read) throw allow('GET, HEAD, PUT, DELETE');
       send(response, 200, await jobOrNotFound(id));
       return;
     }
@@ -233,6 +244,44 @@ export function createRestApi(options: RestApiOptions): RestApi {
     const size = lengthHeader === undefined ? undefined : Number(lengthHeader);
     // Refused before its body is read: closing after the answer stops the client from sending the body.
     response.setHeader('connection', 'close');
+    const ticket = await admitUpload(request);
+    if (ticket === undefined) return;
+    let job: JobView | undefined;
+    try {
+      job = await receiveUpload(request, response, parameters, size);
+    } finally {
+      ticket.release();
+    }
+    if (job === undefined) return;
+    if (parameters.wait) job = await untilEnded(response, job);
+    send(response, 201, job, { location: `${restPrefix}/jobs/${job.id}` });
+  }
+
+  /**
+   * A slot for an HTTP upload, after waiting in the node's queue if all are taken. Its body is not read
+   * meanwhile (TCP holds the client back), and the request's idle timeout is lifted: the queue's own
+   * timeout bounds the wait. undefined: the client went away while waiting.
+   */
+  async function admitUpload(request: IncomingMessage): Promise<AdmissionTicket | undefined> {
+    const address = request.socket.remoteAddress?.replace(/^::ffff:/, '') ?? 'unknown';
+    const queued = options.admission.request({ onPlace: () => {} }, options.uploadsPerAddress ? address : undefined);
+    request.setTimeout(0);
+    let onClose!: () => void;
+    const gone = new Promise<undefined>((resolve) => request.socket.once('close', (onClose = () => resolve(undefined))));
+    try {
+      const ticket = await Promise.race([queued.admitted, gone]);
+      if (ticket !== undefined && !request.socket.destroyed) return ticket;
+      queued.leave();
+      ticket?.release();
+      return undefined;
+    } finally {
+      request.socket.off('close', onClose);
+    }
+  }
+
+  /** The body streamed into a new job; undefined when the client went away (the job is failed). */
+  async function receiveUpload(request: IncomingMessage, response: ServerResponse, parameters: ReturnType<typeof uploadRequest>, size: number | undefined): Promise<JobView | undefined> {
+    const { fileName } = parameters;
     const session = await service().startUpload({ fileName: parameters.fileName, mode: parameters.mode, chunkSize: parameters.chunkSize, size, codec: parameters.codec, format: parameters.format });
     response.removeHeader('connection');
     request.setTimeout(options.uploadIdleMs, () => request.destroy(new Error(`no bytes for ${options.uploadIdleMs} ms`)));
@@ -247,13 +296,12 @@ export function createRestApi(options: RestApiOptions): RestApi {
       if (request.destroyed && !(error instanceof JobError)) {
         logger.info({ job: session.jobId, reason }, 'rest: an HTTP upload ended early; the job is failed');
         response.destroy();
-        return;
+        return undefined;
       }
       throw error;
     }
     request.setTimeout(0);
-    if (parameters.wait) job = await untilEnded(response, job);
-    send(response, 201, job, { location: `${restPrefix}/jobs/${job.id}` });
+    return job;
   }
 
   /** The job once it completed or failed; while waiting the socket may idle (the client chose to wait). */

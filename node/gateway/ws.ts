@@ -23,6 +23,7 @@ import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { CodecError } from '../codec/index.ts';
 import { ProposalError } from '../cluster/replicated.ts';
 import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/types.ts';
+import { BusyError, type AdmissionStats, type AdmissionTicket, type QueuedAdmission, type UploadAdmission } from './admission.ts';
 import type { TokenCheck } from './auth.ts';
 import { parseClientMessage } from './messages.ts';
 import type { GatewayMetrics, GatewayStats } from './metrics.ts';
@@ -66,6 +67,15 @@ export interface GatewayLimits extends ProtocolLimits {
   watchIntervalMs: number;
   /** A download waits while more than this many bytes are queued to its client's socket. */
   downloadBufferedBytesMax: number;
+  /** Uploads waiting for a slot past uploadsMax (config gateway.uploadQueueMax); one more gets BUSY. */
+  uploadQueueMax: number;
+  /** An upload waiting this long in the queue without a slot gets BUSY with a retry-after. */
+  uploadQueueTimeoutMs: number;
+  /**
+   * Uploads running or waiting from one client address, only when the node has no token (as
+   * connectionsPerAddressMax): one more is BUSY here, HTTP 429 in the REST API.
+   */
+  uploadsPerAddressMax: number;
   /** Request-level errors one connection may cause before it is closed. */
   badMessagesMax: number;
   /** Most jobs one `jobs` request lists. */
@@ -96,6 +106,10 @@ export const defaultGatewayLimits: GatewayLimits = {
   helloTimeoutMs: 5_000,
   watchIntervalMs: 100,
   downloadBufferedBytesMax: 1024 * 1024,
+  // A waiting upload costs a socket and a few hundred bytes, no body: a queue many times uploadsMax is cheap.
+  uploadQueueMax: 256,
+  uploadQueueTimeoutMs: 120_000,
+  uploadsPerAddressMax: 32,
   badMessagesMax: 16,
   jobsListMax: 1_000,
 };
@@ -103,6 +117,8 @@ export const defaultGatewayLimits: GatewayLimits = {
 export interface WebSocketGatewayOptions {
   node: string;
   jobs: JobService | undefined;
+  /** Upload slots and their queue, shared with the HTTP API. */
+  admission: UploadAdmission;
   tokenCheck: TokenCheck;
   limits: GatewayLimits;
   logger: Logger;
@@ -111,7 +127,7 @@ export interface WebSocketGatewayOptions {
 
 export interface WebSocketGateway {
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
-  stats(): GatewayStats & { uploadBufferedBytesPeak: number };
+  stats(): Omit<GatewayStats, keyof AdmissionStats> & { uploadBufferedBytesPeak: number };
   /** Closes every connection (1001), aborts unfinished uploads and waits for those aborts. */
   close(): Promise<void>;
 }
@@ -122,6 +138,8 @@ interface UploadState {
   requestId: RequestId | undefined;
   jobId: string;
   session: UploadSession;
+  /** The node's upload slot, given back when the upload leaves receiving/finishing. */
+  ticket: AdmissionTicket;
   phase: UploadPhase;
   /** Total credit granted since upload-accepted; the client may have sent at most this many bytes. */
   grantedBytes: number;
@@ -173,6 +191,8 @@ interface Connection {
   helloTimer: NodeJS.Timeout | undefined;
   badMessages: number;
   uploadStarting: boolean;
+  /** An upload waiting in the admission queue; left when the connection closes. */
+  queuedUpload: QueuedAdmission | undefined;
   upload: UploadState | undefined;
   download: DownloadState | undefined;
   watches: Map<string, WatchState>;
@@ -190,9 +210,13 @@ function clientAddress(request: IncomingMessage): string {
 /** Answers an upgrade request with a plain HTTP error and closes the socket. */
 export function refuseUpgrade(socket: Duplex, status: number, code: string, message: string): void {
   const body = JSON.stringify({ error: { code, message } });
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  // A full node says when to come back, as the HTTP API does; clients add their own jitter.
+  const retryAfter = status === 503 ? `Retry-After: ${upgradeRetryAfterSeconds}\r\n` : '';
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter}Connection: close\r\n\r\n${body}`);
 }
 
+/** Seconds a client refused at the upgrade (node full) is told to wait before trying again. */
+const upgradeRetryAfterSeconds = 2;
 /** Upload credit is granted back in batches of at least this fraction of the window, or when idle. */
 const grantFraction = 8;
 /** After a close frame, a peer that does not complete the close handshake is cut off after this long. */
@@ -252,10 +276,11 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     return true;
   }
 
-  function sendError(connection: Connection, code: ErrorCode, message: string, context: { id?: RequestId; jobId?: string } = {}): void {
+  function sendError(connection: Connection, code: ErrorCode, message: string, context: { id?: RequestId; jobId?: string; retryAfterMs?: number } = {}): void {
     const frame: ServerMessage = { type: 'error', code, message };
     if (context.id !== undefined) frame.id = context.id;
     if (context.jobId !== undefined) frame.jobId = context.jobId;
+    if (context.retryAfterMs !== undefined) frame.retryAfterMs = context.retryAfterMs;
     send(connection, frame);
   }
 
@@ -294,7 +319,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     return Promise.race([written, connection.closedPromise.then(() => Promise.reject(new ConnectionClosed()))]);
   }
 
-  function describeError(error: unknown, what: string): { code: ErrorCode; message: string } {
+  function describeError(error: unknown, what: string): { code: ErrorCode; message: string; retryAfterMs?: number } {
+    if (error instanceof BusyError) return { code: 'BUSY', message: error.message, retryAfterMs: error.retryAfterMs };
     if (error instanceof JobError && (errorCodes as readonly string[]).includes(error.code)) return { code: error.code, message: error.message };
     // A node cut off from the majority knows no leader: its proposals time out. That is the cluster being
     // unavailable from here, not a bug, and a client should go to another gateway.
@@ -404,6 +430,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       helloTimer: undefined,
       badMessages: 0,
       uploadStarting: false,
+      queuedUpload: undefined,
       upload: undefined,
       download: undefined,
       watches: new Map(),
@@ -446,6 +473,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
 
   function onClosed(connection: Connection): void {
     clearTimeout(connection.helloTimer);
+    connection.queuedUpload?.leave();
+    connection.queuedUpload = undefined;
     const upload = connection.upload;
     connection.upload = undefined;
     if (upload !== undefined && upload.phase === 'receiving') endUpload(upload, 'aborted', 'client disconnected');
@@ -543,8 +572,8 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       return work()
         .catch((error: unknown) => {
           if (error instanceof ConnectionClosed) return;
-          const { code, message: text } = describeError(error, what);
-          sendError(connection, code, text, { ...context, jobId: 'jobId' in message ? message.jobId : undefined });
+          const { code, message: text, retryAfterMs } = describeError(error, what);
+          sendError(connection, code, text, { ...context, jobId: 'jobId' in message ? message.jobId : undefined, retryAfterMs });
         })
         .finally(() => requestDone(connection));
     };
@@ -588,6 +617,11 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       case 'download':
         void run(`downloading job ${message.jobId}`, () => download(connection, message));
         return;
+      case 'delete':
+        void run(`deleting job ${message.jobId}`, () =>
+          jobs!.deleteJob(message.jobId).then((deleted) => send(connection, { type: 'deleted', id: message.id, jobId: deleted.id, state: deleted.state, cancelled: deleted.cancelled })),
+        );
+        return;
       case 'download-cancel':
         // Idempotent: the download may have ended while this message was on its way.
         if (connection.download?.jobId === message.jobId) connection.download.cancelled = true;
@@ -611,25 +645,25 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       rejectRequest(connection, 'OUT_OF_ORDER', detail, context);
       return;
     }
-    if (uploadsActive >= limits.uploadsMax) {
-      rejectRequest(connection, 'BUSY', `node ${node} has ${limits.uploadsMax} uploads in progress; try again later or another node`, context);
-      return;
-    }
-    uploadsActive++;
     connection.uploadStarting = true;
+    let ticket: AdmissionTicket | undefined;
     let session: UploadSession;
     try {
+      ticket = await admitUpload(connection, message);
+      if (ticket === undefined) return;
       session = await jobs!.startUpload({ fileName: message.fileName, mode: message.mode, chunkSize: message.chunkSize, size: message.size, codec: message.codec, format: message.format });
     } catch (error) {
-      uploadsActive--;
+      ticket?.release();
       throw error;
     } finally {
       connection.uploadStarting = false;
     }
+    uploadsActive++;
     const upload: UploadState = {
       requestId: message.id,
       jobId: session.jobId,
       session,
+      ticket,
       phase: 'receiving',
       grantedBytes: limits.uploadWindowBytes,
       receivedBytes: 0,
@@ -647,6 +681,27 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     armIdleTimer(connection, upload);
     logger.info({ connection: connection.id, job: upload.jobId, fileName: message.fileName, mode: message.mode, size: message.size }, 'gateway: upload started');
     send(connection, { type: 'upload-accepted', id: message.id, jobId: upload.jobId, credit: upload.grantedBytes });
+  }
+
+  /**
+   * A slot for the upload, after waiting in the node's queue if all are taken; the client hears its
+   * place (`queued`) meanwhile. No credit is granted before the slot, so a waiting client sends no
+   * bytes. undefined: the connection closed while waiting (the queue was left).
+   */
+  async function admitUpload(connection: Connection, message: UploadMessage): Promise<AdmissionTicket | undefined> {
+    const address = tokenCheck.enabled ? undefined : connection.admission.address;
+    const queued = options.admission.request({ onPlace: (place) => send(connection, { type: 'queued', id: message.id, place }) }, address);
+    connection.queuedUpload = queued;
+    try {
+      const ticket = await Promise.race([queued.admitted, connection.closedPromise.then(() => undefined)]);
+      if (ticket !== undefined && connection.closed) {
+        ticket.release();
+        return undefined;
+      }
+      return ticket;
+    } finally {
+      if (connection.queuedUpload === queued) connection.queuedUpload = undefined;
+    }
   }
 
   function armIdleTimer(connection: Connection, upload: UploadState): void {
@@ -728,6 +783,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     upload.phase = phase;
     clearTimeout(upload.idleTimer);
     uploadsActive--;
+    upload.ticket.release();
     if (phase === 'done') return;
     logger.info({ job: upload.jobId, reason }, 'gateway: upload aborted');
     const aborted = upload.tail

@@ -148,6 +148,11 @@ export function createMerger(options: MergerOptions): Merger {
         await cleanup(jobId);
         return;
       }
+      if ((await readJob(state, jobId)) === undefined) {
+        // Deleted (cancelled) while this merge composed: nothing will ever refer to what it made.
+        await Promise.all([blobs.delete(blobKeys.dcz(jobId)), blobs.delete(blobKeys.pieces(jobId)), blobs.delete(blobKeys.original(jobId)), cleanup(jobId)]);
+        return;
+      }
       const completed = await updateJob(state, jobId, (job) => completedJob(job, chunks, result, Date.now()), () => deleteChunkOps(chunks));
       if (mergeCleansUp(completed !== undefined)) await cleanup(jobId);
       if (completed !== undefined) logger.info({ job: jobId, chunks: chunks.length, size: result.size }, 'merge: job completed');

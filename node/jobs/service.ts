@@ -15,6 +15,7 @@ import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { SpaceGuard } from '../storage/space.ts';
 import { createMerger } from './merge.ts';
+import { deleteJob } from './delete.ts';
 import { blobKeys, chunkPrefix, codingOf, jobIdPattern, jobKey, readChunks, readJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { createScheduler } from './scheduler.ts';
 import { startUploadSession } from './upload.ts';
@@ -356,6 +357,11 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
     async getJob(id) {
       if (!jobIdPattern.test(id)) return undefined;
       return view(id);
+    },
+
+    async deleteJob(id) {
+      checkId(id);
+      return deleteJob({ state, blobs, logger }, id);
     },
 
     async listJobs(listOptions = {}) {

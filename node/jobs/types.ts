@@ -92,7 +92,8 @@ export interface Download {
 }
 
 /** INSUFFICIENT_STORAGE: this node's disk (data or blob folder) is too full to take new work; reads still work. */
-export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE';
+/** CONFLICT: the job's state does not allow the request now (deleting a job that is still uploading). */
+export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE' | 'CONFLICT';
 
 export class JobError extends Error {
   readonly code: JobErrorCode;
@@ -112,8 +113,21 @@ export interface JobService {
   /** Calls `listener` with the job now and on every change until unsubscribed. */
   watch(id: string, listener: (job: JobView) => void): Promise<() => void>;
   openDownload(id: string, request: DownloadRequest): Promise<Download>;
+  /**
+   * Removes the job's record and blobs; a job being coded or merged is cancelled by it (no more chunks
+   * assigned, no merge). NOT_FOUND when there is no such job, CONFLICT while it is still uploading.
+   */
+  deleteJob(id: string): Promise<JobDeleted>;
   /** Counters for /metrics. */
   metrics(): JobMetrics;
+}
+
+export interface JobDeleted {
+  id: string;
+  /** The state the job was in when it was deleted. */
+  state: JobState;
+  /** true when the job was still being coded or merged and was stopped. */
+  cancelled: boolean;
 }
 
 export interface JobMetrics {

@@ -161,6 +161,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       token: config.token,
       allowedHosts: config.gateway.allowedHosts,
       allowedOrigins: config.gateway.cors.origins,
+      limits: { uploadsMax: config.jobs.uploadsMax, uploadQueueMax: config.gateway.uploadQueueMax, uploadQueueTimeoutMs: config.gateway.uploadQueueTimeoutMs, uploadsPerAddressMax: config.gateway.uploadsPerAddressMax },
       tls: config.gateway.tls === undefined ? undefined : { cert: readFileSync(config.gateway.tls.certFile), key: readFileSync(config.gateway.tls.keyFile) },
       jobs: jobService,
       raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),

@@ -182,6 +182,12 @@ export function createJobServiceDouble(options: JobServiceDoubleOptions = {}): J
       const job = jobs.get(id);
       return job === undefined ? undefined : structuredClone(job.view);
     },
+    async deleteJob(id) {
+      const job = stored(id);
+      if (job.view.state === 'uploading') throw new JobError('CONFLICT', `job ${id} is still uploading`);
+      jobs.delete(id);
+      return { id, state: job.view.state, cancelled: job.view.state === 'processing' || job.view.state === 'merging' };
+    },
     async listJobs(listOptions) {
       return [...jobs.values()].slice(0, listOptions?.limit ?? Infinity).map((job) => structuredClone(job.view));
     },

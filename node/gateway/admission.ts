@@ -1,0 +1,187 @@
+/**
+ * Upload admission, shared by the WebSocket protocol and the HTTP API: at most `uploadsMax` uploads run
+ * at once on a node; past that an upload waits its turn in a bounded first-in-first-out queue, and past
+ * the queue it is refused with BUSY and a retry-after. A waiting upload holds no body: the gateway reads
+ * nothing from its socket (HTTP) and grants it no credit (WebSocket) until it is admitted, so memory stays
+ * bounded however many wait. A waiter that goes away (its client disconnected) leaves the queue.
+ */
+import { JobError } from '../jobs/types.ts';
+
+export interface AdmissionLimits {
+  /** Uploads running at once on this node. */
+  uploadsMax: number;
+  /** Uploads waiting for a slot; one more is refused with BUSY. 0 turns the queue off. */
+  uploadQueueMax: number;
+  /** A waiting upload not admitted within this is refused with BUSY (its client may retry). */
+  uploadQueueTimeoutMs: number;
+  /**
+   * Uploads (running and waiting) of one client address; one more is refused with TooManyUploadsError
+   * (HTTP 429). Enforced only for anonymous clients (a node without a token), as connections per address.
+   */
+  uploadsPerAddressMax: number;
+}
+
+/** A slot, held until `release()`; releasing twice is a no-op (every end path may call it). */
+export interface AdmissionTicket {
+  release(): void;
+}
+
+export interface Waiter {
+  /** Called with the waiter's 1-based place when it joins the queue and every time it moves up. */
+  onPlace(place: number): void;
+}
+
+export interface QueuedAdmission {
+  /** Resolves with a slot once admitted; rejects with BUSY when the queue is full or the wait timed out. */
+  readonly admitted: Promise<AdmissionTicket>;
+  /** Leaves the queue (the client went away); the promise then never resolves. */
+  leave(): void;
+}
+
+export interface AdmissionStats {
+  uploadsAdmitted: number;
+  uploadsQueued: number;
+  uploadsQueuedPeak: number;
+  uploadsRefusedBusy: number;
+}
+
+export interface UploadAdmission {
+  /** `address`: the client's, when uploads per address are limited (no token); undefined: not counted. */
+  request(waiter: Waiter, address?: string): QueuedAdmission;
+  stats(): AdmissionStats;
+}
+
+/** The error a refused upload gets: BUSY with a hint of when to try again. */
+export class BusyError extends JobError {
+  readonly retryAfterMs: number;
+
+  constructor(message: string, retryAfterMs: number) {
+    super('BUSY', message);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** One client address has its share of the node's uploads: HTTP 429, a WebSocket BUSY. */
+export class TooManyUploadsError extends BusyError {}
+
+/** The shortest and longest retry-after hint the node gives. */
+const retryAfterMsMin = 1_000;
+const retryAfterMsMax = 30_000;
+
+interface Entry {
+  waiter: Waiter;
+  address: string | undefined;
+  resolve(ticket: AdmissionTicket): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+  done: boolean;
+}
+
+function assert(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new Error(`admission invariant broken: ${message}`);
+}
+
+export function createUploadAdmission(node: string, limits: AdmissionLimits): UploadAdmission {
+  assert(limits.uploadsMax >= 1, `uploadsMax ${limits.uploadsMax}`);
+  assert(limits.uploadQueueMax >= 0, `uploadQueueMax ${limits.uploadQueueMax}`);
+  const queue: Entry[] = [];
+  const byAddress = new Map<string, number>();
+  let admitted = 0;
+  let queuedPeak = 0;
+  let refusedBusy = 0;
+
+  /**
+   * A guess of when a slot frees up: the longer the line ahead of the client, the longer it is told to
+   * wait, so retries of a crowd do not all land at once (the client adds its own jitter on top).
+   */
+  function retryAfterMs(): number {
+    const rounds = Math.ceil((queue.length + 1) / limits.uploadsMax);
+    return Math.min(Math.max(rounds * retryAfterMsMin, retryAfterMsMin), retryAfterMsMax);
+  }
+
+  function countAddress(address: string | undefined, change: 1 | -1): void {
+    if (address === undefined) return;
+    const count = (byAddress.get(address) ?? 0) + change;
+    assert(count >= 0, `uploads of ${address} below zero`);
+    if (count === 0) byAddress.delete(address);
+    else byAddress.set(address, count);
+  }
+
+  function ticket(address: string | undefined): AdmissionTicket {
+    admitted++;
+    let released = false;
+    return {
+      release() {
+        if (released) return;
+        released = true;
+        admitted--;
+        countAddress(address, -1);
+        assert(admitted >= 0, 'more uploads released than admitted');
+        admitNext();
+      },
+    };
+  }
+
+  function admitNext(): void {
+    while (admitted < limits.uploadsMax && queue.length > 0) {
+      const entry = queue.shift()!;
+      entry.done = true;
+      clearTimeout(entry.timer);
+      entry.resolve(ticket(entry.address));
+    }
+    tellPlaces();
+  }
+
+  function tellPlaces(): void {
+    queue.forEach((entry, index) => entry.waiter.onPlace(index + 1));
+  }
+
+  function remove(entry: Entry): void {
+    if (entry.done) return;
+    entry.done = true;
+    clearTimeout(entry.timer);
+    const at = queue.indexOf(entry);
+    assert(at >= 0, 'a waiting upload is not in the queue');
+    queue.splice(at, 1);
+    countAddress(entry.address, -1);
+    tellPlaces();
+  }
+
+  function busy(message: string): BusyError {
+    refusedBusy++;
+    return new BusyError(message, retryAfterMs());
+  }
+
+  return {
+    request(waiter, address) {
+      if (address !== undefined && (byAddress.get(address) ?? 0) >= limits.uploadsPerAddressMax) {
+        refusedBusy++;
+        const error = new TooManyUploadsError(`node ${node} has ${limits.uploadsPerAddressMax} uploads of ${address} running or waiting, its limit per client address; finish some first`, retryAfterMs());
+        return { admitted: Promise.reject(error), leave() {} };
+      }
+      if (admitted < limits.uploadsMax && queue.length === 0) {
+        countAddress(address, 1);
+        return { admitted: Promise.resolve(ticket(address)), leave() {} };
+      }
+      if (queue.length >= limits.uploadQueueMax) {
+        const error = busy(`node ${node} has ${limits.uploadsMax} uploads in progress and ${queue.length} waiting; try again later or another node`);
+        return { admitted: Promise.reject(error), leave() {} };
+      }
+      let entry!: Entry;
+      const admittedPromise = new Promise<AdmissionTicket>((resolve, reject) => {
+        entry = { waiter, address, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, done: false };
+      });
+      countAddress(address, 1);
+      entry.timer = setTimeout(() => {
+        remove(entry);
+        entry.reject(busy(`node ${node}: upload waited ${limits.uploadQueueTimeoutMs} ms in the admission queue without a free slot; try again later or another node`));
+      }, limits.uploadQueueTimeoutMs);
+      entry.timer.unref();
+      queue.push(entry);
+      queuedPeak = Math.max(queuedPeak, queue.length);
+      waiter.onPlace(queue.length);
+      return { admitted: admittedPromise, leave: () => remove(entry) };
+    },
+    stats: () => ({ uploadsAdmitted: admitted, uploadsQueued: queue.length, uploadsQueuedPeak: queuedPeak, uploadsRefusedBusy: refusedBusy }),
+  };
+}
