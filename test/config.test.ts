@@ -39,6 +39,9 @@ function assertOneLine(error: ConfigError, file: string, field: string, fragment
   assert.is(error.field, field);
 }
 
+/** gateway.images when the file does not say: 32 MiB, 50 megapixels, 8 image requests at once. */
+const imageDefaults = { bytesMax: 32 * 1024 * 1024, pixelsMax: 50_000_000, requestsMax: 8 };
+
 test('a config with only a name loads, every other field filled with its default', () => {
   const path = write('minimal.yaml', 'name: solo\n');
   const config = loadConfig(path);
@@ -49,7 +52,7 @@ test('a config with only a name loads, every other field filled with its default
   assert.is(config.role, 'voter');
   assert.equal(config.voters, ['solo'], 'a lone voter is the whole voter set');
   assert.is(config.pskFile, undefined);
-  assert.equal(config.gateway, { host: '127.0.0.1', port: 7700, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] } });
+  assert.equal(config.gateway, { host: '127.0.0.1', port: 7700, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] }, images: imageDefaults });
   assert.is(config.workers, availableParallelism());
   assert.equal(config.membership, { heartbeatMs: 500, suspectMs: 1500, deadMs: 3000 });
   assert.equal(config.raft, { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 });
@@ -80,7 +83,7 @@ test('YAML and JSON files with the same content give the same config; paths are 
   assert.is(fromJson.dataDir, resolve(folder, 'state/n7'));
   assert.is(fromJson.pskFile, resolve(folder, 'good.key'));
   assert.equal(fromJson.bootstrap, ['/ip4/127.0.0.1/tcp/7801', '/ip4/127.0.0.1/tcp/7802', '/dns/peer-host/tcp/7803']);
-  assert.equal(fromJson.gateway, { host: '127.0.0.1', port: 7707, allowedHosts: ['dcas.internal', 'proxy.example:8443'], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: ['https://console.example.com'] } });
+  assert.equal(fromJson.gateway, { host: '127.0.0.1', port: 7707, allowedHosts: ['dcas.internal', 'proxy.example:8443'], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: ['https://console.example.com'] }, images: imageDefaults });
   assert.equal(fromJson.raft, { tickMs: 100, electionTicks: 20, heartbeatTicks: 1 });
   assert.equal(fromJson.blobStore, { kind: 'gcs', bucket: 'dcas-blobs', prefix: '', apiEndpoint: 'http://127.0.0.1:4443' });
 });
@@ -104,6 +107,9 @@ const wrongFields: Array<[string, string, string]> = [
   ['name: n1\ngateway: { cors: { origins: ["https://console.example.com/app"] } }', 'gateway.cors.origins[0]', 'no path'],
   ['name: n1\ngateway: { cors: { origins: ["*"] } }', 'gateway.cors.origins[0]', 'got "*"'],
   ['name: n1\ngateway: { cors: { methods: [GET] } }', 'gateway.cors.methods', 'unknown field'],
+  ['name: n1\ngateway: { images: { bytesMax: 10 } }', 'gateway.images.bytesMax', 'expected an integer from 1024 to 1073741824, got 10'],
+  ['name: n1\ngateway: { images: { requestsMax: 0 } }', 'gateway.images.requestsMax', 'got 0'],
+  ['name: n1\ngateway: { images: { threads: 2 } }', 'gateway.images.threads', 'unknown field'],
   ['name: N_1', 'name', "expected a name of lowercase letters, digits and '-'"],
   ['role: voter', 'name', 'is required'],
   ['name: n1\nlisten: ["not-a-multiaddr"]', 'listen[0]', 'expected a libp2p multiaddr'],
@@ -186,7 +192,7 @@ test('localClusterConfigs lays out N nodes on loopback: ports, voters, bootstrap
   assert.equal(configs.map((config) => config.name), ['node1', 'node2', 'node3', 'node4', 'node5', 'node6', 'node7']);
   assert.equal(configs[0].voters, ['node1', 'node2', 'node3', 'node4', 'node5'], 'at most five voters');
   assert.equal(configs.map((config) => config.role), ['voter', 'voter', 'voter', 'voter', 'voter', 'worker', 'worker']);
-  assert.equal(configs[2].gateway, { host: '127.0.0.1', port: 9003, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] } });
+  assert.equal(configs[2].gateway, { host: '127.0.0.1', port: 9003, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] }, images: imageDefaults });
   assert.equal(configs[2].listen, ['/ip4/127.0.0.1/tcp/9103']);
   assert.equal(configs[2].bootstrap, ['/ip4/127.0.0.1/tcp/9101', '/ip4/127.0.0.1/tcp/9102', '/ip4/127.0.0.1/tcp/9104', '/ip4/127.0.0.1/tcp/9105']);
   assert.is(configs[6].bootstrap.length, 5, 'a worker bootstraps from every voter');

@@ -12,6 +12,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import sharp from 'sharp';
 import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
 import { textLike } from './helpers.ts';
 
@@ -204,6 +205,8 @@ test('the OpenAPI document validates as 3.1 and every route it lists answers as 
   const result = await validator.validate(document);
   assert.ok(result.valid, JSON.stringify(result.errors));
   assert.is(validator.version, '3.1');
+  // POST /v1/images takes an image, not a file: a small uncompressed PNG it can shrink.
+  const image = await sharp({ create: { width: 32, height: 32, channels: 3, background: '#336699' } }).png({ compressionLevel: 0 }).toBuffer();
   let called = 0;
   for (const [template, operations] of Object.entries(document.paths as Record<string, Record<string, any>>)) {
     for (const [method, operation] of Object.entries(operations)) {
@@ -211,17 +214,19 @@ test('the OpenAPI document validates as 3.1 and every route it lists answers as 
       const disposable = method === 'delete' ? ((await (await fetch(`${base}/v1/jobs?name=disposable.txt&wait=true`, { method: 'POST', headers: auth, body: 'delete me' })).json()) as any).id : undefined;
       const path = template.replace('{id}', method === 'put' ? 'listed.txt' : (disposable ?? completedId));
       const upload = method === 'post' || method === 'put';
-      const url = `${base}${path}${method === 'post' ? '?name=listed.txt' : ''}`;
-      const response = await fetch(url, { method: method.toUpperCase(), headers: auth, body: upload ? data.subarray(0, 5000) : undefined });
+      const images = path === '/v1/images';
+      const url = `${base}${path}${images ? '?mode=png-lossless' : method === 'post' ? '?name=listed.txt' : ''}`;
+      const body = images ? image : upload ? data.subarray(0, 5000) : undefined;
+      const response = await fetch(url, { method: method.toUpperCase(), headers: auth, body });
       await response.arrayBuffer();
       assert.ok(Object.keys(operation.responses).includes(String(response.status)), `${method} ${path} answered ${response.status}`);
       assert.ok(response.status < 300, `${method} ${path} answered ${response.status}`);
       called++;
     }
   }
-  assert.is(called, 10);
+  assert.is(called, 11);
   const listed = Object.keys(document.paths).sort();
-  assert.equal(listed, ['/v1/cluster', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/compressed', '/v1/jobs/{id}/events', '/v1/jobs/{id}/original', '/v1/openapi.json']);
+  assert.equal(listed, ['/v1/cluster', '/v1/images', '/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/compressed', '/v1/jobs/{id}/events', '/v1/jobs/{id}/original', '/v1/openapi.json']);
 });
 
 test.run();

@@ -5,12 +5,12 @@
  * generated here with sharp; the pool test runs them on real worker threads.
  */
 
-import { deflateSync, crc32 } from 'node:zlib';
 import { threadId } from 'node:worker_threads';
 import sharp from 'sharp';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createImagePool, ImageError, optimizeImage, parseImageQuality, type ImageErrorCode, type ImageOptions } from '../node/codec/index.ts';
+import { bomb, chunk, insertAfterHeader } from './support/png.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Images made here
@@ -61,32 +61,6 @@ async function pixels(bytes: Uint8Array): Promise<{ data: Buffer; width: number;
 
 // ---------------------------------------------------------------------------------------------------
 // PNG surgery
-
-function chunk(type: string, data: Uint8Array): Buffer {
-  const header = Buffer.alloc(8);
-  header.writeUInt32BE(data.length, 0);
-  header.write(type, 4, 'latin1');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([header.subarray(4), data])), 0);
-  return Buffer.concat([header, data, crc]);
-}
-
-const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-
-/** A PNG whose header claims width x height while its data is a few hundred bytes of zeros. */
-function bomb(width: number, height: number): Uint8Array {
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header.set([8, 0, 0, 0, 0], 8); // 8-bit grey, deflate, adaptive filters, no interlace
-  const data = deflateSync(Buffer.alloc(1 << 20));
-  return Buffer.concat([signature, chunk('IHDR', header), chunk('IDAT', data), chunk('IEND', new Uint8Array(0))]);
-}
-
-/** Inserts a chunk right after IHDR (8-byte signature + 25-byte IHDR chunk). */
-function insertAfterHeader(png: Uint8Array, inserted: Buffer): Uint8Array {
-  return Buffer.concat([png.subarray(0, 33), inserted, png.subarray(33)]);
-}
 
 function chunkTypes(png: Uint8Array): string[] {
   const types: string[] = [];

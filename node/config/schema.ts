@@ -130,6 +130,17 @@ const gateway = z.strictObject({
   uploadsPerAddressMax: integerIn(1, 100_000).default(32),
   /** Serve https:// and wss:// with this certificate (PEM files; relative paths from the config's folder). */
   tls: z.strictObject({ certFile: pathString, keyFile: pathString }).optional(),
+  /** POST /v1/images: the synchronous image endpoint's limits. */
+  images: z
+    .strictObject({
+      /** Largest image body accepted, bytes; the whole body is held in memory while it is coded. */
+      bytesMax: integerIn(1024, 1024 * 1024 * 1024).default(32 * 1024 * 1024),
+      /** Largest width x height accepted, read from the header before anything is decoded. */
+      pixelsMax: integerIn(1, 1_000_000_000).default(50_000_000),
+      /** Image requests held at once (reading, waiting or coding); one more is refused with 503. */
+      requestsMax: integerIn(1, 1024).default(8),
+    })
+    .prefault({}),
 });
 
 export type GatewayConfig = z.output<typeof gateway>;

@@ -12,12 +12,14 @@ import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { ImagePool } from '../codec/index.ts';
 import { JobError, type JobService } from '../jobs/types.ts';
 import { createUploadAdmission } from './admission.ts';
 import { bearerToken, createTokenCheck } from './auth.ts';
 import { createGatewayMetrics, type GatewayStats, type RaftStatus } from './metrics.ts';
 import { jobIdPattern, webSocketPath } from './protocol.ts';
 import { createHostPolicy } from './origin.ts';
+import { createImagesRoute, defaultImageLimits, type ImageLimits } from './images-route.ts';
 import { createRestApi, restPrefix } from './rest.ts';
 import { consoleAssets, consoleContentSecurityPolicy } from '../console/index.ts';
 import { dropIfNotReading, fail, jobErrorStatus, send } from './reply.ts';
@@ -55,6 +57,10 @@ export interface GatewayOptions {
   allowedHosts?: readonly string[];
   /** Web origins besides the gateway's own that may use it from a browser (config gateway.cors.origins). */
   allowedOrigins?: readonly string[];
+  /** The node's image pool for POST /v1/images; without it that route answers 503 NOT_READY. */
+  imagePool?: ImagePool;
+  /** config gateway.images; defaults as the config's. */
+  imageLimits?: Partial<ImageLimits>;
 }
 
 export interface Gateway {
@@ -124,6 +130,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     uploadIdleMs: limits.uploadIdleMs,
     heartbeatMs: limits.heartbeatMs,
     logger,
+    images: createImagesRoute({ node, imagePool: options.imagePool, limits: { ...defaultImageLimits, ...options.imageLimits }, bodyIdleMs: limits.uploadIdleMs, logger }),
   });
 
   /** undefined when the request may go on, else the status and reason it is refused with. */

@@ -27,6 +27,38 @@ const uploadResponses = {
   '507': error,
 };
 
+const imageBody = (type: string) => ({ [type]: { schema: { type: 'string', contentMediaType: type } } });
+const imageHeader = (description: string, type: string) => ({ description, schema: { type } });
+
+const imagesOperation = {
+  summary: 'Optimise one image, sent as the body (PNG or JPEG, recognised by its bytes; the Content-Type sent is ignored)',
+  parameters: [
+    { name: 'mode', in: 'query', required: true, schema: { type: 'string', enum: ['png-lossless', 'png-lossy', 'jpeg'] }, description: 'png-lossless: pixel-identical PNG; png-lossy: palette quantisation (pngquant-like); jpeg: mozjpeg re-encoding of a JPEG or PNG' },
+    { name: 'quality', in: 'query', schema: { type: 'string', pattern: '^[0-9]{1,3}(-[0-9]{1,3})?$' }, description: 'png-lossy: MIN-MAX as pngquant (default 60-80; one number N is 0-N); jpeg: the quality is MAX (default 80). Not for png-lossless' },
+    { name: 'metadata', in: 'query', schema: { type: 'string', enum: ['strip', 'keep'], default: 'strip' }, description: 'keep or strip EXIF, ICC profiles and text chunks' },
+    { name: 'dither', in: 'query', schema: { type: 'boolean', default: true }, description: 'png-lossy: Floyd-Steinberg dithering' },
+  ],
+  requestBody: { required: true, content: imageBody('application/octet-stream') },
+  responses: {
+    '200': {
+      description: 'The smaller image, or the input unchanged when the output was not smaller (X-Dcas-Kept: true)',
+      headers: {
+        'X-Dcas-Input-Bytes': imageHeader('bytes received', 'integer'),
+        'X-Dcas-Output-Bytes': imageHeader('bytes answered', 'integer'),
+        'X-Dcas-Kept': imageHeader('true when the input came back unchanged', 'boolean'),
+      },
+      content: { ...imageBody('image/png'), ...imageBody('image/jpeg') },
+    },
+    '400': error,
+    '401': error,
+    '405': error,
+    '413': error,
+    '415': error,
+    '422': error,
+    '503': { description: 'Busy (gateway.images.requestsMax or the image queue is full) or no image pool', headers: retryAfter, content: json({ $ref: '#/components/schemas/Error' }) },
+  },
+};
+
 const downloadOperation = (what: string) => ({
   summary: `Download the ${what}, whole or one byte range`,
   parameters: [jobId, { name: 'Range', in: 'header', schema: { type: 'string' }, description: 'one range: bytes=FIRST-LAST, bytes=FIRST- or bytes=-SUFFIX' }],
@@ -42,7 +74,7 @@ const downloadOperation = (what: string) => ({
 
 export const openApiDocument = {
   openapi: '3.1.0',
-  info: { title: 'DCaS HTTP API', version: '1.0.0', description: 'Upload, follow and download compression jobs on a DCaS cluster. See docs/PROTOCOL.md.' },
+  info: { title: 'DCaS HTTP API', version: '1.0.0', description: 'Upload, follow and download compression jobs on a DCaS cluster, and optimise single images. See docs/PROTOCOL.md.' },
   servers: [{ url: '/' }],
   security: [{ bearer: [] }, {}],
   paths: {
@@ -91,6 +123,7 @@ export const openApiDocument = {
         responses: { '200': { description: 'event: state | progress; data: the job', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '401': error, '404': error, '503': error },
       },
     },
+    '/v1/images': { post: imagesOperation },
     '/v1/jobs/{id}/original': { get: downloadOperation('original file') },
     '/v1/jobs/{id}/compressed': { get: downloadOperation('compressed object (.dcz, or the job\'s standard format)') },
   },

@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { JobError, type JobService, type JobState, type JobView } from '../jobs/types.ts';
 import { BusyError, TooManyUploadsError, type AdmissionTicket, type UploadAdmission } from './admission.ts';
+import type { ImagesRoute } from './images-route.ts';
 import { openApiDocument } from './openapi.ts';
 import { normaliseOrigin } from './origin.ts';
 import { jobIdPattern } from './protocol.ts';
@@ -29,6 +30,8 @@ export interface RestApiOptions {
   /** SSE streams send a comment this often so proxies and the idle timeout keep them open. */
   heartbeatMs: number;
   logger: Logger;
+  /** POST /v1/images (images-route.ts). */
+  images: ImagesRoute;
 }
 
 export interface RestApi {
@@ -182,6 +185,7 @@ export function createRestApi(options: RestApiOptions): RestApi {
       send(response, 200, options.clusterStatus());
       return;
     }
+    if (parts.length === 1 && parts[0] === 'images') return options.images.handle(request, response, url);
     if (parts[0] !== 'jobs' || parts.length > 3) throw new HttpError(404, 'NOT_FOUND', `no such path: ${path}`);
     if (parts.length === 1) {
       if (method === 'POST') return upload(request, response, url, url.searchParams.get('name') ?? 'upload');

@@ -16,7 +16,7 @@ import { createHost, type HostWithStats, type Member } from '../cluster/host/ind
 import { createReplicatedState, type ReplicatedState } from '../cluster/replicated.ts';
 import type { NodeConfig } from '../config/index.ts';
 import { createGateway, type Gateway } from '../gateway/index.ts';
-import { createCodecPool, format, type CodecPool } from '../codec/index.ts';
+import { createCodecPool, createImagePool, format, type CodecPool, type ImagePool, type ImagePoolOptions } from '../codec/index.ts';
 
 const chunkBytesMax = format.chunkBytesMax;
 import { createJobService, type RunningJobService } from '../jobs/index.ts';
@@ -55,6 +55,27 @@ export interface NodeRuntime {
   readonly jobs: RunningJobService;
   clusterStatus(): ClusterStatusView;
   stop(): Promise<void>;
+}
+
+/**
+ * An image pool whose threads start with its first image: most nodes never code one, and libvips and
+ * oxipng cost memory per thread. One per node, shared by POST /v1/images and the jobs of images.
+ */
+export function lazyImagePool(options: ImagePoolOptions & { threads: number }): ImagePool {
+  let pool: ImagePool | undefined;
+  return {
+    threads: options.threads,
+    get completed() {
+      return pool?.completed ?? 0;
+    },
+    optimize(bytes, imageOptions) {
+      pool ??= createImagePool(options);
+      return pool.optimize(bytes, imageOptions);
+    },
+    async close() {
+      await pool?.close();
+    },
+  };
 }
 
 /** Key prefix of the replicated member registry: every member that ever joined, with when. */
@@ -96,6 +117,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   let gateway: Gateway | undefined;
   let jobs: RunningJobService | undefined;
   let pool: CodecPool | undefined;
+  // Lazy: no thread starts until the first image; the jobs of images are to share this same pool.
+  const imagePool = lazyImagePool({ threads: config.workers });
   let blobs: BlobStore | undefined;
   try {
     blobs = await createBlobStore(config.blobStore, { folder: { fsync: process.env.DCAS_BLOB_FSYNC !== "0" } });
@@ -164,6 +187,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       limits: { uploadsMax: config.jobs.uploadsMax, uploadQueueMax: config.gateway.uploadQueueMax, uploadQueueTimeoutMs: config.gateway.uploadQueueTimeoutMs, uploadsPerAddressMax: config.gateway.uploadsPerAddressMax },
       tls: config.gateway.tls === undefined ? undefined : { cert: readFileSync(config.gateway.tls.certFile), key: readFileSync(config.gateway.tls.keyFile) },
       jobs: jobService,
+      imagePool,
+      imageLimits: config.gateway.images,
       raftStatus: () => ({ term: replicated.status().term, role: config.role === 'worker' ? 'learner' : replicated.status().role }),
       routes: {
         health: () => ({ ok: true, node: config.name }),
@@ -191,6 +216,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
         await started.state.stop();
         await host.stop();
         await pool?.close();
+        await imagePool.close();
         await blobs?.close();
         await db.close();
         logger.info('node stopped');
@@ -202,6 +228,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
     await jobs?.stop().catch(() => {});
     await state?.stop().catch(() => {});
     await pool?.close().catch(() => {});
+    await imagePool.close().catch(() => {});
     await blobs?.close().catch(() => {});
     await host.stop().catch(() => {});
     await db.close().catch(() => {});
