@@ -3,14 +3,15 @@
  * applied, read the applied key-value state, subscribe to changes.
  *
  * This is the thin I/O wrapper around the pure Raft core: it owns the clock (a tick timer), the disk
- * (LevelDB through RaftStorage and the StateStore) and the network (a transport). For every Ready it
- * persists first, then sends, then applies, then advances — the order the core's contract demands.
+ * (LevelDB through RaftStorage and the StateStore) and the network (a transport). Readys go through
+ * the core's ReadyDriver, the same code the simulation runs: persist, then send, then apply, then
+ * advance; messages and ticks keep stepping the core while a persist is awaited.
  */
 import { randomUUID } from 'node:crypto';
 import { decode, encode } from 'cborg';
 import type { Level } from 'level';
 import type { Logger } from 'pino';
-import { RaftCore, type Message, type NodeId, type RaftStatus, type Ready } from './raft/index.ts';
+import { RaftCore, ReadyDriver, type Entry, type NodeId, type RaftStatus, type Ready, type Snapshot } from './raft/index.ts';
 import { createRaftStorage, type RaftStorage } from './raft-storage.ts';
 import { parseProposalFrame, parseRaftMessage, senderProblem } from './frames.ts';
 import {
@@ -170,8 +171,14 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   const voters: ReadonlySet<NodeId> = new Set(options.voters);
   let learners: ReadonlySet<NodeId> = new Set(options.learners ?? []);
   const frameStats: FrameStats = { malformed: 0, unauthorized: 0 };
-  /** A Ready taken from the core and not yet advanced: after a failed write it is retried as it is. */
-  let outstanding: Ready | undefined;
+  // After a failed write the driver keeps the Ready and the next drain retries it as it is.
+  const driver = new ReadyDriver(core, {
+    persist: persistTimed,
+    send: (messages) => {
+      for (const message of messages) transport.send(message.to, encode(message));
+    },
+    apply,
+  });
   let failure: StorageFailure | null = null;
   let retryMs = storageRetryMsMin;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -224,18 +231,9 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
   }
 
   async function drain(): Promise<void> {
-    while (!stopped && (outstanding !== undefined || core.hasReady())) {
-      outstanding ??= core.ready();
-      const ready = outstanding;
-      const persistStarted = performance.now();
-      await storage.persist(ready);
-      const persistMs = performance.now() - persistStarted;
-      // Replies wait for this write: a slow disk delays heartbeats and can cost the leadership.
-      if (persistMs > slowPersistMs) logger.warn({ persistMs: Math.round(persistMs), entries: ready.entries.length }, 'raft: persisting a Ready was slow');
-      for (const message of ready.messages) transport.send(message.to, encode(message));
-      await apply(ready);
-      core.advance(ready);
-      outstanding = undefined;
+    while (!stopped) {
+      const ready = await driver.handleNext();
+      if (ready === null) return;
       storageRecovered();
       if (ready.softState !== null && ready.softState.role !== lastRole) {
         logger.info({ role: ready.softState.role, leader: ready.softState.leader, term: core.term }, 'raft: role changed');
@@ -245,13 +243,21 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
     }
   }
 
-  async function apply(ready: Ready): Promise<void> {
-    if (ready.snapshot !== null && ready.snapshot.index > store.appliedIndex()) {
-      await store.importSnapshot(ready.snapshot.index, ready.snapshot.data);
-      logger.info({ index: ready.snapshot.index }, 'raft: installed a snapshot from the leader');
+  async function persistTimed(ready: Ready): Promise<void> {
+    const persistStarted = performance.now();
+    await storage.persist(ready);
+    const persistMs = performance.now() - persistStarted;
+    // Replies wait for this write: a slow disk delays heartbeats and can cost the leadership.
+    if (persistMs > slowPersistMs) logger.warn({ persistMs: Math.round(persistMs), entries: ready.entries.length }, 'raft: persisting a Ready was slow');
+  }
+
+  async function apply(snapshot: Snapshot | null, entries: readonly Entry[]): Promise<void> {
+    if (snapshot !== null && snapshot.index > store.appliedIndex()) {
+      await store.importSnapshot(snapshot.index, snapshot.data);
+      logger.info({ index: snapshot.index }, 'raft: installed a snapshot from the leader');
     }
     const batch: Array<{ index: number; command: StateCommand | null }> = [];
-    for (const entry of ready.committedEntries) {
+    for (const entry of entries) {
       if (entry.index <= store.appliedIndex()) continue;
       batch.push({ index: entry.index, command: entry.type === 'noop' ? null : decodeEntry(entry.index, entry.data) });
     }

@@ -112,6 +112,8 @@ export class RaftCore {
   #storedLastIndex: number;
   /** The lowest index overwritten since the last ready(); such entries must be written again. */
   #truncatedSinceReady = Number.POSITIVE_INFINITY;
+  /** Readys whose entries were overwritten (or replaced by a snapshot) while being persisted. */
+  #overwrittenWhilePersisting = 0;
   #readyOutstanding: Ready | null = null;
 
   constructor(config: RaftConfig, persisted: PersistedState) {
@@ -192,6 +194,7 @@ export class RaftCore {
       lastTerm: this.#log.lastTerm(),
       snapshotIndex: this.#log.snapshotIndex,
       outboxDropped: this.#outboxDropped,
+      overwrittenWhilePersisting: this.#overwrittenWhilePersisting,
       voters: [...this.#voters],
       learners: [...this.#learners],
       progress,
@@ -606,8 +609,12 @@ export class RaftCore {
   /** Called when the storage confirms entries up to `written`; they are stable unless since overwritten. */
   #markStable(written: Entry): void {
     const log = this.#log;
-    if (written.index >= this.#truncatedSinceReady) return;
-    if (log.pendingSnapshot !== null) return; // the storage will be replaced by it anyway
+    if (written.index >= this.#truncatedSinceReady || log.pendingSnapshot !== null) {
+      // Overwritten while the write was in flight (by a newer leader's entries, or a snapshot that
+      // will replace the storage): the storage holds stale entries, so they stay unstable.
+      this.#overwrittenWhilePersisting += 1;
+      return;
+    }
     if (!log.matchTerm(written.index, written.term)) return;
     if (written.index >= log.unstableFrom) log.unstableFrom = written.index + 1;
   }

@@ -3,7 +3,8 @@
  * rooms import. See core.ts for the inputs and types.ts for the Ready contract.
  */
 export { RaftCore } from './core.ts';
-export { handleReady, handleReadyAsync } from './ready.ts';
+export { handleReady } from './ready.ts';
+export { ReadyDriver } from './driver.ts';
 export type { ReadyEffects, ReadyEffectsAsync } from './ready.ts';
 export { RaftInvariantError, RaftUsageError } from './errors.ts';
 export type {

@@ -1,7 +1,8 @@
 /**
  * The one correct order of handling a Ready, as code: persist, then send, then apply, then advance.
- * Wrappers (LevelDB + libp2p, the simulation) call these instead of re-deriving the order, because
- * sending before persisting is the classic way to elect two leaders in one term.
+ * Nothing re-derives the order, because sending before persisting is the classic way to elect two
+ * leaders in one term. `handleReady` is for a synchronous store (the core's unit tests); production
+ * and the simulation both drive the core through `ReadyDriver` (driver.ts), which awaits the persist.
  */
 import type { RaftCore } from './core.ts';
 import type { Entry, Message, Ready, Snapshot } from './types.ts';
@@ -14,8 +15,10 @@ export interface ReadyEffects {
   apply(snapshot: Snapshot | null, entries: readonly Entry[]): void;
 }
 
+/** The same effects for an asynchronous store; the core may be stepped while `persist` is awaited. */
 export interface ReadyEffectsAsync {
-  persist(ready: Ready): Promise<void>;
+  /** Resolves once `ready` is durable; may return at once when the write already finished. */
+  persist(ready: Ready): void | Promise<void>;
   send(messages: readonly Message[]): void | Promise<void>;
   apply(snapshot: Snapshot | null, entries: readonly Entry[]): void | Promise<void>;
 }
@@ -27,20 +30,6 @@ export function handleReady(core: RaftCore, effects: ReadyEffects): boolean {
   effects.persist(ready);
   if (ready.messages.length > 0) effects.send(ready.messages);
   if (ready.snapshot !== null || ready.committedEntries.length > 0) effects.apply(ready.snapshot, ready.committedEntries);
-  core.advance(ready);
-  return true;
-}
-
-/**
- * The same for an asynchronous store. The core may be stepped while the write is pending; what that
- * produces waits for the next Ready. Do not call it again until the returned promise settles.
- */
-export async function handleReadyAsync(core: RaftCore, effects: ReadyEffectsAsync): Promise<boolean> {
-  if (!core.hasReady()) return false;
-  const ready = core.ready();
-  await effects.persist(ready);
-  if (ready.messages.length > 0) await effects.send(ready.messages);
-  if (ready.snapshot !== null || ready.committedEntries.length > 0) await effects.apply(ready.snapshot, ready.committedEntries);
   core.advance(ready);
   return true;
 }

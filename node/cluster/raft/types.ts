@@ -61,7 +61,8 @@ export interface PersistedState {
  *  3. Apply: if `snapshot` is set, replace the application's state with `snapshot.data`; then apply
  *     `committedEntries` in order (skip `noop` entries; they carry no data).
  *  4. `advance(ready)`.
- * `handleReady` in ready.ts does exactly this and is the intended way to drive the core.
+ * `ReadyDriver` in driver.ts does exactly this and is the way production and the simulation drive the
+ * core (`handleReady` in ready.ts is the same for a synchronous store).
  */
 export interface Ready {
   softState: SoftState | null;
@@ -231,6 +232,11 @@ export interface RaftStatus {
   snapshotIndex: number;
   /** Messages dropped because the outbox was full (see outboxMessagesMax); should stay 0. */
   outboxDropped: number;
+  /**
+   * Readys whose entries a newer leader overwrote (or a snapshot replaced) while they were being
+   * persisted; the core writes those indexes again. Nonzero only when inputs arrive during a persist.
+   */
+  overwrittenWhilePersisting: number;
   voters: NodeId[];
   learners: NodeId[];
   /** Replication progress of every other member, on the leader only. */

@@ -14,10 +14,21 @@ export interface CampaignSummary {
   crashes: number;
   snapshotsInstalled: number;
   messagesDelivered: number;
+  /** Summed over seeds: see SimStats. */
+  persistsSlow: number;
+  inputsWhilePersisting: number;
+  overwrittenWhilePersisting: number;
+  /** Seeds in which some Ready's entries were overwritten while it was being persisted. */
+  seedsOverwrittenWhilePersisting: number;
   milliseconds: number;
 }
 
-export function runCampaign(seedStart: number, seedCount: number, options: Partial<SimOptions> = {}, onResult?: (result: SimResult) => void): CampaignSummary {
+export async function runCampaign(
+  seedStart: number,
+  seedCount: number,
+  options: Partial<SimOptions> = {},
+  onResult?: (result: SimResult) => void,
+): Promise<CampaignSummary> {
   const started = performance.now();
   const summary: CampaignSummary = {
     seedStart,
@@ -31,12 +42,16 @@ export function runCampaign(seedStart: number, seedCount: number, options: Parti
     crashes: 0,
     snapshotsInstalled: 0,
     messagesDelivered: 0,
+    persistsSlow: 0,
+    inputsWhilePersisting: 0,
+    overwrittenWhilePersisting: 0,
+    seedsOverwrittenWhilePersisting: 0,
     milliseconds: 0,
   };
   let ticksToLeaderSum = 0;
   let ticksToLeaderCount = 0;
   for (let seed = seedStart; seed < seedStart + seedCount; seed += 1) {
-    const result = runSeed(seed, { ...options, trace: false });
+    const result = await runSeed(seed, { ...options, trace: false });
     summary.seedsRun += 1;
     if (result.safety !== null) summary.safetyViolations.push(result);
     else if (result.liveness !== null) summary.livenessFailures.push(result);
@@ -50,6 +65,10 @@ export function runCampaign(seedStart: number, seedCount: number, options: Parti
     summary.crashes += result.stats.crashes;
     summary.snapshotsInstalled += result.stats.snapshotsInstalled;
     summary.messagesDelivered += result.stats.messagesDelivered;
+    summary.persistsSlow += result.stats.persistsSlow;
+    summary.inputsWhilePersisting += result.stats.inputsWhilePersisting;
+    summary.overwrittenWhilePersisting += result.stats.overwrittenWhilePersisting;
+    if (result.stats.overwrittenWhilePersisting > 0) summary.seedsOverwrittenWhilePersisting += 1;
     onResult?.(result);
   }
   summary.ticksToLeaderMean = ticksToLeaderCount === 0 ? 0 : ticksToLeaderSum / ticksToLeaderCount;

@@ -32,9 +32,9 @@ function replayCommand(seed: number, options: SimOptions): string {
   return `node node/cluster/sim/cli.ts --seed ${seed}${faultTicks}`;
 }
 
-function replayOne(seed: number, options: SimOptions, verbose: boolean): number {
+async function replayOne(seed: number, options: SimOptions, verbose: boolean): Promise<number> {
   // Messages are always traced: logging draws no randomness, so the history is the same either way.
-  const result = runSeed(seed, { ...options, trace: true, traceMessages: true });
+  const result = await runSeed(seed, { ...options, trace: true, traceMessages: true });
   console.log(`seed ${seed}: ${JSON.stringify(result.scenario)}`);
   const failed = result.safety !== null || result.liveness !== null;
   if (verbose) {
@@ -52,7 +52,7 @@ function replayOne(seed: number, options: SimOptions, verbose: boolean): number 
   return result.safety !== null ? 1 : 0;
 }
 
-function campaign(from: number, count: number, options: SimOptions, json: boolean): number {
+async function campaign(from: number, count: number, options: SimOptions, json: boolean): Promise<number> {
   let done = 0;
   const progressEvery = Math.max(1, Math.floor(count / 20));
   const onResult = (result: SimResult): void => {
@@ -61,7 +61,7 @@ function campaign(from: number, count: number, options: SimOptions, json: boolea
     else if (result.liveness !== null) console.error(`seed ${result.seed}: liveness failure: ${result.liveness}\n  replay: ${replayCommand(result.seed, options)}`);
     if (!json && done % progressEvery === 0 && done < count) console.error(`  ${done}/${count} seeds...`);
   };
-  const summary = runCampaign(from, count, options, onResult);
+  const summary = await runCampaign(from, count, options, onResult);
   const seconds = summary.milliseconds / 1000;
   if (json) {
     console.log(
@@ -73,6 +73,10 @@ function campaign(from: number, count: number, options: SimOptions, json: boolea
         ticksToLeaderMax: summary.ticksToLeaderMax,
         ticksToLeaderMean: summary.ticksToLeaderMean,
         ticksToCommitMax: summary.ticksToCommitMax,
+        persistsSlow: summary.persistsSlow,
+        inputsWhilePersisting: summary.inputsWhilePersisting,
+        overwrittenWhilePersisting: summary.overwrittenWhilePersisting,
+        seedsOverwrittenWhilePersisting: summary.seedsOverwrittenWhilePersisting,
         seconds,
       }),
     );
@@ -83,12 +87,13 @@ function campaign(from: number, count: number, options: SimOptions, json: boolea
     console.log(`max ticks to a leader after heal: ${summary.ticksToLeaderMax} (mean ${summary.ticksToLeaderMean.toFixed(1)})`);
     console.log(`max ticks from leader to a fresh proposal applied everywhere: ${summary.ticksToCommitMax}`);
     console.log(`leaders elected: ${summary.leadersElected}; crashes: ${summary.crashes}; snapshots installed: ${summary.snapshotsInstalled}; messages delivered: ${summary.messagesDelivered}`);
+    console.log(`slow persists: ${summary.persistsSlow}; inputs taken while persisting: ${summary.inputsWhilePersisting}; Readys overwritten while persisting: ${summary.overwrittenWhilePersisting} (in ${summary.seedsOverwrittenWhilePersisting} seeds)`);
     console.log(`time taken:                     ${seconds.toFixed(1)} s (${(summary.seedsRun / seconds).toFixed(0)} seeds/s)`);
   }
   return summary.safetyViolations.length > 0 ? 1 : 0;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -118,4 +123,4 @@ function main(): number {
   return 2;
 }
 
-process.exitCode = main();
+process.exitCode = await main();

@@ -5,12 +5,13 @@
  *
  * A run has two phases. The fault phase loses, delays, duplicates and reorders messages, partitions
  * the network (symmetric and one-way), crashes and restarts nodes (leaders included, and in the
- * middle of handling a Ready), proposes at random nodes and compacts at random points. The quiet
- * phase heals everything and measures liveness: a leader must emerge and a fresh proposal must be
- * applied on every node within bounded ticks. Safety is checked after every step of both phases.
+ * middle of handling a Ready), makes some persists take ticks while the node keeps taking messages
+ * and ticks (as a disk write does in production, through the same ReadyDriver), proposes at random
+ * nodes and compacts at random points. The quiet phase heals everything and measures liveness: a
+ * leader must emerge and a fresh proposal must be applied on every node within bounded ticks. Safety is checked after every step of both phases.
  */
-import { handleReady, RaftCore, RaftInvariantError } from '../raft/index.ts';
-import type { Entry, Message, NodeId, RaftConfig, Snapshot } from '../raft/index.ts';
+import { RaftCore, RaftInvariantError, ReadyDriver } from '../raft/index.ts';
+import type { Entry, Message, NodeId, RaftConfig, Ready, Snapshot } from '../raft/index.ts';
 import { chainDigest, SafetyChecker } from './checker.ts';
 import { SimulationFailure } from './failure.ts';
 import { SeededRandom } from './random.ts';
@@ -59,6 +60,12 @@ export interface Scenario {
   proposalRate: number;
   compactRate: number;
   readyEagerRate: number;
+  /** The share of persists that finish only after 1..persistTicksMax ticks (a slow disk). */
+  persistSlowRate: number;
+  persistTicksMax: number;
+  /** The share of slow persists that stall for up to persistStallTicksMax ticks (an fsync stall). */
+  persistStallRate: number;
+  persistStallTicksMax: number;
 }
 
 export interface SimResult {
@@ -82,6 +89,11 @@ export interface SimStats {
   committedMax: number;
   snapshotsInstalled: number;
   compactions: number;
+  /** Persists that took ticks; inputs (messages, ticks, proposals) a core took while one was awaited. */
+  persistsSlow: number;
+  inputsWhilePersisting: number;
+  /** Readys whose entries were overwritten while being persisted (the core's truncation path). */
+  overwrittenWhilePersisting: number;
 }
 
 function drawScenario(random: SeededRandom): Scenario {
@@ -104,6 +116,11 @@ function drawScenario(random: SeededRandom): Scenario {
     proposalRate: 0.05 + random.next() * 0.4,
     compactRate: random.next() * 0.05,
     readyEagerRate: 0.3 + random.next() * 0.7,
+    // Drawn last, so the fields above keep the values they had before persists could be slow.
+    persistSlowRate: random.chance(0.2) ? 0 : random.next() * 0.5,
+    persistTicksMax: random.int(1, 3),
+    persistStallRate: random.next() * 0.2,
+    persistStallTicksMax: random.int(10, 60),
   };
 }
 
@@ -137,11 +154,23 @@ const snapshotBytes = 12;
 /** Thrown by a Ready effect to model a crash at that point of handling a Ready. */
 class CrashSignal extends Error {}
 
+/** A slow persist in flight: the write lands at `dueTick`, then the driver's handleNext continues. */
+interface PersistWait {
+  ready: Ready;
+  dueTick: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  handling: Promise<Ready | null> | null;
+}
+
 class SimNode {
   readonly id: NodeId;
   readonly voter: boolean;
   readonly storage: SimStorage;
   core: RaftCore | null = null;
+  /** Drives `core`; replaced with it on every restart. */
+  driver: ReadyDriver | null = null;
+  persistWait: PersistWait | null = null;
   incarnation = 0;
   /** The application: how far it applied, and the digest of everything applied. */
   appliedIndex = 0;
@@ -203,6 +232,9 @@ export class Simulation {
     committedMax: 0,
     snapshotsInstalled: 0,
     compactions: 0,
+    persistsSlow: 0,
+    inputsWhilePersisting: 0,
+    overwrittenWhilePersisting: 0,
   };
   #lossRate: number;
   #duplicateRate: number;
@@ -223,7 +255,7 @@ export class Simulation {
     this.#delayTicksMax = this.scenario.delayTicksMax;
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     let safety: string | null = null;
     let liveness: string | null = null;
     let ticksToLeader: number | null = null;
@@ -231,10 +263,10 @@ export class Simulation {
     try {
       for (const node of this.#nodes) this.#start(node);
       for (; this.#tick < this.options.faultTicks; this.#tick += 1) {
-        this.#injectFaults();
-        this.#runTick();
+        await this.#injectFaults();
+        await this.#runTick();
       }
-      const quiet = this.#runQuietPhase();
+      const quiet = await this.#runQuietPhase();
       ticksToLeader = quiet.ticksToLeader;
       ticksToCommit = quiet.ticksToCommit;
     } catch (error) {
@@ -243,6 +275,7 @@ export class Simulation {
       else safety = message;
       this.#log(`FAILED: ${message}`);
     }
+    for (const node of this.#upNodes()) this.#countOverwrites(node);
     this.stats.leadersElected = this.#checker.leadersElected;
     this.stats.committedMax = this.#checker.committedMax;
     return {
@@ -268,27 +301,28 @@ export class Simulation {
   // ---------------------------------------------------------------------------------------------
   // Phases.
 
-  #runTick(): void {
-    this.#runClients();
-    this.#deliverDue();
+  async #runTick(): Promise<void> {
+    await this.#completePersists();
+    await this.#runClients();
+    await this.#deliverDue();
     for (const node of this.#random.shuffle(this.#upNodes())) {
       node.core!.tick();
-      this.#afterInput(node, false);
+      await this.#afterInput(node, false);
     }
-    for (const node of this.#random.shuffle(this.#upNodes())) this.#drainReady(node);
+    for (const node of this.#random.shuffle(this.#upNodes())) await this.#drainReady(node);
     if (!this.#healed) this.#maybeCompact();
     if (this.#tick % 16 === 0) this.#checkAllLogs();
   }
 
-  #runQuietPhase(): { ticksToLeader: number; ticksToCommit: number } {
+  async #runQuietPhase(): Promise<{ ticksToLeader: number; ticksToCommit: number }> {
     const healTick = this.#tick;
-    this.#heal();
+    await this.#heal();
     let leaderTick: number | null = null;
     const marker = new TextEncoder().encode(`live-${this.seed}`);
     let markerIndex: number | null = null;
     let deadline = Number.POSITIVE_INFINITY;
     for (; ; this.#tick += 1) {
-      this.#runTick();
+      await this.#runTick();
       const leader = this.#stableLeader();
       if (leaderTick === null) {
         if (leader !== null) {
@@ -309,7 +343,7 @@ export class Simulation {
             markerIndex = result.index;
             this.#log(`quiet: proposed the liveness marker at ${markerIndex} on ${leader.id}`);
           }
-          this.#drainReady(leader);
+          await this.#drainReady(leader);
         }
       }
       if (markerIndex !== null && this.#markerAppliedEverywhere(markerIndex, marker)) {
@@ -352,14 +386,14 @@ export class Simulation {
     return this.#nodes.every((node) => node.up && node.appliedIndex >= markerIndex);
   }
 
-  #heal(): void {
+  async #heal(): Promise<void> {
     this.#healed = true;
     this.#blocked.clear();
     this.#lossRate = 0;
     this.#duplicateRate = 0;
     this.#delayTicksMax = Math.min(this.#delayTicksMax, 2);
     this.#clientQueue = [];
-    if (this.scenario.learner && this.#learnerIds.length === 0) this.#setLearners(['l1']);
+    if (this.scenario.learner && this.#learnerIds.length === 0) await this.#setLearners(['l1']);
     for (const node of this.#nodes) if (!node.up) this.#start(node);
     this.#log('heal: network repaired, every node up, faults stopped');
   }
@@ -367,7 +401,7 @@ export class Simulation {
   // ---------------------------------------------------------------------------------------------
   // Faults.
 
-  #injectFaults(): void {
+  async #injectFaults(): Promise<void> {
     const random = this.#random;
     const scenario = this.scenario;
     if (random.chance(scenario.partitionRate)) this.#changePartition();
@@ -378,7 +412,7 @@ export class Simulation {
     // Leaders are the most interesting node to lose.
     const leader = this.#nodes.find((node) => node.core?.role === 'leader');
     if (leader !== undefined && random.chance(scenario.crashRate / 2)) this.#crash(leader, 'crash the leader');
-    if (scenario.learner && random.chance(0.003)) this.#setLearners(this.#learnerIds.length === 0 ? ['l1'] : []);
+    if (scenario.learner && random.chance(0.003)) await this.#setLearners(this.#learnerIds.length === 0 ? ['l1'] : []);
     if (random.chance(scenario.proposalRate)) {
       this.#clientSequence += 1;
       const data = new TextEncoder().encode(`c${this.#clientSequence}`);
@@ -419,7 +453,11 @@ export class Simulation {
 
   #crash(node: SimNode, why: string): void {
     this.#log(`${why}: ${node.id} (role ${node.core?.role}, term ${node.core?.term}, commit ${node.core?.commitIndex})`);
+    this.#countOverwrites(node);
     node.core = null;
+    // A write still in flight is lost with the node; its handleNext never resumes.
+    node.driver = null;
+    node.persistWait = null;
     this.stats.crashes += 1;
   }
 
@@ -440,6 +478,14 @@ export class Simulation {
     };
     const core = new RaftCore(config, persisted);
     node.core = core;
+    node.driver = new ReadyDriver(core, {
+      persist: (ready) => this.#persist(node, ready),
+      send: (messages) => {
+        this.#send(node, messages);
+        if (!this.#healed && this.#random.chance(this.scenario.crashMidReadyRate)) throw new CrashSignal('after send, before apply');
+      },
+      apply: (snapshot, entries) => this.#apply(node, snapshot, entries),
+    });
     // The application state is volatile: rebuild it from the persisted snapshot.
     const snapshot = persisted.snapshot;
     if (snapshot === null) {
@@ -455,26 +501,26 @@ export class Simulation {
     this.#checkNode(node);
   }
 
-  #setLearners(ids: NodeId[]): void {
+  async #setLearners(ids: NodeId[]): Promise<void> {
     this.#learnerIds = ids;
     this.#log(`learners: [${ids.join(',')}]`);
     for (const node of this.#upNodes()) {
       node.core!.setLearners(ids);
-      this.#afterInput(node, false);
+      await this.#afterInput(node, false);
     }
   }
 
   // ---------------------------------------------------------------------------------------------
   // Clients and the application.
 
-  #runClients(): void {
+  async #runClients(): Promise<void> {
     const due = this.#clientQueue.filter((request) => request.dueTick <= this.#tick);
     if (due.length === 0) return;
     this.#clientQueue = this.#clientQueue.filter((request) => request.dueTick > this.#tick);
-    for (const request of due) this.#propose(request);
+    for (const request of due) await this.#propose(request);
   }
 
-  #propose(request: ClientRequest): void {
+  async #propose(request: ClientRequest): Promise<void> {
     const random = this.#random;
     const node = request.target === null ? undefined : this.#byId.get(request.target);
     const retry = (target: NodeId | null, delay: number): void => {
@@ -489,7 +535,7 @@ export class Simulation {
     if (result.ok) {
       this.stats.proposalsAccepted += 1;
       this.#log(`propose ${new TextDecoder().decode(request.data)} on ${node.id}: index ${result.index} term ${result.term}`);
-      this.#afterInput(node, true);
+      await this.#afterInput(node, true);
     } else if (result.error.code === 'not-leader') {
       // The wrapper forwards to the named leader; with none known, the client tries elsewhere.
       retry(result.error.leader ?? random.pick(this.#nodes).id, random.int(1, result.error.leader === null ? 5 : 2));
@@ -501,6 +547,8 @@ export class Simulation {
   #maybeCompact(): void {
     for (const node of this.#upNodes()) {
       const core = node.core!;
+      // Production compacts between Readys, never while one is being persisted; so does the simulation.
+      if (node.driver!.holdingReady) continue;
       if (!this.#random.chance(this.scenario.compactRate) || core.appliedIndex <= core.snapshotIndex) continue;
       if (node.appliedIndex !== core.appliedIndex) this.#checker.fail(`${node.id}: the application applied ${node.appliedIndex} but the core says ${core.appliedIndex}`);
       const snapshot = core.compact(node.appliedIndex, encodeSnapshot(node.appliedIndex, node.digest));
@@ -554,7 +602,7 @@ export class Simulation {
     }
   }
 
-  #deliverDue(): void {
+  async #deliverDue(): Promise<void> {
     const bucket = this.#inFlight.get(this.#tick);
     if (bucket === undefined) return;
     this.#inFlight.delete(this.#tick);
@@ -568,7 +616,7 @@ export class Simulation {
       this.stats.messagesDelivered += 1;
       if (this.options.traceMessages) this.#log(`deliver ${describeMessage(message)}`);
       target.core!.step(message);
-      this.#afterInput(target, false);
+      await this.#afterInput(target, false);
     }
   }
 
@@ -576,37 +624,80 @@ export class Simulation {
   // Driving the cores.
 
   /** After an input, either handle the node's Ready now or leave it for later (a crash may lose it). */
-  #afterInput(node: SimNode, eager: boolean): void {
+  async #afterInput(node: SimNode, eager: boolean): Promise<void> {
     this.#checkNode(node);
-    if (eager || this.#random.chance(this.scenario.readyEagerRate)) this.#drainReady(node);
+    if (node.persistWait !== null) this.stats.inputsWhilePersisting += 1;
+    if (eager || this.#random.chance(this.scenario.readyEagerRate)) await this.#drainReady(node);
   }
 
-  #drainReady(node: SimNode): void {
-    for (let round = 0; round < 4 && node.core !== null; round += 1) {
-      const core = node.core;
-      let crashed = false;
-      try {
-        const handled = handleReady(core, {
-          persist: (ready) => {
-            node.storage.persist(ready);
-            if (ready.softState !== null) this.#log(`${node.id}: ${ready.softState.role}, leader ${ready.softState.leader ?? '-'}, term ${core.term}`);
-            if (!this.#healed && this.#random.chance(this.scenario.crashMidReadyRate)) throw new CrashSignal('after persist, before send');
-          },
-          send: (messages) => {
-            this.#send(node, messages);
-            if (!this.#healed && this.#random.chance(this.scenario.crashMidReadyRate)) throw new CrashSignal('after send, before apply');
-          },
-          apply: (snapshot, entries) => this.#apply(node, snapshot, entries),
-        });
-        if (!handled) return;
-      } catch (error) {
-        if (!(error instanceof CrashSignal)) throw error;
-        crashed = true;
-        this.#crash(node, `crash ${error.message}`);
+  /** Handles up to 4 Readys, stopping at a slow persist (its completion resumes the draining). */
+  async #drainReady(node: SimNode): Promise<void> {
+    for (let round = 0; round < 4; round += 1) {
+      const driver = node.driver;
+      if (driver === null || node.persistWait !== null) return;
+      const handling = driver.handleNext();
+      if (node.persistWait !== null) {
+        // The persist effect ran synchronously inside handleNext and chose to be slow.
+        (node.persistWait as PersistWait).handling = handling;
+        return;
       }
-      if (crashed) return;
-      this.#checkNode(node);
+      if (!(await this.#settle(node, handling))) return;
     }
+  }
+
+  /** Step 1 of a Ready: write it now, or (sometimes, before the heal) only after a few ticks. */
+  #persist(node: SimNode, ready: Ready): void | Promise<void> {
+    if (this.#healed || !this.#random.chance(this.scenario.persistSlowRate)) {
+      this.#write(node, ready);
+      return;
+    }
+    this.stats.persistsSlow += 1;
+    const stall = this.#random.chance(this.scenario.persistStallRate);
+    const dueTick = this.#tick + this.#random.int(1, stall ? this.scenario.persistStallTicksMax : this.scenario.persistTicksMax);
+    this.#log(`${node.id}: persisting ${ready.entries.length} entries until tick ${dueTick}`);
+    return new Promise<void>((resolve, reject) => {
+      node.persistWait = { ready, dueTick, resolve, reject, handling: null };
+    });
+  }
+
+  #write(node: SimNode, ready: Ready): void {
+    node.storage.persist(ready);
+    if (ready.softState !== null) this.#log(`${node.id}: ${ready.softState.role}, leader ${ready.softState.leader ?? '-'}, term ${node.core!.term}`);
+    if (!this.#healed && this.#random.chance(this.scenario.crashMidReadyRate)) throw new CrashSignal('after persist, before send');
+  }
+
+  /** Lands every slow write due by now, lets its handleNext finish, and drains what came meanwhile. */
+  async #completePersists(): Promise<void> {
+    const due = this.#nodes.filter((node) => node.persistWait !== null && node.persistWait.dueTick <= this.#tick);
+    for (const node of this.#random.shuffle(due)) {
+      const wait = node.persistWait;
+      if (wait === null) continue;
+      node.persistWait = null;
+      try {
+        this.#write(node, wait.ready);
+        wait.resolve();
+      } catch (error) {
+        wait.reject(error);
+      }
+      if (await this.#settle(node, wait.handling!)) await this.#drainReady(node);
+    }
+  }
+
+  /** Awaits one handleNext; returns true if it handled a Ready and the node is still up. */
+  async #settle(node: SimNode, handling: Promise<Ready | null>): Promise<boolean> {
+    try {
+      if ((await handling) === null) return false;
+    } catch (error) {
+      if (!(error instanceof CrashSignal)) throw error;
+      this.#crash(node, `crash ${error.message}`);
+      return false;
+    }
+    this.#checkNode(node);
+    return true;
+  }
+
+  #countOverwrites(node: SimNode): void {
+    if (node.core !== null) this.stats.overwrittenWhilePersisting += node.core.status().overwrittenWhilePersisting;
   }
 
   #upNodes(): SimNode[] {
@@ -666,6 +757,6 @@ export function describeMessage(message: Message): string {
   }
 }
 
-export function runSeed(seed: number, options: Partial<SimOptions> = {}): SimResult {
+export function runSeed(seed: number, options: Partial<SimOptions> = {}): Promise<SimResult> {
   return new Simulation(seed, options).run();
 }
