@@ -619,7 +619,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     connection.uploadStarting = true;
     let session: UploadSession;
     try {
-      session = await jobs!.startUpload({ fileName: message.fileName, mode: message.mode, chunkSize: message.chunkSize, size: message.size, codec: message.codec, format: message.format });
+      session = await jobs!.startUpload({ fileName: message.fileName, mode: message.mode, chunkSize: message.chunkSize, size: message.size, codec: message.codec, format: message.format, image: message.image });
     } catch (error) {
       uploadsActive--;
       throw error;

@@ -16,7 +16,7 @@ import { createHost, type HostWithStats, type Member } from '../cluster/host/ind
 import { createReplicatedState, type ReplicatedState } from '../cluster/replicated.ts';
 import type { NodeConfig } from '../config/index.ts';
 import { createGateway, type Gateway } from '../gateway/index.ts';
-import { createCodecPool, format, type CodecPool } from '../codec/index.ts';
+import { createCodecPool, createImagePool, format, type CodecPool, type ImagePool } from '../codec/index.ts';
 
 const chunkBytesMax = format.chunkBytesMax;
 import { createJobService, type RunningJobService } from '../jobs/index.ts';
@@ -96,6 +96,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   let gateway: Gateway | undefined;
   let jobs: RunningJobService | undefined;
   let pool: CodecPool | undefined;
+  let imagePoolThreads: ImagePool | undefined;
+  // Image threads (libvips, oxipng) start with the first image this node codes: most nodes never see one.
+  const imagePool = () => (imagePoolThreads ??= createImagePool({ threads: config.workers }));
   let blobs: BlobStore | undefined;
   try {
     blobs = await createBlobStore(config.blobStore, { folder: { fsync: process.env.DCAS_BLOB_FSYNC !== "0" } });
@@ -119,7 +122,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       },
     });
     const replicated = state;
-    const jobService = createJobService({ node: config.name, state: replicated, blobs, space, pool, config: config.jobs, logger, members: () => host.members(), peers: host });
+    const jobService = createJobService({ node: config.name, state: replicated, blobs, space, pool, imagePool, config: config.jobs, logger, members: () => host.members(), peers: host });
     jobs = jobService;
     host.setStatusProvider(() => {
       const status = replicated.status();
@@ -190,6 +193,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
         await started.state.stop();
         await host.stop();
         await pool?.close();
+        await imagePoolThreads?.close();
         await blobs?.close();
         await db.close();
         logger.info('node stopped');
@@ -201,6 +205,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
     await jobs?.stop().catch(() => {});
     await state?.stop().catch(() => {});
     await pool?.close().catch(() => {});
+    await imagePoolThreads?.close().catch(() => {});
     await blobs?.close().catch(() => {});
     await host.stop().catch(() => {});
     await db.close().catch(() => {});
