@@ -23,3 +23,4 @@ export {
 } from './client.ts';
 export { DcasClientError, type ClientErrorCode } from './errors.ts';
 export type { JobMode, JobState, JobView } from '../jobs/types.ts';
+export { batchTar, downloadImage, listBatch, uploadImages, type BatchFile, type ImageBatchOptions } from './images.ts';
