@@ -142,17 +142,25 @@ function failureOf(job: JobView): CliError {
   return new CliError(`job ${job.id} failed: ${job.error ?? 'no reason recorded'}`);
 }
 
+/** An images job's line: its options and what became of its images so far. */
+function imageLine(image: NonNullable<JobView['image']>): string {
+  const options = `${escapeForTerminal(image.mode)}${image.quality === null ? '' : ` ${escapeForTerminal(image.quality)}`}${image.strip ? '' : ', metadata kept'}`;
+  const output = image.outputBytes === null ? '' : `, ${sizeText(image.outputBytes)} of images`;
+  return `images    ${options}: ${image.imagesDone} coded, ${image.imagesKept} kept as they were, ${image.imagesFailed} not images${output}`;
+}
+
 function printJob(job: JobView): void {
   const lines = [
     `job       ${job.id}  ${job.state}  (${job.mode})`,
     `file      ${escapeForTerminal(job.fileName)}${job.mime ? `  (${escapeForTerminal(job.mime)})` : ''}`,
     `sizes     original ${sizeText(job.originalSize)}, compressed ${sizeText(job.compressedSize)}, ratio ${ratioText(job)}`,
     `codec     ${codecText(job)}, format ${job.format}`,
-    `chunks    ${job.chunksDone}/${job.chunks} of ${formatBytes(job.chunkSize)}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${escapeForTerminal(node)}: ${count}`).join(', ')})` : ''}`,
+    `chunks    ${job.chunksDone}/${job.chunks} ${job.mode === 'images' ? 'images' : `of ${formatBytes(job.chunkSize)}`}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${escapeForTerminal(node)}: ${count}`).join(', ')})` : ''}`,
     `sha256    ${job.sha256 ?? '-'}`,
     `gateway   ${escapeForTerminal(job.gateway)}`,
   ];
   if (job.lines !== null && job.words !== null) lines.push(`text      ${job.lines} lines, ${job.words} words`);
+  if (job.image !== undefined) lines.push(imageLine(job.image));
   const phases = Object.entries(job.phases).filter(([, seconds]) => seconds !== null);
   if (phases.length > 0) lines.push(`seconds   ${phases.map(([phase, seconds]) => `${phase.replace('Seconds', '')} ${(seconds as number).toFixed(2)}`).join(', ')}`);
   if (job.error !== null) lines.push(`error     ${escapeForTerminal(job.error)}`);
