@@ -138,7 +138,7 @@ export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView 
   };
   const completed = job.state === 'completed';
   const chunkCount = job.chunks ?? chunks.length;
-  const uploaded = job.state === 'uploading' ? chunks.reduce((sum, chunk) => sum + chunk.inputBytes, 0) : job.mode === 'compress' ? (job.originalSize ?? 0) : (job.compressedSize ?? 0);
+  const uploaded = job.state === 'uploading' ? chunks.reduce((sum, chunk) => sum + chunk.inputBytes, 0) : job.mode === 'decompress' ? (job.compressedSize ?? 0) : (job.originalSize ?? 0);
   return {
     id: job.id,
     state: job.state,

@@ -183,7 +183,10 @@ export function createWorker(options: WorkerOptions): Worker {
     const { mode } = job;
     const coding = codingOf(job);
     const input = await blobs.get(chunk.input);
-    if (mode === 'images' && job.image !== undefined) return codeImage(chunk, input, job.image);
+    if (mode === 'images') {
+      if (job.image === undefined) throw new Error(`images job ${job.id} has no image options recorded`);
+      return codeImage(chunk, input, job.image);
+    }
     if (mode === 'compress') return compress(input, coding);
     // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
     const codecId = coding.choice.codec.id;
