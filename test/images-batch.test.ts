@@ -162,6 +162,10 @@ test('dcas upload --image png-lossy --quality 60-80 of two files, --wait: comple
   assert.is(job.state, 'completed');
   assert.is(job.image?.quality, '60-80');
   assert.equal(job.image?.images.map((image) => image.name), ['a.png', 'b.png']);
+  const status = await runDcas(['status', job.id, ...connection], cli);
+  assert.is(status.code, 0, status.stderr);
+  assert.match(status.stdout, /chunks {4}2\/2 images/);
+  assert.match(status.stdout, /images {4}png-lossy 60-80: 2 coded, \d kept as they were, 0 not images, /);
   const downloaded = await runDcas(['download', job.id, '--image', 'b.png', '-o', 'b-small.png', ...connection], cli);
   assert.is(downloaded.code, 0, downloaded.stderr);
   const small = await readFile(join(cli, 'b-small.png'));
