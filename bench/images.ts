@@ -11,6 +11,7 @@
  * total, PASS or FAIL with the figures.
  *
  *   npm run bench:images -- [--dir DIR] [--seed N] [--count N] [--threads N] [--json]
+ *   npm run bench:images -- --cluster [--count N]   (only the cluster part: one node against three)
  */
 
 import { spawn } from 'node:child_process';
@@ -21,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createImagePool, type ImageOptions } from '../node/codec/index.ts';
 import { corpusCountDefault, generateImageCorpus, type CorpusImage } from './images-corpus.ts';
+import { benchImagesCluster } from './images-cluster.ts';
 
 export interface ImageBenchRow {
   name: string;
@@ -163,7 +165,9 @@ const usageText = `usage: npm run bench:images -- [--dir DIR] [--seed N] [--coun
   --seed N      corpus seed (default 1)
   --count N     images in the corpus (default ${corpusCountDefault}, at least 8)
   --threads N   images coded at once, by our threads and by peer processes alike (default: cores)
-  --json        print one JSON document instead of the table`;
+  --json        print one JSON document instead of the table
+  --cluster     only the cluster part: the corpus as one png-lossy 60-80 images job on a local
+                1-node and then 3-node cluster (dcas cluster up): images/s, ratio, images per node`;
 
 function usage(message: string): never {
   process.stderr.write(`bench images: ${message}\n${usageText}\n`);
@@ -171,10 +175,10 @@ function usage(message: string): never {
 }
 
 async function main(): Promise<void> {
-  let values: { dir?: string; seed?: string; count?: string; threads?: string; json?: boolean; help?: boolean };
+  let values: { dir?: string; seed?: string; count?: string; threads?: string; json?: boolean; cluster?: boolean; help?: boolean };
   try {
     ({ values } = parseArgs({
-      options: { dir: { type: 'string' }, seed: { type: 'string' }, count: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { dir: { type: 'string' }, seed: { type: 'string' }, count: { type: 'string' }, threads: { type: 'string' }, json: { type: 'boolean' }, cluster: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (error) {
     usage((error as Error).message);
@@ -190,6 +194,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(count) || count < 8) usage(`--count: expected an integer of at least 8, got ${values.count}`);
   if (!Number.isInteger(threads) || threads < 1 || threads > 256) usage(`--threads: expected an integer 1 to 256, got ${values.threads}`);
   const json = values.json === true;
+  if (values.cluster === true) return mainCluster({ dir: values.dir, seed, count, json });
   let result: ImageBenchResult;
   try {
     result = await benchImages({ dir: values.dir, seed, count, threads, log: (line) => (json ? undefined : process.stdout.write(`${line}\n`)) });
@@ -200,6 +205,19 @@ async function main(): Promise<void> {
   if (json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   else process.stdout.write(`${formatChecks(result.checks).join('\n')}\n`);
   process.exitCode = result.checks.every((entry) => entry.pass) ? 0 : 1;
+}
+
+async function mainCluster(options: { dir?: string; seed: number; count: number; json: boolean }): Promise<void> {
+  const log = (line: string) => (options.json ? undefined : process.stdout.write(`${line}\n`));
+  try {
+    const corpus = await generateImageCorpus({ dir: options.dir, seed: options.seed, count: options.count });
+    log(`${corpus.length} images as one images job, png-lossy 60-80, one node against three`);
+    const rows = await benchImagesCluster({ corpus, mode: 'png-lossy', quality: '60-80', log });
+    if (options.json) process.stdout.write(`${JSON.stringify({ corpus: { images: corpus.length, seed: options.seed }, rows }, null, 2)}\n`);
+  } catch (error) {
+    process.stderr.write(`bench images: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) await main();

@@ -4,11 +4,12 @@
  * from --token or DCAS_TOKEN. A job that ends failed is exit 1 for `upload --wait` and
  * `status --watch`; a plain `status` of a failed job is a successful report (exit 0).
  */
+import { existsSync } from 'node:fs';
 import cliProgress, { SingleBar, type Options, type Params } from 'cli-progress';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { choiceName, codecByName, format, huffmanChoice, type CodecChoice, type OutputFormat } from '../codec/index.ts';
-import { connect, DcasClientError, followJob, terminalStates, type ConnectOptions, type DcasClient, type JobView, type RetryNotice } from '../client/index.ts';
+import { choiceName, codecByName, format, huffmanChoice, ImageError, imageModes, parseImageQuality, type CodecChoice, type ImageMode, type OutputFormat } from '../codec/index.ts';
+import { connect, DcasClientError, downloadImage, followJob, terminalStates, uploadImages, type ConnectOptions, type DcasClient, type JobView, type RetryNotice } from '../client/index.ts';
 import { defaultServer, serverUrl } from './cluster-commands.ts';
 import { tokenFor, trustCertificateAuthority } from './local-tokens.ts';
 import { codecOption, formatOption, levelOption, parseSize } from './codec-commands.ts';
@@ -194,17 +195,25 @@ function failureOf(job: JobView): CliError {
   return new CliError(`job ${job.id} failed: ${job.error ?? 'no reason recorded'}`);
 }
 
+/** An images job's line: its options and what became of its images so far. */
+function imageLine(image: NonNullable<JobView['image']>): string {
+  const options = `${escapeForTerminal(image.mode)}${image.quality === null ? '' : ` ${escapeForTerminal(image.quality)}`}${image.strip ? '' : ', metadata kept'}`;
+  const output = image.outputBytes === null ? '' : `, ${sizeText(image.outputBytes)} of images`;
+  return `images    ${options}: ${image.imagesDone} coded, ${image.imagesKept} kept as they were, ${image.imagesFailed} not images${output}`;
+}
+
 function printJob(job: JobView): void {
   const lines = [
     `job       ${job.id}  ${job.state}  (${job.mode})`,
     `file      ${escapeForTerminal(job.fileName)}${job.mime ? `  (${escapeForTerminal(job.mime)})` : ''}`,
     `sizes     original ${sizeText(job.originalSize)}, compressed ${sizeText(job.compressedSize)}, ratio ${ratioText(job)}`,
     `codec     ${codecText(job)}, format ${job.format}`,
-    `chunks    ${job.chunksDone}/${job.chunks} of ${formatBytes(job.chunkSize)}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${escapeForTerminal(node)}: ${count}`).join(', ')})` : ''}`,
+    `chunks    ${job.chunksDone}/${job.chunks} ${job.mode === 'images' ? 'images' : `of ${formatBytes(job.chunkSize)}`}${Object.keys(job.chunkNodes).length > 0 ? `  (${Object.entries(job.chunkNodes).map(([node, count]) => `${escapeForTerminal(node)}: ${count}`).join(', ')})` : ''}`,
     `sha256    ${job.sha256 ?? '-'}`,
     `gateway   ${escapeForTerminal(job.gateway)}`,
   ];
   if (job.lines !== null && job.words !== null) lines.push(`text      ${job.lines} lines, ${job.words} words`);
+  if (job.image !== undefined) lines.push(imageLine(job.image));
   const phases = Object.entries(job.phases).filter(([, seconds]) => seconds !== null);
   if (phases.length > 0) lines.push(`seconds   ${phases.map(([phase, seconds]) => `${phase.replace('Seconds', '')} ${(seconds as number).toFixed(2)}`).join(', ')}`);
   if (job.error !== null) lines.push(`error     ${escapeForTerminal(job.error)}`);
@@ -239,9 +248,51 @@ interface UploadCommandOptions extends ConnectionOptions {
   codec?: CodecChoice;
   format?: OutputFormat;
   level?: number;
+  image?: ImageMode;
+  quality?: string;
+  keepMetadata?: boolean;
 }
 
-async function upload(file: string, options: UploadCommandOptions): Promise<void> {
+/** `--image MODE`: the upload is a batch of images (files and folders), one images job. */
+function checkImageUpload(files: string[], options: UploadCommandOptions): void {
+  if (options.image === undefined) {
+    if (options.quality !== undefined || options.keepMetadata) throw new CliError('--quality and --keep-metadata go with --image MODE', exitUsage);
+    if (files.length !== 1) throw new CliError(`upload takes one file (got ${files.length}); many files or a folder are a batch of images: add --image MODE`, exitUsage);
+    return;
+  }
+  if (options.decompress || options.chunkSize !== undefined || options.codec !== undefined || options.format !== undefined || options.level !== undefined) {
+    throw new CliError('--image does not go with --decompress, --chunk-size, --codec, --format or levels: each image is coded by its image mode', exitUsage);
+  }
+}
+
+async function uploadImageBatch(files: string[], options: UploadCommandOptions & { image: ImageMode }): Promise<void> {
+  await withClient(options, async (client, connection) => {
+    let bar: ProgressBar | undefined;
+    let job: JobView;
+    try {
+      job = await uploadImages(client, files, {
+        mode: options.image,
+        quality: options.quality,
+        strip: !options.keepMetadata,
+        onProgress: ({ bytes }) => {
+          bar ??= progressBar('upload', 0, options);
+          bar.update(bytes);
+        },
+      });
+    } catch (error) {
+      if (error instanceof DcasClientError && error.code === 'BAD_ARGUMENT') throw new CliError(error.message, exitUsage);
+      throw error;
+    } finally {
+      bar?.stop();
+    }
+    await reportUpload(client, connection, job, options);
+  });
+}
+
+async function upload(files: string[], options: UploadCommandOptions): Promise<void> {
+  checkImageUpload(files, options);
+  if (options.image !== undefined) return uploadImageBatch(files, { ...options, image: options.image });
+  const file = files[0];
   if (options.decompress && options.chunkSize !== undefined) throw new CliError('--chunk-size does not apply with --decompress (the .dcz says its chunk size)', exitUsage);
   if (options.decompress && (options.codec !== undefined || options.format !== undefined || options.level !== undefined)) throw new CliError('--codec, --format and levels do not apply with --decompress (the .dcz says its codec)', exitUsage);
   const coding = resolveCodecFormat(options.format, options.codec, options.level);
@@ -265,19 +316,25 @@ async function upload(file: string, options: UploadCommandOptions): Promise<void
       waiting.clear();
       bar?.stop();
     }
-    if (!options.wait) {
-      if (options.json) printJson(job);
-      else process.stdout.write(`${job.id}\n`);
-      return;
-    }
-    if (!options.json) process.stdout.write(`${job.id}\n`);
-    const final = await follow(client, connection, job.id, options);
-    if (options.json) printJson(final);
-    if (final.state !== 'completed') throw failureOf(final);
-    if (!options.json && process.stderr.isTTY) {
-      process.stderr.write(`job ${final.id} completed: ${sizeText(final.originalSize)} -> ${sizeText(final.compressedSize)} (ratio ${ratioText(final)}), ${final.chunks} chunks\n`);
-    }
+    await reportUpload(client, connection, job, options);
   }, waiting);
+}
+
+/** Prints an uploaded job's id, or with --wait follows it to its end (exit 1 unless it completed). */
+async function reportUpload(client: DcasClient, connection: ConnectOptions, job: JobView, options: UploadCommandOptions): Promise<void> {
+  if (!options.wait) {
+    if (options.json) printJson(job);
+    else process.stdout.write(`${job.id}\n`);
+    return;
+  }
+  if (!options.json) process.stdout.write(`${job.id}\n`);
+  const final = await follow(client, connection, job.id, options);
+  if (options.json) printJson(final);
+  if (final.state !== 'completed') throw failureOf(final);
+  if (!options.json && process.stderr.isTTY) {
+    const what = final.image === undefined ? `${final.chunks} chunks` : `${final.chunks} images, ${final.image.imagesKept} kept as they were, ${final.image.imagesFailed} not images`;
+    process.stderr.write(`job ${final.id} completed: ${sizeText(final.originalSize)} -> ${sizeText(final.compressedSize)} (ratio ${ratioText(final)}), ${what}\n`);
+  }
 }
 
 async function status(jobId: string, options: ConnectionOptions & { watch?: boolean }): Promise<void> {
@@ -321,8 +378,21 @@ async function listJobs(options: ConnectionOptions & { limit?: number }): Promis
   });
 }
 
-async function download(jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }): Promise<void> {
+type DownloadCommandOptions = ConnectionOptions & { output: string; compressed?: boolean; force?: boolean; image?: string };
+
+/** `download JOB --image NAME -o FILE`: one image of an images job, read out of its archive. */
+async function downloadOneImage(jobId: string, name: string, options: DownloadCommandOptions): Promise<void> {
+  if (!options.force && existsSync(options.output)) throw new CliError(`${options.output} exists; use --force to replace it`, exitUsage);
+  await withClient(options, async (client) => {
+    const result = await downloadImage(client, jobId, name, options.output);
+    if (options.json) printJson({ jobId, image: name, output: result.path, bytes: result.bytes });
+    else process.stdout.write(`${result.path}: ${formatBytes(result.bytes)} (image ${escapeForTerminal(name)})\n`);
+  });
+}
+
+async function download(jobId: string, options: DownloadCommandOptions): Promise<void> {
   checkJobId(jobId);
+  if (options.image !== undefined) return downloadOneImage(jobId, options.image, options);
   await withClient(options, async (client) => {
     let bar: ProgressBar | undefined;
     let result;
@@ -353,15 +423,28 @@ async function remove(jobId: string, options: ConnectionOptions): Promise<void> 
   });
 }
 
+function parseQualityOption(text: string): string {
+  try {
+    parseImageQuality(text);
+    return text;
+  } catch (error) {
+    if (error instanceof ImageError) throw new CliError(`--quality: ${error.message}`, exitUsage);
+    throw error;
+  }
+}
+
 export function addJobCommands(program: Command): void {
-  withConnectionOptions(program.command('upload').argument('<file>', 'file to upload').description('upload a file to the cluster as a job and print its id'))
+  withConnectionOptions(program.command('upload').argument('<files...>', 'file to upload (with --image: image files and folders)').description('upload a file (or, with --image, a batch of images) to the cluster as a job and print its id'))
     .option('-w, --wait', 'follow the job live; exit 0 only if it completed')
     .option('-d, --decompress', 'the file is a .dcz: decode it back into the original')
     .addOption(new Option('--chunk-size <size>', `original bytes per chunk (${formatBytes(format.chunkBytesMin)}..${formatBytes(format.chunkBytesMax)}; default: the cluster's)`).argParser(parseChunkSize))
     .addOption(codecOption())
     .addOption(levelOption())
     .addOption(formatOption())
-    .action(async (file: string, options: UploadCommandOptions) => upload(file, options));
+    .addOption(new Option('--image <mode>', 'a batch of images, one job whose tasks are the images; the result is a tar').choices([...imageModes]))
+    .addOption(new Option('--quality <range>', 'with --image: quality MIN-MAX or MAX, 0 to 100 (png-lossy default 60-80, jpeg default 80)').argParser(parseQualityOption))
+    .option('--keep-metadata', 'with --image: keep metadata (EXIF, ICC profile, text chunks); default: stripped')
+    .action(async (files: string[], options: UploadCommandOptions) => upload(files, options));
 
   withConnectionOptions(program.command('status').argument('<job>', 'job id').description('show a job: state, sizes, chunks, SHA-256, timings'))
     .option('-w, --watch', 'follow the job live until it completed or failed (exit 1 if it failed)')
@@ -379,7 +462,8 @@ export function addJobCommands(program: Command): void {
     .requiredOption('-o, --output <file>', 'where to write it')
     .option('-c, --compressed', 'the compressed object as stored (.dcz, .zst, .gz, .xz or .bz2) instead of the original')
     .option('-f, --force', 'replace the output file if it exists')
-    .action(async (jobId: string, options: ConnectionOptions & { output: string; compressed?: boolean; force?: boolean }) => download(jobId, options));
+    .option('--image <name>', 'an images job: only this image of its archive (its name in the batch)')
+    .action(async (jobId: string, options: DownloadCommandOptions) => download(jobId, options));
 
   withConnectionOptions(program.command('rm').alias('delete').argument('<job>', 'job id').description('delete a job and its files from the cluster; a job still being coded is cancelled'))
     .action(async (jobId: string, options: ConnectionOptions) => remove(jobId, options));

@@ -76,6 +76,8 @@ export interface UploadOptions {
   codec?: string;
   /** dcz (default), zst, gz, xz or bz2 (mode "compress"). */
   format?: string;
+  /** Mode "images" (the source is a tar of images; see uploadImages): how each image is coded. */
+  image?: { mode: string; quality?: string; strip?: boolean };
   /** The size in bytes, if known; for a path it is read from the file. */
   size?: number;
   onProgress?: (progress: UploadProgress) => void;
@@ -543,7 +545,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     let accepted: UploadAcceptedMessage;
     try {
       accepted = await request<UploadAcceptedMessage>(
-        { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format },
+        { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format, image: uploadOptions.image },
         'upload-accepted',
         requestTimeoutMs,
         uploadOptions.onQueued,

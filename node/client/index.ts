@@ -24,3 +24,4 @@ export {
 export { DcasClientError, type ClientErrorCode } from './errors.ts';
 export { isRetryable, retryableCodes, retryDelayMs, withRetry, type RetryNotice, type RetryOptions } from './retry.ts';
 export type { JobMode, JobState, JobView } from '../jobs/types.ts';
+export { batchTar, downloadImage, listBatch, uploadImages, type BatchFile, type ImageBatchOptions } from './images.ts';

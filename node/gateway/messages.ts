@@ -22,12 +22,14 @@ const schemas = {
     type: z.literal('upload'),
     id: requestId,
     fileName,
-    mode: z.enum(['compress', 'decompress']),
+    mode: z.enum(['compress', 'decompress', 'images']),
     chunkSize: z.number().int().min(1).max(2 ** 30).optional(),
     size: byteCount.optional(),
     // Checked by the jobs room against the codec registry (its errors list the valid names).
     codec: z.string().max(40).optional(),
     format: z.string().max(40).optional(),
+    // Checked by the jobs room against the image modes and quality syntax.
+    image: z.strictObject({ mode: z.string().max(40), quality: z.string().max(20).optional(), strip: z.boolean().optional() }).optional(),
   }),
   'upload-end': z.object({ type: z.literal('upload-end'), id: requestId, jobId }),
   'upload-abort': z.object({ type: z.literal('upload-abort'), id: requestId, jobId, reason: z.string().max(200).optional() }),

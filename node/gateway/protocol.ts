@@ -86,6 +86,8 @@ export interface UploadMessage {
   codec?: string;
   /** dcz (default), zst, gz, xz or bz2 (mode "compress"); a standard format implies its codec. */
   format?: string;
+  /** Mode "images" (the upload is a tar of images): the image mode, quality range and metadata stripping. */
+  image?: { mode: string; quality?: string; strip?: boolean };
 }
 export interface UploadEndMessage {
   type: 'upload-end';

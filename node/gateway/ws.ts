@@ -651,7 +651,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     try {
       ticket = await admitUpload(connection, message);
       if (ticket === undefined) return;
-      session = await jobs!.startUpload({ fileName: message.fileName, mode: message.mode, chunkSize: message.chunkSize, size: message.size, codec: message.codec, format: message.format });
+      session = await jobs!.startUpload({ fileName: message.fileName, mode: message.mode, chunkSize: message.chunkSize, size: message.size, codec: message.codec, format: message.format, image: message.image });
     } catch (error) {
       ticket?.release();
       throw error;

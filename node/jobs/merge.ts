@@ -15,6 +15,7 @@ import { format, framingOf, joinTextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import { assertMergeable, completedJob, deleteChunkOps, mergeCleansUp, mergeFailedJob, mergeFailureCleansUp, mergingJob } from './core/index.ts';
 import { blobKeys, codingOf, readChunks, readJob, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
+import { tarEnd } from './tar.ts';
 
 export interface Merger {
   /** Merges a job whose chunks are all done; safe to call again after a crash or a leader change. */
@@ -107,6 +108,16 @@ export function createMerger(options: MergerOptions): Merger {
     return { size: info.size, output: blobKeys.dcz(job.id) };
   }
 
+  /** Images mode: each chunk's output is a whole tar entry, so the archive is the entries in order and an end marker. */
+  async function mergeImages(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<{ size: number; output: string }> {
+    const end = tarEnd();
+    await blobs.put(blobKeys.tail(job.id), end);
+    const expected = chunks.reduce((sum, chunk) => sum + chunk.outputBytes!, end.length);
+    const info = await blobs.compose([...chunks.map((chunk) => chunk.output!), blobKeys.tail(job.id)], blobKeys.dcz(job.id), { metadata: { job: job.id, fileName: job.fileName } });
+    if (info.size !== expected) throw new Error(`job ${job.id}: merged tar has ${info.size} bytes, expected ${expected}`);
+    return { size: info.size, output: blobKeys.dcz(job.id) };
+  }
+
   async function mergeDecompressed(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<{ size: number; output: string }> {
     const info = await blobs.compose(chunks.map((chunk) => chunk.output!), blobKeys.original(job.id), { metadata: { job: job.id, fileName: job.fileName } });
     if (info.size !== job.originalSize) throw new Error(`job ${job.id}: decoded ${info.size} bytes, the .dcz trailer says ${job.originalSize}`);
@@ -137,7 +148,8 @@ export function createMerger(options: MergerOptions): Merger {
       assertMergeable(merging, chunks);
       let result: { size: number; output: string };
       try {
-        result = merging.mode === 'compress' ? await mergeCompressed(merging, chunks) : await mergeDecompressed(merging, chunks);
+        const mergers = { compress: mergeCompressed, decompress: mergeDecompressed, images: mergeImages };
+        result = await mergers[merging.mode](merging, chunks);
       } catch (error) {
         const reason = permanentMergeFailure(jobId, error);
         if (reason === undefined) {

@@ -12,11 +12,11 @@
  * every node.
  */
 import type { ReplicatedState } from '../cluster/replicated.ts';
-import { choiceOf, codecByName, huffmanChoice, type CodecChoice, type OutputFormat, type TextCounts } from '../codec/index.ts';
+import { choiceOf, codecByName, huffmanChoice, type CodecChoice, type ImageMode, type ImageQuality, type OutputFormat, type TextCounts } from '../codec/index.ts';
 import type { StateOp, StateValue } from '../storage/state-store.ts';
 import { chunkCasCommand, chunksCreateCommand, jobCasCommand, jobCreateCommand, stampAt, type Command } from './core/index.ts';
 import { chunkPrefix, jobKey } from './core/keys.ts';
-import type { JobMode, JobState } from './types.ts';
+import type { ImageEntryView, JobMode, JobState } from './types.ts';
 
 export type ChunkState = 'pending' | 'assigned' | 'done' | 'dead';
 
@@ -50,6 +50,29 @@ export interface JobRecord {
   error: string | null;
   /** Seconds from the first chunk assigned to the last chunk done; set when completed. */
   processSeconds: number | null;
+  /** Mode "images": how each image is coded; absent for other modes. */
+  image?: ImageCoding;
+  /** Mode "images", once completed: each image's bytes in and out, in input order (its chunks fold into it). */
+  images?: ImageEntryView[];
+}
+
+/** How an images job codes each image (validated at upload). */
+export interface ImageCoding {
+  mode: ImageMode;
+  /** The quality range asked for; null: the mode's default. */
+  quality: ImageQuality | null;
+  strip: boolean;
+}
+
+/** What an image chunk knows of its image: its entry name, and once coded its output bytes and why it was kept. */
+export interface ImageChunkFacts {
+  name: string;
+  /** Bytes of the image in the output archive (not counting the tar header). */
+  outputBytes: number | null;
+  /** True when the input went into the archive as it was: it did not shrink, or it could not be coded (error). */
+  kept: boolean;
+  /** Why the image could not be coded ("CORRUPT_IMAGE: ..."); null when it was. */
+  error: string | null;
 }
 
 export interface ChunkRecord {
@@ -81,6 +104,8 @@ export interface ChunkRecord {
   /** ISO time of the first assignment and of completion, for phase times. */
   assignedAt: string | null;
   doneAt: string | null;
+  /** Mode "images": the image this chunk is (one task per image); absent for other modes. */
+  image?: ImageChunkFacts;
 }
 
 /** How a job's chunks are coded and merged. */

@@ -10,17 +10,18 @@ import type { Logger } from 'pino';
 import * as z from 'zod';
 import type { Member } from '../cluster/host/index.ts';
 import type { ReplicatedState } from '../cluster/replicated.ts';
-import { choiceOf, codecHuffmanId, CodecError, format, mapOrdered, suffixOf, type CodecPool } from '../codec/index.ts';
+import { choiceOf, codecHuffmanId, CodecError, format, mapOrdered, suffixOf, type CodecPool, type ImagePool } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { SpaceGuard } from '../storage/space.ts';
 import { createMerger } from './merge.ts';
 import { deleteJob } from './delete.ts';
+import { imageEntries } from './core/index.ts';
 import { blobKeys, chunkPrefix, codingOf, jobIdPattern, jobKey, readChunks, readJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { createScheduler } from './scheduler.ts';
 import { startUploadSession } from './upload.ts';
 import { createWorker, type WorkerStats } from './worker.ts';
-import { JobError, type Download, type JobMetrics, type JobService, type JobState, type JobView, type UploadSession } from './types.ts';
+import { JobError, type Download, type ImageJobView, type JobMetrics, type JobService, type JobState, type JobView, type UploadSession } from './types.ts';
 
 /** What the jobs room needs of the network to share decoding work: members and one request/response. */
 export interface JobPeers {
@@ -38,6 +39,8 @@ export interface JobServiceOptions {
   /** Free space on this node's disks: new uploads are refused with INSUFFICIENT_STORAGE when it runs low. */
   space: SpaceGuard;
   pool: CodecPool;
+  /** The node's image pool, created on first use: images jobs code their images on it. */
+  imagePool?: () => ImagePool;
   config: JobsConfig;
   logger: Logger;
   members: () => readonly Member[];
@@ -106,6 +109,24 @@ export interface DecodeRequest {
 }
 const watchCoalesceMs = 50;
 
+/** An images job's options and image totals: from its record once completed, from its chunks before. */
+function imageView(job: JobRecord, chunks: readonly ChunkRecord[]): ImageJobView | undefined {
+  if (job.image === undefined) return undefined;
+  const images = job.images ?? imageEntries(chunks.filter((chunk) => chunk.state === 'done'));
+  const quality = job.image.quality === null ? null : `${job.image.quality.min}-${job.image.quality.max}`;
+  const completed = job.state === 'completed';
+  return {
+    mode: job.image.mode,
+    quality,
+    strip: job.image.strip,
+    imagesDone: images.length,
+    imagesKept: images.filter((image) => image.kept).length,
+    imagesFailed: images.filter((image) => image.error !== null).length,
+    outputBytes: completed ? images.reduce((sum, image) => sum + (image.outputBytes ?? 0), 0) : null,
+    images: completed ? images : [],
+  };
+}
+
 export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView {
   const coding = codingOf(job);
   const done = chunks.filter((chunk) => chunk.state === 'done');
@@ -118,7 +139,7 @@ export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView 
   };
   const completed = job.state === 'completed';
   const chunkCount = job.chunks ?? chunks.length;
-  const uploaded = job.state === 'uploading' ? chunks.reduce((sum, chunk) => sum + chunk.inputBytes, 0) : job.mode === 'compress' ? (job.originalSize ?? 0) : (job.compressedSize ?? 0);
+  const uploaded = job.state === 'uploading' ? chunks.reduce((sum, chunk) => sum + chunk.inputBytes, 0) : job.mode === 'decompress' ? (job.compressedSize ?? 0) : (job.originalSize ?? 0);
   return {
     id: job.id,
     state: job.state,
@@ -129,7 +150,7 @@ export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView 
     ratio: job.originalSize && job.compressedSize !== null ? Number((job.compressedSize / job.originalSize).toFixed(4)) : job.originalSize === 0 && job.compressedSize !== null ? 1 : null,
     sha256: job.sha256,
     mime: job.mime,
-    codec: coding.choice.codec.name,
+    codec: job.image?.mode ?? coding.choice.codec.name,
     level: coding.choice.level,
     format: coding.format,
     lines: job.lines ?? null,
@@ -143,6 +164,7 @@ export function toView(job: JobRecord, chunks: readonly ChunkRecord[]): JobView 
     phases: { uploadSeconds: seconds('uploading', 'processing'), processSeconds: job.processSeconds, mergeSeconds: seconds('merging', 'completed') },
     error: job.error,
     gateway: job.gateway,
+    ...(job.image === undefined ? {} : { image: imageView(job, chunks) }),
   };
 }
 
@@ -153,7 +175,7 @@ function checkId(id: string): void {
 export function createJobService(options: JobServiceOptions): RunningJobService {
   const { node, state, blobs, pool, config, logger } = options;
   const merger = createMerger({ state, blobs, logger, keepOriginal: config.keepOriginal });
-  const worker = createWorker({ name: node, state, blobs, pool, logger, concurrency: pool.threads * config.inFlightPerWorker });
+  const worker = createWorker({ name: node, state, blobs, pool, imagePool: options.imagePool, logger, concurrency: pool.threads * config.inFlightPerWorker });
   const scheduler = createScheduler({ state, members: options.members, merger, config, logger });
   let uploads = 0;
   let bytesServed = 0;
@@ -419,6 +441,12 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       const job = await completedJob(id);
       const range = request.range;
       const sized = (size: number) => (range === undefined ? size : range.end - range.start);
+      // An images job keeps only its archive: both forms are the tar of optimised images.
+      if (job.mode === 'images') {
+        const info = await blobs.stat(blobKeys.dcz(id));
+        if (info === undefined) throw new JobError('UNAVAILABLE', `job ${id}: its tar is missing from the blob store`);
+        return { size: sized(info.size), fileName: job.fileName, sha256: null, stream: streamBlob(blobKeys.dcz(id), range) };
+      }
       if (request.compressed) {
         const info = await blobs.stat(blobKeys.dcz(id));
         const suffix = suffixOf(codingOf(job).format);

@@ -7,7 +7,43 @@
 import type { OutputFormat } from '../codec/index.ts';
 
 export type JobState = 'pending' | 'uploading' | 'processing' | 'merging' | 'completed' | 'failed';
-export type JobMode = 'compress' | 'decompress';
+/** "images": a tar of images, each optimised on its own by an image codec (docs/IMAGES.md, batches). */
+export type JobMode = 'compress' | 'decompress' | 'images';
+
+/** How an images job codes each image: an image mode, a quality range ("60-80"), and whether metadata is stripped. */
+export interface ImageJobRequest {
+  mode: string;
+  quality?: string;
+  /** Strip metadata (EXIF, ICC, text chunks); default true. */
+  strip?: boolean;
+}
+
+/** An images job's options and what became of its images. */
+export interface ImageJobView {
+  mode: string;
+  /** The quality range asked for ("60-80"); null: the mode's default. */
+  quality: string | null;
+  strip: boolean;
+  /** Images coded so far (the job's chunksDone counts them too), and of those kept as they were. */
+  imagesDone: number;
+  imagesKept: number;
+  /** Images that could not be coded (kept as they were, with the reason in `images`). */
+  imagesFailed: number;
+  /** Sum of the images' output bytes (without tar headers); null until every image is coded. */
+  outputBytes: number | null;
+  /** Per image, in input order; filled when the job completed. */
+  images: ImageEntryView[];
+}
+
+/** One image of a batch: its tar entry name, its bytes in and out, and why it was kept as it was (null: it was coded). */
+export interface ImageEntryView {
+  name: string;
+  inputBytes: number;
+  /** Bytes in the output archive: the optimised image, or the input when it did not shrink or could not be coded. */
+  outputBytes: number | null;
+  kept: boolean;
+  error: string | null;
+}
 
 export interface JobView {
   id: string;
@@ -47,6 +83,8 @@ export interface JobView {
   error: string | null;
   /** The gateway node that received the upload. */
   gateway: string;
+  /** Mode "images": the image options, totals, and per image its bytes in and out; absent for other modes. */
+  image?: ImageJobView;
 }
 
 export interface UploadRequest {
@@ -60,6 +98,8 @@ export interface UploadRequest {
   codec?: string;
   /** The compressed object's format: dcz (default), zst, gz, xz, bz2 (mode "compress"). */
   format?: string;
+  /** Mode "images": how each image of the uploaded tar is coded. */
+  image?: ImageJobRequest;
 }
 
 /** One upload in progress on this node. Write bytes in order; await each write (backpressure). */

@@ -12,12 +12,13 @@ import { PassThrough } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Logger } from 'pino';
 import { isNoSpaceError, ProposalError, type ReplicatedState } from '../cluster/replicated.ts';
-import { choiceOf, CodecError, format, huffmanChoice, outputFormats, parseCodecChoice, rechunk, resolveOutput, streamSource, type ByteSource, type OutputFormat } from '../codec/index.ts';
+import { choiceOf, CodecError, format, huffmanChoice, imageInputBytesMaxDefault, ImageError, imageModes, outputFormats, parseCodecChoice, parseImageQuality, rechunk, resolveOutput, streamSource, type ByteSource, type ImageMode, type OutputFormat } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import { BlobError, type BlobStore } from '../storage/blob/types.ts';
 import { InsufficientStorageError, type SpaceGuard } from '../storage/space.ts';
 import { failedJob, newJobRecord, pendingChunk, uploadFinishedJob } from './core/index.ts';
-import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, updateJob, type ChunkRecord, type JobCoding, type JobRecord } from './records.ts';
+import { blobKeys, chunkKey, createChunks, createJobOps, readChunks, readJob, updateJob, type ChunkRecord, type ImageCoding, type JobCoding, type JobRecord } from './records.ts';
+import { tarImages } from './tar.ts';
 import { JobError, type UploadRequest } from './types.ts';
 import type { Worker } from './worker.ts';
 
@@ -59,6 +60,11 @@ const recordsPerProposalMax = 64;
 /** Chunks of one upload coded here and not yet recorded (coding, or their output being written). */
 const codedChunksHeldMax = 2;
 const fileNameBytesMax = 255;
+/**
+ * Images in one images job: each one's sizes fold into the job record when it completes, and a record
+ * travels in one Raft entry (appendBytesMax, 1 MiB), so a batch stays well under it (names <= 200 bytes).
+ */
+export const imagesPerJobMax = 2000;
 
 export function newJobId(): string {
   return randomBytes(8).toString('hex');
@@ -84,12 +90,30 @@ export function validateCoding(request: UploadRequest): JobCoding {
   }
 }
 
+/** An images job's options, checked as POST /v1/images checks them; BAD_INPUT names what is wrong. */
+export function validateImageCoding(request: UploadRequest): ImageCoding | undefined {
+  if (request.mode !== 'images') {
+    if (request.image !== undefined) throw new JobError('BAD_INPUT', 'image options are for mode "images"');
+    return undefined;
+  }
+  if (request.codec !== undefined || request.format !== undefined) throw new JobError('BAD_INPUT', 'codec and format are not for mode "images": it codes each image with its image mode');
+  const mode = String(request.image?.mode ?? '');
+  if (!imageModes.includes(mode as ImageMode)) throw new JobError('BAD_INPUT', `image mode "${mode.slice(0, 40)}": choose one of ${imageModes.join(', ')}`);
+  try {
+    const quality = request.image?.quality === undefined ? null : parseImageQuality(String(request.image.quality).slice(0, 20));
+    return { mode: mode as ImageMode, quality, strip: request.image?.strip !== false };
+  } catch (error) {
+    if (error instanceof ImageError) throw new JobError('BAD_INPUT', error.message);
+    throw error;
+  }
+}
+
 export function validateUploadRequest(request: UploadRequest, config: JobsConfig): { fileName: string; chunkSize: number } {
   const fileName = String(request.fileName ?? '');
   if (fileName.length === 0 || Buffer.byteLength(fileName) > fileNameBytesMax || /[\u0000-\u001f/\\]/.test(fileName) || fileName === '.' || fileName === '..') {
     throw new JobError('BAD_INPUT', `fileName must be a plain file name of 1..${fileNameBytesMax} bytes without "/", "\\" or control characters`);
   }
-  if (request.mode !== 'compress' && request.mode !== 'decompress') throw new JobError('BAD_INPUT', 'mode must be "compress" or "decompress"');
+  if (request.mode !== 'compress' && request.mode !== 'decompress' && request.mode !== 'images') throw new JobError('BAD_INPUT', 'mode must be "compress", "decompress" or "images"');
   const chunkSize = request.chunkSize ?? config.chunkSize;
   if (!Number.isInteger(chunkSize) || chunkSize < format.chunkBytesMin || chunkSize > format.chunkBytesMax) {
     throw new JobError('BAD_INPUT', `chunkSize must be an integer from ${format.chunkBytesMin} to ${format.chunkBytesMax}`);
@@ -201,16 +225,23 @@ function createRecordProposer(state: ReplicatedState, created: JobRecord): Recor
   };
 }
 
+/** tar-stream's errors for a malformed archive, as the job's reason; undefined for any other error. */
+function tarFailure(error: unknown): string | undefined {
+  const message = (error as Error)?.message ?? '';
+  return /^(Invalid tar header|Unexpected end of data|Invalid header)/i.test(message) ? `not a valid tar of images: ${message}` : undefined;
+}
+
 export async function startUploadSession(request: UploadRequest, context: UploadContext): Promise<StagingSession> {
   const { state, blobs, config, logger, space } = context;
   const { fileName, chunkSize } = validateUploadRequest(request, config);
-  const jobCoding = validateCoding(request);
+  const imageCoding = validateImageCoding(request);
+  const jobCoding = imageCoding === undefined ? validateCoding(request) : { choice: choiceOf(2, 0), format: 'dcz' as const };
   if (request.mode === 'decompress' && (request.codec !== undefined || request.format !== undefined)) {
     throw new JobError('BAD_INPUT', 'codec and format are for mode "compress"; a decompress job reads them from its .dcz');
   }
   await checkRoomForUpload(context, request.size ?? 0, fileName);
   const id = newJobId();
-  const job = newJobRecord({ id, mode: request.mode, fileName, chunkSize, gateway: context.node, codec: jobCoding.choice.codec.name, level: jobCoding.choice.level, format: jobCoding.format }, Date.now());
+  const job = newJobRecord({ id, mode: request.mode, fileName, chunkSize, gateway: context.node, codec: jobCoding.choice.codec.name, level: jobCoding.choice.level, format: jobCoding.format, ...(imageCoding === undefined ? {} : { image: imageCoding }) }, Date.now());
   const created = await state.propose(createJobOps(job));
   if (!created.applied) throw new JobError('UNAVAILABLE', `job id ${id} collided; retry the upload`);
 
@@ -230,12 +261,12 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     return index;
   }
 
-  function pendingRecord(index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): ChunkRecord {
+  function pendingRecord(index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum' | 'image'>): ChunkRecord {
     return pendingChunk(id, index, inputBytes, fields);
   }
 
   /** Stages a chunk's raw bytes for whichever node the coordinator assigns it to. */
-  async function stage(index: number, bytes: Uint8Array, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): Promise<void> {
+  async function stage(index: number, bytes: Uint8Array, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum' | 'image'>): Promise<void> {
     const record = pendingRecord(index, bytes.length, fields);
     await blobs.put(record.input, bytes);
     await records.add(record);
@@ -358,7 +389,32 @@ export async function startUploadSession(request: UploadRequest, context: Upload
     return { originalSize, sha256: Buffer.from(trailer.sha256).toString('hex'), mime: null, compressedSize: received, chunkSize: header.chunkBytes };
   }
 
-  const consumed = (request.mode === 'compress' ? consumeOriginal() : consumeContainer()).then(async (fields) => {
+  /**
+   * Images mode: one task per regular file of the uploaded tar, staged raw with its name for whichever
+   * node the coordinator assigns it (an image is seconds of work: spreading them beats locality). The
+   * job's originalSize is the images' bytes, its sha256 the tar's.
+   */
+  async function consumeImages(): Promise<Partial<JobRecord>> {
+    const hash = createHash('sha256');
+    let originalSize = 0;
+    async function* hashed() {
+      for await (const piece of input) {
+        hash.update(piece);
+        yield piece as Uint8Array;
+      }
+    }
+    for await (const image of tarImages(hashed(), imageInputBytesMaxDefault)) {
+      if (chunks >= imagesPerJobMax) throw new JobError('TOO_LARGE', `images job ${id}: more than ${imagesPerJobMax} images; split the batch`);
+      originalSize += image.bytes.length;
+      const facts = { name: image.name, outputBytes: null, kept: false, error: null };
+      await stage(await nextChunk(image.bytes.length), image.bytes, { originalBytes: image.bytes.length, checksum: null, image: facts });
+    }
+    if (chunks === 0) throw new JobError('BAD_INPUT', `images job ${id}: the tar holds no files`);
+    return { originalSize, sha256: hash.digest('hex'), mime: 'application/x-tar', compressedSize: null, chunkSize: 0 };
+  }
+
+  const consumers = { compress: consumeOriginal, decompress: consumeContainer, images: consumeImages };
+  const consumed = consumers[request.mode]().then(async (fields) => {
     await records.drain();
     return fields;
   });
@@ -388,9 +444,10 @@ export async function startUploadSession(request: UploadRequest, context: Upload
 
   async function failed(error: unknown): Promise<never> {
     const full = storageJobError(error, state);
-    const reason = full !== undefined ? `INSUFFICIENT_STORAGE: ${full.message}` : error instanceof CodecError ? `not a valid .dcz: ${error.message}` : (error as Error).message;
+    const reason = full !== undefined ? `INSUFFICIENT_STORAGE: ${full.message}` : error instanceof CodecError ? `not a valid .dcz: ${error.message}` : tarFailure(error) ?? (error as Error).message;
     await fail(reason);
-    throw full ?? (error instanceof JobError ? error : new JobError(error instanceof CodecError ? 'BAD_INPUT' : 'UNAVAILABLE', reason));
+    const bad = error instanceof CodecError || error instanceof ImageError || tarFailure(error) !== undefined;
+    throw full ?? (error instanceof JobError ? error : new JobError(bad ? 'BAD_INPUT' : 'UNAVAILABLE', reason));
   }
 
   return {

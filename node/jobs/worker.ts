@@ -10,17 +10,21 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ReplicatedState } from '../cluster/replicated.ts';
-import { CodecError, format, type CodecPool, type TextCounts } from '../codec/index.ts';
+import { crc32c } from '@node-rs/crc32';
+import { CodecError, format, ImageError, imageQualityDefault, jpegQualityDefault, type CodecPool, type ImageOptions, type ImagePool, type TextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { StateChange } from '../storage/state-store.ts';
 import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
-import { activeJobIds, casChunk, chunkKey, codingOf, readChunks, readJob, type ChunkRecord, type JobCoding } from './records.ts';
+import { activeJobIds, casChunk, chunkKey, codingOf, readChunks, readJob, type ChunkRecord, type ImageChunkFacts, type ImageCoding, type JobCoding, type JobRecord } from './records.ts';
+import { tarEntry } from './tar.ts';
 
 export interface WorkerOptions {
   name: string;
   state: ReplicatedState;
   blobs: BlobStore;
   pool: CodecPool;
+  /** The node's image pool, created on first use (images jobs only). */
+  imagePool?: () => ImagePool;
   logger: Logger;
   /** Chunks coded at once on this node. */
   concurrency: number;
@@ -67,6 +71,21 @@ interface Coded {
   originalBytes: number;
   /** Counted while compressing; null when decoding. */
   text: TextCounts | null;
+  /** An image's facts once coded (images jobs). */
+  image?: ImageChunkFacts;
+}
+
+/**
+ * Image errors that say the image itself is bad (not a PNG, truncated, a bomb, animated): coding it again
+ * anywhere fails the same way, so the image goes into the archive as it was, with the reason recorded.
+ * Anything else (a full queue, a crashed thread) fails the attempt and the coordinator retries it.
+ */
+const imageFaultCodes: ReadonlySet<string> = new Set(['NOT_IMAGE', 'WRONG_IMAGE_FORMAT', 'TRUNCATED_IMAGE', 'CORRUPT_IMAGE', 'ANIMATED_IMAGE', 'IMAGE_TOO_LARGE', 'TOO_MANY_PIXELS']);
+
+/** The options the image pool takes for an images job's coding. */
+function imageOptionsOf(coding: ImageCoding): ImageOptions {
+  const quality = coding.quality ?? (coding.mode === 'jpeg' ? { min: 0, max: jpegQualityDefault } : imageQualityDefault);
+  return { mode: coding.mode, quality, keepMetadata: !coding.strip };
 }
 
 /** A chunk coded by its gateway counts as the first assignment of the chunk, to that gateway. */
@@ -137,8 +156,37 @@ export function createWorker(options: WorkerOptions): Worker {
     stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
   }
 
-  async function code(chunk: ChunkRecord, mode: 'compress' | 'decompress', coding: JobCoding): Promise<Coded> {
+  /**
+   * Optimises one image of a batch and writes it as its whole tar entry: the smaller image, or the input
+   * when it did not shrink or is not a codable image (imageFaultCodes). The checksum is the image's CRC32C.
+   */
+  async function codeImage(chunk: ChunkRecord, input: Uint8Array, coding: ImageCoding): Promise<Coded> {
+    if (options.imagePool === undefined) throw new Error('this node has no image pool');
+    const name = chunk.image?.name ?? `${chunk.index}`;
+    let image: Uint8Array = input;
+    let kept = true;
+    let error: string | null = null;
+    try {
+      const result = await options.imagePool().optimize(input, imageOptionsOf(coding));
+      image = result.bytes;
+      kept = result.kept;
+    } catch (failure) {
+      if (!(failure instanceof ImageError) || !imageFaultCodes.has(failure.code)) throw failure;
+      error = `${failure.code}: ${failure.message}`;
+      logger.info({ job: chunk.job, image: name, code: failure.code }, 'worker: image kept as it was');
+    }
+    const output = await tarEntry(name, image);
+    return { output, checksum: crc32c(image), originalBytes: input.length, text: null, image: { name, outputBytes: image.length, kept, error } };
+  }
+
+  async function code(chunk: ChunkRecord, job: JobRecord): Promise<Coded> {
+    const { mode } = job;
+    const coding = codingOf(job);
     const input = await blobs.get(chunk.input);
+    if (mode === 'images') {
+      if (job.image === undefined) throw new Error(`images job ${job.id} has no image options recorded`);
+      return codeImage(chunk, input, job.image);
+    }
     if (mode === 'compress') return compress(input, coding);
     // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
     const codecId = coding.choice.codec.id;
@@ -177,10 +225,10 @@ export function createWorker(options: WorkerOptions): Worker {
     const started = performance.now();
     let outputKey: string | undefined;
     try {
-      const coded = await code(chunk, job.mode, codingOf(job));
+      const coded = await code(chunk, job);
       const seconds = (performance.now() - started) / 1000;
       outputKey = await stageOutput(chunk, randomBytes(4).toString('hex'), coded);
-      const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text }, Date.now()));
+      const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text, ...(coded.image === undefined ? {} : { image: coded.image }) }, Date.now()));
       if (won) noteCoded(chunk.inputBytes, coded, seconds);
       // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
       const orphan = outputToDeleteAfterCompletion(won, outputKey);

@@ -142,7 +142,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       },
     });
     const replicated = state;
-    const jobService = createJobService({ node: config.name, state: replicated, blobs, space, pool, config: config.jobs, logger, members: () => host.members(), peers: host });
+    const jobService = createJobService({ node: config.name, state: replicated, blobs, space, pool, imagePool: () => imagePool, config: config.jobs, logger, members: () => host.members(), peers: host });
     jobs = jobService;
     host.setStatusProvider(() => {
       const status = replicated.status();

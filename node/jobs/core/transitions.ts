@@ -6,7 +6,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import { joinTextCounts, type OutputFormat, type TextCounts } from '../../codec/index.ts';
 import type { JobMode, JobState } from '../types.ts';
-import type { ChunkRecord, JobRecord } from '../records.ts';
+import type { ChunkRecord, ImageCoding, JobRecord } from '../records.ts';
+import type { ImageEntryView } from '../types.ts';
 import { assertChunkMove, assertJobMove, assertJobs } from './invariants.ts';
 import { blobKeys } from './keys.ts';
 
@@ -27,7 +28,7 @@ export function failedJob(job: JobRecord, reason: string, nowMs: number): JobRec
 
 /** A new upload's job record, created by the gateway `node`. */
 export function newJobRecord(
-  fields: { id: string; mode: JobMode; fileName: string; chunkSize: number; gateway: string; codec: string; level: number; format: OutputFormat },
+  fields: { id: string; mode: JobMode; fileName: string; chunkSize: number; gateway: string; codec: string; level: number; format: OutputFormat; image?: ImageCoding },
   nowMs: number,
 ): JobRecord {
   const pending: JobRecord = {
@@ -50,8 +51,9 @@ export function newJobRecord(
 }
 
 /** A staged chunk waiting for the coordinator. */
-export function pendingChunk(job: string, index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum'>): ChunkRecord {
+export function pendingChunk(job: string, index: number, inputBytes: number, fields: Pick<ChunkRecord, 'originalBytes' | 'checksum' | 'image'>): ChunkRecord {
   return {
+    ...(fields.image === undefined ? {} : { image: fields.image }),
     job,
     index,
     state: 'pending',
@@ -86,6 +88,8 @@ export interface ChunkCoded {
   originalBytes: number;
   /** Line and word counts of a compressed chunk's original; null when not counted (a decompress job). */
   text?: TextCounts | null;
+  /** An image chunk's facts, its output bytes and kept/error now known. */
+  image?: ChunkRecord['image'];
 }
 
 /**
@@ -153,6 +157,17 @@ function textTotals(job: JobRecord, chunks: readonly ChunkRecord[]): { lines: nu
   return joinTextCounts(chunks.map((chunk) => chunk.text!));
 }
 
+/** An images job's per-image sizes in input order, folded from its chunks when it completes. */
+export function imageEntries(chunks: readonly ChunkRecord[]): ImageEntryView[] {
+  return chunks.map((chunk) => ({
+    name: chunk.image?.name ?? `${chunk.index}`,
+    inputBytes: chunk.inputBytes,
+    outputBytes: chunk.image?.outputBytes ?? null,
+    kept: chunk.image?.kept ?? false,
+    error: chunk.image?.error ?? null,
+  }));
+}
+
 function chunkNodes(chunks: readonly ChunkRecord[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const chunk of chunks) if (chunk.node !== null) counts[chunk.node] = (counts[chunk.node] ?? 0) + 1;
@@ -171,11 +186,12 @@ export function completedJob(job: JobRecord, chunks: readonly ChunkRecord[], res
   if (job.state !== 'merging') return undefined;
   const after: JobRecord = {
     ...stampAt(job, 'completed', nowMs),
-    compressedSize: job.mode === 'compress' ? result.size : job.compressedSize,
+    compressedSize: job.mode === 'decompress' ? job.compressedSize : result.size,
     output: result.output,
     chunkNodes: chunkNodes(chunks),
     ...textTotals(job, chunks),
     processSeconds: processSeconds(chunks),
+    ...(job.mode === 'images' ? { images: imageEntries(chunks) } : {}),
   };
   assertJobMove(job, after);
   return after;
