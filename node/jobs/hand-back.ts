@@ -1,6 +1,6 @@
 /**
- * The hand-back of a worker that stops gracefully: once it has stopped taking chunks and finished the ones
- * it was coding, every chunk still assigned to it goes back to pending (core/hand-back.ts decides the
+ * The hand-back of a worker that stops gracefully: once it has stopped taking chunks, every chunk still
+ * assigned to it (those it is coding too) goes back to pending (core/hand-back.ts decides the
  * records), so the coordinator gives it to another worker at its next round instead of when the lease
  * lapses or the membership declares this node dead.
  */

@@ -340,8 +340,12 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       unsubscribeStates?.();
       coding = false;
       await scheduler.stop();
-      await worker.stop();
+      // The worker takes nothing more from here (stop() turns it off before its first await). Every chunk
+      // it holds goes back, those it is coding too: their runs finish but lose their compare-and-set and
+      // delete their output, so the cluster does not wait for this node's slowest chunk.
+      const workerStopped = worker.stop();
       if (config.code) await handBackChunks(state, node, logger);
+      await workerStopped;
     },
     workerStats: () => worker.stats(),
     codes: () => coding,
@@ -354,7 +358,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
       uploads++;
       let session;
       try {
-        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => decodePeers().length > 0 });
+        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => decodePeers().length > 0, members: options.members });
       } catch (error) {
         uploads--;
         throw error;
