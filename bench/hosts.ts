@@ -1,14 +1,17 @@
 /**
  * The scaling curve across namespace hosts (test/hosts/harness.ts, the same module the host tests use):
- * one large job on 3 voter hosts plus 1, 2, 3 and 4 worker hosts of equal CPU quota, links shaped to a
- * rate, gateways staging chunks raw (jobs.codeAtGateway: false) so the workers do the coding.
- * Throughput is original bytes over upload start to job completed; efficiency(N) = throughput(N) /
- * (N x throughput(1)). The load average is read before and after each run, since the machine is shared.
+ * one job on 3 voter hosts plus 1, 2, 3 and 4 worker hosts of equal CPU quota, links shaped to a rate.
  *
- * Voters carry a small CPU quota of their own rather than none: every member with a worker thread takes
- * chunks (the scheduler has no worker-less role), so an unlimited voter would code most of the job
- * itself and flatten the curve; a small quota leaves it the CPU for Raft, assignments and its gateway
- * while its share of the coding stays small and is reported (chunks per host).
+ * What it measures is coding: the voters run with `jobs.code: false` (Raft and their gateways only), so
+ * every chunk is coded by a worker host, and the job is uploaded first, with no worker host running, then
+ * the worker hosts start and code it. Throughput is original bytes over the job's coding phase (first chunk
+ * assigned to last chunk done, from the chunk records); efficiency(N) = throughput(N) / (N x throughput(1)).
+ * Uploading first was chosen over a big CPU quota for the gateway: on this shared 2-core machine no quota
+ * makes one gateway ingest faster than four coders code (the upload was 95-98% of the job when both ran at
+ * once), and a gateway given more CPU takes it from the very workers being measured. The ingest time is
+ * reported beside it. The codec is a costly one (zstd at level 19 by default) so that coding, not the
+ * per-chunk Raft round trips, is the work; Huffman codes a byte faster than a gateway can receive it.
+ * The load average is read before and after each run, since the machine is shared.
  *
  * Needs root, iproute2 and the cgroup v1 `cpu` controller. This kernel has no sch_netem: links get a
  * rate (tbf) and no delay.
@@ -22,8 +25,14 @@ import { agreement } from '../test/support/cluster.ts';
 
 export interface HostsRun {
   workerHosts: number;
+  /** Original bytes over the coding phase. */
   throughputMBps: number;
+  /** The coding phase: first chunk assigned to last chunk done. */
   seconds: number;
+  /** The upload alone, before any worker host ran (the gateway's ingest). */
+  ingestSeconds?: number;
+  /** From starting the worker hosts to the job completed (their start-up and the merge included). */
+  workersToCompletedSeconds?: number;
   /** throughput / (workerHosts x throughput with 1 worker host); 1 is ideal. */
   efficiency: number;
   /** The job's own phases: streaming the upload in (the gateway's ingest), coding after it, merging. */
@@ -37,6 +46,8 @@ export interface HostsSection {
   dataset: string;
   fileBytes: number;
   chunkBytes: number;
+  /** The codec the job codes with, NAME[:LEVEL]. */
+  codec?: string;
   voterCpu: number;
   workerCpu: number;
   linkMbit: number;
@@ -81,23 +92,34 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
     voters: voterCount,
     cpuQuotas: [...Array(voterCount).fill(options.voterCpu), ...Array(workerHosts).fill(options.workerCpu)],
     link: { ...defaultLink, delayMs: 0, rateMbit: options.linkMbit },
+    votersCode: false,
     // Long leases: a worker at 0.4 CPU on a loaded machine may take long over a chunk, and a lapsed
     // lease would code it twice and measure the retry instead of the work.
     overrides: { workers: 1, jobs: { codeAtGateway: false, leaseMs: 600_000, chunkSize: options.chunkBytes } },
   });
+  const voterNames = hosts.names.slice(0, voterCount);
+  const workerNames = hosts.names.slice(voterCount);
   try {
-    for (const name of hosts.names) hosts.start(name);
-    await waitForAgreement(() => Promise.all(hosts.names.map((name) => hosts.status(name))), hosts.names.length);
+    for (const name of voterNames) hosts.start(name);
+    await waitForAgreement(() => Promise.all(voterNames.map((name) => hosts.status(name))), voterCount);
     const loadAverageBefore = loadavg()[0]!;
-    const started = performance.now();
     const client = await connect({ server: hosts.gateway('node1'), deadlineAtMs: Date.now() + jobMsMax });
     try {
-      const uploaded = await client.upload(options.filePath, { fileName: 'hosts-bench.csv', chunkSize: options.chunkBytes });
+      // Nobody codes yet (voters do not): the chunks wait, pending, for the worker hosts.
+      const ingestStarted = performance.now();
+      const uploaded = await client.upload(options.filePath, { fileName: 'hosts-bench.csv', chunkSize: options.chunkBytes, codec: options.codec });
+      const ingestSeconds = (performance.now() - ingestStarted) / 1000;
+      const workersStarted = performance.now();
+      for (const name of workerNames) hosts.start(name);
       const job = await client.waitForCompletion(uploaded.id);
-      const seconds = (performance.now() - started) / 1000;
+      const workersToCompletedSeconds = (performance.now() - workersStarted) / 1000;
       if (job.state !== 'completed') throw new Error(`hosts bench: the job on ${workerHosts} worker hosts ended ${job.state}: ${job.error}`);
       if (job.sha256 !== expectedSha256) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has sha256 ${job.sha256}, expected ${expectedSha256}`);
-      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter: loadavg()[0]! };
+      const seconds = job.phases.processSeconds;
+      if (seconds === null || seconds <= 0) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has no coding phase (${seconds})`);
+      const coders = Object.keys(job.chunkNodes).filter((name) => voterNames.includes(name));
+      if (coders.length > 0) throw new Error(`hosts bench: voters ${coders.join(', ')} coded chunks although they run with jobs.code false`);
+      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, ingestSeconds, workersToCompletedSeconds, phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter: loadavg()[0]! };
     } finally {
       await client.close();
     }
@@ -122,7 +144,7 @@ export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
       }
     }
     if (run === undefined) continue;
-    options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (upload ${run.phases.uploadSeconds?.toFixed(1)} s); load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
+    options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, workers started to completed ${run.workersToCompletedSeconds?.toFixed(1)} s); load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
     measured.push(run);
   }
   const single = measured.find((run) => run.workerHosts === 1)?.throughputMBps;

@@ -156,12 +156,12 @@ function hostsSection(results: BenchResults): string {
     String(run.workerHosts),
     fixed(run.throughputMBps, 1),
     fixed(run.seconds, 1),
-    fixed(run.phases.uploadSeconds, 1),
+    fixed(run.ingestSeconds ?? run.phases.uploadSeconds, 1),
     fixed(run.efficiency, 2),
     `${fixed(run.loadAverageBefore, 1)} → ${fixed(run.loadAverageAfter, 1)}`,
     escapeHtml(Object.entries(run.chunkNodes).map(([node, chunks]) => `${node}: ${chunks}`).join(', ')),
   ]);
-  return `<p class="note">One ${mebibytes(hosts.fileBytes)} file (${escapeHtml(hosts.dataset)}) in ${mebibytes(hosts.chunkBytes)} chunks, uploaded to node1's gateway from outside the hosts, timed from connect to the job completed. 3 voter hosts at ${hosts.voterCpu} CPU each (they take a small share of the chunks: every member with a worker thread does), worker hosts at ${hosts.workerCpu} CPU each, every link ${hosts.linkMbit} Mbit/s each way and no added delay; gateways stage chunks raw so the workers code them. Efficiency is throughput(N) / (N × throughput(1)). The load average (1 minute) of the shared machine is given before and after each run.</p>
+  return `<p class="note">One ${mebibytes(hosts.fileBytes)} file (${escapeHtml(hosts.dataset)}) in ${mebibytes(hosts.chunkBytes)} chunks${hosts.codec === undefined ? '' : `, codec ${escapeHtml(hosts.codec)}`}, uploaded to node1's gateway from outside the hosts while no worker host runs (the upload column), then coded by the worker hosts: MB/s and seconds are the coding phase (first chunk assigned to last chunk done). 3 voter hosts at ${hosts.voterCpu} CPU each that do not code (jobs.code false), worker hosts at ${hosts.workerCpu} CPU each, every link ${hosts.linkMbit} Mbit/s each way and no added delay. Efficiency is throughput(N) / (N × throughput(1)). The load average (1 minute) of the shared machine is given before and after each run. (Results from before this layout timed upload and coding together.)</p>
 <div class="grid">${canvas('hosts-scaling', true)}</div>
 ${(hosts.failures ?? []).length === 0 ? '' : `<p class="missing">Failed: ${(hosts.failures ?? []).map((failure) => `${failure.workerHosts} worker host(s), attempt ${failure.attempt} (load ${fixed(failure.loadAverage, 1)}): ${escapeHtml(failure.error)}`).join('; ')}</p>`}
 ${table(['worker hosts', 'MB/s', 'seconds', 'upload s', 'efficiency', 'load average', 'chunks per host'], rows)}`;

@@ -15,15 +15,15 @@
  *                                 lbzip2, brotli where installed), with issue 10's targets
  *
  *   sudo npm run bench -- --hosts
- *                                 the scaling curve alone (bench/hosts.ts): one 256 MiB job on 3 voter
- *                                 hosts and 1, 2, 3, 4 worker hosts; needs root, iproute2 and the cgroup
+ *                                 the scaling curve alone (bench/hosts.ts): one 32 MiB job (zstd:19) on 3
+ *                                 voter hosts that do not code and 1, 2, 3, 4 worker hosts, its coding timed; needs root, iproute2 and the cgroup
  *                                 v1 cpu controller, so no other mode runs it
  *
  * Options: --data mail,elf,... (data sets for the codecs; the CLI codes the first), --nodes 1,2,3,
  * --runs N, --cluster-size SIZE, --concurrency C, --upload-size SIZE, --rounds N, --out DIR,
  * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,codec-peers,cluster,load,
  * --only (the same list: every other section is skipped), --help.
- * The hosts section: --workers 1,2,3,4, --hosts-size SIZE (256MiB), --hosts-chunk SIZE (4MiB),
+ * The hosts section: --workers 1,2,3,4, --hosts-size SIZE (32MiB), --hosts-chunk SIZE (512KiB), --hosts-codec NAME[:LEVEL] (zstd:19),
  * --worker-cpu CORES (0.4), --voter-cpu CORES (0.2), --link-mbit N (1000).
  */
 
@@ -64,7 +64,7 @@ interface Plan {
   concurrency: number;
   uploadBytes: number;
   rounds: number;
-  hosts: { workerCounts: number[]; bytes: number; chunkBytes: number; workerCpu: number; voterCpu: number; linkMbit: number };
+  hosts: { workerCounts: number[]; bytes: number; chunkBytes: number; codec: string; workerCpu: number; voterCpu: number; linkMbit: number };
   skip: Set<Section>;
   outDir: string;
 }
@@ -181,16 +181,18 @@ function parsePlan(argv: string[]): Plan {
       workers: { type: 'string' },
       'hosts-size': { type: 'string' },
       'hosts-chunk': { type: 'string' },
+      'hosts-codec': { type: 'string' },
       'worker-cpu': { type: 'string' },
       'voter-cpu': { type: 'string' },
       'link-mbit': { type: 'string' },
     },
   });
   const mode: Mode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
-  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 256 * mebibyte, chunkBytes: 4 * mebibyte, workerCpu: 0.4, voterCpu: 0.2, linkMbit: 1000 };
+  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 32 * mebibyte, chunkBytes: 512 * 1024, codec: 'zstd:19', workerCpu: 0.4, voterCpu: 0.2, linkMbit: 1000 };
   if (values.workers !== undefined) hosts.workerCounts = list(values.workers, '--workers').map((item) => positiveInteger(item, '--workers'));
   if (values['hosts-size'] !== undefined) hosts.bytes = size(values['hosts-size'], '--hosts-size');
   if (values['hosts-chunk'] !== undefined) hosts.chunkBytes = size(values['hosts-chunk'], '--hosts-chunk');
+  if (values['hosts-codec'] !== undefined) hosts.codec = values['hosts-codec'];
   if (values['worker-cpu'] !== undefined) hosts.workerCpu = cores(values['worker-cpu'], '--worker-cpu');
   if (values['voter-cpu'] !== undefined) hosts.voterCpu = cores(values['voter-cpu'], '--voter-cpu');
   if (values['link-mbit'] !== undefined) hosts.linkMbit = positiveInteger(values['link-mbit'], '--link-mbit');

@@ -114,11 +114,13 @@ test("the coordinator's host cut off mid-upload: the majority elects another, th
 
     const probe = await hosts!.exec(cutOff, [process.execPath, new URL('./hosts/probe.ts', import.meta.url).pathname, hosts!.gateway(cutOff)], 60_000);
     assert.is(probe.code, 0, `probe on the cut-off host failed: ${probe.stderr}`);
-    const answered = JSON.parse(probe.stdout.trim().split('\n').at(-1)!) as { cluster: { coordinator?: string | null }; upload: { accepted: boolean; code?: string } };
-    console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; upload acknowledged ${uploadedMs} ms and the job completed ${jobMs} ms after the cut; the cut-off side answered ${JSON.stringify(answered)}`);
+    const answered = JSON.parse(probe.stdout.trim().split('\n').at(-1)!) as { cluster: { coordinator?: string | null }; upload: { accepted: boolean; code?: string; message?: string; elapsedMs?: number } };
+    console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; upload acknowledged ${uploadedMs} ms and the job completed ${jobMs} ms after the cut; the cut-off side answered ${answered.upload.code} ${answered.upload.elapsedMs} ms after the probe asked (connect included): ${JSON.stringify(answered)}`);
     assert.is.not(elected, cutOff);
     assert.is(answered.upload.accepted, false, 'the cut-off side took a new upload');
     assert.is(answered.upload.code, 'UNAVAILABLE', 'the cut-off side refuses with UNAVAILABLE');
+    // Refused because it sees itself cut off, at once, not because its proposal timed out.
+    assert.match(answered.upload.message ?? '', /cut off from the cluster/, 'the refusal says the node is cut off');
     assert.ok(answered.cluster.coordinator !== cutOff, 'the cut-off side does not call itself coordinator');
   } finally {
     await client.close();

@@ -19,6 +19,8 @@ import {
   pendingChunk,
   JobInvariantError,
   completedChunk,
+  chunksToHandBack,
+  handedBackChunk,
   type MemberFacts,
 } from '../node/jobs/core/index.ts';
 import type { ChunkRecord, JobRecord } from '../node/jobs/records.ts';
@@ -122,6 +124,41 @@ test('a broken invariant throws a coded error naming the chunk: completing a chu
     assert.is((error as JobInvariantError).code, 'JOB_INVARIANT');
     assert.match((error as Error).message, /chunk 3 of job job00001/);
   }
+});
+
+test('hand-back (issue 13): a stopping worker moves the chunks it holds back to pending, no attempt used, and the coordinator reassigns them at once, long before the lease', () => {
+  const held = [chunk(0, { state: 'assigned', attempt: 1, node: 'n1', failures: 1 }), chunk(1, { state: 'assigned', attempt: 2, node: 'n1' })];
+  const others = [chunk(2, { state: 'assigned', attempt: 1, node: 'n2' }), done(3)];
+  const moves = chunksToHandBack([...held, ...others], 'n1');
+  assert.equal(moves.map(({ before }) => before.index), [0, 1], 'only the chunks n1 holds');
+  for (const { before, after } of moves) {
+    assert.equal([after.state, after.node, after.attempt, after.failures], ['pending', null, before.attempt, before.failures]);
+    assert.match(after.lastError ?? '', /handed back by n1/);
+  }
+  // Leases of 60 s: only the hand-back explains n2 getting the chunks 1 ms later.
+  const coordinator = new Coordinator({ ...config, leaseMs: 60_000 });
+  // n1 stopping advertises no workers; n2 is busy with its one slow-start chunk; n3 is free.
+  const members = [member('n1', { load: { workers: 0, queue: 0 } }), member('n2', { load: { workers: 2, queue: 0 } }), member('n3', { load: { workers: 2, queue: 0 } })];
+  coordinator.round([{ job: job('processing', 4), chunks: [...held, ...others] }], members, startMs);
+  const plan = coordinator.round([{ job: job('processing', 4), chunks: [...moves.map(({ after }) => after), ...others] }], members, startMs + 1);
+  const assigned = plan.assignments.map((command) => command.ops[0]).map((op) => (op.op === 'put' ? (op.value as unknown as ChunkRecord) : undefined));
+  assert.ok(assigned.length > 0, 'a handed-back chunk is reassigned in the next round');
+  for (const record of assigned) assert.equal([record?.node, record?.state], ['n3', 'assigned']);
+  for (const record of assigned) assert.is(record?.attempt, held[record!.index].attempt + 1, 'each reassignment is a new attempt');
+});
+
+test('a member that advertises no workers (jobs.code false, or stopping) is never assigned a chunk', () => {
+  const members = [member('voter', { load: { workers: 0, queue: 0 } }), member('worker')];
+  const plan = new Coordinator(config).round([{ job: job('processing', 2), chunks: [chunk(0), chunk(1)] }], members, startMs);
+  const nodes = plan.assignments.map((command) => command.ops[0]).map((op) => (op.op === 'put' ? (op.value as unknown as ChunkRecord).node : undefined));
+  assert.ok(nodes.length > 0);
+  assert.not.ok(nodes.includes('voter'), `assigned to ${nodes.join(', ')}`);
+  const none = new Coordinator(config).round([{ job: job('processing', 1), chunks: [chunk(0)] }], [members[0]], startMs);
+  assert.equal(none.assignments, [], 'with only non-coding members, nothing is assigned');
+});
+
+test('handing back a chunk another node holds is a broken invariant, named', () => {
+  assert.throws(() => handedBackChunk(chunk(4, { state: 'assigned', attempt: 1, node: 'n2' }), 'n1'), (error: unknown) => error instanceof JobInvariantError && /chunk 4 of job job00001: n1 hands back a chunk held by n2/.test((error as Error).message));
 });
 
 test.run();

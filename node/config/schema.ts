@@ -210,6 +210,12 @@ const jobs = z.strictObject({
    * stages only the coded chunks; false stages every chunk raw for the coordinator to assign.
    */
   codeAtGateway: z.boolean(expecting('true or false')).default(true),
+  /**
+   * This node codes chunks. false: it still votes (or learns), serves its gateway and decodes downloads
+   * it serves, but advertises no worker threads, so the coordinator assigns it nothing, and its gateway
+   * stages every upload's chunks raw for the nodes that do code.
+   */
+  code: z.boolean(expecting('true or false')).default(true),
 });
 
 const folderBlobStore = z.strictObject({

@@ -14,6 +14,8 @@ import { choiceOf, codecHuffmanId, CodecError, format, mapOrdered, suffixOf, typ
 import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/blob/types.ts';
 import type { SpaceGuard } from '../storage/space.ts';
+import { codes } from './core/index.ts';
+import { handBackChunks } from './hand-back.ts';
 import { createMerger } from './merge.ts';
 import { deleteJob } from './delete.ts';
 import { imageEntries } from './core/index.ts';
@@ -48,8 +50,13 @@ export interface JobServiceOptions {
 
 export interface RunningJobService extends JobService {
   start(): Promise<void>;
+  /** Stops coding, hands back the chunks this node still holds, then stops the coordinator and the worker. */
   stop(): Promise<void>;
   workerStats(): WorkerStats;
+  /** Whether this node takes chunks: `jobs.code`, until it starts stopping. Its heartbeat advertises it. */
+  codes(): boolean;
+  /** Takes no more chunks from now on (a stop follows): called first so the heartbeat can say so at once. */
+  stopCoding(): void;
 }
 
 const jobStates: JobState[] = ['pending', 'uploading', 'processing', 'merging', 'completed', 'failed'];
@@ -177,6 +184,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
   const merger = createMerger({ state, blobs, logger, keepOriginal: config.keepOriginal });
   const worker = createWorker({ name: node, state, blobs, pool, imagePool: options.imagePool, logger, concurrency: pool.threads * config.inFlightPerWorker });
   const scheduler = createScheduler({ state, members: options.members, merger, config, logger });
+  let coding = config.code;
   let uploads = 0;
   let bytesServed = 0;
   let chunksDecoded = 0;
@@ -287,7 +295,7 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
    * only slows a download down (measured: 4x slower on a 3-node cluster on one 2-core machine).
    */
   function decodePeers(): Member[] {
-    return (options.peers?.members() ?? []).filter((member) => member.status === 'alive' && !member.self && !onThisMachine(member, own));
+    return (options.peers?.members() ?? []).filter((member) => member.status === 'alive' && !member.self && codes(member) && !onThisMachine(member, own));
   }
 
   /** Chunks decoded at once for one download: twice this node's threads, plus twice each remote peer's. */
@@ -347,22 +355,33 @@ export function createJobService(options: JobServiceOptions): RunningJobService 
           if (op.op === 'put' && op.key.startsWith('jobs/')) jobStateById.set((op.value as unknown as JobRecord).id, (op.value as unknown as JobRecord).state);
         }
       });
-      await worker.start();
+      // A node that does not code never starts its worker: it takes no assignment, and compressHere finds no slot.
+      if (coding) await worker.start();
       scheduler.start();
     },
     async stop() {
       unsubscribeStates?.();
+      coding = false;
       await scheduler.stop();
-      await worker.stop();
+      // The worker takes nothing more from here (stop() turns it off before its first await). Every chunk
+      // it holds goes back, those it is coding too: their runs finish but lose their compare-and-set and
+      // delete their output, so the cluster does not wait for this node's slowest chunk.
+      const workerStopped = worker.stop();
+      if (config.code) await handBackChunks(state, node, logger);
+      await workerStopped;
     },
     workerStats: () => worker.stats(),
+    codes: () => coding,
+    stopCoding() {
+      coding = false;
+    },
 
     async startUpload(request) {
       if (uploads >= config.uploadsMax) throw new JobError('BUSY', `this node is serving ${uploads} uploads, its limit; retry later or use another node`);
       uploads++;
       let session;
       try {
-        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => decodePeers().length > 0 });
+        session = await startUploadSession(request, { node, state, blobs, config, logger, space: options.space, onEnd: () => uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => decodePeers().length > 0, members: options.members });
       } catch (error) {
         uploads--;
         throw error;

@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import type { Logger } from 'pino';
+import type { Member } from '../cluster/host/index.ts';
 import { isNoSpaceError, ProposalError, type ReplicatedState } from '../cluster/replicated.ts';
 import { choiceOf, CodecError, format, huffmanChoice, imageInputBytesMaxDefault, ImageError, imageModes, outputFormats, parseCodecChoice, parseImageQuality, rechunk, resolveOutput, streamSource, type ByteSource, type ImageMode, type OutputFormat } from '../codec/index.ts';
 import type { JobsConfig } from '../config/index.ts';
@@ -48,6 +49,8 @@ export interface UploadContext {
    * node's slots are busy: a peer on this machine shares its cores, so the upload waits for a slot.
    */
   peersElsewhere?: () => boolean;
+  /** This node's membership view (itself included): whether a majority of the voters is still alive. */
+  members?: () => readonly Pick<Member, 'name' | 'status'>[];
 }
 
 const probeBytes = 4100;
@@ -154,12 +157,31 @@ export function storageJobError(error: unknown, state: ReplicatedState): JobErro
 }
 
 /**
+ * Why this node cannot reach any coordinator, or undefined when one may answer: no leader known and so
+ * many voters dead in its membership view that the rest cannot form a majority. Such a node is cut off
+ * (or the cluster lost its majority); its job-creating proposal could only wait out the proposal timeout,
+ * so the upload is refused at once and the client retries elsewhere. A voter not heard of yet (a node
+ * just started) is not counted dead, and with a majority possibly alive and no leader known an election
+ * is under way: the upload waits for it as before.
+ */
+export function cutOffReason(leader: string | null, voters: readonly string[], members: readonly Pick<Member, 'name' | 'status'>[]): string | undefined {
+  if (leader !== null || voters.length === 0) return undefined;
+  const dead = new Set(members.filter((member) => member.status === 'dead').map((member) => member.name));
+  const reachable = voters.filter((voter) => !dead.has(voter)).length;
+  const majority = Math.floor(voters.length / 2) + 1;
+  if (reachable >= majority) return undefined;
+  return `no coordinator known and ${voters.length - reachable} of ${voters.length} voters dead as this node sees them (a majority is ${majority}): this node is cut off from the cluster; retry on another node`;
+}
+
+/**
  * Refuses new work while this node cannot persist Raft state, or when an upload of `bytes` would eat
  * into the disk reserve. A declared size counts twice: the staged original and its coded result.
  */
 async function checkRoomForUpload(context: UploadContext, bytes: number, fileName: string): Promise<void> {
   const failure = context.state.storageFailure();
   if (failure !== null) throw new JobError(failure.code === 'INSUFFICIENT_STORAGE' ? 'INSUFFICIENT_STORAGE' : 'UNAVAILABLE', `upload of ${fileName} refused: ${failure.message}`);
+  const cutOff = context.members === undefined ? undefined : cutOffReason(context.state.leader(), context.state.status().voters, context.members());
+  if (cutOff !== undefined) throw new JobError('UNAVAILABLE', `upload of ${fileName} refused: ${cutOff}`);
   try {
     await context.space.check(bytes * 2, `upload of ${fileName}`);
   } catch (error) {

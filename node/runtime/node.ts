@@ -149,7 +149,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       const work = jobService.workerStats();
       return {
         raft: { term: status.term, role: config.role === 'worker' ? 'learner' : status.role, leader: status.leader },
-        load: { workers: config.workers, inFlight: work.inFlight, queue: work.queued },
+        // No workers advertised: the coordinator assigns this node nothing (jobs.code false, or stopping).
+        load: { workers: jobService.codes() ? config.workers : 0, inFlight: work.inFlight, queue: work.queued },
       };
     });
     const refreshLearners = () => replicated.setLearners([...new Set([...workers(), ...(config.role === 'worker' ? [config.name] : [])])]);
@@ -209,6 +210,10 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
       ...started,
       clusterStatus,
       async stop() {
+        // Graceful removal: say at once that this node takes no more chunks, so the coordinator stops
+        // assigning it any while the jobs room finishes what it codes and hands the rest back.
+        started.jobs.stopCoding();
+        host.announce();
         clearInterval(registry);
         memory.stop();
         await started.gateway.stop();

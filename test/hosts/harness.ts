@@ -59,6 +59,8 @@ export interface HostsOptions {
   cpuQuotas?: ReadonlyArray<number | undefined>;
   /** Where the nodes keep chunks: the shared folder (default) or the GCS server on its own host. */
   blobStore?: 'folder' | 'gcs';
+  /** false: the voters run with `jobs.code: false` (Raft and their gateways only; worker hosts code). Default true. */
+  votersCode?: boolean;
   overrides?: Pick<NodeConfigInput, 'membership' | 'raft' | 'workers' | 'jobs'>;
 }
 
@@ -341,6 +343,7 @@ async function hostConfigs(options: HostsOptions, dataDir: string, layouts: read
   const placed = laidOut.map((config, index): NodeConfig => ({
     ...config,
     role: voters.includes(config.name) ? 'voter' : 'worker',
+    jobs: { ...config.jobs, code: options.votersCode === false && voters.includes(config.name) ? false : config.jobs.code },
     voters,
     listen: [p2pAddress(index)],
     bootstrap: voters.filter((voter) => voter !== config.name).map((voter) => p2pAddress(voters.indexOf(voter))),

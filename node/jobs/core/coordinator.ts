@@ -12,6 +12,7 @@ import { lapseCountsAgainstChunk, planAssignments, recordCompletion, recordLapse
 import { chunkCasCommand, deleteChunkOps, jobCasCommand, retireCommand, type Command } from './commands.ts';
 import { assertChunkMove, assertJobs } from './invariants.ts';
 import { chunkKey } from './keys.ts';
+import { codes } from './hand-back.ts';
 import { failedJob } from './transitions.ts';
 
 /** What the coordinator needs of a member. */
@@ -172,7 +173,7 @@ export class Coordinator {
 
   #workerSlots(members: readonly MemberFacts[], assigned: ReadonlyMap<string, number>): WorkerSlots[] {
     return members
-      .filter((member) => member.status === 'alive')
+      .filter((member) => member.status === 'alive' && codes(member))
       .map((member) => {
         const workers = member.load?.workers ?? this.#config.workersDefault;
         return { name: member.name, slots: workers * this.#config.inFlightPerWorker, inFlight: assigned.get(member.name) ?? 0, queue: member.load?.queue ?? 0 };

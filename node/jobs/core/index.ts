@@ -7,3 +7,4 @@ export { asValue, chunkCasCommand, chunksCreateCommand, deleteChunkOps, jobCasCo
 export { assertChunkMove, assertChunkRecord, assertJobMove, assertJobs, JobInvariantError } from './invariants.ts';
 export { activeKey, blobKeys, chunkKey, chunkPrefix, jobKey } from './keys.ts';
 export * from './transitions.ts';
+export { chunksToHandBack, codes, handedBackChunk } from './hand-back.ts';
