@@ -25,6 +25,7 @@ export {
   codecByName,
   codecs,
   codecsDescribed,
+  codingBytesMax,
   huffmanChoice,
   parseCodecChoice,
   type CodecChoice,
