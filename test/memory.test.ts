@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { codingBytesMax, createCodecPool, parseCodecChoice } from '../node/codec/index.ts';
+import { availableParallelism } from 'node:os';
+import { codingBytesMax, createCodecPool, parseCodecChoice, threadsWithin } from '../node/codec/index.ts';
 import { textLike } from './helpers.ts';
 
 const chunkBytes = 1024 * 1024;
@@ -66,6 +67,14 @@ test('the registry prices xz:9 above xz:6 and a larger chunk above a smaller one
   assert.ok(codingBytesMax(parseCodecChoice('xz:9'), 'compress', chunkBytes) > xzCost);
   assert.ok(codingBytesMax(xz, 'compress', 4 * chunkBytes) > xzCost);
   assert.ok(codingBytesMax(huffman, 'compress', chunkBytes) < xzCost);
+});
+
+test('file commands choose their threads by memory: xz -6 on 24 MiB chunks gets one, Huffman every core, -T N is obeyed', () => {
+  const cores = availableParallelism();
+  const mebibyte = 1024 * 1024;
+  assert.is(threadsWithin(undefined, { codec: xz, op: 'compress', chunkBytes: 24 * mebibyte }), 1);
+  assert.ok(threadsWithin(undefined, { codec: huffman, op: 'compress', chunkBytes: 4 * mebibyte }) >= Math.min(cores, 8));
+  assert.is(threadsWithin(2, { codec: xz, op: 'compress', chunkBytes: 24 * mebibyte }), Math.min(2, cores));
 });
 
 test.run();
