@@ -63,6 +63,15 @@ test('one chunk costlier than the whole budget still codes (alone) instead of wa
   }
 });
 
+test('starting a codec pool sets MIMALLOC_PURGE_DELAY=0, so the xz addon returns freed coder memory at once', async () => {
+  const pool = createCodecPool({ threads: 1 });
+  try {
+    assert.is(process.env.MIMALLOC_PURGE_DELAY, '0');
+  } finally {
+    await pool.close();
+  }
+});
+
 test('the registry prices xz:9 above xz:6 and a larger chunk above a smaller one', () => {
   assert.ok(codingBytesMax(parseCodecChoice('xz:9'), 'compress', chunkBytes) > xzCost);
   assert.ok(codingBytesMax(xz, 'compress', 4 * chunkBytes) > xzCost);
