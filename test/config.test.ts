@@ -54,6 +54,7 @@ test('a config with only a name loads, every other field filled with its default
   assert.is(config.pskFile, undefined);
   assert.equal(config.gateway, { host: '127.0.0.1', port: 7700, allowedHosts: [], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: [] }, images: imageDefaults });
   assert.is(config.workers, availableParallelism());
+  assert.is(config.codecMemoryBytesMax, 128 * 1024 * 1024);
   assert.equal(config.membership, { heartbeatMs: 500, suspectMs: 1500, deadMs: 3000 });
   assert.equal(config.raft, { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 });
   assert.is(config.token, undefined);
@@ -122,6 +123,7 @@ const wrongFields: Array<[string, string, string]> = [
   ['name: n1\nrole: worker\nvoters: [n1]', 'role', 'expected "voter"'],
   ['name: n1\nworkers: 0', 'workers', 'expected an integer from 1 to 1024, got 0'],
   ['name: n1\nworkers: 2.5', 'workers', 'got 2.5'],
+  ['name: n1\ncodecMemoryBytesMax: 1000', 'codecMemoryBytesMax', 'expected an integer from 16777216'],
   ['name: n1\nmembership: { heartbeatMs: 500, suspectMs: 400 }', 'membership.suspectMs', 'more than heartbeatMs'],
   ['name: n1\nmembership: { deadMs: 1000 }', 'membership.deadMs', 'more than suspectMs (1500)'],
   ['name: n1\nraft: { electionTicks: 2, heartbeatTicks: 2 }', 'raft.heartbeatTicks', 'fewer than electionTicks'],

@@ -94,3 +94,38 @@ export function codedBytesMax(codecId: number, originalBytes: number): number {
   if (codecId === codecHuffmanId) return originalBytes + (originalBytes >>> 7) + 1024;
   return originalBytes + (originalBytes >>> 6) + 1024;
 }
+
+const mebibyte = 1024 * 1024;
+/** xz(1)'s compressor memory at presets 0-9, in MiB (its --help-memory table, preset 6 the default). */
+const xzCompressorMebibytes = [3, 9, 17, 32, 48, 94, 94, 186, 370, 674];
+/** xz's dictionary at presets 0-9, in MiB (xz(1)): what its decoder holds at most. */
+export const xzDictionaryMebibytes: readonly number[] = [0.25, 1, 2, 4, 4, 8, 8, 16, 32, 64];
+
+/** What a codec keeps beside its buffers to code one chunk, whatever the chunk's size. */
+function coderStateBytes(choice: CodecChoice, op: 'compress' | 'decompress'): number {
+  const { name } = choice.codec;
+  if (name === 'xz') return (op === 'compress' ? xzCompressorMebibytes : xzDictionaryMebibytes)[choice.level] * mebibyte;
+  // zstd's match tables grow with the level (measured on a 4 MiB chunk: 2 MiB at level 3, 49 MiB at 19).
+  if (name === 'zstd' && op === 'compress') return (choice.level >= 16 ? 64 : choice.level >= 10 ? 32 : 8) * mebibyte;
+  if (name === 'brotli' && op === 'compress') return (choice.level >= 10 ? 16 : 4) * mebibyte;
+  if (name === 'bzip2') return 8 * mebibyte;
+  return mebibyte;
+}
+
+/** Copies of the chunk a coding holds at its peak: input, output, and the codec's own copies. */
+function chunkCopies(name: CodecName, op: 'compress' | 'decompress'): number {
+  // Measured peaks (HWM of a fresh process, 4 and 32 MiB text chunks): the kernel and bzip2 stage input
+  // and output in WASM memory and copy the result out; xz's decoder returns external memory, copied.
+  if (name === 'xz' && op === 'decompress') return 4;
+  if (name === 'huffman' || name === 'bzip2') return op === 'compress' ? 3 : 4;
+  return 2;
+}
+
+/**
+ * The most memory a codec thread uses to code one chunk of `chunkBytes` original bytes: the codec's
+ * state plus the copies of the chunk it holds. A node admits codings while their sum stays within its
+ * budget (pool.ts), so a slow, hungry codec (xz, zstd:19) runs fewer chunks at once rather than more memory.
+ */
+export function codingBytesMax(choice: CodecChoice, op: 'compress' | 'decompress', chunkBytes: number): number {
+  return coderStateBytes(choice, op) + chunkCopies(choice.codec.name, op) * chunkBytes;
+}

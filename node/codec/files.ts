@@ -256,7 +256,7 @@ export async function compressFile(input: string, output: string, options: FileO
   };
   const onProgress = (progress: Progress) => options.onProgress?.(progress, totalBytes);
   if (options.pool === undefined) {
-    const threads = threadsWithin(options.threads);
+    const threads = threadsWithin(options.threads, { codec: options.codec ?? huffmanChoice, op: 'compress', chunkBytes });
     const file = await openInput(input);
     try {
       const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, format: options.format, onProgress }));

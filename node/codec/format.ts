@@ -4,7 +4,7 @@
  * All integers are little-endian.
  */
 import { crc32c } from '@node-rs/crc32';
-import { choiceOf, codedBytesMax, type CodecChoice } from './codecs.ts';
+import { choiceOf, codedBytesMax, xzDictionaryMebibytes, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 
 export const formatVersion = 1;
@@ -32,8 +32,6 @@ export const chunkBytesMax = 64 * 1024 * 1024;
  * cuts its input into jobs of 4 windows (at least 1 MiB); chunks as large keep the same context.
  */
 const zstdWindowLogs = [19, 20, 21, 21, 21, 21, 21, 21, 22, 22, 22, 22, 22, 22, 22, 22, 23, 23, 23];
-/** xz's dictionary at presets 0-9, in MiB (xz(1)); `xz -T` codes blocks of 3 dictionaries. */
-const xzDictionaryMebibytes = [0.25, 1, 2, 4, 4, 8, 8, 16, 32, 64];
 
 /**
  * The chunk size a codec codes best at by default: what the codec's own multi-threaded tool cuts its
@@ -46,6 +44,7 @@ export function chunkBytesFor(choice: CodecChoice): number {
   const mebibyte = 1024 * 1024;
   let bytes = chunkBytesDefault;
   if (choice.codec.name === 'zstd') bytes = 4 * 2 ** (zstdWindowLogs[choice.level - 1] ?? 21);
+  // `xz -T` codes blocks of 3 dictionaries.
   if (choice.codec.name === 'xz') bytes = 3 * (xzDictionaryMebibytes[choice.level] ?? 8) * mebibyte;
   return Math.min(chunkBytesMax, Math.max(chunkBytesDefault, bytes));
 }

@@ -2,7 +2,7 @@ export { CodecError, type CodecErrorCode } from './errors.ts';
 export { compress, decompress, compressStream, decompressStream, type CodecOptions } from './api.ts';
 export { compressFile, decompressFile, inputSource, listDczFile, removePartialFilesSync, writeAtomically, FileError, type FileOptions, type FileResult } from './files.ts';
 export { compressTo, decompressTo, discardSink, streamSink, threadsWithin, type ByteSink, type DczListing, type StreamResult } from './file-streams.ts';
-export { createCodecPool, type CodecPool, type CodecPoolOptions, type CompressedChunk } from './pool.ts';
+export { codecMemoryBytesDefault, createCodecPool, type CodecPool, type CodecPoolMemory, type CodecPoolOptions, type CompressedChunk } from './pool.ts';
 export {
   checksumOf,
   decodeDcz,
@@ -25,6 +25,7 @@ export {
   codecByName,
   codecs,
   codecsDescribed,
+  codingBytesMax,
   huffmanChoice,
   parseCodecChoice,
   type CodecChoice,

@@ -5,9 +5,10 @@
 import { availableParallelism } from 'node:os';
 import { isMarkedAsUntransferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { huffmanChoice, type CodecChoice } from './codecs.ts';
+import { choiceOf, codingBytesMax, huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
 import { threadEnvironment } from './file-threads.ts';
+import { chunkBytesDefault } from './format.ts';
 import { compileKernel } from './kernel.ts';
 import type { TextCounts } from './text-counts.ts';
 
@@ -33,6 +34,7 @@ export interface CompressedChunk {
 
 export interface CodecPool {
   readonly threads: number;
+  memory(): CodecPoolMemory;
   /** Codes one chunk (with the Huffman kernel unless told); `data` is transferred to the worker and unusable afterwards. */
   compress(data: Uint8Array, choice?: CodecChoice, options?: { countText?: boolean }): Promise<CompressedChunk>;
   /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
@@ -48,7 +50,27 @@ export interface CodecWorkerData {
 
 export interface CodecPoolOptions {
   threads?: number;
+  /**
+   * Memory the pool's codings may hold at once (codecs.ts codingBytesMax per chunk); a chunk that does
+   * not fit waits for others to finish. One chunk always runs, whatever its cost, so none waits forever.
+   */
+  memoryBytesMax?: number;
+  /** A thread idle this long ends, and its heap and WASM memory (which never shrinks) go back. */
+  idleTimeoutMs?: number;
 }
+
+export interface CodecPoolMemory {
+  /** Threads running now: none until the first chunk, since threads start when work comes. */
+  threadsStarted: number;
+  bytesReserved: number;
+  /** The most reserved at once since the pool started, and the most chunks coding at once. */
+  bytesReservedPeak: number;
+  codingsPeak: number;
+}
+
+/** The default memory budget of a pool's codings: a few Huffman chunks, or one xz -6 chunk. */
+export const codecMemoryBytesDefault = 128 * 1024 * 1024;
+const idleTimeoutMsDefault = 10_000;
 
 const workerUrl = new URL('./worker.ts', import.meta.url).href;
 
@@ -57,19 +79,29 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
   if (!Number.isInteger(threads) || threads < 1) throw new RangeError(`threads must be a positive integer, got ${threads}`);
   // Chunks live in ArrayBuffers and WASM memory, outside the JS heap: a small heap per thread is plenty,
   // and keeps a node's resident memory bounded.
+  // No thread starts before work comes (an idle node held 25 OS threads and ~170 MB); each costs tens of
+  // milliseconds to start, nothing beside a chunk's coding.
   const piscina = new Piscina({
     filename: workerUrl,
-    minThreads: threads,
+    minThreads: 0,
     maxThreads: threads,
-    idleTimeout: 60_000,
+    idleTimeout: options.idleTimeoutMs ?? idleTimeoutMsDefault,
     resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
     // The kernel compiled once here, not once per thread.
     workerData: { kernelModule: compileKernel() } satisfies CodecWorkerData,
     env: threadEnvironment(),
   });
 
+  const budget = createMemoryBudget(options.memoryBytesMax ?? codecMemoryBytesDefault);
+
   async function run(task: CodecTask, transfer: ArrayBufferLike): Promise<CodecTaskResult> {
-    return piscina.run(task, { transferList: [transfer as ArrayBuffer] });
+    const bytes = taskBytes(task);
+    await budget.reserve(bytes);
+    try {
+      return await piscina.run(task, { transferList: [transfer as ArrayBuffer] });
+    } finally {
+      budget.release(bytes);
+    }
   }
 
   /**
@@ -85,6 +117,7 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
 
   return {
     threads,
+    memory: () => ({ threadsStarted: piscina.threads.length, ...budget.stats() }),
     async compress(input, choice = huffmanChoice, compressOptions = {}) {
       const data = owned(input);
       const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data, countText: compressOptions.countText }, data.buffer);
@@ -106,4 +139,55 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
     if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
     return result.data;
   }
+}
+
+/** A task's cost in the budget; a piece whose length the file does not record counts as 4 MiB or 4 times its frame. */
+function taskBytes(task: CodecTask): number {
+  const choice = choiceOf(task.codec, task.level);
+  if (task.op === 'compress') return codingBytesMax(choice, 'compress', task.data.byteLength);
+  const originalBytes = task.originalBytes ?? Math.max(chunkBytesDefault, 4 * task.frame.byteLength);
+  return codingBytesMax(choice, 'decompress', originalBytes);
+}
+
+interface MemoryBudget {
+  reserve(bytes: number): Promise<void>;
+  release(bytes: number): void;
+  stats(): { bytesReserved: number; bytesReservedPeak: number; codingsPeak: number };
+}
+
+/** First come, first served: a large reservation is not overtaken by small ones forever. */
+function createMemoryBudget(bytesMax: number): MemoryBudget {
+  if (!Number.isSafeInteger(bytesMax) || bytesMax < 1) throw new RangeError(`memoryBytesMax must be a positive integer, got ${bytesMax}`);
+  const waiting: { bytes: number; grant: () => void }[] = [];
+  let bytesReserved = 0;
+  let codings = 0;
+  let bytesReservedPeak = 0;
+  let codingsPeak = 0;
+  const fits = (bytes: number) => codings === 0 || bytesReserved + bytes <= bytesMax;
+  function take(bytes: number): void {
+    bytesReserved += bytes;
+    codings++;
+    bytesReservedPeak = Math.max(bytesReservedPeak, bytesReserved);
+    codingsPeak = Math.max(codingsPeak, codings);
+  }
+  return {
+    reserve(bytes) {
+      if (waiting.length === 0 && fits(bytes)) {
+        take(bytes);
+        return Promise.resolve();
+      }
+      return new Promise((grant) => waiting.push({ bytes, grant: () => grant() }));
+    },
+    release(bytes) {
+      bytesReserved -= bytes;
+      codings--;
+      if (bytesReserved < 0 || codings < 0) throw new Error('codec pool: memory released that was never reserved');
+      while (waiting.length > 0 && fits(waiting[0].bytes)) {
+        const next = waiting.shift()!;
+        take(next.bytes);
+        next.grant();
+      }
+    },
+    stats: () => ({ bytesReserved, bytesReservedPeak, codingsPeak }),
+  };
 }

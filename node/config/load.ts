@@ -97,6 +97,7 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
     joinToken: raw.joinToken,
     gateway: tls === undefined ? raw.gateway : { ...raw.gateway, tls },
     workers: raw.workers,
+    codecMemoryBytesMax: raw.codecMemoryBytesMax,
     membership: raw.membership,
     raft: raw.raft,
     jobs: raw.jobs,

@@ -25,7 +25,7 @@ export interface LocalClusterOptions {
   /** Optional client token for every node's gateway. */
   token?: string;
   /** Overrides applied to every node (e.g. faster membership timings in tests). */
-  overrides?: Pick<NodeConfigInput, 'membership' | 'raft' | 'workers' | 'jobs'>;
+  overrides?: Pick<NodeConfigInput, 'membership' | 'raft' | 'workers' | 'codecMemoryBytesMax' | 'jobs'>;
 }
 
 export const localClusterNodesMax = 99;

@@ -275,6 +275,8 @@ export const configSchema = z.strictObject({
   joinToken: z.string(expecting('a join token string')).min(16, expecting('a join token of at least 16 characters')).max(1024, expecting('a join token of at most 1024 characters')).optional(),
   gateway: gateway.prefault({}),
   workers: integerIn(1, 1024).default(() => availableParallelism()),
+  /** Memory this node's codec threads may hold for chunks coding at once, bytes (codecs.ts codingBytesMax). */
+  codecMemoryBytesMax: integerIn(16 * mebibyte, 1024 * 1024 * mebibyte).default(128 * mebibyte),
   membership: membership.prefault({}),
   raft: raft.prefault({}),
   jobs: jobs.prefault({}),
@@ -315,6 +317,7 @@ export interface NodeConfig {
   joinToken: string | undefined;
   gateway: GatewayConfig;
   workers: number;
+  codecMemoryBytesMax: number;
   membership: { heartbeatMs: number; suspectMs: number; deadMs: number };
   raft: { tickMs: number; electionTicks: number; heartbeatTicks: number };
   jobs: JobsConfig;

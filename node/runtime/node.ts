@@ -122,7 +122,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   let blobs: BlobStore | undefined;
   try {
     blobs = await createBlobStore(config.blobStore, { folder: { fsync: process.env.DCAS_BLOB_FSYNC !== "0" } });
-    pool = createCodecPool({ threads: config.workers });
+    pool = createCodecPool({ threads: config.workers, memoryBytesMax: config.codecMemoryBytesMax });
     await host.start();
     const workers = () => host.members().filter((member) => member.role === 'worker').map((member) => member.name);
     state = await createReplicatedState({

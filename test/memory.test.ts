@@ -1,0 +1,89 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { availableParallelism } from 'node:os';
+import { codingBytesMax, createCodecPool, parseCodecChoice, threadsWithin } from '../node/codec/index.ts';
+import { textLike } from './helpers.ts';
+
+const chunkBytes = 1024 * 1024;
+const xz = parseCodecChoice('xz:6');
+const huffman = parseCodecChoice('huffman');
+const xzCost = codingBytesMax(xz, 'compress', chunkBytes);
+
+function chunks(count: number): Uint8Array[] {
+  return Array.from({ length: count }, (_, index) => new Uint8Array(textLike(chunkBytes, index + 1)));
+}
+
+test('an idle codec pool starts no thread; threads start when chunks come, at most its threads', async () => {
+  const pool = createCodecPool({ threads: 2 });
+  try {
+    assert.is(pool.memory().threadsStarted, 0);
+    await Promise.all(chunks(4).map((chunk) => pool.compress(chunk, huffman)));
+    assert.ok(pool.memory().threadsStarted >= 1);
+    assert.ok(pool.memory().threadsStarted <= 2);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('codings past the memory budget wait: xz:6 chunks code one at a time when two do not fit', async () => {
+  // The registry's cost of one xz:6 chunk of 1 MiB is about 96 MiB; a budget of 1.5 of them admits one.
+  const pool = createCodecPool({ threads: 2, memoryBytesMax: Math.floor(xzCost * 1.5) });
+  try {
+    const frames = await Promise.all(chunks(3).map((chunk) => pool.compress(chunk, xz)));
+    assert.is(frames.length, 3);
+    assert.is(pool.memory().codingsPeak, 1);
+    assert.is(pool.memory().bytesReservedPeak, xzCost);
+    assert.is(pool.memory().bytesReserved, 0);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('codings within the budget run side by side on the threads there are', async () => {
+  const pool = createCodecPool({ threads: 2, memoryBytesMax: xzCost * 2 });
+  try {
+    await Promise.all(chunks(4).map((chunk) => pool.compress(chunk, xz)));
+    assert.is(pool.memory().codingsPeak, 2);
+    assert.is(pool.memory().bytesReservedPeak, xzCost * 2);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('one chunk costlier than the whole budget still codes (alone) instead of waiting forever', async () => {
+  const pool = createCodecPool({ threads: 2, memoryBytesMax: 16 * 1024 * 1024 });
+  try {
+    const [chunk] = chunks(1);
+    const frame = await pool.compress(new Uint8Array(chunk), xz);
+    const decoded = await pool.decompress(frame.frame, chunk.length, frame.checksum, 'chunk 0', xz);
+    assert.equal(decoded, chunk);
+    assert.is(pool.memory().codingsPeak, 1);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('starting a codec pool sets MIMALLOC_PURGE_DELAY=0, so the xz addon returns freed coder memory at once', async () => {
+  const pool = createCodecPool({ threads: 1 });
+  try {
+    assert.is(process.env.MIMALLOC_PURGE_DELAY, '0');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('the registry prices xz:9 above xz:6 and a larger chunk above a smaller one', () => {
+  assert.ok(codingBytesMax(parseCodecChoice('xz:9'), 'compress', chunkBytes) > xzCost);
+  assert.ok(codingBytesMax(xz, 'compress', 4 * chunkBytes) > xzCost);
+  assert.ok(codingBytesMax(huffman, 'compress', chunkBytes) < xzCost);
+});
+
+test('file commands choose their threads by memory: xz -6 on 24 MiB chunks gets one, Huffman every core, -T N is obeyed', () => {
+  const cores = availableParallelism();
+  const mebibyte = 1024 * 1024;
+  assert.is(threadsWithin(undefined, { codec: xz, op: 'compress', chunkBytes: 24 * mebibyte }), 1);
+  assert.ok(threadsWithin(undefined, { codec: huffman, op: 'compress', chunkBytes: 4 * mebibyte }) >= Math.min(cores, 8));
+  assert.is(threadsWithin(2, { codec: xz, op: 'compress', chunkBytes: 24 * mebibyte }), Math.min(2, cores));
+});
+
+test.run();
