@@ -2,7 +2,7 @@
  * The client's one error type. `code` is the server's error code (docs/PROTOCOL.md) when the node
  * refused something, or one of the client's own codes when the failure happened on this side.
  */
-import type { ErrorCode } from '../gateway/protocol.ts';
+import type { ErrorCode } from '../protocol/index.ts';
 
 export type ClientErrorCode =
   | ErrorCode

@@ -22,4 +22,4 @@ export {
   type Watch,
 } from './client.ts';
 export { DcasClientError, type ClientErrorCode } from './errors.ts';
-export type { JobMode, JobState, JobView } from '../jobs/types.ts';
+export type { JobMode, JobState, JobView } from '../jobs/index.ts';

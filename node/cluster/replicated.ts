@@ -23,7 +23,7 @@ import {
   type StateCommand,
   type StateStore,
   type StateValue,
-} from '../storage/state-store.ts';
+} from '../storage/index.ts';
 
 /** What the replicated state needs from the network: messages by node name, and one request/response. */
 export interface RaftTransport {

@@ -1,4 +1,3 @@
 export { createGateway, type Gateway, type GatewayOptions, type GatewayRoutes } from './http.ts';
 export { defaultGatewayLimits, type GatewayLimits } from './ws.ts';
 export type { GatewayStats, RaftStatus } from './metrics.ts';
-export * from './protocol.ts';

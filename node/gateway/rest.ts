@@ -6,10 +6,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { JobError, type JobService, type JobState, type JobView } from '../jobs/types.ts';
+import { JobError, type JobService, type JobState, type JobView } from '../jobs/index.ts';
 import { openApiDocument } from './openapi.ts';
 import { normaliseOrigin } from './origin.ts';
-import { jobIdPattern } from './protocol.ts';
+import { jobIdPattern } from '../protocol/index.ts';
 import { dropIfNotReading, fail, jobErrorStatus, send } from './reply.ts';
 
 export interface RestApiOptions {

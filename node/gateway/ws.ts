@@ -21,8 +21,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { CodecError } from '../codec/index.ts';
-import { ProposalError } from '../cluster/replicated.ts';
-import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/types.ts';
+import { ProposalError } from '../cluster/index.ts';
+import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/index.ts';
 import type { TokenCheck } from './auth.ts';
 import { parseClientMessage } from './messages.ts';
 import type { GatewayMetrics, GatewayStats } from './metrics.ts';
@@ -39,7 +39,7 @@ import {
   type ServerMessage,
   type UploadMessage,
   type WatchMessage,
-} from './protocol.ts';
+} from '../protocol/index.ts';
 
 export interface GatewayLimits extends ProtocolLimits {
   /** Welcomed (past hello) WebSocket connections; one more is refused at the upgrade with HTTP 503. */

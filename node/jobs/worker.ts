@@ -9,10 +9,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { ReplicatedState } from '../cluster/index.ts';
 import { CodecError, format, type CodecPool, type TextCounts } from '../codec/index.ts';
-import type { BlobStore } from '../storage/blob/types.ts';
-import type { StateChange } from '../storage/state-store.ts';
+import type { BlobStore, StateChange } from '../storage/index.ts';
 import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
 import { activeJobIds, casChunk, chunkKey, codingOf, readChunks, readJob, type ChunkRecord, type JobCoding } from './records.ts';
 
