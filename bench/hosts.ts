@@ -1,5 +1,5 @@
 /**
- * The scaling curve across namespace hosts (test/hosts/harness.ts, the same module the host tests use):
+ * The scaling curve across namespace hosts (tools/hosts/harness.ts, the same module the host tests use):
  * one large job on 3 voter hosts plus 1, 2, 3 and 4 worker hosts of equal CPU quota, links shaped to a
  * rate, gateways staging chunks raw (jobs.codeAtGateway: false) so the workers do the coding.
  * Throughput is original bytes over upload start to job completed; efficiency(N) = throughput(N) /
@@ -17,8 +17,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { loadavg } from 'node:os';
 import { connect, type JobView } from '../node/client/index.ts';
-import { createHosts, defaultLink } from '../test/hosts/harness.ts';
-import { agreement } from '../test/support/cluster.ts';
+import { createHosts, defaultLink } from '../tools/hosts/harness.ts';
+import { agreement } from '../tools/cluster.ts';
 
 export interface HostsRun {
   workerHosts: number;

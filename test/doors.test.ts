@@ -4,6 +4,8 @@
  * inside their room; the outer door re-exports what other rooms need. Files directly under `node/` are
  * leaves every room may import. Every import form counts: `import`, `import type`, `export ... from`, and
  * dynamic `import('...')`, found in TypeScript's own syntax tree so comments and strings do not confuse it.
+ * And `test/` and `bench/` never import each other: what both need (launchers, the loopback GCS server,
+ * seeded data) lives in `tools/`.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -95,6 +97,29 @@ test('the door scan sees every import form: import type, export from, and dynami
 test('code under node/ never imports the tests or the bench', () => {
   const sites = relativeImports('node').filter((site) => roomOf(site.target) === undefined && !site.target.startsWith(`node${sep}`));
   assert.is(sites.length, 0, `node/ imports outside itself:\n${describe(sites)}`);
+});
+
+/** Tests of the bench itself: they check its generator and its report, so they import `bench/`. */
+const benchTests = ['bench-generate.test.ts', 'bench-report.test.ts', 'hosts-report.test.ts'];
+
+function importsInto(sites: ImportSite[], folder: string): ImportSite[] {
+  return sites.filter((site) => site.target.startsWith(`${folder}${sep}`));
+}
+
+test('bench/ never imports test/: what both need lives in tools/', () => {
+  const sites = importsInto(relativeImports('bench'), 'test');
+  assert.is(sites.length, 0, `bench/ imports test/ (move the shared module to tools/):\n${describe(sites)}`);
+});
+
+test('test/ imports bench/ only in the tests of the bench itself', () => {
+  const sites = importsInto(relativeImports('test'), 'bench').filter((site) => !benchTests.includes(relative('test', site.file)));
+  assert.is(sites.length, 0, `test/ imports bench/ (move the shared module to tools/, or name a test of the bench in benchTests):\n${describe(sites)}`);
+});
+
+test('tools/ imports neither test/ nor bench/', () => {
+  const tools = relativeImports('tools');
+  const sites = [...importsInto(tools, 'test'), ...importsInto(tools, 'bench')];
+  assert.is(sites.length, 0, `tools/ imports test/ or bench/:\n${describe(sites)}`);
 });
 
 test.run();
