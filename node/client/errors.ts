@@ -3,6 +3,7 @@
  * refused something, or one of the client's own codes when the failure happened on this side.
  */
 import type { ErrorCode } from '../protocol/index.ts';
+import { CodedError } from '../errors.ts';
 
 export type ClientErrorCode =
   | ErrorCode
@@ -19,15 +20,12 @@ export type ClientErrorCode =
   | 'OUTPUT_EXISTS'
   | 'BAD_ARGUMENT';
 
-export class DcasClientError extends Error {
-  readonly code: ClientErrorCode;
+export class DcasClientError extends CodedError<ClientErrorCode> {
   /** The job the failure is about, when there is one. */
   readonly jobId: string | undefined;
 
   constructor(code: ClientErrorCode, message: string, jobId?: string) {
-    super(message);
-    this.name = 'DcasClientError';
-    this.code = code;
+    super(code, message);
     this.jobId = jobId;
   }
 }

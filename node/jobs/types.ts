@@ -5,6 +5,7 @@
  */
 
 import type { OutputFormat } from '../codec/index.ts';
+import { CodedError } from '../errors.ts';
 
 export type JobState = 'pending' | 'uploading' | 'processing' | 'merging' | 'completed' | 'failed';
 export type JobMode = 'compress' | 'decompress';
@@ -94,15 +95,7 @@ export interface Download {
 /** INSUFFICIENT_STORAGE: this node's disk (data or blob folder) is too full to take new work; reads still work. */
 export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE';
 
-export class JobError extends Error {
-  readonly code: JobErrorCode;
-
-  constructor(code: JobErrorCode, message: string) {
-    super(message);
-    this.name = 'JobError';
-    this.code = code;
-  }
-}
+export class JobError extends CodedError<JobErrorCode> {}
 
 /** What the gateway needs from the jobs room on every node. */
 export interface JobService {
