@@ -96,7 +96,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   let pool: CodecPool | undefined;
   let blobs: BlobStore | undefined;
   try {
-    blobs = await createBlobStore(config.blobStore, { folder: { fsync: process.env.DCAS_BLOB_FSYNC !== "0" } });
+    blobs = await createBlobStore(config.blobStore);
     pool = createCodecPool({ threads: config.workers });
     await host.start();
     const workers = () => host.members().filter((member) => member.role === 'worker').map((member) => member.name);
