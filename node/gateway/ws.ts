@@ -193,8 +193,11 @@ export function refuseUpgrade(socket: Duplex, status: number, code: string, mess
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
 }
 
-/** Upload credit is granted back in batches of at least this fraction of the window, or when idle. */
-const grantFraction = 8;
+/**
+ * Upload credit is granted back once the gateway owes at least window / creditGrantsPerWindow bytes (or
+ * when the upload's buffer empties), so a full window comes back in about this many credit messages.
+ */
+const creditGrantsPerWindow = 8;
 /** After a close frame, a peer that does not complete the close handshake is cut off after this long. */
 const closeGraceMs = 2_000;
 
@@ -706,7 +709,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     }
     if (!written || upload.phase !== 'receiving') return;
     upload.owedBytes += bytes.length;
-    if (upload.owedBytes >= limits.uploadWindowBytes / grantFraction || upload.bufferedBytes === 0) {
+    if (upload.owedBytes >= limits.uploadWindowBytes / creditGrantsPerWindow || upload.bufferedBytes === 0) {
       upload.grantedBytes += upload.owedBytes;
       send(connection, { type: 'credit', jobId: upload.jobId, bytes: upload.owedBytes });
       upload.owedBytes = 0;
