@@ -99,6 +99,18 @@ test('code under node/ never imports the tests or the bench', () => {
   assert.is(sites.length, 0, `node/ imports outside itself:\n${describe(sites)}`);
 });
 
+test('only the CLI and the runtime end the process: no process.exit elsewhere under node/', () => {
+  const exits = typeScriptFiles(join(root, 'node'))
+    .map((path) => relative(root, path))
+    .filter((file) => !['cli', 'runtime'].includes(roomOf(file) ?? ''))
+    .flatMap((file) =>
+      readFileSync(join(root, file), 'utf8')
+        .split('\n')
+        .flatMap((text, index) => (/\bprocess\.exit\s*\(/.test(text) ? [`${file}:${index + 1}: ${text.trim()}`] : [])),
+    );
+  assert.is(exits.length, 0, `process.exit below the CLI and the runtime (raise an error or an event instead):\n${exits.join('\n')}`);
+});
+
 /** Tests of the bench itself: they check its generator and its report, so they import `bench/`. */
 const benchTests = ['bench-generate.test.ts', 'bench-report.test.ts', 'hosts-report.test.ts'];
 
