@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import ts from 'typescript';
 
@@ -48,7 +48,7 @@ function specifiersOf(sourceFile: ts.SourceFile): { specifier: string; position:
 }
 
 /** Every relative import of every `.ts` file under `folder` (a folder of the repository). */
-export function relativeImports(folder: string): ImportSite[] {
+function relativeImports(folder: string): ImportSite[] {
   return typeScriptFiles(join(root, folder)).flatMap((path) => {
     const sourceFile = ts.createSourceFile(path, readFileSync(path, 'utf8'), ts.ScriptTarget.Latest, true);
     return specifiersOf(sourceFile)
@@ -80,13 +80,15 @@ function pastDoor(site: ImportSite): boolean {
   return site.target !== join('node', targetRoom, 'index.ts');
 }
 
+const nodeImports = relativeImports('node');
+
 test('a room under node/ is imported from another room only through its index.ts', () => {
-  const sites = relativeImports('node').filter(pastDoor);
+  const sites = nodeImports.filter(pastDoor);
   assert.is(sites.length, 0, `imports past a room's door (import the room's index.ts instead):\n${describe(sites)}`);
 });
 
 test('the door scan sees every import form: import type, export from, and dynamic import', () => {
-  const sites = relativeImports('node');
+  const sites = nodeImports;
   const has = (file: string, specifier: string) =>
     sites.some((site) => site.file === join(...file.split('/')) && site.specifier === specifier);
   assert.ok(has('node/cli/governor.ts', '../runtime/index.ts'), 'a dynamic import is seen');
@@ -95,7 +97,7 @@ test('the door scan sees every import form: import type, export from, and dynami
 });
 
 test('code under node/ never imports the tests or the bench', () => {
-  const sites = relativeImports('node').filter((site) => roomOf(site.target) === undefined && !site.target.startsWith(`node${sep}`));
+  const sites = nodeImports.filter((site) => roomOf(site.target) === undefined && !site.target.startsWith(`node${sep}`));
   assert.is(sites.length, 0, `node/ imports outside itself:\n${describe(sites)}`);
 });
 
@@ -109,6 +111,17 @@ test('only the CLI and the runtime end the process: no process.exit elsewhere un
         .flatMap((text, index) => (/\bprocess\.exit\s*\(/.test(text) ? [`${file}:${index + 1}: ${text.trim()}`] : [])),
     );
   assert.is(exits.length, 0, `process.exit below the CLI and the runtime (raise an error or an event instead):\n${exits.join('\n')}`);
+});
+
+test('every script a module names by path beside itself (new URL(path, import.meta.url)) exists', () => {
+  const missing = ['node', 'test', 'bench', 'tools'].flatMap((folder) =>
+    typeScriptFiles(join(root, folder)).flatMap((path) =>
+      [...readFileSync(path, 'utf8').matchAll(/new URL\(\s*['"](\.{1,2}\/[^'"]+\.(?:ts|js|mjs|json|wasm))['"]\s*,\s*import\.meta\.url\s*\)/g)]
+        .filter((match) => !existsSync(resolve(dirname(path), match[1])))
+        .map((match) => `${relative(root, path)} names '${match[1]}'`),
+    ),
+  );
+  assert.is(missing.length, 0, `paths to files that are not there (a module moved?):\n${missing.join('\n')}`);
 });
 
 /** Tests of the bench itself: they check its generator and its report, so they import `bench/`. */

@@ -112,7 +112,7 @@ test("the coordinator's host cut off mid-upload: the majority elects another, th
     assertIdentical(job, data);
     const jobMs = Date.now() - cutAt;
 
-    const probe = await hosts!.exec(cutOff, [process.execPath, new URL('./hosts/probe.ts', import.meta.url).pathname, hosts!.gateway(cutOff)], 60_000);
+    const probe = await hosts!.exec(cutOff, [process.execPath, new URL('../tools/hosts/probe.ts', import.meta.url).pathname, hosts!.gateway(cutOff)], 60_000);
     assert.is(probe.code, 0, `probe on the cut-off host failed: ${probe.stderr}`);
     const answered = JSON.parse(probe.stdout.trim().split('\n').at(-1)!) as { cluster: { coordinator?: string | null }; upload: { accepted: boolean; code?: string } };
     console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; upload acknowledged ${uploadedMs} ms and the job completed ${jobMs} ms after the cut; the cut-off side answered ${JSON.stringify(answered)}`);

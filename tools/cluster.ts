@@ -24,7 +24,7 @@ export function agreement(views: readonly (ClusterStatusView | undefined)[], ali
   return views[0];
 }
 
-const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
+const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
 
 export interface TestCluster {
   dataDir: string;
