@@ -24,7 +24,12 @@ export const ERROR_STREAM_UNUSED: i32 = -12;
 export const ERROR_STREAM_PADDING: i32 = -13;
 export const ERROR_TRAILING_BYTES: i32 = -14;
 
-/** Where the last failure happened: block index (-1 = frame header) and stream index (-1 = none). */
+/**
+ * Where the last failure happened: block index (-1 = frame header) and stream index (-1 = none). Module
+ * globals because a WASM export returns one number and decompressChunk's is already the status; the JS
+ * side (node/codec/kernel.ts) asks failedBlock()/failedStream() only after a failure, on the same thread
+ * right after the call, so a successful decode pays nothing for them.
+ */
 export let errorBlock: i32 = -1;
 export let errorStream: i32 = -1;
 

@@ -92,7 +92,9 @@ function addHistogram(into: usize, from: usize): void {
   }
 }
 
-// What weighBlock found.
+// What weighBlock found: four results of one pass over the histogram. Module globals rather than a return
+// value because an AssemblyScript function returns one value (no tuples), and a result object would be a
+// heap allocation per block on the hot path. emitBlock, the only caller, reads them right after the call.
 let newBits: u64 = 0;
 let repeatBits: u64 = 0;
 let repeatPossible = false;

@@ -86,7 +86,11 @@ export function sumCountLogCount(histogram: usize): u64 {
   return sum;
 }
 
-/** Symbols with a nonzero count in the histogram of the last sumCountLogCount. */
+/**
+ * Symbols with a nonzero count in the histogram of the last sumCountLogCount: a second result of the same
+ * pass, kept in a module global because a function returns one value (its sum already) and counting in the
+ * caller would walk the 256 counts again for every sub-block. The caller reads it right after the call.
+ */
 export let presentSymbols: u32 = 0;
 
 /** Like sumCountLogCount of the sum of two histograms. */

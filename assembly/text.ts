@@ -9,6 +9,9 @@ const CLASS_PASS_OVER: u32 = 0;
 const CLASS_SPACE: u32 = 1;
 const CLASS_WORD: u32 = 2;
 
+// Three results of one pass, left in exported globals because a WASM export returns one number;
+// node/codec/kernel.ts reads them right after countText on the same thread (nothing runs in between).
+// Writing them to linear memory instead would cost the JS side a view and three loads for the same thing.
 export let countedLines: u32 = 0;
 export let countedWords: u32 = 0;
 /** Bit 0: the first significant byte is a word byte; bit 1: the last is; bit 2: no byte is significant. */

@@ -14,8 +14,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { chromiumPath } from '../tools/chromium.ts';
 
-export const chromiumPath = process.env.DCAS_CHROMIUM ?? '/usr/bin/chromium';
 const chromiumArgs = [
   '--headless',
   '--no-sandbox',

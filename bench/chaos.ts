@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from 'node:util';
-import { chaosPassed, formatSummary, runChaos } from './chaos/run.ts';
+import { chaosPassed, formatSummary, runChaos } from '../tools/chaos/run.ts';
 
 function usage(message: string): never {
   process.stderr.write(`chaos: ${message}\nusage: npm run chaos -- [--minutes M] [--seed S] [--json]\n`);

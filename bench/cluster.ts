@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { basename } from 'node:path';
 import { connect, DcasClientError, type JobView } from '../node/client/index.ts';
 import type { ClusterRun, LoadSection } from './results.ts';
-import { startLocalCluster, type LocalCluster } from './local-cluster.ts';
+import { startLocalCluster, type LocalCluster } from '../tools/local-cluster.ts';
 import { megabytesPerSecond, quantile, spread } from './stats.ts';
 
 /** An upload that has not completed by then counts as a TIMEOUT error. */

@@ -28,6 +28,7 @@ import { closeSync, openSync, readFileSync, renameSync, writeSync } from 'node:f
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import * as z from 'zod';
+import { seededRandom } from '../tools/data.ts';
 
 export const recordFormats = ['csv', 'jsonl'] as const;
 export type RecordFormat = (typeof recordFormats)[number];
@@ -146,18 +147,6 @@ export function builtInSchemaPath(name: string): string {
 }
 
 // ---- Randomness ----------------------------------------------------------------------------------
-
-/** mulberry32: small, fast, and the same sequence for a seed on every platform. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Picks indexes 0..n-1 in proportion to weights, by binary search over the cumulative sums. */
 function weightedPicker(weightList: number[], random: () => number): () => number {

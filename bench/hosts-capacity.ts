@@ -13,8 +13,8 @@
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connect } from '../node/client/index.ts';
-import { startGcsServer, type GcsServer } from '../node/storage/gcs-server/index.ts';
-import { createTestCluster, waitFor, type TestCluster } from '../test/support/cluster.ts';
+import { startGcsServer, type GcsServer } from '../tools/gcs-server/index.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { generatedFile } from './datasets-extra.ts';
 import { parseSize } from './generate.ts';
 

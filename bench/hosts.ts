@@ -1,5 +1,5 @@
 /**
- * The scaling curve across namespace hosts (test/hosts/harness.ts, the same module the host tests use):
+ * The scaling curve across namespace hosts (tools/hosts/harness.ts, the same module the host tests use):
  * one job on 3 voter hosts plus 1, 2, 3 and 4 worker hosts of equal CPU quota, links shaped to a rate.
  *
  * What it measures is coding: the voters run with `jobs.code: false` (Raft and their gateways only), so
@@ -20,8 +20,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { loadavg } from 'node:os';
 import { connect, type JobView } from '../node/client/index.ts';
-import { createHosts, defaultLink } from '../test/hosts/harness.ts';
-import { agreement } from '../test/support/cluster.ts';
+import { createHosts, defaultLink } from '../tools/hosts/harness.ts';
+import { agreement } from '../tools/cluster.ts';
 
 export interface HostsRun {
   workerHosts: number;

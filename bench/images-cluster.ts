@@ -8,7 +8,7 @@
 import type { ImageMode } from '../node/codec/index.ts';
 import { connect, uploadImages } from '../node/client/index.ts';
 import type { CorpusImage } from './images-corpus.ts';
-import { startLocalCluster } from './local-cluster.ts';
+import { startLocalCluster } from '../tools/local-cluster.ts';
 
 export interface ClusterImageRow {
   name: string;

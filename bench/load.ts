@@ -19,8 +19,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect, type DcasClient, type RetryNotice } from '../node/client/index.ts';
-import { createTestCluster, type TestCluster } from '../test/support/cluster.ts';
-import { builtInSchemaPath, generateBuffer, loadRecordSchema, parseSize, seededRandom } from './generate.ts';
+import { createTestCluster, type TestCluster } from '../tools/cluster.ts';
+import { seededRandom } from '../tools/data.ts';
+import { builtInSchemaPath, generateBuffer, loadRecordSchema, parseSize } from './generate.ts';
 import { quantile } from './stats.ts';
 
 const dcasEntry = new URL('../node/cli/dcas.ts', import.meta.url).pathname;

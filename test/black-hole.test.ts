@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { connect } from '../node/client/index.ts';
 import { startBlackHole, type BlackHole } from './support/black-hole.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { randomBytesSeeded } from './helpers.ts';
 
 let cluster: TestCluster;

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
 import { BlobError, type BlobStore } from '../node/storage/blob/index.ts';
 import { createGcsStore } from '../node/storage/blob/gcs.ts';
-import { startGcsServer, type GcsServer, type RequestFacts } from '../node/storage/gcs-server/index.ts';
+import { startGcsServer, type GcsServer, type RequestFacts } from '../tools/gcs-server/index.ts';
 import { randomBytesSeeded } from './helpers.ts';
 
 const bucket = 'dcas-faults';

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
 import { createGcsStore } from '../node/storage/blob/gcs.ts';
-import { startGcsServer, type GcsServer } from '../node/storage/gcs-server/index.ts';
+import { startGcsServer, type GcsServer } from '../tools/gcs-server/index.ts';
 import { randomBytesSeeded, withTempDir } from './helpers.ts';
 
 const bucket = 'dcas-server';

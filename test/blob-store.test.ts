@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
 import { BlobError, createBlobStore, createFolderStore, type BlobStore } from '../node/storage/blob/index.ts';
 import { createGcsStore } from '../node/storage/blob/gcs.ts';
-import { startGcsServer } from '../node/storage/gcs-server/index.ts';
+import { startGcsServer } from '../tools/gcs-server/index.ts';
 import { randomBytesSeeded, seededRandom } from './helpers.ts';
 
 interface Harness {

@@ -5,7 +5,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { formatSummary, runChaos, type ChaosSummary } from '../bench/chaos/run.ts';
+import { formatSummary, runChaos, type ChaosSummary } from '../tools/chaos/run.ts';
 
 let summary: ChaosSummary;
 

@@ -14,7 +14,7 @@ import { codecs, countText, format, joinTextCounts } from '../node/codec/index.t
 import { loadKernel } from '../node/codec/kernel.ts';
 import type { JobRecord } from '../node/jobs/records.ts';
 import { toView } from '../node/jobs/service.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { runDcas } from './support/dcas-process.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 

@@ -12,7 +12,7 @@ import { peerIdOfDataDir } from '../node/cluster/host/index.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { wrapWords } from '../node/cli/output.ts';
-import { freeBasePort } from '../bench/local-cluster.ts';
+import { freeBasePort } from '../tools/local-cluster.ts';
 import { dcasEntry } from './support/dcas-process.ts';
 
 /** Runs `dcas node` until it has logged that it started and become leader, then stops it with SIGINT. */

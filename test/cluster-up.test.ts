@@ -12,11 +12,11 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeBasePort } from '../bench/local-cluster.ts';
+import { freeBasePort } from '../tools/local-cluster.ts';
 import { restartDelayMs } from '../node/cli/cluster-commands.ts';
 import { connect } from '../node/client/index.ts';
 import type { ClusterStatusView } from '../node/runtime/node.ts';
-import { waitFor } from './support/cluster.ts';
+import { waitFor } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;

@@ -58,7 +58,7 @@ test('a config with only a name loads, every other field filled with its default
   assert.equal(config.membership, { heartbeatMs: 500, suspectMs: 1500, deadMs: 3000 });
   assert.equal(config.raft, { tickMs: 100, electionTicks: 10, heartbeatTicks: 1 });
   assert.is(config.token, undefined);
-  assert.equal(config.blobStore, { kind: 'folder', path: resolve(folder, 'data/blobs') }, 'blobs default to <dataDir>/../blobs');
+  assert.equal(config.blobStore, { kind: 'folder', path: resolve(folder, 'data/blobs'), fsync: true }, 'blobs default to <dataDir>/../blobs, flushed to the disk');
 });
 
 test('YAML and JSON files with the same content give the same config; paths are relative to the file', () => {
@@ -87,6 +87,11 @@ test('YAML and JSON files with the same content give the same config; paths are 
   assert.equal(fromJson.gateway, { host: '127.0.0.1', port: 7707, allowedHosts: ['dcas.internal', 'proxy.example:8443'], uploadQueueMax: 256, uploadQueueTimeoutMs: 120_000, uploadsPerAddressMax: 32, cors: { origins: ['https://console.example.com'] }, images: imageDefaults });
   assert.equal(fromJson.raft, { tickMs: 100, electionTicks: 20, heartbeatTicks: 1 });
   assert.equal(fromJson.blobStore, { kind: 'gcs', bucket: 'dcas-blobs', prefix: '', apiEndpoint: 'http://127.0.0.1:4443' });
+});
+
+test('a folder blob store flushes every blob to the disk unless blobStore.fsync is false', () => {
+  assert.equal(loadConfig(write('fsync-on.yaml', 'name: n1\nblobStore: { kind: folder, path: blobs }\n')).blobStore, { kind: 'folder', path: resolve(folder, 'blobs'), fsync: true });
+  assert.equal(loadConfig(write('fsync-off.yaml', 'name: n1\nblobStore: { kind: folder, path: blobs, fsync: false }\n')).blobStore, { kind: 'folder', path: resolve(folder, 'blobs'), fsync: false });
 });
 
 test('the committed cluster-config files load', () => {
@@ -132,6 +137,8 @@ const wrongFields: Array<[string, string, string]> = [
   ['name: n1\nblobStore: { kind: s3 }', 'blobStore.kind', 'expected kind "folder" (with path) or "gcs" (with bucket), got "s3"'],
   ['name: n1\nblobStore: { kind: gcs, bucket: "Bad Bucket" }', 'blobStore.bucket', 'GCS bucket name'],
   ['name: n1\nblobStore: { kind: folder }', 'blobStore.path', 'is required'],
+  ['name: n1\nblobStore: { kind: folder, path: blobs, fsync: "no" }', 'blobStore.fsync', 'expected true or false, got "no"'],
+  ['name: n1\nblobStore: { kind: gcs, bucket: dcas, fsync: false }', 'blobStore.fsync', 'unknown field'],
   ['name: n1\npskFile: missing.key', 'pskFile', 'no such file'],
   ['name: n1\npskFile: bad.key', 'pskFile', '64 hex digits'],
   ['name: n1\npeers: { n1: "not-a-peer-id" }', 'peers.n1', 'expected a libp2p peer id'],
@@ -199,7 +206,7 @@ test('localClusterConfigs lays out N nodes on loopback: ports, voters, bootstrap
   assert.equal(configs[2].bootstrap, ['/ip4/127.0.0.1/tcp/9101', '/ip4/127.0.0.1/tcp/9102', '/ip4/127.0.0.1/tcp/9104', '/ip4/127.0.0.1/tcp/9105']);
   assert.is(configs[6].bootstrap.length, 5, 'a worker bootstraps from every voter');
   assert.is(configs[2].dataDir, join(folder, 'cluster', 'node3'));
-  assert.equal(configs[2].blobStore, { kind: 'folder', path: join(folder, 'cluster', 'blobs') });
+  assert.equal(configs[2].blobStore, { kind: 'folder', path: join(folder, 'cluster', 'blobs'), fsync: true });
   assert.equal(configs[5].blobStore, configs[0].blobStore, 'all nodes share one blob folder');
   assert.throws(() => localClusterConfigs({ nodes: 0, dataDir: folder }), /nodes: expected an integer from 1 to 99, got 0/);
 });

@@ -10,8 +10,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { chromiumPath } from '../bench/browser.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { chromiumPath } from '../tools/chromium.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 const token = 'console-test-token-0123456789';

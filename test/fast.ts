@@ -1,7 +1,7 @@
 /**
  * `npm run test:fast`: the inner-loop tier. It runs the test files that start no process and no browser
  * (unit tests, the Raft and jobs simulations, in-process libp2p and worker threads), found by reading each
- * test file's imports within the repository: a file is slow when it, or a test or bench module it imports,
+ * test file's imports within the repository: a file is slow when it, or a test, tools or bench module it imports,
  * imports `node:child_process` or playwright. New tests fall into a tier by themselves; `npm test` still
  * runs everything. Arguments are passed to uvu (e.g. `-b` to stop at the first failure).
  */
@@ -14,7 +14,7 @@ const root = resolve(testDir, '..');
 const slowImport = /from\s+['"](node:child_process|playwright-core|playwright)['"]/;
 const relativeImport = /(?:import|export)[^'"]*?from\s+['"](\.{1,2}\/[^'"]+)['"]/g;
 
-/** Whether `file` reaches a process launcher through test or bench modules (node/ starts no processes on import). */
+/** Whether `file` reaches a process launcher through test, tools or bench modules (node/ starts no processes on import). */
 function startsProcesses(file: string, seen = new Set<string>()): boolean {
   if (seen.has(file)) return false;
   seen.add(file);
@@ -22,7 +22,7 @@ function startsProcesses(file: string, seen = new Set<string>()): boolean {
   if (slowImport.test(source)) return true;
   for (const match of source.matchAll(relativeImport)) {
     const target = resolve(dirname(file), match[1]);
-    if (!target.startsWith(join(root, 'test')) && !target.startsWith(join(root, 'bench'))) continue;
+    if (!['test', 'bench', 'tools'].some((folder) => target.startsWith(join(root, folder)))) continue;
     if (target.endsWith('.ts') && startsProcesses(target, seen)) return true;
   }
   return false;

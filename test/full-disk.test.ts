@@ -15,10 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, DcasClientError, type DcasClient } from '../node/client/index.ts';
 import { pino } from 'pino';
-import { freeBasePort } from '../bench/local-cluster.ts';
+import { freeBasePort } from '../tools/local-cluster.ts';
 import { parseConfig } from '../node/config/index.ts';
 import { startNode, type NodeRuntime } from '../node/runtime/node.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { randomBytesSeeded, textLike } from './helpers.ts';
 
 const mebibyte = 1024 * 1024;

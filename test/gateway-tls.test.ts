@@ -10,9 +10,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freeBasePort } from '../bench/local-cluster.ts';
+import { freeBasePort } from '../tools/local-cluster.ts';
 import { loadConfig } from '../node/config/index.ts';
-import { waitFor } from './support/cluster.ts';
+import { waitFor } from '../tools/cluster.ts';
 import { dcasEntry } from './support/dcas-process.ts';
 import { textLike } from './helpers.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The blob store on a host of its own: three namespace hosts (test/hosts/harness.ts) keep their chunks
+ * The blob store on a host of its own: three namespace hosts (tools/hosts/harness.ts) keep their chunks
  * in the GCS-compatible server running on a fourth host, through the real @google-cloud/storage client,
  * so every staged, coded and merged byte crosses the bridge. Needs root and iproute2 (CI runs as root);
  * when the hosts cannot be made, this test fails and says why, it never skips.
@@ -9,8 +9,8 @@ import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { connect } from '../node/client/index.ts';
-import { createHosts, type Hosts } from './hosts/harness.ts';
-import { waitFor } from './support/cluster.ts';
+import { createHosts, type Hosts } from '../tools/hosts/harness.ts';
+import { waitFor } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 let hosts: Hosts | undefined;

@@ -1,5 +1,5 @@
 /**
- * Workers coming and going across hosts (issue 13): five network-namespace hosts (test/hosts/harness.ts),
+ * Workers coming and going across hosts (issue 13): five network-namespace hosts (tools/hosts/harness.ts),
  * three voters that do not code (`jobs.code: false`) and two worker hosts, one of them started only once
  * a job is under way. Leases are 60 s and a silent member is declared dead only after 20 s, so when the
  * chunks of a worker stopped with SIGTERM move to another host within moments, nothing but its hand-back
@@ -10,8 +10,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { connect, type DcasClient } from '../node/client/index.ts';
-import { createHosts, type Hosts } from './hosts/harness.ts';
-import { waitFor } from './support/cluster.ts';
+import { createHosts, type Hosts } from '../tools/hosts/harness.ts';
+import { waitFor } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 const voters = ['node1', 'node2', 'node3'];

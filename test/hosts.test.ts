@@ -1,5 +1,5 @@
 /**
- * The cluster across hosts: five network-namespace hosts on a bridge (test/hosts/harness.ts), each with
+ * The cluster across hosts: five network-namespace hosts on a bridge (tools/hosts/harness.ts), each with
  * its own address, 3 voters and 2 worker-only nodes, the client in the root namespace reaching a host's
  * gateway over the bridge. Needs root and iproute2 (CI runs as root); when the hosts cannot be made,
  * this test fails and says why, it never skips.
@@ -9,8 +9,8 @@ import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
-import { createHosts, defaultLink, netemAvailable, type Hosts } from './hosts/harness.ts';
-import { waitFor } from './support/cluster.ts';
+import { createHosts, defaultLink, netemAvailable, type Hosts } from '../tools/hosts/harness.ts';
+import { waitFor } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 const voters = ['node1', 'node2', 'node3'];
@@ -112,7 +112,7 @@ test("the coordinator's host cut off mid-upload: the majority elects another, th
     assertIdentical(job, data);
     const jobMs = Date.now() - cutAt;
 
-    const probe = await hosts!.exec(cutOff, [process.execPath, new URL('./hosts/probe.ts', import.meta.url).pathname, hosts!.gateway(cutOff)], 60_000);
+    const probe = await hosts!.exec(cutOff, [process.execPath, new URL('../tools/hosts/probe.ts', import.meta.url).pathname, hosts!.gateway(cutOff)], 60_000);
     assert.is(probe.code, 0, `probe on the cut-off host failed: ${probe.stderr}`);
     const answered = JSON.parse(probe.stdout.trim().split('\n').at(-1)!) as { cluster: { coordinator?: string | null }; upload: { accepted: boolean; code?: string; message?: string; elapsedMs?: number } };
     console.log(`hosts: cut ${cutOff}; ${elected} elected after ${failoverMs} ms; upload acknowledged ${uploadedMs} ms and the job completed ${jobMs} ms after the cut; the cut-off side answered ${answered.upload.code} ${answered.upload.elapsedMs} ms after the probe asked (connect included): ${JSON.stringify(answered)}`);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import * as tar from 'tar-stream';
 import { connect, DcasClientError, downloadImage, uploadImages, type DcasClient, type JobView } from '../node/client/index.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { runDcas } from './support/dcas-process.ts';
 
 let cluster: TestCluster;

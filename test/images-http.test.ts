@@ -17,7 +17,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createImagePool, type ImagePool } from '../node/codec/index.ts';
 import { createGateway, type Gateway } from '../node/gateway/index.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { animated, bomb } from './support/png.ts';
 
 const run = promisify(execFile);

@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type JobView } from '../node/client/index.ts';
 import type { ClusterStatusView } from '../node/runtime/node.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { startIntruder, type Intruder, type IntruderTarget } from './support/intruder.ts';
 
 const names = ['node1', 'node2', 'node3'];

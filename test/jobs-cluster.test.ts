@@ -9,7 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
 import { decompress } from '../node/index.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { randomBytesSeeded, textLike } from './helpers.ts';
 
 let cluster: TestCluster;

@@ -6,8 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect } from '../node/client/index.ts';
 import { decompress } from '../node/index.ts';
-import { startGcsServer } from '../node/storage/gcs-server/index.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { startGcsServer } from '../tools/gcs-server/index.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 const bucket = 'dcas-jobs';

@@ -10,7 +10,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type DcasClient } from '../node/client/index.ts';
 import { decompress } from '../node/index.ts';
-import { createTestCluster, waitFor, type TestCluster } from './support/cluster.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
 import { textLike } from './helpers.ts';
 
 let cluster: TestCluster;

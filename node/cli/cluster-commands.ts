@@ -10,8 +10,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { ConfigError, formatPsk, loadConfig, localClusterConfigs, localClusterNodesMax, type NodeConfig } from '../config/index.ts';
-import type { ClusterStatusView } from '../runtime/node.ts';
-import { privateFileMode, privateFolder, writePrivateFile } from '../runtime/private-files.ts';
+import { privateFileMode, privateFolder, writePrivateFile, type ClusterStatusView } from '../runtime/index.ts';
 import { CliError, exitUsage, printJson, wrapWords } from './output.ts';
 import { networkInWords } from './errors.ts';
 import { ensureClientToken, recordLocalGateways, tokenFor, trustCertificateAuthority } from './local-tokens.ts';
@@ -95,7 +94,7 @@ async function printPeerId(configPath: string): Promise<void> {
   const config = loadNodeConfig(configPath);
   process.umask(0o077);
   await privateFolder(config.dataDir);
-  const { peerIdOfDataDir } = await import('../cluster/host/index.ts');
+  const { peerIdOfDataDir } = await import('../cluster/index.ts');
   process.stdout.write(`${await peerIdOfDataDir(config.dataDir)}\n`);
 }
 
@@ -105,7 +104,7 @@ async function runNode(configPath: string, pretty: boolean): Promise<void> {
   process.umask(0o077);
   const logger = await nodeLogger(config.name, pretty);
   // Loaded here, not at the top: libp2p and LevelDB would add most of a second to every other command.
-  const { startNode } = await import('../runtime/node.ts');
+  const { startNode } = await import('../runtime/index.ts');
   const node = await startNode(config, logger);
   await new Promise<void>((resolveStop) => {
     const stop = (signal: string) => {
@@ -199,7 +198,7 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
   await recordLocalGateways(gatewayUrls, client?.file);
   // Each node's identity is made now, in its data folder where the node loads it, so every config
   // can pin every name to its peer id before any node starts.
-  const { pinPeers } = await import('../cluster/host/index.ts');
+  const { pinPeers } = await import('../cluster/index.ts');
   configs = await pinPeers(configs);
   const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string; exitsInRow: number; gaveUp: boolean; restart?: NodeJS.Timeout }> = [];
   let stopping = false;

@@ -17,7 +17,7 @@ export async function governed<T>(run: () => Promise<T>): Promise<T> {
   let memory: { stop(): void } | undefined;
   let stopped = false;
   const timer = setTimeout(async () => {
-    const [{ startMemoryGovernor }, { pino }] = await Promise.all([import('../runtime/memory.ts'), import('pino')]);
+    const [{ startMemoryGovernor }, { pino }] = await Promise.all([import('../runtime/index.ts'), import('pino')]);
     if (!stopped) memory = startMemoryGovernor({ logger: pino({ level: 'silent' }) });
   }, governorDelayMs);
   try {

@@ -12,7 +12,7 @@ import { readFile, rename } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { getCACertificates, setDefaultCACertificates } from 'node:tls';
 import { join } from 'node:path';
-import { privateFolder, writePrivateFile } from '../runtime/private-files.ts';
+import { privateFolder, writePrivateFile } from '../runtime/index.ts';
 import { CliError, exitUsage } from './output.ts';
 
 export const clientTokenFileName = 'client.token';

@@ -2,18 +2,18 @@
  * How the CLI speaks: one-line errors on stderr, JSON documents on stdout, progress bars on a terminal.
  */
 import { SingleBar } from 'cli-progress';
+import { CodedError } from '../errors.ts';
 
 export const exitOk = 0;
 export const exitFailure = 1;
 export const exitUsage = 2;
 
 /** An error whose message is already fit for a user: printed as one line, exit 1 (or `exitCode`). */
-export class CliError extends Error {
+export class CliError extends CodedError<'USAGE' | 'FAILURE'> {
   readonly exitCode: number;
 
   constructor(message: string, exitCode = exitFailure) {
-    super(message);
-    this.name = 'CliError';
+    super(exitCode === exitUsage ? 'USAGE' : 'FAILURE', message);
     this.exitCode = exitCode;
   }
 }

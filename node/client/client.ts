@@ -13,7 +13,7 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { WebSocket } from 'ws';
 import { FileError, writeAtomically } from '../codec/index.ts';
-import type { JobMode, JobView } from '../jobs/types.ts';
+import type { JobMode, JobView } from '../jobs/index.ts';
 import {
   closeCodes,
   protocolVersion,
@@ -30,7 +30,7 @@ import {
   type UploadAcceptedMessage,
   type UploadDoneMessage,
   type WelcomeMessage,
-} from '../gateway/protocol.ts';
+} from '../protocol/index.ts';
 import { DcasClientError } from './errors.ts';
 import { isRetryable, withRetry, type RetryOptions } from './retry.ts';
 

@@ -2,7 +2,8 @@
  * The client's one error type. `code` is the server's error code (docs/PROTOCOL.md) when the node
  * refused something, or one of the client's own codes when the failure happened on this side.
  */
-import type { ErrorCode } from '../gateway/protocol.ts';
+import type { ErrorCode } from '../protocol/index.ts';
+import { CodedError } from '../errors.ts';
 
 export type ClientErrorCode =
   | ErrorCode
@@ -19,17 +20,14 @@ export type ClientErrorCode =
   | 'OUTPUT_EXISTS'
   | 'BAD_ARGUMENT';
 
-export class DcasClientError extends Error {
-  readonly code: ClientErrorCode;
+export class DcasClientError extends CodedError<ClientErrorCode> {
   /** The job the failure is about, when there is one. */
   readonly jobId: string | undefined;
   /** With BUSY: when the node said to try again (its error frame's retryAfterMs, or HTTP Retry-After). */
   readonly retryAfterMs: number | undefined;
 
   constructor(code: ClientErrorCode, message: string, jobId?: string, retryAfterMs?: number) {
-    super(message);
-    this.name = 'DcasClientError';
-    this.code = code;
+    super(code, message);
     this.jobId = jobId;
     this.retryAfterMs = retryAfterMs;
   }

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import type { DcasClient, UploadOptions } from './client.ts';
 import { DcasClientError } from './errors.ts';
-import type { JobView } from '../jobs/types.ts';
+import type { JobView } from '../jobs/index.ts';
 
 export interface ImageBatchOptions {
   /** png-lossless, png-lossy or jpeg. */

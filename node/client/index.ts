@@ -23,5 +23,5 @@ export {
 } from './client.ts';
 export { DcasClientError, type ClientErrorCode } from './errors.ts';
 export { isRetryable, retryableCodes, retryDelayMs, withRetry, type RetryNotice, type RetryOptions } from './retry.ts';
-export type { JobMode, JobState, JobView } from '../jobs/types.ts';
+export type { JobMode, JobState, JobView } from '../jobs/index.ts';
 export { batchTar, downloadImage, listBatch, uploadImages, type BatchFile, type ImageBatchOptions } from './images.ts';

@@ -8,7 +8,7 @@
 import { decode } from 'cborg';
 import * as z from 'zod';
 import type { Message, MessageType, NodeId } from './raft/index.ts';
-import type { StateCommand } from '../storage/state-store.ts';
+import type { StateCommand } from '../storage/index.ts';
 
 /** More than any configured AppendEntries batch; the frame size bounds the bytes anyway. */
 const entriesMax = 65_536;

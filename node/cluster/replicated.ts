@@ -24,7 +24,8 @@ import {
   type StateCommand,
   type StateStore,
   type StateValue,
-} from '../storage/state-store.ts';
+} from '../storage/index.ts';
+import { CodedError } from '../errors.ts';
 
 /** What the replicated state needs from the network: messages by node name, and one request/response. */
 export interface RaftTransport {
@@ -36,15 +37,7 @@ export interface RaftTransport {
 
 export type ProposalErrorCode = 'TIMEOUT' | 'NO_LEADER' | 'REJECTED' | 'STOPPED' | 'STORAGE_FAILED';
 
-export class ProposalError extends Error {
-  readonly code: ProposalErrorCode;
-
-  constructor(code: ProposalErrorCode, message: string) {
-    super(message);
-    this.name = 'ProposalError';
-    this.code = code;
-  }
-}
+export class ProposalError extends CodedError<ProposalErrorCode> {}
 
 /** INSUFFICIENT_STORAGE: the disk is full (ENOSPC). STORAGE_FAILED: any other write error. */
 export type StorageFailureCode = 'INSUFFICIENT_STORAGE' | 'STORAGE_FAILED';
@@ -55,15 +48,7 @@ export type StorageFailureCode = 'INSUFFICIENT_STORAGE' | 'STORAGE_FAILED';
  * leaves before its state is on disk), but it keeps serving reads of what it applied, and stays a
  * member, so freeing space brings it back without a restart.
  */
-export class StorageFailure extends Error {
-  readonly code: StorageFailureCode;
-
-  constructor(code: StorageFailureCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'StorageFailure';
-    this.code = code;
-  }
-}
+export class StorageFailure extends CodedError<StorageFailureCode> {}
 
 export function isNoSpaceError(error: unknown): boolean {
   const text = `${(error as NodeJS.ErrnoException)?.code ?? ''} ${(error as Error)?.message ?? ''} ${((error as Error)?.cause as Error | undefined)?.message ?? ''}`;

@@ -3,6 +3,8 @@
  * CodecError with a stable code, and a message that says what failed and where.
  */
 
+import { CodedError } from '../errors.ts';
+
 export type CodecErrorCode =
   | 'CORRUPT_BLOCK' // the kernel found an inconsistent block or stream
   | 'CHECKSUM_MISMATCH' // a chunk decoded, but its bytes are not what was written
@@ -12,12 +14,4 @@ export type CodecErrorCode =
   | 'CORRUPT_CONTAINER' // a header, index or footer field is inconsistent
   | 'TOO_LARGE'; // an input beyond a limit of the format or the kernel
 
-export class CodecError extends Error {
-  readonly code: CodecErrorCode;
-
-  constructor(code: CodecErrorCode, message: string) {
-    super(message);
-    this.name = 'CodecError';
-    this.code = code;
-  }
-}
+export class CodecError extends CodedError<CodecErrorCode> {}

@@ -17,18 +17,11 @@ import { CodecError } from './errors.ts';
 import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
 import { listingOf, threadsWithin, type DczListing } from './file-streams.ts';
+import { CodedError } from '../errors.ts';
 
 export type FileErrorCode = 'INPUT_MISSING' | 'INPUT_NOT_FILE' | 'INPUT_UNREADABLE' | 'OUTPUT_EXISTS' | 'OUTPUT_NOT_FILE' | 'OUTPUT_UNWRITABLE';
 
-export class FileError extends Error {
-  readonly code: FileErrorCode;
-
-  constructor(code: FileErrorCode, message: string) {
-    super(message);
-    this.name = 'FileError';
-    this.code = code;
-  }
-}
+export class FileError extends CodedError<FileErrorCode> {}
 
 export interface FileOptions {
   /**

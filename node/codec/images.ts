@@ -13,6 +13,8 @@
  * Inputs are checked before anything is decoded: bytes, format, the PNG chunk structure (truncation,
  * animation) and the pixel count from the header, so a decompression bomb never reaches a decoder.
  */
+
+import { CodedError } from '../errors.ts';
 export const imageModes = ['png-lossless', 'png-lossy', 'jpeg'] as const;
 export type ImageMode = (typeof imageModes)[number];
 
@@ -27,15 +29,7 @@ export type ImageErrorCode =
   | 'BAD_IMAGE_OPTIONS' // an unknown mode, a quality out of range
   | 'IMAGE_QUEUE_FULL'; // the image pool's queue is at its limit: try again later
 
-export class ImageError extends Error {
-  readonly code: ImageErrorCode;
-
-  constructor(code: ImageErrorCode, message: string) {
-    super(message);
-    this.name = 'ImageError';
-    this.code = code;
-  }
-}
+export class ImageError extends CodedError<ImageErrorCode> {}
 
 /** A pngquant-style quality range, 0 to 100: the fewest colours that reach `max`; `min` is the floor. */
 export interface ImageQuality {

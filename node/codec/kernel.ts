@@ -45,6 +45,8 @@ interface KernelExports {
   failedBlock(): number;
   failedStream(): number;
   countText(length: number): void;
+  // A WASM export returns one number; the kernel's other results (these counts, failedBlock/failedStream)
+  // wait in its globals, read right after the call that set them, on the same thread.
   countedLines: { value: number };
   countedWords: { value: number };
   countedEdges: { value: number };

@@ -3,14 +3,15 @@
  * message is one line that names the file, the field path and what is wrong with it.
  */
 
+import { CodedError } from '../errors.ts';
+
 export type ConfigErrorCode =
   | 'UNREADABLE' // the file (or a file it names, like the PSK) cannot be read
   | 'SYNTAX' // the file is not valid YAML or JSON
   | 'UNSUPPORTED_FORMAT' // the file extension is neither .yaml, .yml nor .json
   | 'INVALID'; // the document parsed, but a field is missing, unknown or out of range
 
-export class ConfigError extends Error {
-  readonly code: ConfigErrorCode;
+export class ConfigError extends CodedError<ConfigErrorCode> {
   /** The file the error is about, as the caller named it. */
   readonly file: string;
   /** The dotted field path, or '' when the error concerns the whole file. */
@@ -18,9 +19,7 @@ export class ConfigError extends Error {
 
   constructor(code: ConfigErrorCode, file: string, field: string, problem: string) {
     const where = field === '' ? file : `${file}: ${field}`;
-    super(`${where}: ${oneLine(problem)}`);
-    this.name = 'ConfigError';
-    this.code = code;
+    super(code, `${where}: ${oneLine(problem)}`);
     this.file = file;
     this.field = field;
   }

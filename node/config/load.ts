@@ -70,9 +70,9 @@ export function parseConfig(document: unknown, options: ParseOptions): NodeConfi
   // on one machine that folder plays the part object storage plays in a real deployment.
   const blobStore: BlobStoreConfig =
     raw.blobStore === undefined
-      ? { kind: 'folder', path: resolve(dataDir, '..', 'blobs') }
+      ? { kind: 'folder', path: resolve(dataDir, '..', 'blobs'), fsync: true }
       : raw.blobStore.kind === 'folder'
-        ? { kind: 'folder', path: resolve(options.baseDir, raw.blobStore.path) }
+        ? { ...raw.blobStore, path: resolve(options.baseDir, raw.blobStore.path) }
         : raw.blobStore;
 
   // The certificate is read once here, so a wrong path stops the node with one line naming the field.

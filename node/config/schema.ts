@@ -221,6 +221,11 @@ const jobs = z.strictObject({
 const folderBlobStore = z.strictObject({
   kind: z.literal('folder'),
   path: pathString,
+  /**
+   * Flush every blob to the disk (fsync) before it counts as written, so a chunk a job recorded survives
+   * a power cut. false trades that for speed on a machine whose blobs are scratch (benchmarks, tests).
+   */
+  fsync: z.boolean(expecting('true or false')).default(true),
 });
 
 const gcsBucketText = 'a GCS bucket name (3 to 222 characters: lowercase letters, digits, "-", "_", ".")';
@@ -288,7 +293,7 @@ export const configSchema = z.strictObject({
 export type NodeConfigInput = z.input<typeof configSchema>;
 
 export type BlobStoreConfig =
-  | { kind: 'folder'; path: string }
+  | { kind: 'folder'; path: string; fsync: boolean }
   | { kind: 'gcs'; bucket: string; prefix: string; apiEndpoint?: string };
 
 export type NodeRole = 'voter' | 'worker';

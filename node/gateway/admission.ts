@@ -5,7 +5,7 @@
  * nothing from its socket (HTTP) and grants it no credit (WebSocket) until it is admitted, so memory stays
  * bounded however many wait. A waiter that goes away (its client disconnected) leaves the queue.
  */
-import { JobError } from '../jobs/types.ts';
+import { JobError } from '../jobs/index.ts';
 
 export interface AdmissionLimits {
   /** Uploads running at once on this node. */

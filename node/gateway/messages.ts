@@ -4,7 +4,7 @@
  * Unknown fields are ignored, so a newer client's optional additions do not break an older node.
  */
 import * as z from 'zod';
-import { jobIdPattern, type ClientMessage, type RequestId } from './protocol.ts';
+import { jobIdPattern, type ClientMessage, type RequestId } from '../protocol/index.ts';
 
 const requestId = z.union([z.string().min(1).max(64), z.number().int().min(0).max(Number.MAX_SAFE_INTEGER)]).optional();
 const jobId = z.string().regex(jobIdPattern, 'expected a job id of letters, digits, "-" and "_" (1 to 64 characters)');

@@ -4,9 +4,9 @@
  * Raft runtime are read at scrape time; the gateway's own counters are kept here.
  */
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import type { JobService, JobState } from '../jobs/types.ts';
+import type { JobService, JobState } from '../jobs/index.ts';
 import type { AdmissionStats } from './admission.ts';
-import type { ErrorCode } from './protocol.ts';
+import type { ErrorCode } from '../protocol/index.ts';
 
 export interface RaftStatus {
   term: number;

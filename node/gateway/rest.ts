@@ -6,12 +6,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { JobError, type JobService, type JobState, type JobView } from '../jobs/types.ts';
+import { JobError, type JobService, type JobState, type JobView } from '../jobs/index.ts';
 import { BusyError, TooManyUploadsError, type AdmissionTicket, type UploadAdmission } from './admission.ts';
 import type { ImagesRoute } from './images-route.ts';
 import { openApiDocument } from './openapi.ts';
 import { normaliseOrigin } from './origin.ts';
-import { jobIdPattern } from './protocol.ts';
+import { jobIdPattern } from '../protocol/index.ts';
 import { dropIfNotReading, fail, jobErrorStatus, send } from './reply.ts';
 
 export interface RestApiOptions {

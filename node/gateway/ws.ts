@@ -21,8 +21,8 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import { CodecError } from '../codec/index.ts';
-import { ProposalError } from '../cluster/replicated.ts';
-import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/types.ts';
+import { ProposalError } from '../cluster/index.ts';
+import { JobError, type JobService, type JobView, type UploadSession } from '../jobs/index.ts';
 import { BusyError, type AdmissionStats, type AdmissionTicket, type QueuedAdmission, type UploadAdmission } from './admission.ts';
 import type { TokenCheck } from './auth.ts';
 import { parseClientMessage } from './messages.ts';
@@ -40,7 +40,7 @@ import {
   type ServerMessage,
   type UploadMessage,
   type WatchMessage,
-} from './protocol.ts';
+} from '../protocol/index.ts';
 
 export interface GatewayLimits extends ProtocolLimits {
   /** Welcomed (past hello) WebSocket connections; one more is refused at the upgrade with HTTP 503. */
@@ -217,8 +217,11 @@ export function refuseUpgrade(socket: Duplex, status: number, code: string, mess
 
 /** Seconds a client refused at the upgrade (node full) is told to wait before trying again. */
 const upgradeRetryAfterSeconds = 2;
-/** Upload credit is granted back in batches of at least this fraction of the window, or when idle. */
-const grantFraction = 8;
+/**
+ * Upload credit is granted back once the gateway owes at least window / creditGrantsPerWindow bytes (or
+ * when the upload's buffer empties), so a full window comes back in about this many credit messages.
+ */
+const creditGrantsPerWindow = 8;
 /** After a close frame, a peer that does not complete the close handshake is cut off after this long. */
 const closeGraceMs = 2_000;
 
@@ -761,7 +764,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     }
     if (!written || upload.phase !== 'receiving') return;
     upload.owedBytes += bytes.length;
-    if (upload.owedBytes >= limits.uploadWindowBytes / grantFraction || upload.bufferedBytes === 0) {
+    if (upload.owedBytes >= limits.uploadWindowBytes / creditGrantsPerWindow || upload.bufferedBytes === 0) {
       upload.grantedBytes += upload.owedBytes;
       send(connection, { type: 'credit', jobId: upload.jobId, bytes: upload.owedBytes });
       upload.owedBytes = 0;

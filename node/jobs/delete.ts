@@ -10,9 +10,9 @@
  * can be deleted).
  */
 import type { Logger } from 'pino';
-import type { ReplicatedState } from '../cluster/replicated.ts';
-import type { StateOp, StateValue } from '../storage/state-store.ts';
-import type { BlobStore } from '../storage/blob/index.ts';
+import type { ReplicatedState } from '../cluster/index.ts';
+import type { StateOp, StateValue } from '../storage/index.ts';
+import type { BlobStore } from '../storage/index.ts';
 import { activeKey, blobKeys, chunkKey, jobKey, readChunks, readJob } from './records.ts';
 import { JobError, type JobDeleted } from './types.ts';
 

@@ -6,7 +6,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { ReplicatedState } from '../cluster/index.ts';
 import { chunkCasCommand, chunksToHandBack } from './core/index.ts';
 import { activeJobIds, readChunks } from './records.ts';
 

@@ -10,9 +10,9 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { isNoSpaceError, type ReplicatedState } from '../cluster/replicated.ts';
+import { isNoSpaceError, type ReplicatedState } from '../cluster/index.ts';
 import { format, framingOf, joinTextCounts } from '../codec/index.ts';
-import type { BlobStore } from '../storage/blob/types.ts';
+import type { BlobStore } from '../storage/index.ts';
 import { assertMergeable, completedJob, deleteChunkOps, mergeCleansUp, mergeFailedJob, mergeFailureCleansUp, mergingJob } from './core/index.ts';
 import { blobKeys, codingOf, readChunks, readJob, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
 import { tarEnd } from './tar.ts';

@@ -11,9 +11,9 @@
  * completion or two leaders' worth of proposals can never both win: the log decides, identically on
  * every node.
  */
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { ReplicatedState } from '../cluster/index.ts';
 import { choiceOf, codecByName, huffmanChoice, type CodecChoice, type ImageMode, type ImageQuality, type OutputFormat, type TextCounts } from '../codec/index.ts';
-import type { StateOp, StateValue } from '../storage/state-store.ts';
+import type { StateOp, StateValue } from '../storage/index.ts';
 import { chunkCasCommand, chunksCreateCommand, jobCasCommand, jobCreateCommand, stampAt, type Command } from './core/index.ts';
 import { chunkPrefix, jobKey } from './core/keys.ts';
 import type { ImageEntryView, JobMode, JobState } from './types.ts';

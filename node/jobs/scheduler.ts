@@ -7,8 +7,7 @@
  * mid-job is simply replaced and the job continues.
  */
 import type { Logger } from 'pino';
-import type { Member } from '../cluster/host/index.ts';
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { Member, ReplicatedState } from '../cluster/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import { Coordinator, type JobSnapshot, type Step } from './core/index.ts';
 import type { Merger } from './merge.ts';

@@ -5,6 +5,7 @@
  */
 
 import type { OutputFormat } from '../codec/index.ts';
+import { CodedError } from '../errors.ts';
 
 export type JobState = 'pending' | 'uploading' | 'processing' | 'merging' | 'completed' | 'failed';
 /** "images": a tar of images, each optimised on its own by an image codec (docs/IMAGES.md, batches). */
@@ -135,15 +136,7 @@ export interface Download {
 /** CONFLICT: the job's state does not allow the request now (deleting a job that is still uploading). */
 export type JobErrorCode = 'NOT_FOUND' | 'NOT_READY' | 'BUSY' | 'TOO_LARGE' | 'BAD_INPUT' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE' | 'CONFLICT';
 
-export class JobError extends Error {
-  readonly code: JobErrorCode;
-
-  constructor(code: JobErrorCode, message: string) {
-    super(message);
-    this.name = 'JobError';
-    this.code = code;
-  }
-}
+export class JobError extends CodedError<JobErrorCode> {}
 
 /** What the gateway needs from the jobs room on every node. */
 export interface JobService {

@@ -9,11 +9,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { ReplicatedState } from '../cluster/replicated.ts';
+import type { ReplicatedState } from '../cluster/index.ts';
 import { crc32c } from '@node-rs/crc32';
 import { CodecError, format, ImageError, imageQualityDefault, jpegQualityDefault, type CodecPool, type ImageOptions, type ImagePool, type TextCounts } from '../codec/index.ts';
-import type { BlobStore } from '../storage/blob/types.ts';
-import type { StateChange } from '../storage/state-store.ts';
+import type { BlobStore } from '../storage/index.ts';
+import type { StateChange } from '../storage/index.ts';
 import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
 import { activeJobIds, casChunk, chunkKey, codingOf, readChunks, readJob, type ChunkRecord, type ImageChunkFacts, type ImageCoding, type JobCoding, type JobRecord } from './records.ts';
 import { tarEntry } from './tar.ts';

@@ -12,16 +12,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Logger } from 'pino';
-import { createHost, type HostWithStats, type Member } from '../cluster/host/index.ts';
-import { createReplicatedState, type ReplicatedState } from '../cluster/replicated.ts';
+import { createHost, createReplicatedState, type HostWithStats, type Member, type ReplicatedState } from '../cluster/index.ts';
 import type { NodeConfig } from '../config/index.ts';
 import { createGateway, type Gateway } from '../gateway/index.ts';
 import { createCodecPool, createImagePool, format, type CodecPool, type ImagePool, type ImagePoolOptions } from '../codec/index.ts';
 
 const chunkBytesMax = format.chunkBytesMax;
 import { createJobService, type RunningJobService } from '../jobs/index.ts';
-import { createBlobStore, type BlobStore } from '../storage/blob/index.ts';
-import { createSpaceGuard } from '../storage/space.ts';
+import { createBlobStore, createSpaceGuard, type BlobStore } from '../storage/index.ts';
 import { startMemoryGovernor } from './memory.ts';
 import { privateFolder } from './private-files.ts';
 
@@ -121,7 +119,7 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Nod
   const imagePool = lazyImagePool({ threads: config.workers });
   let blobs: BlobStore | undefined;
   try {
-    blobs = await createBlobStore(config.blobStore, { folder: { fsync: process.env.DCAS_BLOB_FSYNC !== "0" } });
+    blobs = await createBlobStore(config.blobStore);
     pool = createCodecPool({ threads: config.workers, memoryBytesMax: config.codecMemoryBytesMax });
     await host.start();
     const workers = () => host.members().filter((member) => member.role === 'worker').map((member) => member.name);

@@ -5,13 +5,11 @@
  * outputs and merges of work already accepted).
  */
 import { statfs } from 'node:fs/promises';
+import { CodedError } from '../errors.ts';
 
-export class InsufficientStorageError extends Error {
-  readonly code = 'INSUFFICIENT_STORAGE';
-
+export class InsufficientStorageError extends CodedError<'INSUFFICIENT_STORAGE'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'InsufficientStorageError';
+    super('INSUFFICIENT_STORAGE', message);
   }
 }
 

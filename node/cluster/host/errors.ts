@@ -2,6 +2,8 @@
  * Typed errors of the host room (libp2p host, membership, transport).
  */
 
+import { CodedError } from '../../errors.ts';
+
 export type HostErrorCode =
   | 'IDENTITY' // the peer key in the data folder cannot be read or is not a key
   | 'PSK' // the private network key file cannot be read
@@ -18,12 +20,4 @@ export type HostErrorCode =
   | 'NO_HANDLER' // the remote has no handler for the protocol
   | 'REMOTE_ERROR'; // the remote handler threw; the message is the remote's
 
-export class HostError extends Error {
-  readonly code: HostErrorCode;
-
-  constructor(code: HostErrorCode, message: string) {
-    super(message);
-    this.name = 'HostError';
-    this.code = code;
-  }
-}
+export class HostError extends CodedError<HostErrorCode> {}

@@ -1,14 +1,13 @@
+import { CodedError } from '../../errors.ts';
+
 /**
  * A broken Raft invariant means this node's state can no longer be trusted: continuing could
  * acknowledge or apply something that contradicts the rest of the cluster. So the core throws
  * loudly instead of limping on, and the wrapper should stop the node.
  */
-export class RaftInvariantError extends Error {
-  readonly code = 'RAFT_INVARIANT';
-
+export class RaftInvariantError extends CodedError<'RAFT_INVARIANT'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'RaftInvariantError';
+    super('RAFT_INVARIANT', message);
   }
 }
 
@@ -20,11 +19,8 @@ export function invariant(condition: boolean, sentence: string | (() => string))
 }
 
 /** A caller passed something the core cannot accept (bad config, bad persisted state). */
-export class RaftUsageError extends Error {
-  readonly code = 'RAFT_USAGE';
-
+export class RaftUsageError extends CodedError<'RAFT_USAGE'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'RaftUsageError';
+    super('RAFT_USAGE', message);
   }
 }

@@ -17,13 +17,13 @@ import type { SimOptions, SimResult } from './simulation.ts';
 const usage = 'usage: node node/cluster/sim/cli.ts (--seed S [--verbose] | --seeds N [--from S] [--json]) [--fault-ticks N]';
 const traceTailLines = 300;
 
+/** A bad option value: main() prints it with the usage and exits 2. */
+class UsageError extends Error {}
+
 function integer(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed) || parsed < 0) {
-    console.error(`--${name} must be a non-negative integer, got ${value}\n${usage}`);
-    process.exit(2);
-  }
+  if (!Number.isSafeInteger(parsed) || parsed < 0) throw new UsageError(`--${name} must be a non-negative integer, got ${value}`);
   return parsed;
 }
 
@@ -116,6 +116,16 @@ async function main(): Promise<number> {
     console.log(usage);
     return 0;
   }
+  try {
+    return await run(values);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`${error.message}\n${usage}`);
+    return 2;
+  }
+}
+
+async function run(values: { seed?: string; seeds?: string; from?: string; 'fault-ticks'?: string; verbose: boolean; json: boolean }): Promise<number> {
   const options: SimOptions = { ...defaultSimOptions, faultTicks: integer('fault-ticks', values['fault-ticks'], defaultSimOptions.faultTicks) };
   if (values.seed !== undefined && values.seeds === undefined) return replayOne(integer('seed', values.seed, 0), options, values.verbose);
   if (values.seeds !== undefined && values.seed === undefined) return campaign(integer('from', values.from, 1), integer('seeds', values.seeds, 0), options, values.json);

@@ -3,7 +3,7 @@
  * compare-and-set: the command carries the record as the proposer read it and applies only if that is
  * still the record when the log reaches it, so two coordinators or a duplicate completion cannot both win.
  */
-import type { StateOp, StateValue } from '../../storage/state-store.ts';
+import type { StateOp, StateValue } from '../../storage/index.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
 import { activeKey, chunkKey, jobKey } from './keys.ts';
 

@@ -5,8 +5,8 @@
  * the merges it started. No timers, sockets, disk, clock or randomness: scheduler.ts runs it on a timer
  * and on every applied change, and the simulation (node/jobs/sim) runs it against seeded faults.
  */
-import type { Member } from '../../cluster/host/index.ts';
-import type { StateOp } from '../../storage/state-store.ts';
+import type { Member } from '../../cluster/index.ts';
+import type { StateOp } from '../../storage/index.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
 import { lapseCountsAgainstChunk, planAssignments, recordCompletion, recordLapse, type HealthBook, type HealthPolicy, type WorkerSlots } from '../worker-health.ts';
 import { chunkCasCommand, deleteChunkOps, jobCasCommand, retireCommand, type Command } from './commands.ts';

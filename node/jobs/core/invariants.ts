@@ -5,13 +5,11 @@
  */
 import type { JobState } from '../types.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
+import { CodedError } from '../../errors.ts';
 
-export class JobInvariantError extends Error {
-  readonly code = 'JOB_INVARIANT';
-
+export class JobInvariantError extends CodedError<'JOB_INVARIANT'> {
   constructor(message: string) {
-    super(message);
-    this.name = 'JobInvariantError';
+    super('JOB_INVARIANT', message);
   }
 }
 

@@ -3,7 +3,7 @@
  * the gateway's upload, each a few awaits around the same core functions production calls. Blob contents
  * are strings: a chunk's input `in:<job>:<i>`, its coded output `coded(<input>)`.
  */
-import type { StateValue } from '../../storage/state-store.ts';
+import type { StateValue } from '../../storage/index.ts';
 import {
   assertMergeable,
   blobKeys,

@@ -5,7 +5,7 @@
  * are checked on every applied command, after every event, and at the end.
  */
 import { setImmediate } from 'node:timers/promises';
-import type { StateValue } from '../../storage/state-store.ts';
+import type { StateValue } from '../../storage/index.ts';
 import { assertChunkMove, assertChunkRecord, assertJobMove, Coordinator, JobInvariantError, type Command } from '../core/index.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
 import { config, coordinatorLoop, readJobNow, upload, workerLoop, type NodeRun, type UploadOutcome } from './actors.ts';

@@ -6,8 +6,8 @@
  * run: when the node crashes, the events of that run never fire, and its async code simply stops there.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { SeededRandom } from '../../cluster/sim/index.ts';
-import type { StateValue } from '../../storage/state-store.ts';
+import { SeededRandom } from '../../cluster/index.ts';
+import type { StateValue } from '../../storage/index.ts';
 import type { Command, MemberFacts } from '../core/index.ts';
 
 export interface SimNode {

@@ -21,8 +21,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { checkCompose, checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cHex } from './keys.ts';
-import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type PutOptions, type ReadRange } from './types.ts';
+import { checkedStore } from './checked.ts';
+import { checkRangeWithin, crc32cHex } from './keys.ts';
+import { BlobError, type BlobInfo, type BlobStore, type ReadRange } from './types.ts';
 
 export interface FolderStoreOptions {
   /** The shared folder; created on first write. */
@@ -74,13 +75,8 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
   const fsync = options.fsync ?? true;
   const ioChunkBytes = options.ioChunkBytes ?? 1 << 20;
   if (!Number.isSafeInteger(ioChunkBytes) || ioChunkBytes < 4096) throw new Error(`folder store: ioChunkBytes must be an integer >= 4096, got ${ioChunkBytes}`);
-  let closed = false;
-
   const pathOf = (key: string): string => join(rootPath, ...key.split('/'));
   const describe = (action: string, key: string): string => `folder store ${action} ${JSON.stringify(key)}`;
-  const assertOpen = (where: string): void => {
-    if (closed) throw new BlobError('IO', `${where}: the store is closed`);
-  };
 
   async function openBlob(key: string, where: string): Promise<OpenBlob | undefined> {
     let file: FileHandle;
@@ -236,35 +232,22 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
     }
   }
 
-  return {
+  return checkedStore({
     kind: 'folder',
+    describe,
+    describePrefix: (action, prefix) => `folder store ${action} ${JSON.stringify(prefix)}`,
 
-    async put(key: string, data: Uint8Array, putOptions?: PutOptions): Promise<BlobInfo> {
-      const where = describe('put', key);
-      assertOpen(where);
-      checkKey(key, where);
-      const metadata = checkMetadata(putOptions?.metadata, where);
-      if (!(data instanceof Uint8Array)) throw new BlobError('IO', `${where}: data is not a Uint8Array`);
-      return writeBlob(key, metadata, where, (sink) => sink.write(data));
-    },
+    put: (key, data, metadata, where) => writeBlob(key, metadata, where, (sink) => sink.write(data)),
 
-    async putStream(key: string, source: AsyncIterable<Uint8Array>, putOptions?: PutOptions): Promise<BlobInfo> {
-      const where = describe('putStream', key);
-      assertOpen(where);
-      checkKey(key, where);
-      const metadata = checkMetadata(putOptions?.metadata, where);
-      return writeBlob(key, metadata, where, async (sink) => {
+    putStream: (key, source, metadata, where) =>
+      writeBlob(key, metadata, where, async (sink) => {
         for await (const chunk of source) {
           if (!(chunk instanceof Uint8Array)) throw new BlobError('IO', `${where}: the source yielded a ${typeof chunk}, not a Uint8Array`);
           await sink.write(chunk);
         }
-      });
-    },
+      }),
 
-    async get(key: string): Promise<Uint8Array> {
-      const where = describe('get', key);
-      assertOpen(where);
-      checkKey(key, where);
+    async get(key, where) {
       const { file, footer } = await openBlobOrFail(key, where);
       try {
         const data = Buffer.allocUnsafe(footer.size);
@@ -277,23 +260,9 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
       }
     },
 
-    getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array> {
-      const where = describe(range === undefined ? 'getStream' : `getStream [${range.start}, ${range.end}) of`, key);
-      const wanted = range === undefined ? undefined : { start: range.start, end: range.end };
-      // Every failure, bad arguments included, comes out of the iteration, where callers handle errors.
-      return (async function* () {
-        assertOpen(where);
-        checkKey(key, where);
-        if (wanted !== undefined) checkRange(wanted, where);
-        yield* readBlob(key, wanted, where);
-      })();
-    },
+    getStream: (key, range, where) => readBlob(key, range, where),
 
-    async getRange(key: string, range: ReadRange): Promise<Uint8Array> {
-      const where = describe(`getRange [${range.start}, ${range.end}) of`, key);
-      assertOpen(where);
-      checkKey(key, where);
-      checkRange(range, where);
+    async getRange(key, range, where) {
       const { file, footer } = await openBlobOrFail(key, where);
       try {
         checkRangeWithin(range, footer.size, where);
@@ -305,10 +274,7 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
       }
     },
 
-    async stat(key: string): Promise<BlobInfo | undefined> {
-      const where = describe('stat', key);
-      assertOpen(where);
-      checkKey(key, where);
+    async stat(key, where) {
       const opened = await openBlob(key, where);
       if (opened === undefined) return undefined;
       await opened.file.close();
@@ -316,24 +282,13 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
       return { key, size, crc32c: crc, metadata };
     },
 
-    async list(prefix: string): Promise<string[]> {
-      const where = `folder store list ${JSON.stringify(prefix)}`;
-      assertOpen(where);
-      checkPrefix(prefix, where);
-      return listKeys(prefix);
-    },
+    list: (prefix) => listKeys(prefix),
 
-    async delete(key: string): Promise<void> {
-      const where = describe('delete', key);
-      assertOpen(where);
-      checkKey(key, where);
+    async delete(key, where) {
       await removeBlob(key, where);
     },
 
-    async deletePrefix(prefix: string, deleteOptions?: DeletePrefixOptions): Promise<number> {
-      const where = `folder store deletePrefix ${JSON.stringify(prefix)}`;
-      assertOpen(where);
-      checkPrefix(prefix, where);
+    async deletePrefix(prefix, deleteOptions, where) {
       let removed = 0;
       const sweep = deleteOptions?.abandonWrites ? (path: string) => sweepTemp(path, 0) : (path: string) => sweepTemp(path, tempStaleMs);
       for (const key of await listKeys(prefix, sweep)) {
@@ -342,20 +297,12 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
       return removed;
     },
 
-    async compose(sources: readonly string[], destination: string, putOptions?: PutOptions): Promise<BlobInfo> {
-      const where = describe('compose into', destination);
-      assertOpen(where);
-      const metadata = checkCompose(sources, destination, putOptions?.metadata, where);
-      return writeBlob(destination, metadata, where, async (sink) => {
+    compose: (sources, destination, metadata, where) =>
+      writeBlob(destination, metadata, where, async (sink) => {
         const buffer = Buffer.allocUnsafe(ioChunkBytes);
         for (const source of sources) await copyVerified(source, buffer, sink, `${where}: source ${JSON.stringify(source)}`);
-      });
-    },
-
-    async close(): Promise<void> {
-      closed = true;
-    },
-  };
+      }),
+  });
 
   /** Streams one source blob into the sink, checking the source's own CRC32C on the way. */
   async function copyVerified(source: string, buffer: Buffer, sink: Sink, where: string): Promise<void> {

@@ -42,8 +42,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
 import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type CRC32CValidator, type File, type StorageOptions } from '@google-cloud/storage';
-import { checkCompose, checkKey, checkMetadata, checkPrefix, checkRange, checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
-import { BlobError, type BlobInfo, type BlobStore, type PutOptions, type ReadRange } from './types.ts';
+import { checkedStore } from './checked.ts';
+import { checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
+import { BlobError, type BlobInfo, type BlobStore, type ReadRange } from './types.ts';
 
 export interface GcsRetryOptions {
   /** Retries after the first attempt (default 6). */
@@ -128,13 +129,8 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
   const downloadBucket = new Storage(clientOptions(false)).bucket(options.bucket);
   const backoffMs = (attempt: number): number => Math.min(delayMsMax, 250 * delayMultiplier ** attempt) * (0.5 + Math.random() / 2);
   const location = `gs://${options.bucket}/${objectPrefix}`;
-  let closed = false;
-
   const nameOf = (key: string): string => objectPrefix + key;
   const describe = (action: string, key: string): string => `gcs store ${action} ${JSON.stringify(key)} (${location}${key})`;
-  const assertOpen = (where: string): void => {
-    if (closed) throw new BlobError('IO', `${where}: the store is closed`);
-  };
 
   /** Checks what GCS says it stored against what we sent; removes that generation if they differ. */
   async function checkWritten(key: string, resource: ObjectResource, size: number, crc: number, where: string): Promise<BlobInfo> {
@@ -144,12 +140,8 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
     throw new BlobError('CHECKSUM_MISMATCH', `${where}: GCS stored ${info.size} bytes with CRC32C ${crc32cHex(info.crc32c)}, we sent ${size} bytes with CRC32C ${crc32cHex(crc)}`);
   }
 
-  async function put(key: string, data: Uint8Array, putOptions: PutOptions | undefined): Promise<BlobInfo> {
-    const where = describe('put', key);
-    assertOpen(where);
-    checkKey(key, where);
-    const metadata = checkMetadata(putOptions?.metadata, where);
-    if (!(data instanceof Uint8Array)) throw new BlobError('IO', `${where}: data is not a Uint8Array`);
+  /** Writes a whole blob (arguments already checked by checkedStore). */
+  async function put(key: string, data: Uint8Array, metadata: Record<string, string>, where: string): Promise<BlobInfo> {
     const file = bucket.file(nameOf(key));
     try {
       await file.save(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { resumable: false, validation: 'crc32c', metadata: { contentType, metadata } });
@@ -264,16 +256,14 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
     return body as ObjectResource;
   }
 
-  return {
+  return checkedStore({
     kind: 'gcs',
+    describe,
+    describePrefix: (action, prefix) => `gcs store ${action} ${JSON.stringify(prefix)} (${location}${prefix})`,
 
-    put: (key, data, putOptions) => put(key, data, putOptions),
+    put,
 
-    async putStream(key: string, source: AsyncIterable<Uint8Array>, putOptions?: PutOptions): Promise<BlobInfo> {
-      const where = describe('putStream', key);
-      assertOpen(where);
-      checkKey(key, where);
-      const metadata = checkMetadata(putOptions?.metadata, where);
+    async putStream(key, source, metadata, where) {
       let size = 0;
       let crc = 0;
       let sourceFailure: { error: unknown } | undefined;
@@ -302,10 +292,7 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
       return checkWritten(key, file.metadata as ObjectResource, size, crc, where);
     },
 
-    async get(key: string): Promise<Uint8Array> {
-      const where = describe('get', key);
-      assertOpen(where);
-      checkKey(key, where);
+    async get(key, where) {
       const chunks: Uint8Array[] = [];
       let size = 0;
       for await (const chunk of download(key, undefined, where)) {
@@ -315,24 +302,9 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
       return Buffer.concat(chunks, size);
     },
 
-    getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array> {
-      const where = describe(range === undefined ? 'getStream' : `getStream [${range.start}, ${range.end}) of`, key);
-      const wanted = range === undefined ? undefined : { start: range.start, end: range.end };
-      // Every failure, bad arguments included, comes out of the iteration, where callers handle errors.
-      return (async function* () {
-        assertOpen(where);
-        checkKey(key, where);
-        if (wanted === undefined) return yield* download(key, undefined, where);
-        checkRange(wanted, where);
-        yield* readRange(key, wanted, where);
-      })();
-    },
+    getStream: (key, range, where) => (range === undefined ? download(key, undefined, where) : readRange(key, range, where)),
 
-    async getRange(key: string, range: ReadRange): Promise<Uint8Array> {
-      const where = describe(`getRange [${range.start}, ${range.end}) of`, key);
-      assertOpen(where);
-      checkKey(key, where);
-      checkRange(range, where);
+    async getRange(key, range, where) {
       const data = Buffer.allocUnsafe(range.end - range.start);
       let at = 0;
       for await (const chunk of readRange(key, range, where)) {
@@ -342,24 +314,11 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
       return data;
     },
 
-    async stat(key: string): Promise<BlobInfo | undefined> {
-      const where = describe('stat', key);
-      assertOpen(where);
-      checkKey(key, where);
-      return statOf(key, where);
-    },
+    stat: (key, where) => statOf(key, where),
 
-    async list(prefix: string): Promise<string[]> {
-      const where = `gcs store list ${JSON.stringify(prefix)} (${location}${prefix})`;
-      assertOpen(where);
-      checkPrefix(prefix, where);
-      return listKeys(prefix, where);
-    },
+    list: (prefix, where) => listKeys(prefix, where),
 
-    async delete(key: string): Promise<void> {
-      const where = describe('delete', key);
-      assertOpen(where);
-      checkKey(key, where);
+    async delete(key, where) {
       try {
         await bucket.file(nameOf(key)).delete({ ignoreNotFound: true });
       } catch (error) {
@@ -367,10 +326,7 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
       }
     },
 
-    async deletePrefix(prefix: string): Promise<number> {
-      const where = `gcs store deletePrefix ${JSON.stringify(prefix)} (${location}${prefix})`;
-      assertOpen(where);
-      checkPrefix(prefix, where);
+    async deletePrefix(prefix, _options, where) {
       let removed = 0;
       await forEachLimited(await listKeys(prefix, where), parallelMax, async (key) => {
         try {
@@ -383,11 +339,8 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
       return removed;
     },
 
-    async compose(sources: readonly string[], destination: string, putOptions?: PutOptions): Promise<BlobInfo> {
-      const where = describe('compose into', destination);
-      assertOpen(where);
-      const metadata = checkCompose(sources, destination, putOptions?.metadata, where);
-      if (sources.length === 0) return put(destination, new Uint8Array(0), putOptions); // GCS wants 1 to 32 sources
+    async compose(sources, destination, metadata, where) {
+      if (sources.length === 0) return put(destination, new Uint8Array(0), metadata, where); // GCS wants 1 to 32 sources
       const scratch = `${objectPrefix}.dcas-compose/${randomUUID()}/`;
       const intermediates: string[] = [];
       try {
@@ -406,11 +359,7 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
         await forEachLimited(intermediates, parallelMax, (name) => bucket.file(name).delete({ ignoreNotFound: true }).then(() => {})).catch(() => {});
       }
     },
-
-    async close(): Promise<void> {
-      closed = true;
-    },
-  };
+  });
 }
 
 /** The CRC32C validator the client uses for uploads and downloads, on @node-rs/crc32 (native, fast). */

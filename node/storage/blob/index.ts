@@ -16,12 +16,12 @@ export { keyProblem, keyBytesMax, metadataBytesMax } from './keys.ts';
 
 /** The node config's blobStore field (validated by node/config). */
 export type BlobStoreSetting =
-  | { kind: 'folder'; path: string }
+  | { kind: 'folder'; path: string; fsync?: boolean }
   | { kind: 'gcs'; bucket: string; prefix: string; apiEndpoint?: string };
 
 /** Options the config file does not carry: credentials, retry tuning, buffer sizes. */
 export interface BlobStoreTuning {
-  folder?: Omit<FolderStoreOptions, 'root'>;
+  folder?: Omit<FolderStoreOptions, 'root' | 'fsync'>;
   gcs?: Omit<GcsStoreOptions, 'bucket' | 'prefix' | 'apiEndpoint'>;
 }
 
@@ -33,7 +33,7 @@ export interface BlobStoreTuning {
 export async function createBlobStore(setting: BlobStoreSetting, tuning: BlobStoreTuning = {}): Promise<BlobStore> {
   switch (setting.kind) {
     case 'folder':
-      return createFolderStore({ ...tuning.folder, root: setting.path });
+      return createFolderStore({ ...tuning.folder, root: setting.path, fsync: setting.fsync ?? true });
     case 'gcs':
       return (await import('./gcs.ts')).createGcsStore({
         ...tuning.gcs,

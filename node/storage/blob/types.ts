@@ -8,6 +8,8 @@
  * or whole under its key.
  */
 
+import { CodedError } from '../../errors.ts';
+
 export interface BlobInfo {
   key: string;
   size: number;
@@ -83,12 +85,4 @@ export interface BlobStore {
  */
 export type BlobErrorCode = 'NOT_FOUND' | 'CHECKSUM_MISMATCH' | 'BAD_KEY' | 'BAD_RANGE' | 'BAD_METADATA' | 'UNAVAILABLE' | 'INSUFFICIENT_STORAGE' | 'IO';
 
-export class BlobError extends Error {
-  readonly code: BlobErrorCode;
-
-  constructor(code: BlobErrorCode, message: string) {
-    super(message);
-    this.name = 'BlobError';
-    this.code = code;
-  }
-}
+export class BlobError extends CodedError<BlobErrorCode> {}

@@ -1,7 +1,7 @@
 /**
  * Run inside a host's namespace (`ip netns exec`) to ask that host's own gateway what it answers while
  * the host is cut off: its view of the cluster, and whether it takes a new upload. Prints one JSON line.
- * Usage: node test/hosts/probe.ts http://ADDRESS:PORT
+ * Usage: node tools/hosts/probe.ts http://ADDRESS:PORT
  */
 import { connect, DcasClientError } from '../../node/client/index.ts';
 
@@ -32,7 +32,7 @@ async function tryUpload(): Promise<unknown> {
 }
 
 if (!/^https?:\/\//.test(server)) {
-  console.error('usage: node test/hosts/probe.ts http://ADDRESS:PORT');
+  console.error('usage: node tools/hosts/probe.ts http://ADDRESS:PORT');
   process.exit(2);
 }
 console.log(JSON.stringify({ cluster: await clusterView().catch((error: Error) => ({ error: error.message })), upload: await tryUpload() }));

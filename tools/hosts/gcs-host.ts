@@ -3,17 +3,17 @@
  * the bucket on the host's address, prints one line `ready URL` once listening, and keeps its request
  * counts in a JSON file (rewritten each second and at SIGTERM) so the harness in the root namespace can
  * read how many requests the cluster made.
- * Usage: node test/hosts/gcs-host.ts ADDRESS PORT BUCKET ROOT STATS_FILE
+ * Usage: node tools/hosts/gcs-host.ts ADDRESS PORT BUCKET ROOT STATS_FILE
  */
 import { renameSync, writeFileSync } from 'node:fs';
-import { startGcsServer } from '../../node/storage/gcs-server/index.ts';
+import { startGcsServer } from '../gcs-server/index.ts';
 
 const statsIntervalMs = 1_000;
 const [host, portText, bucket, root, statsFile] = process.argv.slice(2);
 const port = Number(portText);
 
 if (host === undefined || !Number.isInteger(port) || port < 1 || port > 65_535 || bucket === undefined || root === undefined || statsFile === undefined) {
-  console.error('usage: node test/hosts/gcs-host.ts ADDRESS PORT BUCKET ROOT STATS_FILE');
+  console.error('usage: node tools/hosts/gcs-host.ts ADDRESS PORT BUCKET ROOT STATS_FILE');
   process.exit(2);
 }
 

@@ -6,11 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput } from '../../node/config/index.ts';
-import type { ClusterStatusView } from '../../node/runtime/node.ts';
-import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
-import { freeBasePort } from '../../bench/local-cluster.ts';
-import { pinPeers } from '../../node/cluster/host/index.ts';
+import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput } from '../node/config/index.ts';
+import type { ClusterStatusView } from '../node/runtime/node.ts';
+import { nodeProcessEnv, nodeProcessFlags } from '../node/cli/cluster-commands.ts';
+import { freeBasePort } from './local-cluster.ts';
+import { pinPeers } from '../node/cluster/host/index.ts';
 
 /**
  * The nodes' views agree when every node answers, all name the same coordinator, and each sees exactly
@@ -24,7 +24,7 @@ export function agreement(views: readonly (ClusterStatusView | undefined)[], ali
   return views[0];
 }
 
-const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
+const dcas = new URL('../node/cli/dcas.ts', import.meta.url).pathname;
 
 export interface TestCluster {
   dataDir: string;

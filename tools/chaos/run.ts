@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { connect, type DcasClient, type JobView } from '../../node/client/index.ts';
 import { createCodecPool, decompress, type CodecPool } from '../../node/index.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
-import { createTestCluster, waitFor, type TestCluster } from '../../test/support/cluster.ts';
-import { randomBytesSeeded, seededRandom, textLike } from '../../test/helpers.ts';
+import { createTestCluster, waitFor, type TestCluster } from '../cluster.ts';
+import { randomBytesSeeded, seededRandom, textLike } from '../data.ts';
 
 export interface ChaosOptions {
   durationMs: number;

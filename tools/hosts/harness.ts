@@ -11,7 +11,7 @@
  * Traffic stays on the bridge: addresses come from 10.213.X.0/24, with X not used on this machine.
  *
  * With `blobStore: 'gcs'` one more host (address .200, no CPU quota, link shaped like the others) runs
- * the GCS-compatible server (test/hosts/gcs-host.ts), and every node's blob store is that bucket through
+ * the GCS-compatible server (tools/hosts/gcs-host.ts), and every node's blob store is that bucket through
  * the real @google-cloud/storage client, so chunk bytes cross the links as they would to Cloud Storage.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
@@ -22,8 +22,8 @@ import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput }
 import { pinPeers } from '../../node/cluster/host/index.ts';
 import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
-import type { GcsServerStats } from '../../node/storage/gcs-server/index.ts';
-import { agreement } from '../support/cluster.ts';
+import type { GcsServerStats } from '../gcs-server/index.ts';
+import { agreement } from '../cluster.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 const cpuCgroupRoot = '/sys/fs/cgroup/cpu';
