@@ -70,7 +70,15 @@ async function runJob(cluster: TestCluster, server: GcsServer, filePath: string,
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { size: { type: 'string' }, 'tiny-chunks-size': { type: 'string' }, chunks: { type: 'string' } } });
+  const { values } = parseArgs({ args: argv, options: { size: { type: 'string' }, 'tiny-chunks-size': { type: 'string' }, chunks: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    process.stdout.write(`usage: node bench/hosts-capacity.ts [--size 64MiB] [--tiny-chunks-size 32MiB] [--chunks 1MiB,4MiB,16MiB]
+Figures for docs/SCALING.md on a local cluster of 3 voters with the GCS-compatible server on loopback:
+Raft entries and chunk assignments per second (a job of 64 KiB chunks), and blob-store requests per GiB at
+each chunk size, with and without gateway coding. Prints one JSON document; progress on stderr.
+`);
+    return;
+  }
   const fileBytes = parseSize(values.size ?? '64MiB');
   const tinyFileBytes = parseSize(values['tiny-chunks-size'] ?? '32MiB');
   const chunkSizes = (values.chunks ?? '1MiB,4MiB,16MiB').split(',').map((text) => parseSize(text.trim()));

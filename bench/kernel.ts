@@ -187,8 +187,16 @@ async function main(): Promise<void> {
       data: { type: 'string', default: datasetNames.join(',') },
       clock: { type: 'string', default: 'wall' },
       json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(`usage: node bench/kernel.ts [--runs N] [--data ${datasetNames.join(',')}] [--clock wall|cpu] [--json]
+The WASM Huffman kernel against zlib's Huffman-only deflate on one thread, 4 MiB chunks, MB/s of original
+bytes: the median run and the best per chunk; --clock cpu times with this process's CPU time.
+`);
+    return;
+  }
   const clock = clocks[values.clock];
   if (clock === undefined) throw new Error(`--clock ${values.clock} is not one of ${Object.keys(clocks).join(', ')}`);
   const runs = Number(values.runs);
