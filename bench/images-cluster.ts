@@ -8,17 +8,12 @@
 import type { ImageMode } from '../node/codec/index.ts';
 import { connect, uploadImages } from '../node/client/index.ts';
 import type { CorpusImage } from './images-corpus.ts';
+import type { ImageBenchRow } from './images.ts';
 import { startLocalCluster } from '../tools/local-cluster.ts';
 
-export interface ClusterImageRow {
-  name: string;
+/** A row of the image bench, run as one images job on a local cluster of `nodes` nodes. */
+export interface ClusterImageRow extends ImageBenchRow {
   nodes: number;
-  images: number;
-  inputBytes: number;
-  outputBytes: number;
-  ratio: number;
-  seconds: number;
-  imagesPerSecond: number;
   chunkNodes: Record<string, number>;
 }
 
