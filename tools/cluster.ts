@@ -12,6 +12,29 @@ import { nodeProcessEnv, nodeProcessFlags } from '../node/cli/cluster-commands.t
 import { freeBasePort } from './local-cluster.ts';
 import { pinPeers } from '../node/cluster/host/index.ts';
 
+/** Node processes a launcher started, by name, with the output each printed. */
+export type RunningNodes = Map<string, { child: ChildProcess; output: string[] }>;
+
+/** The last lines each running node printed, for a failed wait's message. */
+export function logsOf(running: RunningNodes): string {
+  return [...running.entries()].map(([name, node]) => `--- ${name}\n${node.output.join('').slice(-3000)}`).join('\n');
+}
+
+/** Kills every running node (SIGKILL) and waits until each has exited; the map is left empty. */
+export async function killAll(running: RunningNodes): Promise<void> {
+  await Promise.all(
+    [...running.values()].map(
+      (node) =>
+        new Promise<void>((resolve) => {
+          if (node.child.exitCode !== null || node.child.signalCode !== null) return resolve();
+          node.child.once('exit', () => resolve());
+          node.child.kill('SIGKILL');
+        }),
+    ),
+  );
+  running.clear();
+}
+
 /**
  * The nodes' views agree when every node answers, all name the same coordinator, and each sees exactly
  * `alive` members alive: the view they share, or undefined.
@@ -122,21 +145,9 @@ export async function createTestCluster(options: TestClusterOptions): Promise<Te
     async agreed(alive, names = [...running.keys()]) {
       return agreement(await Promise.all(names.map(status)), alive);
     },
-    logs() {
-      return [...running.entries()].map(([name, node]) => `--- ${name}\n${node.output.join('').slice(-3000)}`).join('\n');
-    },
+    logs: () => logsOf(running),
     async destroy() {
-      await Promise.all(
-        [...running.values()].map(
-          (node) =>
-            new Promise<void>((resolve) => {
-              if (node.child.exitCode !== null || node.child.signalCode !== null) return resolve();
-              node.child.once('exit', () => resolve());
-              node.child.kill('SIGKILL');
-            }),
-        ),
-      );
-      running.clear();
+      await killAll(running);
       await rm(dataDir, { recursive: true, force: true });
     },
   };

@@ -23,7 +23,7 @@ import { pinPeers } from '../../node/cluster/host/index.ts';
 import { nodeProcessEnv, nodeProcessFlags } from '../../node/cli/cluster-commands.ts';
 import type { ClusterStatusView } from '../../node/runtime/node.ts';
 import type { GcsServerStats } from '../gcs-server/index.ts';
-import { agreement } from '../cluster.ts';
+import { agreement, killAll, logsOf } from '../cluster.ts';
 
 const dcas = new URL('../../node/cli/dcas.ts', import.meta.url).pathname;
 const cpuCgroupRoot = '/sys/fs/cgroup/cpu';
@@ -483,21 +483,9 @@ function hostsView({ prefix, dataDir, configs, layouts, gcs }: HostsMade, runnin
     async agreed(alive, names = [...running.keys()]) {
       return agreement(await Promise.all(names.map(status)), alive);
     },
-    logs() {
-      return [...running.entries()].map(([name, node]) => `--- ${name}\n${node.output.join('').slice(-3000)}`).join('\n');
-    },
+    logs: () => logsOf(running),
     async destroy() {
-      await Promise.all(
-        [...running.values()].map(
-          (node) =>
-            new Promise<void>((resolve) => {
-              if (node.child.exitCode !== null || node.child.signalCode !== null) return resolve();
-              node.child.once('exit', () => resolve());
-              node.child.kill('SIGKILL');
-            }),
-        ),
-      );
-      running.clear();
+      await killAll(running);
       teardown();
     },
   };
