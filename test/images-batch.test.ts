@@ -187,7 +187,7 @@ test('bad batches: two files without --image and a bad quality are usage errors 
     assert.match((unknown as Error).message, /image mode "gif-magic": choose one of png-lossless, png-lossy, jpeg/);
     const notTar = await client.upload(Buffer.alloc(4096, 7), { fileName: 'x.tar', mode: 'images', image: { mode: 'png-lossless' } }).catch((error: unknown) => error);
     assert.instance(notTar, DcasClientError);
-    assert.match((notTar as Error).message, /not a valid tar of images/);
+    assert.match((notTar as Error).message, /not a valid tar of images/, `the refusal said: ${(notTar as Error).message}`);
   });
 });
 

@@ -3,7 +3,7 @@
  * (one image per task), and each worker writes its image as one whole tar entry (header, data, padding),
  * so the merge composes the archive from the entries and an end marker without reading any image again.
  */
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { ImageError } from '../codec/index.ts';
 
@@ -32,8 +32,10 @@ export function checkImageName(name: string): string | undefined {
  */
 export async function* tarImages(input: AsyncIterable<Uint8Array>, entryBytesMax: number): AsyncGenerator<TarImage> {
   const extract = tar.extract();
-  const feeding = Readable.from(input).pipe(extract);
-  for await (const entry of feeding) {
+  // pipeline, not pipe: an error on either side destroys the other, and reaches the loop below through
+  // `extract`. With pipe, a source failing after the parser refused the bytes had no listener (a crash).
+  pipeline(Readable.from(input), extract, () => {});
+  for await (const entry of extract) {
     const { name, type, size } = entry.header;
     if (type === 'directory') {
       entry.resume();
