@@ -1,13 +1,16 @@
 /**
  * The protocol room: the WebSocket protocol, version 1, the wire contract shared by the gateway and the
- * client library (node/client). It is a room of its own so the client loads it without the gateway's server. Types and
- * constants only, no behaviour. docs/PROTOCOL.md is the specification these shapes follow.
+ * client library (node/client). It is a room of its own so the client loads it without the gateway's
+ * server. Types and constants, and one piece of pure behaviour both sides share: the upload credit
+ * window (`credit.ts`). docs/PROTOCOL.md is the specification these shapes follow.
  *
  * Control messages are JSON objects in text frames, each with a `type`; file bytes travel in binary
  * frames. A request may carry an `id` (a string or integer the client picks); every direct reply and
  * every error about that request echoes it.
  */
 import type { JobMode, JobView } from '../jobs/index.ts';
+
+export { CreditReceiver, CreditSender, type FrameVerdict } from './credit.ts';
 
 export const protocolVersion = 1;
 export const protocolVersionsSupported: readonly number[] = [protocolVersion];
