@@ -5,7 +5,7 @@
  * copy, and `where` (the store, the action, the key) to name in its own failures.
  */
 import { checkCompose, checkKey, checkMetadata, checkPrefix, checkRange } from './keys.ts';
-import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type ReadRange } from './types.ts';
+import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type PutOptions, type ReadRange } from './types.ts';
 
 type Metadata = Record<string, string>;
 
@@ -30,86 +30,101 @@ export interface BlobBackend {
 
 /** A BlobStore over `backend` that checks every argument first; after close() every call fails with IO. */
 export function checkedStore(backend: BlobBackend): BlobStore {
-  let closed = false;
-  const assertOpen = (where: string): void => {
-    if (closed) throw new BlobError('IO', `${where}: the store is closed`);
-  };
+  return new CheckedStore(backend);
+}
+
+class CheckedStore implements BlobStore {
+  readonly kind: BlobStore['kind'];
+  readonly #backend: BlobBackend;
+  #closed = false;
+
+  constructor(backend: BlobBackend) {
+    this.#backend = backend;
+    this.kind = backend.kind;
+  }
+
+  async put(key: string, data: Uint8Array, options?: PutOptions): Promise<BlobInfo> {
+    const where = this.#onKey('put', key);
+    const metadata = checkMetadata(options?.metadata, where);
+    if (!(data instanceof Uint8Array)) throw new BlobError('IO', `${where}: data is not a Uint8Array`);
+    return this.#backend.put(key, data, metadata, where);
+  }
+
+  async putStream(key: string, source: AsyncIterable<Uint8Array>, options?: PutOptions): Promise<BlobInfo> {
+    const where = this.#onKey('putStream', key);
+    return this.#backend.putStream(key, source, checkMetadata(options?.metadata, where), where);
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    return this.#backend.get(key, this.#onKey('get', key));
+  }
+
+  getStream(key: string, range?: ReadRange): AsyncIterable<Uint8Array> {
+    const action = range === undefined ? 'getStream' : rangeAction('getStream', range);
+    // A copy, so the caller changing its range object later does not change what is read.
+    const wanted = range === undefined ? undefined : { start: range.start, end: range.end };
+    // Every failure, bad arguments included, comes out of the iteration, where callers handle errors.
+    return this.#checkedStream(action, key, wanted);
+  }
+
+  async *#checkedStream(action: string, key: string, wanted: ReadRange | undefined): AsyncGenerator<Uint8Array> {
+    const where = this.#onKey(action, key);
+    if (wanted !== undefined) checkRange(wanted, where);
+    yield* this.#backend.getStream(key, wanted, where);
+  }
+
+  async getRange(key: string, range: ReadRange): Promise<Uint8Array> {
+    const where = this.#onKey(rangeAction('getRange', range), key);
+    checkRange(range, where);
+    return this.#backend.getRange(key, range, where);
+  }
+
+  async stat(key: string): Promise<BlobInfo | undefined> {
+    return this.#backend.stat(key, this.#onKey('stat', key));
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    return this.#backend.list(prefix, this.#onPrefix('list', prefix));
+  }
+
+  async delete(key: string): Promise<void> {
+    return this.#backend.delete(key, this.#onKey('delete', key));
+  }
+
+  async deletePrefix(prefix: string, options?: DeletePrefixOptions): Promise<number> {
+    return this.#backend.deletePrefix(prefix, options, this.#onPrefix('deletePrefix', prefix));
+  }
+
+  async compose(sources: readonly string[], destination: string, options?: PutOptions): Promise<BlobInfo> {
+    const where = this.#backend.describe('compose into', destination);
+    this.#assertOpen(where);
+    return this.#backend.compose(sources, destination, checkCompose(sources, destination, options?.metadata, where), where);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+
+  #assertOpen(where: string): void {
+    if (this.#closed) throw new BlobError('IO', `${where}: the store is closed`);
+  }
+
   /** The `where` of an action on a key, after checking the store is open and the key is good. */
-  const onKey = (action: string, key: string): string => {
-    const where = backend.describe(action, key);
-    assertOpen(where);
+  #onKey(action: string, key: string): string {
+    const where = this.#backend.describe(action, key);
+    this.#assertOpen(where);
     checkKey(key, where);
     return where;
-  };
-  const onPrefix = (action: string, prefix: string): string => {
-    const where = backend.describePrefix(action, prefix);
-    assertOpen(where);
+  }
+
+  #onPrefix(action: string, prefix: string): string {
+    const where = this.#backend.describePrefix(action, prefix);
+    this.#assertOpen(where);
     checkPrefix(prefix, where);
     return where;
-  };
-  const rangeAction = (action: string, range: ReadRange): string => `${action} [${range.start}, ${range.end}) of`;
+  }
+}
 
-  return {
-    kind: backend.kind,
-
-    async put(key, data, options) {
-      const where = onKey('put', key);
-      const metadata = checkMetadata(options?.metadata, where);
-      if (!(data instanceof Uint8Array)) throw new BlobError('IO', `${where}: data is not a Uint8Array`);
-      return backend.put(key, data, metadata, where);
-    },
-
-    async putStream(key, source, options) {
-      const where = onKey('putStream', key);
-      return backend.putStream(key, source, checkMetadata(options?.metadata, where), where);
-    },
-
-    async get(key) {
-      return backend.get(key, onKey('get', key));
-    },
-
-    getStream(key, range) {
-      const action = range === undefined ? 'getStream' : rangeAction('getStream', range);
-      // A copy, so the caller changing its range object later does not change what is read.
-      const wanted = range === undefined ? undefined : { start: range.start, end: range.end };
-      // Every failure, bad arguments included, comes out of the iteration, where callers handle errors.
-      return (async function* () {
-        const where = onKey(action, key);
-        if (wanted !== undefined) checkRange(wanted, where);
-        yield* backend.getStream(key, wanted, where);
-      })();
-    },
-
-    async getRange(key, range) {
-      const where = onKey(rangeAction('getRange', range), key);
-      checkRange(range, where);
-      return backend.getRange(key, range, where);
-    },
-
-    async stat(key) {
-      return backend.stat(key, onKey('stat', key));
-    },
-
-    async list(prefix) {
-      return backend.list(prefix, onPrefix('list', prefix));
-    },
-
-    async delete(key) {
-      return backend.delete(key, onKey('delete', key));
-    },
-
-    async deletePrefix(prefix, options) {
-      return backend.deletePrefix(prefix, options, onPrefix('deletePrefix', prefix));
-    },
-
-    async compose(sources, destination, options) {
-      const where = backend.describe('compose into', destination);
-      assertOpen(where);
-      return backend.compose(sources, destination, checkCompose(sources, destination, options?.metadata, where), where);
-    },
-
-    async close() {
-      closed = true;
-    },
-  };
+function rangeAction(action: string, range: ReadRange): string {
+  return `${action} [${range.start}, ${range.end}) of`;
 }
