@@ -21,9 +21,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
-import { checkedStore } from './checked.ts';
+import { checkedStore, type BlobBackend } from './checked.ts';
 import { checkRangeWithin, crc32cHex } from './keys.ts';
-import { BlobError, type BlobInfo, type BlobStore, type ReadRange } from './types.ts';
+import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type ReadRange } from './types.ts';
 
 export interface FolderStoreOptions {
   /** The shared folder; created on first write. */
@@ -51,6 +51,8 @@ const createAttemptsMax = 5;
 const fileMode = 0o600;
 const folderMode = 0o700;
 
+type Metadata = Record<string, string>;
+
 interface Footer {
   size: number;
   crc32c: number;
@@ -71,17 +73,129 @@ interface Sink {
 }
 
 export function createFolderStore(options: FolderStoreOptions): BlobStore {
-  const rootPath = resolve(options.root);
-  const fsync = options.fsync ?? true;
-  const ioChunkBytes = options.ioChunkBytes ?? 1 << 20;
-  if (!Number.isSafeInteger(ioChunkBytes) || ioChunkBytes < 4096) throw new Error(`folder store: ioChunkBytes must be an integer >= 4096, got ${ioChunkBytes}`);
-  const pathOf = (key: string): string => join(rootPath, ...key.split('/'));
-  const describe = (action: string, key: string): string => `folder store ${action} ${JSON.stringify(key)}`;
+  return checkedStore(new FolderBackend(options));
+}
 
-  async function openBlob(key: string, where: string): Promise<OpenBlob | undefined> {
+/** The folder store's work once checkedStore has checked the arguments. */
+class FolderBackend implements BlobBackend {
+  readonly kind = 'folder';
+  readonly #rootPath: string;
+  readonly #fsync: boolean;
+  readonly #ioChunkBytes: number;
+
+  constructor(options: FolderStoreOptions) {
+    this.#rootPath = resolve(options.root);
+    this.#fsync = options.fsync ?? true;
+    this.#ioChunkBytes = options.ioChunkBytes ?? 1 << 20;
+    if (!Number.isSafeInteger(this.#ioChunkBytes) || this.#ioChunkBytes < 4096) throw new Error(`folder store: ioChunkBytes must be an integer >= 4096, got ${this.#ioChunkBytes}`);
+  }
+
+  describe(action: string, key: string): string {
+    return `folder store ${action} ${JSON.stringify(key)}`;
+  }
+
+  describePrefix(action: string, prefix: string): string {
+    return `folder store ${action} ${JSON.stringify(prefix)}`;
+  }
+
+  put(key: string, data: Uint8Array, metadata: Metadata, where: string): Promise<BlobInfo> {
+    return this.#writeBlob(key, metadata, where, (sink) => sink.write(data));
+  }
+
+  putStream(key: string, source: AsyncIterable<Uint8Array>, metadata: Metadata, where: string): Promise<BlobInfo> {
+    return this.#writeBlob(key, metadata, where, async (sink) => {
+      for await (const chunk of source) {
+        if (!(chunk instanceof Uint8Array)) throw new BlobError('IO', `${where}: the source yielded a ${typeof chunk}, not a Uint8Array`);
+        await sink.write(chunk);
+      }
+    });
+  }
+
+  async get(key: string, where: string): Promise<Uint8Array> {
+    const { file, footer } = await this.#openBlobOrFail(key, where);
+    try {
+      const data = Buffer.allocUnsafe(footer.size);
+      await readFully(file, data, 0, where);
+      const crc = crc32c(data);
+      if (crc !== footer.crc32c) throw checksumMismatch(where, footer.crc32c, crc);
+      return data;
+    } finally {
+      await file.close();
+    }
+  }
+
+  async *getStream(key: string, range: ReadRange | undefined, where: string): AsyncGenerator<Uint8Array> {
+    const { file, footer } = await this.#openBlobOrFail(key, where);
+    try {
+      if (range !== undefined) checkRangeWithin(range, footer.size, where);
+      const start = range?.start ?? 0;
+      const end = range?.end ?? footer.size;
+      let crc = 0;
+      for (let at = start; at < end; ) {
+        const chunk = Buffer.allocUnsafe(Math.min(this.#ioChunkBytes, end - at));
+        await readFully(file, chunk, at, where);
+        if (range === undefined) crc = crc32c(chunk, crc);
+        at += chunk.length;
+        yield chunk;
+      }
+      if (range === undefined && crc !== footer.crc32c) throw checksumMismatch(where, footer.crc32c, crc);
+    } finally {
+      await file.close();
+    }
+  }
+
+  async getRange(key: string, range: ReadRange, where: string): Promise<Uint8Array> {
+    const { file, footer } = await this.#openBlobOrFail(key, where);
+    try {
+      checkRangeWithin(range, footer.size, where);
+      const data = Buffer.allocUnsafe(range.end - range.start);
+      await readFully(file, data, range.start, where);
+      return data;
+    } finally {
+      await file.close();
+    }
+  }
+
+  async stat(key: string, where: string): Promise<BlobInfo | undefined> {
+    const opened = await this.#openBlob(key, where);
+    if (opened === undefined) return undefined;
+    await opened.file.close();
+    const { size, crc32c: crc, metadata } = opened.footer;
+    return { key, size, crc32c: crc, metadata };
+  }
+
+  list(prefix: string): Promise<string[]> {
+    return this.#listKeys(prefix);
+  }
+
+  async delete(key: string, where: string): Promise<void> {
+    await this.#removeBlob(key, where);
+  }
+
+  async deletePrefix(prefix: string, options: DeletePrefixOptions | undefined, where: string): Promise<number> {
+    let removed = 0;
+    const sweep = options?.abandonWrites ? (path: string) => sweepTemp(path, 0) : (path: string) => sweepTemp(path, tempStaleMs);
+    for (const key of await this.#listKeys(prefix, sweep)) {
+      if (await this.#removeBlob(key, where)) removed++;
+    }
+    return removed;
+  }
+
+  compose(sources: readonly string[], destination: string, metadata: Metadata, where: string): Promise<BlobInfo> {
+    return this.#writeBlob(destination, metadata, where, async (sink) => {
+      const buffer = Buffer.allocUnsafe(this.#ioChunkBytes);
+      for (const source of sources) await this.#copyVerified(source, buffer, sink, `${where}: source ${JSON.stringify(source)}`);
+    });
+  }
+
+  #pathOf(key: string): string {
+    return join(this.#rootPath, ...key.split('/'));
+  }
+
+  async #openBlob(key: string, where: string): Promise<OpenBlob | undefined> {
     let file: FileHandle;
     try {
-      file = await open(pathOf(key), 'r');
+      file = await open(this.#pathOf(key), 'r');
     } catch (error) {
       if (isCode(error, 'ENOENT', 'ENOTDIR')) return undefined;
       throw ioError(where, error);
@@ -92,22 +206,22 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
         await file.close();
         return undefined; // a folder: the key is a prefix of blobs, not a blob
       }
-      return { file, footer: await readFooter(file, info.size, `${where} (${pathOf(key)})`) };
+      return { file, footer: await readFooter(file, info.size, `${where} (${this.#pathOf(key)})`) };
     } catch (error) {
       await file.close().catch(() => {});
       throw error instanceof BlobError ? error : ioError(where, error);
     }
   }
 
-  async function openBlobOrFail(key: string, where: string): Promise<OpenBlob> {
-    const opened = await openBlob(key, where);
+  async #openBlobOrFail(key: string, where: string): Promise<OpenBlob> {
+    const opened = await this.#openBlob(key, where);
     if (opened === undefined) throw new BlobError('NOT_FOUND', `${where}: no such blob`);
     return opened;
   }
 
   /** Creates the temporary file beside the key's path, and the folders above it. */
-  async function createTemp(key: string, where: string): Promise<{ file: FileHandle; tempPath: string }> {
-    const path = pathOf(key);
+  async #createTemp(key: string, where: string): Promise<{ file: FileHandle; tempPath: string }> {
+    const path = this.#pathOf(key);
     const folder = dirname(path);
     for (let attempt = 1; ; attempt++) {
       const tempPath = join(folder, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -123,18 +237,18 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
   }
 
   /** Fills a temporary file, appends the footer, makes it durable and renames it over the key. */
-  async function writeBlob(key: string, metadata: Record<string, string>, where: string, fill: (sink: Sink) => Promise<void>): Promise<BlobInfo> {
-    const { file, tempPath } = await createTemp(key, where);
+  async #writeBlob(key: string, metadata: Metadata, where: string, fill: (sink: Sink) => Promise<void>): Promise<BlobInfo> {
+    const { file, tempPath } = await this.#createTemp(key, where);
     let footer: Footer;
     try {
-      const sink = createSink(file, ioChunkBytes, where);
+      const sink = createSink(file, this.#ioChunkBytes, where);
       await fill(sink); // a source's own error passes through unchanged
       await sink.flush();
       footer = { size: sink.size(), crc32c: sink.crc(), metadata };
       const encoded = encodeFooter(footer);
       await guardIo(where, async () => {
         await writeFully(file, encoded, footer.size, where);
-        if (fsync) await file.sync();
+        if (this.#fsync) await file.sync();
         await file.close();
       });
     } catch (error) {
@@ -143,7 +257,7 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
       throw error;
     }
     try {
-      await rename(tempPath, pathOf(key));
+      await rename(tempPath, this.#pathOf(key));
     } catch (error) {
       await rm(tempPath, { force: true });
       if (isCode(error, 'EISDIR', 'ENOTEMPTY', 'EEXIST')) throw new BlobError('BAD_KEY', `${where}: the key is a folder holding other blobs`);
@@ -153,15 +267,15 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
   }
 
   /** Removes a blob file and then the folders it leaves empty; false when there was none. */
-  async function removeBlob(key: string, where: string): Promise<boolean> {
-    const path = pathOf(key);
+  async #removeBlob(key: string, where: string): Promise<boolean> {
+    const path = this.#pathOf(key);
     try {
       await unlink(path);
     } catch (error) {
       if (isCode(error, 'ENOENT', 'ENOTDIR', 'EISDIR', 'EPERM')) return false;
       throw ioError(where, error);
     }
-    for (let folder = dirname(path); folder.startsWith(rootPath + sep); folder = dirname(folder)) {
+    for (let folder = dirname(path); folder.startsWith(this.#rootPath + sep); folder = dirname(folder)) {
       try {
         await rmdir(folder);
       } catch {
@@ -172,10 +286,10 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
   }
 
   /** Visits the blob files under a prefix; `onHidden` sees the hidden files in visited folders. */
-  async function walk(folderKey: string, prefix: string, onKey: (key: string) => void, onHidden?: (path: string) => Promise<void>): Promise<void> {
+  async #walk(folderKey: string, prefix: string, onKey: (key: string) => void, onHidden?: (path: string) => Promise<void>): Promise<void> {
     let entries;
     try {
-      entries = await readdir(folderKey === '' ? rootPath : pathOf(folderKey), { withFileTypes: true });
+      entries = await readdir(folderKey === '' ? this.#rootPath : this.#pathOf(folderKey), { withFileTypes: true });
     } catch (error) {
       if (isCode(error, 'ENOENT', 'ENOTDIR')) return;
       throw ioError(`folder store list ${JSON.stringify(prefix)}`, error);
@@ -186,127 +300,24 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
         if (onHidden !== undefined) await onHidden(join(entry.parentPath, entry.name));
       } else if (entry.isDirectory()) {
         const below = `${key}/`;
-        if (below.startsWith(prefix) || prefix.startsWith(below)) await walk(key, prefix, onKey, onHidden);
+        if (below.startsWith(prefix) || prefix.startsWith(below)) await this.#walk(key, prefix, onKey, onHidden);
       } else if (entry.isFile() && key.startsWith(prefix)) {
         onKey(key);
       }
     }
   }
 
-  async function listKeys(prefix: string, onHidden?: (path: string) => Promise<void>): Promise<string[]> {
+  async #listKeys(prefix: string, onHidden?: (path: string) => Promise<void>): Promise<string[]> {
     const keys: string[] = [];
     const slash = prefix.lastIndexOf('/');
-    await walk(slash < 0 ? '' : prefix.slice(0, slash), prefix, (key) => keys.push(key), onHidden);
+    await this.#walk(slash < 0 ? '' : prefix.slice(0, slash), prefix, (key) => keys.push(key), onHidden);
     // Plain code-unit order: for keys (ASCII only) it is GCS's byte order, so both stores list alike.
     return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
   }
 
-  /** Removes a writer's temporary file once it is older than `ageMsMin` (0: whatever its age). */
-  async function sweepTemp(path: string, ageMsMin: number): Promise<void> {
-    if (!tempNamePattern.test(basename(path))) return;
-    try {
-      const info = await stat(path);
-      if (Date.now() - info.mtimeMs >= ageMsMin) await rm(path, { force: true });
-    } catch {
-      // Gone already: its writer finished or another sweeper was first.
-    }
-  }
-
-  async function* readBlob(key: string, range: ReadRange | undefined, where: string): AsyncGenerator<Uint8Array> {
-    const { file, footer } = await openBlobOrFail(key, where);
-    try {
-      if (range !== undefined) checkRangeWithin(range, footer.size, where);
-      const start = range?.start ?? 0;
-      const end = range?.end ?? footer.size;
-      let crc = 0;
-      for (let at = start; at < end; ) {
-        const chunk = Buffer.allocUnsafe(Math.min(ioChunkBytes, end - at));
-        await readFully(file, chunk, at, where);
-        if (range === undefined) crc = crc32c(chunk, crc);
-        at += chunk.length;
-        yield chunk;
-      }
-      if (range === undefined && crc !== footer.crc32c) throw checksumMismatch(where, footer.crc32c, crc);
-    } finally {
-      await file.close();
-    }
-  }
-
-  return checkedStore({
-    kind: 'folder',
-    describe,
-    describePrefix: (action, prefix) => `folder store ${action} ${JSON.stringify(prefix)}`,
-
-    put: (key, data, metadata, where) => writeBlob(key, metadata, where, (sink) => sink.write(data)),
-
-    putStream: (key, source, metadata, where) =>
-      writeBlob(key, metadata, where, async (sink) => {
-        for await (const chunk of source) {
-          if (!(chunk instanceof Uint8Array)) throw new BlobError('IO', `${where}: the source yielded a ${typeof chunk}, not a Uint8Array`);
-          await sink.write(chunk);
-        }
-      }),
-
-    async get(key, where) {
-      const { file, footer } = await openBlobOrFail(key, where);
-      try {
-        const data = Buffer.allocUnsafe(footer.size);
-        await readFully(file, data, 0, where);
-        const crc = crc32c(data);
-        if (crc !== footer.crc32c) throw checksumMismatch(where, footer.crc32c, crc);
-        return data;
-      } finally {
-        await file.close();
-      }
-    },
-
-    getStream: (key, range, where) => readBlob(key, range, where),
-
-    async getRange(key, range, where) {
-      const { file, footer } = await openBlobOrFail(key, where);
-      try {
-        checkRangeWithin(range, footer.size, where);
-        const data = Buffer.allocUnsafe(range.end - range.start);
-        await readFully(file, data, range.start, where);
-        return data;
-      } finally {
-        await file.close();
-      }
-    },
-
-    async stat(key, where) {
-      const opened = await openBlob(key, where);
-      if (opened === undefined) return undefined;
-      await opened.file.close();
-      const { size, crc32c: crc, metadata } = opened.footer;
-      return { key, size, crc32c: crc, metadata };
-    },
-
-    list: (prefix) => listKeys(prefix),
-
-    async delete(key, where) {
-      await removeBlob(key, where);
-    },
-
-    async deletePrefix(prefix, deleteOptions, where) {
-      let removed = 0;
-      const sweep = deleteOptions?.abandonWrites ? (path: string) => sweepTemp(path, 0) : (path: string) => sweepTemp(path, tempStaleMs);
-      for (const key of await listKeys(prefix, sweep)) {
-        if (await removeBlob(key, where)) removed++;
-      }
-      return removed;
-    },
-
-    compose: (sources, destination, metadata, where) =>
-      writeBlob(destination, metadata, where, async (sink) => {
-        const buffer = Buffer.allocUnsafe(ioChunkBytes);
-        for (const source of sources) await copyVerified(source, buffer, sink, `${where}: source ${JSON.stringify(source)}`);
-      }),
-  });
-
   /** Streams one source blob into the sink, checking the source's own CRC32C on the way. */
-  async function copyVerified(source: string, buffer: Buffer, sink: Sink, where: string): Promise<void> {
-    const { file, footer } = await openBlobOrFail(source, where);
+  async #copyVerified(source: string, buffer: Buffer, sink: Sink, where: string): Promise<void> {
+    const { file, footer } = await this.#openBlobOrFail(source, where);
     try {
       let crc = 0;
       for (let at = 0; at < footer.size; ) {
@@ -320,6 +331,17 @@ export function createFolderStore(options: FolderStoreOptions): BlobStore {
     } finally {
       await file.close();
     }
+  }
+}
+
+/** Removes a writer's temporary file once it is older than `ageMsMin` (0: whatever its age). */
+async function sweepTemp(path: string, ageMsMin: number): Promise<void> {
+  if (!tempNamePattern.test(basename(path))) return;
+  try {
+    const info = await stat(path);
+    if (Date.now() - info.mtimeMs >= ageMsMin) await rm(path, { force: true });
+  } catch {
+    // Gone already: its writer finished or another sweeper was first.
   }
 }
 
