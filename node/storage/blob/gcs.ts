@@ -41,10 +41,10 @@ import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32c } from '@node-rs/crc32';
-import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type CRC32CValidator, type File, type StorageOptions } from '@google-cloud/storage';
-import { checkedStore } from './checked.ts';
+import { IdempotencyStrategy, RETRYABLE_ERR_FN_DEFAULT, Storage, type ApiError, type Bucket, type CRC32CValidator, type File, type StorageOptions } from '@google-cloud/storage';
+import { checkedStore, type BlobBackend } from './checked.ts';
 import { checkRangeWithin, crc32cFromBase64, crc32cHex, crc32cToBase64, keyProblem } from './keys.ts';
-import { BlobError, type BlobInfo, type BlobStore, type ReadRange } from './types.ts';
+import { BlobError, type BlobInfo, type BlobStore, type DeletePrefixOptions, type ReadRange } from './types.ts';
 
 export interface GcsRetryOptions {
   /** Retries after the first attempt (default 6). */
@@ -87,6 +87,8 @@ export const composeSourcesMax = 32;
 const uploadChunkQuantum = 256 * 1024;
 const contentType = 'application/octet-stream';
 
+type Metadata = Record<string, string>;
+
 /** The object resource fields this store reads. */
 interface ObjectResource {
   name?: string;
@@ -97,6 +99,22 @@ interface ObjectResource {
 }
 
 export function createGcsStore(options: GcsStoreOptions): BlobStore {
+  return checkedStore(new GcsBackend(options));
+}
+
+/** The options with their defaults filled in and checked. */
+interface GcsSettings {
+  uploadChunkBytes: number;
+  delayMsMax: number;
+  parallelMax: number;
+  readIdleMsMax: number;
+  objectPrefix: string;
+  retriesMax: number;
+  delayMultiplier: number;
+  totalMsMax: number;
+}
+
+function settingsOf(options: GcsStoreOptions): GcsSettings {
   const retry = options.retry ?? {};
   const uploadChunkBytes = options.uploadChunkBytes ?? 8 << 20;
   if (!Number.isSafeInteger(uploadChunkBytes) || uploadChunkBytes <= 0 || uploadChunkBytes % uploadChunkQuantum !== 0) {
@@ -104,51 +122,214 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
   }
   const delayMsMax = retry.delayMsMax ?? 32_000;
   if (!(delayMsMax >= 1000)) throw new Error(`gcs store: retry.delayMsMax must be at least 1000 (the client's first upload retry waits 1 s), got ${delayMsMax}`);
-  const parallelMax = options.parallelMax ?? 8;
-  const readIdleMsMax = options.readIdleMsMax ?? 60_000;
-  const objectPrefix = normalizePrefix(options.prefix ?? '');
-  const retriesMax = retry.retriesMax ?? 6;
-  const delayMultiplier = retry.delayMultiplier ?? 2;
-  const clientOptions = (autoRetry: boolean): StorageOptions => ({
+  return {
+    uploadChunkBytes,
+    delayMsMax,
+    parallelMax: options.parallelMax ?? 8,
+    readIdleMsMax: options.readIdleMsMax ?? 60_000,
+    objectPrefix: normalizePrefix(options.prefix ?? ''),
+    retriesMax: retry.retriesMax ?? 6,
+    delayMultiplier: retry.delayMultiplier ?? 2,
+    totalMsMax: retry.totalMsMax ?? 600_000,
+  };
+}
+
+function clientOptionsOf(options: GcsStoreOptions, settings: GcsSettings, autoRetry: boolean): StorageOptions {
+  return {
     ...(options.apiEndpoint === undefined ? {} : { apiEndpoint: options.apiEndpoint, useAuthWithCustomEndpoint: options.authWithCustomEndpoint ?? false }),
     ...(options.projectId === undefined ? {} : { projectId: options.projectId }),
     ...(options.keyFilename === undefined ? {} : { keyFilename: options.keyFilename }),
     ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
     retryOptions: {
       autoRetry,
-      maxRetries: retriesMax,
-      maxRetryDelay: delayMsMax / 1000,
-      retryDelayMultiplier: delayMultiplier,
-      totalTimeout: (retry.totalMsMax ?? 600_000) / 1000,
+      maxRetries: settings.retriesMax,
+      maxRetryDelay: settings.delayMsMax / 1000,
+      retryDelayMultiplier: settings.delayMultiplier,
+      totalTimeout: settings.totalMsMax / 1000,
       idempotencyStrategy: IdempotencyStrategy.RetryAlways,
     },
     crc32cGenerator: nativeCrc32cValidator,
-  });
-  const bucket = new Storage(clientOptions(true)).bucket(options.bucket);
-  /** Downloads only: the client's stream retries can crash the process (see the top of this file). */
-  const downloadBucket = new Storage(clientOptions(false)).bucket(options.bucket);
-  const backoffMs = (attempt: number): number => Math.min(delayMsMax, 250 * delayMultiplier ** attempt) * (0.5 + Math.random() / 2);
-  const location = `gs://${options.bucket}/${objectPrefix}`;
-  const nameOf = (key: string): string => objectPrefix + key;
-  const describe = (action: string, key: string): string => `gcs store ${action} ${JSON.stringify(key)} (${location}${key})`;
+  };
+}
 
-  /** Checks what GCS says it stored against what we sent; removes that generation if they differ. */
-  async function checkWritten(key: string, resource: ObjectResource, size: number, crc: number, where: string): Promise<BlobInfo> {
-    const info = infoOf(key, resource, where);
-    if (info.size === size && info.crc32c === crc) return info;
-    await bucket.file(nameOf(key)).delete({ ifGenerationMatch: resource.generation, ignoreNotFound: true }).catch(() => {});
-    throw new BlobError('CHECKSUM_MISMATCH', `${where}: GCS stored ${info.size} bytes with CRC32C ${crc32cHex(info.crc32c)}, we sent ${size} bytes with CRC32C ${crc32cHex(crc)}`);
+/** The GCS store's work once checkedStore has checked the arguments. */
+class GcsBackend implements BlobBackend {
+  readonly kind = 'gcs';
+  readonly #settings: GcsSettings;
+  readonly #bucket: Bucket;
+  /** Downloads only: the client's stream retries can crash the process (see the top of this file). */
+  readonly #downloadBucket: Bucket;
+  readonly #location: string;
+
+  constructor(options: GcsStoreOptions) {
+    this.#settings = settingsOf(options);
+    this.#bucket = new Storage(clientOptionsOf(options, this.#settings, true)).bucket(options.bucket);
+    this.#downloadBucket = new Storage(clientOptionsOf(options, this.#settings, false)).bucket(options.bucket);
+    this.#location = `gs://${options.bucket}/${this.#settings.objectPrefix}`;
+  }
+
+  describe(action: string, key: string): string {
+    return `gcs store ${action} ${JSON.stringify(key)} (${this.#location}${key})`;
+  }
+
+  describePrefix(action: string, prefix: string): string {
+    return `gcs store ${action} ${JSON.stringify(prefix)} (${this.#location}${prefix})`;
   }
 
   /** Writes a whole blob (arguments already checked by checkedStore). */
-  async function put(key: string, data: Uint8Array, metadata: Record<string, string>, where: string): Promise<BlobInfo> {
-    const file = bucket.file(nameOf(key));
+  async put(key: string, data: Uint8Array, metadata: Metadata, where: string): Promise<BlobInfo> {
+    const file = this.#bucket.file(this.#nameOf(key));
     try {
       await file.save(Buffer.from(data.buffer, data.byteOffset, data.byteLength), { resumable: false, validation: 'crc32c', metadata: { contentType, metadata } });
     } catch (error) {
       throw toBlobError(where, error);
     }
-    return checkWritten(key, file.metadata as ObjectResource, data.byteLength, crc32c(data), where);
+    return this.#checkWritten(key, file.metadata as ObjectResource, data.byteLength, crc32c(data), where);
+  }
+
+  async putStream(key: string, source: AsyncIterable<Uint8Array>, metadata: Metadata, where: string): Promise<BlobInfo> {
+    let size = 0;
+    let crc = 0;
+    let sourceFailure: { error: unknown } | undefined;
+    async function* counted(): AsyncGenerator<Buffer> {
+      try {
+        for await (const chunk of source) {
+          if (!(chunk instanceof Uint8Array)) throw new BlobError('IO', `${where}: the source yielded a ${typeof chunk}, not a Uint8Array`);
+          crc = crc32c(chunk, crc);
+          size += chunk.length;
+          yield Buffer.from(chunk); // a copy: the client holds chunks until GCS acknowledges them
+        }
+      } catch (error) {
+        sourceFailure = { error };
+        throw error;
+      }
+    }
+    const file = this.#bucket.file(this.#nameOf(key));
+    retryStatusChecks(file, this.#settings.retriesMax, this.#settings.delayMsMax);
+    const upload = file.createWriteStream({ resumable: true, chunkSize: this.#settings.uploadChunkBytes, validation: 'crc32c', metadata: { contentType, metadata } });
+    try {
+      await pipeline(Readable.from(counted(), { highWaterMark: 1 }), upload);
+    } catch (error) {
+      if (sourceFailure !== undefined) throw sourceFailure.error;
+      throw toBlobError(where, error);
+    }
+    return this.#checkWritten(key, file.metadata as ObjectResource, size, crc, where);
+  }
+
+  async get(key: string, where: string): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of this.#download(key, undefined, where)) {
+      chunks.push(chunk);
+      size += chunk.length;
+    }
+    return Buffer.concat(chunks, size);
+  }
+
+  getStream(key: string, range: ReadRange | undefined, where: string): AsyncIterable<Uint8Array> {
+    return range === undefined ? this.#download(key, undefined, where) : this.#readRange(key, range, where);
+  }
+
+  async getRange(key: string, range: ReadRange, where: string): Promise<Uint8Array> {
+    const data = Buffer.allocUnsafe(range.end - range.start);
+    let at = 0;
+    for await (const chunk of this.#readRange(key, range, where)) {
+      data.set(chunk, at);
+      at += chunk.length;
+    }
+    return data;
+  }
+
+  async stat(key: string, where: string): Promise<BlobInfo | undefined> {
+    try {
+      const [resource] = await this.#bucket.file(this.#nameOf(key)).getMetadata();
+      return infoOf(key, resource as ObjectResource, where);
+    } catch (error) {
+      if (statusOf(error) === 404) return undefined;
+      throw toBlobError(where, error);
+    }
+  }
+
+  async list(prefix: string, where: string): Promise<string[]> {
+    const { objectPrefix } = this.#settings;
+    const keys: string[] = [];
+    let pageToken: string | undefined;
+    try {
+      for (;;) {
+        const [files, next] = await this.#bucket.getFiles({ prefix: objectPrefix + prefix, autoPaginate: false, ...(pageToken === undefined ? {} : { pageToken }) });
+        for (const file of files) {
+          const key = file.name.slice(objectPrefix.length);
+          if (keyProblem(key) === '') keys.push(key); // skips compose intermediates and foreign objects
+        }
+        const nextToken = (next as { pageToken?: string } | null | undefined)?.pageToken;
+        if (nextToken === undefined || nextToken === '') break;
+        if (nextToken === pageToken) throw new BlobError('IO', `${where}: the server returned the same page token twice`);
+        pageToken = nextToken;
+      }
+    } catch (error) {
+      throw toBlobError(where, error);
+    }
+    return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  async delete(key: string, where: string): Promise<void> {
+    try {
+      await this.#bucket.file(this.#nameOf(key)).delete({ ignoreNotFound: true });
+    } catch (error) {
+      throw toBlobError(where, error);
+    }
+  }
+
+  async deletePrefix(prefix: string, _options: DeletePrefixOptions | undefined, where: string): Promise<number> {
+    let removed = 0;
+    await forEachLimited(await this.list(prefix, where), this.#settings.parallelMax, async (key) => {
+      try {
+        await this.#bucket.file(this.#nameOf(key)).delete();
+        removed++;
+      } catch (error) {
+        if (statusOf(error) !== 404) throw toBlobError(this.describe('deletePrefix: delete', key), error); // 404: someone else removed it
+      }
+    });
+    return removed;
+  }
+
+  async compose(sources: readonly string[], destination: string, metadata: Metadata, where: string): Promise<BlobInfo> {
+    if (sources.length === 0) return this.put(destination, new Uint8Array(0), metadata, where); // GCS wants 1 to 32 sources
+    const { objectPrefix, parallelMax } = this.#settings;
+    const scratch = `${objectPrefix}.dcas-compose/${randomUUID()}/`;
+    const intermediates: string[] = [];
+    try {
+      let layer = sources.map((source) => this.#nameOf(source));
+      for (let round = 1; layer.length > composeSourcesMax; round++) {
+        const groups = splitEvenly(layer, Math.ceil(layer.length / composeSourcesMax));
+        const next: string[] = groups.map((_, index) => `${scratch}${round}-${index}`);
+        intermediates.push(...next);
+        await forEachLimited(groups.map((group, index) => ({ group, target: next[index] })), parallelMax, ({ group, target }) => this.#composeCall(group, target, {}));
+        layer = next;
+      }
+      return infoOf(destination, await this.#composeCall(layer, this.#nameOf(destination), metadata), where);
+    } catch (error) {
+      throw toBlobError(where, error);
+    } finally {
+      await forEachLimited(intermediates, parallelMax, (name) => this.#bucket.file(name).delete({ ignoreNotFound: true }).then(() => {})).catch(() => {});
+    }
+  }
+
+  #nameOf(key: string): string {
+    return this.#settings.objectPrefix + key;
+  }
+
+  #backoffMs(attempt: number): number {
+    const { delayMsMax, delayMultiplier } = this.#settings;
+    return Math.min(delayMsMax, 250 * delayMultiplier ** attempt) * (0.5 + Math.random() / 2);
+  }
+
+  /** Checks what GCS says it stored against what we sent; removes that generation if they differ. */
+  async #checkWritten(key: string, resource: ObjectResource, size: number, crc: number, where: string): Promise<BlobInfo> {
+    const info = infoOf(key, resource, where);
+    if (info.size === size && info.crc32c === crc) return info;
+    await this.#bucket.file(this.#nameOf(key)).delete({ ifGenerationMatch: resource.generation, ignoreNotFound: true }).catch(() => {});
+    throw new BlobError('CHECKSUM_MISMATCH', `${where}: GCS stored ${info.size} bytes with CRC32C ${crc32cHex(info.crc32c)}, we sent ${size} bytes with CRC32C ${crc32cHex(crc)}`);
   }
 
   /**
@@ -156,14 +337,14 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
    * Transient failures are retried; after some bytes arrived, the rest is asked for by range from
    * the same generation, so the bytes and the CRC32C always belong to one object version.
    */
-  async function* download(key: string, range: ReadRange | undefined, where: string): AsyncGenerator<Uint8Array> {
+  async *#download(key: string, range: ReadRange | undefined, where: string): AsyncGenerator<Uint8Array> {
     const start = range?.start ?? 0;
     let end = range?.end; // exclusive; for a whole read, known from the first response
     let position = start;
     let crc = 0;
     let first: DownloadFacts | undefined;
     for (let attempt = 0; end === undefined || position < end; attempt++) {
-      const file = downloadBucket.file(nameOf(key), first === undefined ? {} : { generation: Number(first.generation) });
+      const file = this.#downloadBucket.file(this.#nameOf(key), first === undefined ? {} : { generation: Number(first.generation) });
       const stream = range === undefined && first === undefined
         ? file.createReadStream({ validation: 'crc32c' })
         : file.createReadStream({ start: position, ...(end === undefined ? {} : { end: end - 1 }), validation: false }); // GCS ranges end inclusive
@@ -172,7 +353,7 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
         facts = downloadFacts(response.headers ?? {});
       });
       try {
-        for await (const chunk of withIdleLimit(stream, readIdleMsMax)) {
+        for await (const chunk of withIdleLimit(stream, this.#settings.readIdleMsMax)) {
           if (first === undefined && facts !== undefined) {
             first = facts;
             if (range === undefined) end = facts.size;
@@ -189,8 +370,8 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
           throw new BlobError('CHECKSUM_MISMATCH', `${where}: checksum mismatch: the bytes received do not match the stored CRC32C ${stored === undefined ? '(none sent)' : crc32cHex(stored)}`);
         }
         if (first !== undefined && statusOf(error) === 404) throw new BlobError('IO', `${where}: the blob was replaced or deleted while being read`);
-        if (!isTransient(error) || attempt >= retriesMax) throw toBlobError(where, error);
-        await sleep(backoffMs(attempt));
+        if (!isTransient(error) || attempt >= this.#settings.retriesMax) throw toBlobError(where, error);
+        await sleep(this.#backoffMs(attempt));
       }
     }
     if (range === undefined) {
@@ -202,164 +383,28 @@ export function createGcsStore(options: GcsStoreOptions): BlobStore {
     }
   }
 
-  async function statOf(key: string, where: string): Promise<BlobInfo | undefined> {
-    try {
-      const [resource] = await bucket.file(nameOf(key)).getMetadata();
-      return infoOf(key, resource as ObjectResource, where);
-    } catch (error) {
-      if (statusOf(error) === 404) return undefined;
-      throw toBlobError(where, error);
-    }
-  }
-
   /** A range of zero bytes needs no download, only the blob's existence and size. */
-  async function checkEmptyRange(key: string, range: ReadRange, where: string): Promise<void> {
-    const info = await statOf(key, where);
+  async #checkEmptyRange(key: string, range: ReadRange, where: string): Promise<void> {
+    const info = await this.stat(key, where);
     if (info === undefined) throw new BlobError('NOT_FOUND', `${where}: no such blob`);
     checkRangeWithin(range, info.size, where);
   }
 
-  async function* readRange(key: string, range: ReadRange, where: string): AsyncGenerator<Uint8Array> {
-    if (range.start === range.end) return await checkEmptyRange(key, range, where);
-    yield* download(key, range, where);
-  }
-
-  async function listKeys(prefix: string, where: string): Promise<string[]> {
-    const keys: string[] = [];
-    let pageToken: string | undefined;
-    try {
-      for (;;) {
-        const [files, next] = await bucket.getFiles({ prefix: objectPrefix + prefix, autoPaginate: false, ...(pageToken === undefined ? {} : { pageToken }) });
-        for (const file of files) {
-          const key = file.name.slice(objectPrefix.length);
-          if (keyProblem(key) === '') keys.push(key); // skips compose intermediates and foreign objects
-        }
-        const nextToken = (next as { pageToken?: string } | null | undefined)?.pageToken;
-        if (nextToken === undefined || nextToken === '') break;
-        if (nextToken === pageToken) throw new BlobError('IO', `${where}: the server returned the same page token twice`);
-        pageToken = nextToken;
-      }
-    } catch (error) {
-      throw toBlobError(where, error);
-    }
-    return keys.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  async *#readRange(key: string, range: ReadRange, where: string): AsyncGenerator<Uint8Array> {
+    if (range.start === range.end) return await this.#checkEmptyRange(key, range, where);
+    yield* this.#download(key, range, where);
   }
 
   /** One compose call: at most 32 object names into `target`, with the destination's metadata. */
-  async function composeCall(names: readonly string[], target: string, metadata: Record<string, string>): Promise<ObjectResource> {
+  async #composeCall(names: readonly string[], target: string, metadata: Metadata): Promise<ObjectResource> {
     // bucket.combine() would drop custom metadata; the JSON API's compose takes a destination resource.
-    const [body] = await bucket.file(target).request({
+    const [body] = await this.#bucket.file(target).request({
       method: 'POST',
       uri: '/compose',
       json: { destination: { contentType, metadata }, sourceObjects: names.map((name) => ({ name })) },
     });
     return body as ObjectResource;
   }
-
-  return checkedStore({
-    kind: 'gcs',
-    describe,
-    describePrefix: (action, prefix) => `gcs store ${action} ${JSON.stringify(prefix)} (${location}${prefix})`,
-
-    put,
-
-    async putStream(key, source, metadata, where) {
-      let size = 0;
-      let crc = 0;
-      let sourceFailure: { error: unknown } | undefined;
-      async function* counted(): AsyncGenerator<Buffer> {
-        try {
-          for await (const chunk of source) {
-            if (!(chunk instanceof Uint8Array)) throw new BlobError('IO', `${where}: the source yielded a ${typeof chunk}, not a Uint8Array`);
-            crc = crc32c(chunk, crc);
-            size += chunk.length;
-            yield Buffer.from(chunk); // a copy: the client holds chunks until GCS acknowledges them
-          }
-        } catch (error) {
-          sourceFailure = { error };
-          throw error;
-        }
-      }
-      const file = bucket.file(nameOf(key));
-      retryStatusChecks(file, retriesMax, delayMsMax);
-      const upload = file.createWriteStream({ resumable: true, chunkSize: uploadChunkBytes, validation: 'crc32c', metadata: { contentType, metadata } });
-      try {
-        await pipeline(Readable.from(counted(), { highWaterMark: 1 }), upload);
-      } catch (error) {
-        if (sourceFailure !== undefined) throw sourceFailure.error;
-        throw toBlobError(where, error);
-      }
-      return checkWritten(key, file.metadata as ObjectResource, size, crc, where);
-    },
-
-    async get(key, where) {
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      for await (const chunk of download(key, undefined, where)) {
-        chunks.push(chunk);
-        size += chunk.length;
-      }
-      return Buffer.concat(chunks, size);
-    },
-
-    getStream: (key, range, where) => (range === undefined ? download(key, undefined, where) : readRange(key, range, where)),
-
-    async getRange(key, range, where) {
-      const data = Buffer.allocUnsafe(range.end - range.start);
-      let at = 0;
-      for await (const chunk of readRange(key, range, where)) {
-        data.set(chunk, at);
-        at += chunk.length;
-      }
-      return data;
-    },
-
-    stat: (key, where) => statOf(key, where),
-
-    list: (prefix, where) => listKeys(prefix, where),
-
-    async delete(key, where) {
-      try {
-        await bucket.file(nameOf(key)).delete({ ignoreNotFound: true });
-      } catch (error) {
-        throw toBlobError(where, error);
-      }
-    },
-
-    async deletePrefix(prefix, _options, where) {
-      let removed = 0;
-      await forEachLimited(await listKeys(prefix, where), parallelMax, async (key) => {
-        try {
-          await bucket.file(nameOf(key)).delete();
-          removed++;
-        } catch (error) {
-          if (statusOf(error) !== 404) throw toBlobError(describe('deletePrefix: delete', key), error); // 404: someone else removed it
-        }
-      });
-      return removed;
-    },
-
-    async compose(sources, destination, metadata, where) {
-      if (sources.length === 0) return put(destination, new Uint8Array(0), metadata, where); // GCS wants 1 to 32 sources
-      const scratch = `${objectPrefix}.dcas-compose/${randomUUID()}/`;
-      const intermediates: string[] = [];
-      try {
-        let layer = sources.map(nameOf);
-        for (let round = 1; layer.length > composeSourcesMax; round++) {
-          const groups = splitEvenly(layer, Math.ceil(layer.length / composeSourcesMax));
-          const next: string[] = groups.map((_, index) => `${scratch}${round}-${index}`);
-          intermediates.push(...next);
-          await forEachLimited(groups.map((group, index) => ({ group, target: next[index] })), parallelMax, ({ group, target }) => composeCall(group, target, {}));
-          layer = next;
-        }
-        return infoOf(destination, await composeCall(layer, nameOf(destination), metadata), where);
-      } catch (error) {
-        throw toBlobError(where, error);
-      } finally {
-        await forEachLimited(intermediates, parallelMax, (name) => bucket.file(name).delete({ ignoreNotFound: true }).then(() => {})).catch(() => {});
-      }
-    },
-  });
 }
 
 /** The CRC32C validator the client uses for uploads and downloads, on @node-rs/crc32 (native, fast). */
