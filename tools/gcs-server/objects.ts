@@ -140,172 +140,203 @@ export async function openObjectStore(root: string): Promise<ObjectStore> {
     const state = await loadBucket(join(bucketsFolder, name));
     if (state !== undefined) buckets.set(state.resource.name, state);
   }
+  return new FolderObjectStore(root, buckets);
+}
 
-  let lastGeneration = 0;
-  const nextGeneration = (): number => (lastGeneration = Math.max(Date.now() * 1000, lastGeneration + 1));
-  let commitTail: Promise<unknown> = Promise.resolve();
-  function serialized<T>(step: () => Promise<T>): Promise<T> {
-    const run = commitTail.then(step, step);
-    commitTail = run.catch(() => {});
+/** Objects in files under `root`, indexed in `buckets`; commits, deletes and opens run one at a time. */
+class FolderObjectStore implements ObjectStore {
+  readonly root: string;
+  readonly #bucketsFolder: string;
+  readonly #incomingFolder: string;
+  readonly #buckets: Map<string, BucketState>;
+  #lastGeneration = 0;
+  #commitTail: Promise<unknown> = Promise.resolve();
+
+  constructor(root: string, buckets: Map<string, BucketState>) {
+    this.root = root;
+    this.#bucketsFolder = join(root, 'buckets');
+    this.#incomingFolder = join(root, 'incoming');
+    this.#buckets = buckets;
+  }
+
+  async createBucket(name: string): Promise<BucketResource> {
+    if (!bucketNamePattern.test(name)) throw new HttpError(400, 'invalid', `Invalid bucket name: '${name}'`);
+    if (this.#buckets.has(name)) throw new HttpError(409, 'conflict', `Your previous request to create the named bucket succeeded and you already own it: ${name}`);
+    const now = new Date().toISOString();
+    const resource: BucketResource = {
+      kind: 'storage#bucket', id: name, name, projectNumber: '0', location: 'LOCAL', storageClass: 'STANDARD',
+      metageneration: '1', timeCreated: now, updated: now,
+    };
+    const folder = join(this.#bucketsFolder, name);
+    await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, bucketRecord), JSON.stringify(resource));
+    this.#buckets.set(name, { resource, folder, objects: new Map() });
+    return resource;
+  }
+
+  bucket(name: string): BucketResource | undefined {
+    return this.#buckets.get(name)?.resource;
+  }
+
+  get(bucket: string, name: string): StoredObject | undefined {
+    return this.#bucketOrFail(bucket).objects.get(name);
+  }
+
+  list(bucket: string, query: ListQuery): ListPage {
+    const { prefix, delimiter, after, maxResults } = query;
+    // Code-unit order, which is GCS's UTF-8 byte order for every name without astral characters.
+    const { objects } = this.#bucketOrFail(bucket);
+    const names = [...objects.keys()].filter((name) => name.startsWith(prefix)).sort();
+    const page: ListPage = { items: [], prefixes: [], last: undefined };
+    const skipUnder = after !== undefined && delimiter !== '' && after.endsWith(delimiter) ? after : undefined;
+    let entries = 0;
+    for (const name of names) {
+      if (after !== undefined && (name <= after || (skipUnder !== undefined && name.startsWith(skipUnder)))) continue;
+      const cut = delimiter === '' ? -1 : name.indexOf(delimiter, prefix.length);
+      const entry = cut < 0 ? name : name.slice(0, cut + delimiter.length);
+      if (entry === page.prefixes.at(-1)) continue;
+      if (entries === maxResults) return page; // `last` set: one more entry exists
+      entries++;
+      if (cut < 0) page.items.push((objects.get(name) as StoredObject).resource);
+      else page.prefixes.push(entry);
+      page.last = entry;
+    }
+    page.last = undefined;
+    return page;
+  }
+
+  incomingPath(): string {
+    return join(this.#incomingFolder, randomUUID());
+  }
+
+  commit(bucket: string, name: string, incomingPath: string, object: NewObject, ifGenerationMatch?: string): Promise<ObjectResource> {
+    return this.#serialized(async () => {
+      const state = this.#bucketOrFail(bucket);
+      const previous = state.objects.get(name);
+      checkGenerationMatch(previous, ifGenerationMatch, name);
+      const resource = resourceOf(bucket, name, String(this.#nextGeneration()), object);
+      const stem = nameHash(name);
+      const dataFile = `${stem}.${resource.generation}.data`;
+      const dataPath = join(state.folder, dataFile);
+      await rename(incomingPath, dataPath);
+      const recordPath = join(state.folder, stem + recordSuffix);
+      await writeFile(`${recordPath}.new`, JSON.stringify({ resource, dataFile }));
+      await rename(`${recordPath}.new`, recordPath);
+      state.objects.set(name, { resource, dataPath });
+      // Readers that opened the old bytes keep them until they close: unlinking does not cut them off.
+      if (previous !== undefined) await rm(previous.dataPath, { force: true });
+      return resource;
+    });
+  }
+
+  delete(bucket: string, name: string): Promise<boolean> {
+    return this.#serialized(async () => {
+      const state = this.#bucketOrFail(bucket);
+      const stored = state.objects.get(name);
+      if (stored === undefined) return false;
+      await rm(join(state.folder, nameHash(name) + recordSuffix), { force: true });
+      state.objects.delete(name);
+      await rm(stored.dataPath, { force: true });
+      return true;
+    });
+  }
+
+  open(bucket: string, name: string, generation?: string): Promise<OpenObject> {
+    // Opening inside the commit queue means no commit or delete can unlink the bytes first.
+    return this.#serialized(async () => {
+      const stored = this.#bucketOrFail(bucket).objects.get(name);
+      if (stored === undefined || (generation !== undefined && generation !== stored.resource.generation)) {
+        throw notFound(`No such object: ${bucket}/${name}${generation === undefined ? '' : ` (generation ${generation})`}`);
+      }
+      return { resource: stored.resource, file: await open(stored.dataPath, 'r') };
+    });
+  }
+
+  async compose(bucket: string, sources: readonly SourceObject[], name: string, fields: ComposeFields, ifGenerationMatch?: string): Promise<ObjectResource> {
+    const opened: OpenObject[] = [];
+    const path = this.incomingPath();
+    try {
+      for (const source of sources) opened.push(await this.open(bucket, source.name, source.generation));
+      const { size, crc } = await concatenate(opened, path);
+      const componentCount = opened.reduce((sum, { resource }) => sum + (resource.componentCount ?? 1), 0);
+      return await this.commit(bucket, name, path, { ...fields, size, crc32c: crc, componentCount }, ifGenerationMatch);
+    } catch (error) {
+      await rm(path, { force: true });
+      throw error;
+    } finally {
+      for (const { file } of opened) await file.close();
+    }
+  }
+
+  async corrupt(bucket: string, name: string, offset: number): Promise<void> {
+    const stored = this.#bucketOrFail(bucket).objects.get(name);
+    if (stored === undefined) throw new Error(`corrupt: no object ${bucket}/${name}`);
+    const size = Number(stored.resource.size);
+    if (!(offset >= 0 && offset < size)) throw new Error(`corrupt: offset ${offset} outside ${bucket}/${name} (${size} bytes)`);
+    const file = await open(stored.dataPath, 'r+');
+    try {
+      const byte = Buffer.alloc(1);
+      await file.read(byte, 0, 1, offset);
+      byte[0] ^= 0xff;
+      await file.write(byte, 0, 1, offset);
+    } finally {
+      await file.close();
+    }
+  }
+
+  #nextGeneration(): number {
+    this.#lastGeneration = Math.max(Date.now() * 1000, this.#lastGeneration + 1);
+    return this.#lastGeneration;
+  }
+
+  #serialized<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#commitTail.then(step, step);
+    this.#commitTail = run.catch(() => {});
     return run;
   }
 
-  function bucketOrFail(name: string): BucketState {
-    const state = buckets.get(name);
+  #bucketOrFail(name: string): BucketState {
+    const state = this.#buckets.get(name);
     if (state === undefined) throw notFound(`The specified bucket does not exist: ${name}`);
     return state;
   }
+}
 
-  const store: ObjectStore = {
-    root,
-
-    async createBucket(name: string): Promise<BucketResource> {
-      if (!bucketNamePattern.test(name)) throw new HttpError(400, 'invalid', `Invalid bucket name: '${name}'`);
-      if (buckets.has(name)) throw new HttpError(409, 'conflict', `Your previous request to create the named bucket succeeded and you already own it: ${name}`);
-      const now = new Date().toISOString();
-      const resource: BucketResource = {
-        kind: 'storage#bucket', id: name, name, projectNumber: '0', location: 'LOCAL', storageClass: 'STANDARD',
-        metageneration: '1', timeCreated: now, updated: now,
-      };
-      const folder = join(bucketsFolder, name);
-      await mkdir(folder, { recursive: true });
-      await writeFile(join(folder, bucketRecord), JSON.stringify(resource));
-      buckets.set(name, { resource, folder, objects: new Map() });
-      return resource;
-    },
-
-    bucket: (name) => buckets.get(name)?.resource,
-
-    get: (bucket, name) => bucketOrFail(bucket).objects.get(name),
-
-    list(bucket: string, query: ListQuery): ListPage {
-      const { prefix, delimiter, after, maxResults } = query;
-      // Code-unit order, which is GCS's UTF-8 byte order for every name without astral characters.
-      const { objects } = bucketOrFail(bucket);
-      const names = [...objects.keys()].filter((name) => name.startsWith(prefix)).sort();
-      const page: ListPage = { items: [], prefixes: [], last: undefined };
-      const skipUnder = after !== undefined && delimiter !== '' && after.endsWith(delimiter) ? after : undefined;
-      let entries = 0;
-      for (const name of names) {
-        if (after !== undefined && (name <= after || (skipUnder !== undefined && name.startsWith(skipUnder)))) continue;
-        const cut = delimiter === '' ? -1 : name.indexOf(delimiter, prefix.length);
-        const entry = cut < 0 ? name : name.slice(0, cut + delimiter.length);
-        if (entry === page.prefixes.at(-1)) continue;
-        if (entries === maxResults) return page; // `last` set: one more entry exists
-        entries++;
-        if (cut < 0) page.items.push((objects.get(name) as StoredObject).resource);
-        else page.prefixes.push(entry);
-        page.last = entry;
-      }
-      page.last = undefined;
-      return page;
-    },
-
-    incomingPath: () => join(incomingFolder, randomUUID()),
-
-    commit(bucket: string, name: string, incomingPath: string, object: NewObject, ifGenerationMatch?: string): Promise<ObjectResource> {
-      return serialized(async () => {
-        const state = bucketOrFail(bucket);
-        const previous = state.objects.get(name);
-        checkGenerationMatch(previous, ifGenerationMatch, name);
-        const generation = String(nextGeneration());
-        const now = new Date().toISOString();
-        const resource: ObjectResource = {
-          kind: 'storage#object', id: `${bucket}/${name}/${generation}`, name, bucket, generation, metageneration: '1',
-          contentType: object.contentType, storageClass: 'STANDARD', size: String(object.size),
-          ...(object.md5Base64 === undefined ? {} : { md5Hash: object.md5Base64 }),
-          crc32c: crc32cToBase64(object.crc32c), etag: Buffer.from(generation).toString('base64'),
-          timeCreated: now, updated: now,
-          ...(object.metadata === undefined || Object.keys(object.metadata).length === 0 ? {} : { metadata: { ...object.metadata } }),
-          ...(object.componentCount === undefined ? {} : { componentCount: object.componentCount }),
-        };
-        const stem = nameHash(name);
-        const dataFile = `${stem}.${generation}.data`;
-        const dataPath = join(state.folder, dataFile);
-        await rename(incomingPath, dataPath);
-        const recordPath = join(state.folder, stem + recordSuffix);
-        await writeFile(`${recordPath}.new`, JSON.stringify({ resource, dataFile }));
-        await rename(`${recordPath}.new`, recordPath);
-        state.objects.set(name, { resource, dataPath });
-        // Readers that opened the old bytes keep them until they close: unlinking does not cut them off.
-        if (previous !== undefined) await rm(previous.dataPath, { force: true });
-        return resource;
-      });
-    },
-
-    delete(bucket: string, name: string): Promise<boolean> {
-      return serialized(async () => {
-        const state = bucketOrFail(bucket);
-        const stored = state.objects.get(name);
-        if (stored === undefined) return false;
-        await rm(join(state.folder, nameHash(name) + recordSuffix), { force: true });
-        state.objects.delete(name);
-        await rm(stored.dataPath, { force: true });
-        return true;
-      });
-    },
-
-    open(bucket: string, name: string, generation?: string): Promise<OpenObject> {
-      // Opening inside the commit queue means no commit or delete can unlink the bytes first.
-      return serialized(async () => {
-        const stored = bucketOrFail(bucket).objects.get(name);
-        if (stored === undefined || (generation !== undefined && generation !== stored.resource.generation)) {
-          throw notFound(`No such object: ${bucket}/${name}${generation === undefined ? '' : ` (generation ${generation})`}`);
-        }
-        return { resource: stored.resource, file: await open(stored.dataPath, 'r') };
-      });
-    },
-
-    async compose(bucket: string, sources: readonly SourceObject[], name: string, fields: ComposeFields, ifGenerationMatch?: string): Promise<ObjectResource> {
-      const opened: OpenObject[] = [];
-      const path = store.incomingPath();
-      try {
-        for (const source of sources) opened.push(await store.open(bucket, source.name, source.generation));
-        const output = await open(path, 'w');
-        let size = 0;
-        let crc = 0;
-        try {
-          const buffer = Buffer.allocUnsafe(1 << 20);
-          for (const { file } of opened) {
-            for (;;) {
-              const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
-              if (bytesRead === 0) break;
-              const piece = buffer.subarray(0, bytesRead);
-              await writeFully(output, piece, size);
-              crc = crc32c(piece, crc);
-              size += bytesRead;
-            }
-          }
-        } finally {
-          await output.close();
-        }
-        const componentCount = opened.reduce((sum, { resource }) => sum + (resource.componentCount ?? 1), 0);
-        return await store.commit(bucket, name, path, { ...fields, size, crc32c: crc, componentCount }, ifGenerationMatch);
-      } catch (error) {
-        await rm(path, { force: true });
-        throw error;
-      } finally {
-        for (const { file } of opened) await file.close();
-      }
-    },
-
-    async corrupt(bucket: string, name: string, offset: number): Promise<void> {
-      const stored = bucketOrFail(bucket).objects.get(name);
-      if (stored === undefined) throw new Error(`corrupt: no object ${bucket}/${name}`);
-      const size = Number(stored.resource.size);
-      if (!(offset >= 0 && offset < size)) throw new Error(`corrupt: offset ${offset} outside ${bucket}/${name} (${size} bytes)`);
-      const file = await open(stored.dataPath, 'r+');
-      try {
-        const byte = Buffer.alloc(1);
-        await file.read(byte, 0, 1, offset);
-        byte[0] ^= 0xff;
-        await file.write(byte, 0, 1, offset);
-      } finally {
-        await file.close();
-      }
-    },
+/** The resource of an object's new generation, as GCS would return it. */
+function resourceOf(bucket: string, name: string, generation: string, object: NewObject): ObjectResource {
+  const now = new Date().toISOString();
+  return {
+    kind: 'storage#object', id: `${bucket}/${name}/${generation}`, name, bucket, generation, metageneration: '1',
+    contentType: object.contentType, storageClass: 'STANDARD', size: String(object.size),
+    ...(object.md5Base64 === undefined ? {} : { md5Hash: object.md5Base64 }),
+    crc32c: crc32cToBase64(object.crc32c), etag: Buffer.from(generation).toString('base64'),
+    timeCreated: now, updated: now,
+    ...(object.metadata === undefined || Object.keys(object.metadata).length === 0 ? {} : { metadata: { ...object.metadata } }),
+    ...(object.componentCount === undefined ? {} : { componentCount: object.componentCount }),
   };
-  return store;
+}
+
+/** Writes the opened objects' bytes one after another into a new file at `path`; their size and CRC32C. */
+async function concatenate(opened: readonly OpenObject[], path: string): Promise<{ size: number; crc: number }> {
+  const output = await open(path, 'w');
+  let size = 0;
+  let crc = 0;
+  try {
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    for (const { file } of opened) {
+      for (;;) {
+        const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+        if (bytesRead === 0) break;
+        const piece = buffer.subarray(0, bytesRead);
+        await writeFully(output, piece, size);
+        crc = crc32c(piece, crc);
+        size += bytesRead;
+      }
+    }
+  } finally {
+    await output.close();
+  }
+  return { size, crc };
 }
 
 /** Loads one bucket folder: its resource and the objects whose records and bytes are both there. */
