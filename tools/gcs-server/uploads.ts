@@ -28,11 +28,14 @@ export interface UploadLimits {
   sessionIdleMsMax: number;
 }
 
+/** How an object resource is answered (with links that name this server). */
+export type Present = (resource: ObjectResource) => unknown;
+
 export interface Uploads {
   /** POST /upload/storage/v1/b/:bucket/o */
-  insert(req: IncomingMessage, res: ServerResponse, bucket: string, query: URLSearchParams, present: (resource: ObjectResource) => unknown): Promise<void>;
+  insert(req: IncomingMessage, res: ServerResponse, bucket: string, query: URLSearchParams, present: Present): Promise<void>;
   /** PUT or DELETE on a session URI (…/o?uploadType=resumable&upload_id=…). */
-  session(req: IncomingMessage, res: ServerResponse, uploadId: string, present: (resource: ObjectResource) => unknown): Promise<void>;
+  session(req: IncomingMessage, res: ServerResponse, uploadId: string, present: Present): Promise<void>;
   /** Removes every session's incoming file. */
   close(): Promise<void>;
 }
@@ -63,63 +66,118 @@ const resumeIncomplete = 308;
 const jsonBytesMax = 1 << 20;
 
 export function createUploads(store: ObjectStore, limits: UploadLimits): Uploads {
-  const sessions = new Map<string, Session>();
+  return new SessionUploads(store, limits);
+}
 
-  async function dropSession(session: Session): Promise<void> {
-    sessions.delete(session.id);
+/** Uploads into `store`, with the open resumable sessions as the one piece of state. */
+class SessionUploads implements Uploads {
+  readonly #store: ObjectStore;
+  readonly #limits: UploadLimits;
+  readonly #sessions = new Map<string, Session>();
+
+  constructor(store: ObjectStore, limits: UploadLimits) {
+    this.#store = store;
+    this.#limits = limits;
+  }
+
+  async insert(req: IncomingMessage, res: ServerResponse, bucket: string, query: URLSearchParams, present: Present): Promise<void> {
+    if (this.#store.bucket(bucket) === undefined) throw notFound(`The specified bucket does not exist: ${bucket}`);
+    const uploadType = query.get('uploadType') ?? 'media';
+    if (uploadType === 'resumable') return this.#startSession(req, res, bucket, query);
+    if (uploadType === 'media') {
+      const contentType = headerText(req, 'content-type') ?? 'application/octet-stream';
+      const resource = await this.#oneShot(req, bucket, query.get('name') ?? '', contentType, undefined, req as AsyncIterable<Buffer>, query);
+      return sendJson(res, 200, present(resource));
+    }
+    if (uploadType === 'multipart') {
+      const { resource: fields, data, dataContentType } = parseMultipart(req, await readBody(req, this.#limits.multipartBytesMax));
+      const name = query.get('name') ?? (typeof fields.name === 'string' ? fields.name : '');
+      const contentType = typeof fields.contentType === 'string' ? fields.contentType : dataContentType;
+      const resource = await this.#oneShot(req, bucket, name, contentType, stringMap(fields.metadata), data, query);
+      return sendJson(res, 200, present(resource));
+    }
+    throw badRequest(`Invalid uploadType: ${uploadType}`);
+  }
+
+  async session(req: IncomingMessage, res: ServerResponse, uploadId: string, present: Present): Promise<void> {
+    const session = this.#sessions.get(uploadId);
+    if (session === undefined) throw notFound(`No upload session ${uploadId} (expired, cancelled or never started)`);
+    if (req.method === 'DELETE') {
+      await drain(req);
+      await this.#dropSession(session);
+      return sendError(res, 499, 'clientClosedRequest', 'Upload cancelled');
+    }
+    if (req.method !== 'PUT') throw new HttpError(405, 'methodNotAllowed', `${req.method} is not allowed on an upload session`);
+    // The client sends one request at a time; a second one means an earlier one is still draining.
+    if (session.busy) throw new HttpError(503, 'backendError', `upload session ${uploadId} is busy with another request`);
+    session.busy = true;
+    try {
+      await this.#put(req, res, session, present);
+    } finally {
+      session.busy = false;
+      session.touchedMs = Date.now();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const session of [...this.#sessions.values()]) await this.#dropSession(session);
+  }
+
+  async #dropSession(session: Session): Promise<void> {
+    this.#sessions.delete(session.id);
     if (session.finished === undefined) await rm(session.path, { force: true });
   }
 
-  async function makeRoom(): Promise<void> {
+  async #makeRoom(): Promise<void> {
     const now = Date.now();
-    for (const session of sessions.values()) {
-      if (!session.busy && now - session.touchedMs > limits.sessionIdleMsMax) await dropSession(session);
+    for (const session of this.#sessions.values()) {
+      if (!session.busy && now - session.touchedMs > this.#limits.sessionIdleMsMax) await this.#dropSession(session);
     }
-    while (sessions.size >= limits.sessionsMax) {
-      const oldest = [...sessions.values()].filter((s) => !s.busy).sort((a, b) => a.touchedMs - b.touchedMs)[0];
-      if (oldest === undefined) throw new HttpError(429, 'rateLimitExceeded', `more than ${limits.sessionsMax} resumable uploads in progress`);
-      await dropSession(oldest);
+    while (this.#sessions.size >= this.#limits.sessionsMax) {
+      const oldest = [...this.#sessions.values()].filter((s) => !s.busy).sort((a, b) => a.touchedMs - b.touchedMs)[0];
+      if (oldest === undefined) throw new HttpError(429, 'rateLimitExceeded', `more than ${this.#limits.sessionsMax} resumable uploads in progress`);
+      await this.#dropSession(oldest);
     }
   }
 
-  async function startSession(req: IncomingMessage, res: ServerResponse, bucket: string, query: URLSearchParams): Promise<void> {
+  async #startSession(req: IncomingMessage, res: ServerResponse, bucket: string, query: URLSearchParams): Promise<void> {
     const body = await readJson(req, jsonBytesMax);
     const name = query.get('name') ?? (typeof body.name === 'string' ? body.name : '');
     checkObjectName(name);
     const declaredBytes = Number(req.headers['x-upload-content-length'] ?? 0);
-    if (declaredBytes > limits.objectBytesMax) throw tooLarge(limits.objectBytesMax);
-    await makeRoom();
+    if (declaredBytes > this.#limits.objectBytesMax) throw tooLarge(this.#limits.objectBytesMax);
+    await this.#makeRoom();
     const id = randomUUID().replaceAll('-', '');
     const session: Session = {
       id, bucket, name,
       contentType: headerText(req, 'x-upload-content-type') ?? (typeof body.contentType === 'string' ? body.contentType : 'application/octet-stream'),
       metadata: stringMap(body.metadata),
       ifGenerationMatch: query.get('ifGenerationMatch') ?? undefined,
-      path: store.incomingPath(), received: 0, crc: 0, md5: createHash('md5'), busy: false, touchedMs: Date.now(), finished: undefined,
+      path: this.#store.incomingPath(), received: 0, crc: 0, md5: createHash('md5'), busy: false, touchedMs: Date.now(), finished: undefined,
     };
     await writeFile(session.path, new Uint8Array(0));
-    sessions.set(id, session);
+    this.#sessions.set(id, session);
     const base = `http://${req.headers.host ?? 'localhost'}`;
     const location = `${base}/upload/storage/v1/b/${encodeURIComponent(bucket)}/o?uploadType=resumable&name=${encodeURIComponent(name)}&upload_id=${id}`;
     res.writeHead(200, { Location: location, 'X-GUploader-UploadID': id, 'Content-Length': 0 });
     res.end();
   }
 
-  async function finish(session: Session, req: IncomingMessage): Promise<ObjectResource> {
+  async #finish(session: Session, req: IncomingMessage): Promise<ObjectResource> {
     const md5Base64 = session.md5.copy().digest('base64');
     try {
       checkClientHashes(req, session.crc, md5Base64);
     } catch (error) {
-      await dropSession(session); // GCS ends a session whose bytes do not match the client's hashes
+      await this.#dropSession(session); // GCS ends a session whose bytes do not match the client's hashes
       throw error;
     }
     const object = { contentType: session.contentType, metadata: session.metadata, size: session.received, crc32c: session.crc, md5Base64 };
-    session.finished = await store.commit(session.bucket, session.name, session.path, object, session.ifGenerationMatch);
+    session.finished = await this.#store.commit(session.bucket, session.name, session.path, object, session.ifGenerationMatch);
     return session.finished;
   }
 
   /** One PUT on a session: a status check, or bytes, possibly the last ones. */
-  async function put(req: IncomingMessage, res: ServerResponse, session: Session, present: (resource: ObjectResource) => unknown): Promise<void> {
+  async #put(req: IncomingMessage, res: ServerResponse, session: Session, present: Present): Promise<void> {
     const range = parseContentRange(req.headers['content-range']);
     if (session.finished !== undefined) {
       await drain(req);
@@ -129,13 +187,13 @@ export function createUploads(store: ObjectStore, limits: UploadLimits): Uploads
       if (range.first > session.received) {
         throw badRequest(`Invalid request. The server has ${session.received} bytes of this upload, but the Content-Range starts at ${range.first}`);
       }
-      await receiveRange(req, session, range);
+      await this.#receiveRange(req, session, range);
     } else {
       await drain(req);
     }
     const total = range.total ?? (range.kind === 'bytes' && range.last === 'rest' ? session.received : undefined);
     if (total !== undefined && session.received > total) throw badRequest(`Invalid request. ${session.received} bytes received but the upload declares ${total}`);
-    if (total !== undefined && session.received === total) return sendJson(res, 200, present(await finish(session, req)));
+    if (total !== undefined && session.received === total) return sendJson(res, 200, present(await this.#finish(session, req)));
     const headers: Record<string, string> = { 'Content-Length': '0' };
     if (session.received > 0) headers.Range = `bytes=0-${session.received - 1}`;
     res.writeHead(resumeIncomplete, headers);
@@ -143,13 +201,13 @@ export function createUploads(store: ObjectStore, limits: UploadLimits): Uploads
   }
 
   /** Appends a PUT's bytes to the session, all or nothing. Bytes the session already has are skipped. */
-  async function receiveRange(req: IncomingMessage, session: Session, range: { first: number; last: number | 'rest' }): Promise<void> {
+  async #receiveRange(req: IncomingMessage, session: Session, range: { first: number; last: number | 'rest' }): Promise<void> {
     const expected = range.last === 'rest' ? undefined : range.last - range.first + 1;
     if (expected !== undefined && expected < 0) throw badRequest(`Invalid Content-Range: last byte ${range.last} before first ${range.first}`);
     const file = await open(session.path, 'r+');
     const hashes = { crc: session.crc, md5: session.md5.copy(), received: session.received };
     try {
-      const bodyBytes = await appendBody(req, file, range.first, hashes, limits.objectBytesMax);
+      const bodyBytes = await appendBody(req, file, range.first, hashes, this.#limits.objectBytesMax);
       if (expected !== undefined && bodyBytes !== expected) throw badRequest(`Invalid request. The body has ${bodyBytes} bytes but the Content-Range says ${expected}`);
       session.received = hashes.received;
       session.crc = hashes.crc;
@@ -162,69 +220,24 @@ export function createUploads(store: ObjectStore, limits: UploadLimits): Uploads
     }
   }
 
-  async function oneShot(req: IncomingMessage, bucket: string, name: string, contentType: string, metadata: Record<string, string> | undefined, data: AsyncIterable<Buffer> | Buffer, query: URLSearchParams): Promise<ObjectResource> {
+  async #oneShot(req: IncomingMessage, bucket: string, name: string, contentType: string, metadata: Record<string, string> | undefined, data: AsyncIterable<Buffer> | Buffer, query: URLSearchParams): Promise<ObjectResource> {
     checkObjectName(name);
-    const path = store.incomingPath();
+    const path = this.#store.incomingPath();
     const file = await open(path, 'w');
     const hashes = { crc: 0, md5: createHash('md5'), received: 0 };
     try {
-      await appendBody(Buffer.isBuffer(data) ? [data] : data, file, 0, hashes, limits.objectBytesMax);
+      await appendBody(Buffer.isBuffer(data) ? [data] : data, file, 0, hashes, this.#limits.objectBytesMax);
       await file.close();
       const md5Base64 = hashes.md5.digest('base64');
       checkClientHashes(req, hashes.crc, md5Base64);
       const object = { contentType, metadata, size: hashes.received, crc32c: hashes.crc, md5Base64 };
-      return await store.commit(bucket, name, path, object, query.get('ifGenerationMatch') ?? undefined);
+      return await this.#store.commit(bucket, name, path, object, query.get('ifGenerationMatch') ?? undefined);
     } catch (error) {
       await file.close().catch(() => {});
       await rm(path, { force: true });
       throw error;
     }
   }
-
-  return {
-    async insert(req, res, bucket, query, present) {
-      if (store.bucket(bucket) === undefined) throw notFound(`The specified bucket does not exist: ${bucket}`);
-      const uploadType = query.get('uploadType') ?? 'media';
-      if (uploadType === 'resumable') return startSession(req, res, bucket, query);
-      if (uploadType === 'media') {
-        const contentType = headerText(req, 'content-type') ?? 'application/octet-stream';
-        const resource = await oneShot(req, bucket, query.get('name') ?? '', contentType, undefined, req as AsyncIterable<Buffer>, query);
-        return sendJson(res, 200, present(resource));
-      }
-      if (uploadType === 'multipart') {
-        const { resource: fields, data, dataContentType } = parseMultipart(req, await readBody(req, limits.multipartBytesMax));
-        const name = query.get('name') ?? (typeof fields.name === 'string' ? fields.name : '');
-        const contentType = typeof fields.contentType === 'string' ? fields.contentType : dataContentType;
-        const resource = await oneShot(req, bucket, name, contentType, stringMap(fields.metadata), data, query);
-        return sendJson(res, 200, present(resource));
-      }
-      throw badRequest(`Invalid uploadType: ${uploadType}`);
-    },
-
-    async session(req, res, uploadId, present) {
-      const session = sessions.get(uploadId);
-      if (session === undefined) throw notFound(`No upload session ${uploadId} (expired, cancelled or never started)`);
-      if (req.method === 'DELETE') {
-        await drain(req);
-        await dropSession(session);
-        return sendError(res, 499, 'clientClosedRequest', 'Upload cancelled');
-      }
-      if (req.method !== 'PUT') throw new HttpError(405, 'methodNotAllowed', `${req.method} is not allowed on an upload session`);
-      // The client sends one request at a time; a second one means an earlier one is still draining.
-      if (session.busy) throw new HttpError(503, 'backendError', `upload session ${uploadId} is busy with another request`);
-      session.busy = true;
-      try {
-        await put(req, res, session, present);
-      } finally {
-        session.busy = false;
-        session.touchedMs = Date.now();
-      }
-    },
-
-    async close() {
-      for (const session of [...sessions.values()]) await dropSession(session);
-    },
-  };
 }
 
 /**
