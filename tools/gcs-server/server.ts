@@ -117,75 +117,21 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
   for (const bucket of options.buckets ?? []) {
     if (store.bucket(bucket) === undefined) await store.createBucket(bucket);
   }
-  const listPageSizeMax = options.listPageSizeMax ?? 1000;
-  const uploads = createUploads(store, {
-    multipartBytesMax: options.multipartBytesMax ?? 64 << 20,
-    objectBytesMax: options.objectBytesMax ?? 5 * 2 ** 40,
-    sessionsMax: options.sessionsMax ?? 1000,
-    sessionIdleMsMax: options.sessionIdleMsMax ?? 60 * 60 * 1000,
-  });
-  const stats: GcsServerStats = { requests: 0, faultsInjected: 0, operations: {} };
-  let rules: FaultRule[] = [];
-
-  function takeFault(facts: RequestFacts): FaultAnswer | undefined {
-    const now = Date.now();
-    rules = rules.filter((rule) => rule.remaining > 0 && now < rule.untilMs);
-    for (const rule of rules) {
-      if (rule.when !== undefined && !rule.when(facts)) continue;
-      rule.remaining--;
-      return rule.answer;
-    }
-    return undefined;
-  }
-
-  const faults: GcsFaults = {
-    failNext: (count, status = 503, when) => void rules.push({ answer: status, remaining: count, untilMs: Infinity, when }),
-    failFor: (ms, status = 503, when) => void rules.push({ answer: status, remaining: Infinity, untilMs: Date.now() + ms, when }),
-    resetNext: (count, when) => void rules.push({ answer: 'reset', remaining: count, untilMs: Infinity, when }),
-    cutNext: (count, bodyBytes, when) => void rules.push({ answer: { cutAfterBytes: bodyBytes }, remaining: count, untilMs: Infinity, when }),
-    corrupt: (bucket, name, offset = 0) => store.corrupt(bucket, name, offset),
-    clear: () => void (rules = []),
+  const parts: ServerParts = {
+    store,
+    uploads: createUploads(store, {
+      multipartBytesMax: options.multipartBytesMax ?? 64 << 20,
+      objectBytesMax: options.objectBytesMax ?? 5 * 2 ** 40,
+      sessionsMax: options.sessionsMax ?? 1000,
+      sessionIdleMsMax: options.sessionIdleMsMax ?? 60 * 60 * 1000,
+    }),
+    listPageSizeMax: options.listPageSizeMax ?? 1000,
+    stats: { requests: 0, faultsInjected: 0, operations: {} },
+    faults: new FaultRules(store),
   };
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    stats.requests++;
-    const method = req.method ?? 'GET';
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    let route: Route | undefined;
-    try {
-      route = routeOf(method, url, req, res, store, uploads, listPageSizeMax);
-    } catch (error) {
-      return answerError(req, res, error);
-    }
-    if (route === undefined) {
-      await drain(req);
-      return sendError(res, 404, 'notFound', `Not Found: ${method} ${url.pathname}`);
-    }
-    stats.operations[route.operation] = (stats.operations[route.operation] ?? 0) + 1;
-    const fault = takeFault({ method, path: url.pathname, operation: route.operation });
-    if (fault === 'reset') {
-      stats.faultsInjected++;
-      req.socket.destroy();
-      return;
-    }
-    if (typeof fault === 'object') {
-      stats.faultsInjected++;
-      cutAfter(res, fault.cutAfterBytes);
-    } else if (fault !== undefined) {
-      stats.faultsInjected++;
-      await drain(req);
-      return sendError(res, fault, reasonOf(fault), `Injected fault: ${route.operation} answered ${fault}`);
-    }
-    try {
-      await route.run();
-    } catch (error) {
-      await answerError(req, res, error);
-    }
-  }
-
   const inFlight = new Set<Promise<void>>();
   const server = createServer({ keepAlive: true }, (req, res) => {
-    const handling = handle(req, res).catch((error: unknown) => answerError(req, res, error));
+    const handling = handle(parts, req, res).catch((error: unknown) => answerError(req, res, error));
     inFlight.add(handling);
     void handling.finally(() => inFlight.delete(handling));
   });
@@ -200,8 +146,8 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
     url: `http://${host}:${address.port}`,
     port: address.port,
     root,
-    faults,
-    stats,
+    faults: parts.faults,
+    stats: parts.stats,
     async stop() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -209,10 +155,102 @@ export async function startGcsServer(options: GcsServerOptions = {}): Promise<Gc
       });
       // Handlers whose connections were just cut finish (failing) before their files go away.
       await Promise.allSettled(inFlight);
-      await uploads.close();
+      await parts.uploads.close();
       if (ownRoot) await rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** What serving a request needs. */
+interface ServerParts {
+  store: ObjectStore;
+  uploads: Uploads;
+  listPageSizeMax: number;
+  stats: GcsServerStats;
+  faults: FaultRules;
+}
+
+/** The faults tests asked for, each taken by the requests it matches until it runs out or expires. */
+class FaultRules implements GcsFaults {
+  readonly #store: ObjectStore;
+  #rules: FaultRule[] = [];
+
+  constructor(store: ObjectStore) {
+    this.#store = store;
+  }
+
+  failNext(count: number, status = 503, when?: RequestFilter): void {
+    this.#rules.push({ answer: status, remaining: count, untilMs: Infinity, when });
+  }
+
+  failFor(ms: number, status = 503, when?: RequestFilter): void {
+    this.#rules.push({ answer: status, remaining: Infinity, untilMs: Date.now() + ms, when });
+  }
+
+  resetNext(count: number, when?: RequestFilter): void {
+    this.#rules.push({ answer: 'reset', remaining: count, untilMs: Infinity, when });
+  }
+
+  cutNext(count: number, bodyBytes: number, when?: RequestFilter): void {
+    this.#rules.push({ answer: { cutAfterBytes: bodyBytes }, remaining: count, untilMs: Infinity, when });
+  }
+
+  corrupt(bucket: string, name: string, offset = 0): Promise<void> {
+    return this.#store.corrupt(bucket, name, offset);
+  }
+
+  clear(): void {
+    this.#rules = [];
+  }
+
+  /** The fault the first matching rule answers this request with (using up one of its count), if any. */
+  take(facts: RequestFacts): FaultAnswer | undefined {
+    const now = Date.now();
+    this.#rules = this.#rules.filter((rule) => rule.remaining > 0 && now < rule.untilMs);
+    for (const rule of this.#rules) {
+      if (rule.when !== undefined && !rule.when(facts)) continue;
+      rule.remaining--;
+      return rule.answer;
+    }
+    return undefined;
+  }
+}
+
+async function handle(parts: ServerParts, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { stats } = parts;
+  stats.requests++;
+  const method = req.method ?? 'GET';
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  let route: Route | undefined;
+  try {
+    route = routeOf(method, url, req, res, parts.store, parts.uploads, parts.listPageSizeMax);
+  } catch (error) {
+    return answerError(req, res, error);
+  }
+  if (route === undefined) {
+    await drain(req);
+    return sendError(res, 404, 'notFound', `Not Found: ${method} ${url.pathname}`);
+  }
+  stats.operations[route.operation] = (stats.operations[route.operation] ?? 0) + 1;
+  const fault = parts.faults.take({ method, path: url.pathname, operation: route.operation });
+  if (fault === 'reset') {
+    stats.faultsInjected++;
+    req.socket.destroy();
+    return;
+  }
+  if (typeof fault === 'object') {
+    stats.faultsInjected++;
+    cutAfter(res, fault.cutAfterBytes);
+  } else if (fault !== undefined) {
+    stats.faultsInjected++;
+    await drain(req);
+    return sendError(res, fault, reasonOf(fault), `Injected fault: ${route.operation} answered ${fault}`);
+  }
+  try {
+    await route.run();
+  } catch (error) {
+    await answerError(req, res, error);
+  }
 }
 
 /** Which operation a request is, and how to serve it; undefined for paths the API does not have. */
