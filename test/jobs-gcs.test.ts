@@ -59,7 +59,15 @@ test('GCS answering 503 for a while mid-job: the stores retry with backoff and t
   const data = textLike(24 * 64 * 1024, 78);
   const client = await connect({ server: cluster.gateway('node3') });
   try {
+    const requestsBefore = server.stats.requests;
     const uploading = client.upload(data, { fileName: 'flaky.txt', chunkSize: 64 * 1024 });
+    // The outage starts once the job's first request reaches GCS, so it falls mid-job however slowly the
+    // machine runs (a window started with the upload could pass before any chunk was staged).
+    const waitingSinceMs = Date.now();
+    while (server.stats.requests === requestsBefore) {
+      if (Date.now() - waitingSinceMs > 60_000) throw new Error('no GCS request in 60 s of upload');
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
     server.faults.failFor(3_000, 503);
     const job = await client.waitForCompletion((await uploading).id);
     assert.is(job.state, 'completed', job.error ?? '');
