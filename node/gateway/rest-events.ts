@@ -66,21 +66,32 @@ export class RestEvents {
 /** One client's stream of one job: a heartbeat and a watch, both ended when either side closes. */
 class JobEventStream {
   readonly #response: ServerResponse;
-  readonly #release: () => void;
+  #release: (() => void) | undefined;
   #lastId: string | undefined;
   #lastState: JobState | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
   #unsubscribe: (() => void) | undefined;
 
-  /** `release` gives back the stream's place in the node's count. */
+  /**
+   * `release` gives back the stream's place in the node's count, exactly once: when the response closes
+   * or the stream fails to start, whichever comes first. (Releasing only while a heartbeat or watch was
+   * still set lost the place of every stream of an already ended job, whose watch ends it at once; after
+   * 256 of them the node answered 503 to every stream.)
+   */
   constructor(response: ServerResponse, lastId: string | undefined, release: () => void) {
     this.#response = response;
     this.#lastId = lastId;
     this.#release = release;
     response.once('close', () => {
-      if (this.#heartbeat !== undefined || this.#unsubscribe !== undefined) release();
+      this.#releaseOnce();
       this.#close();
     });
+  }
+
+  #releaseOnce(): void {
+    const release = this.#release;
+    this.#release = undefined;
+    release?.();
   }
 
   async open(id: string, options: RestEventsOptions): Promise<void> {
@@ -96,7 +107,7 @@ class JobEventStream {
       if (response.writableEnded || response.destroyed) this.#close();
     } catch (error) {
       this.#close();
-      this.#release();
+      this.#releaseOnce();
       if (headersSent) {
         options.logger.debug({ err: error, job: id }, 'rest: event stream failed');
         response.destroy();
