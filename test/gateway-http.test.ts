@@ -123,6 +123,14 @@ test('other methods get 405, unknown paths 404, both JSON', async () => {
   assert.is(unknown.body.error.code, 'NOT_FOUND');
 });
 
+test('an event stream of an ended job gives its place back: 300 in a row (the node holds 256 at once) all answer 200 with the job', async () => {
+  for (let index = 0; index < 300; index++) {
+    const response = await fetch(`${node.url}/v1/jobs/${jobId}/events`, { headers: bearer, signal: AbortSignal.timeout(30_000) });
+    assert.is(response.status, 200, `stream ${index + 1}: ${response.status}`);
+    assert.match(await response.text(), 'event: state');
+  }
+});
+
 /** Sends raw bytes on a TCP connection and returns the status line the server answers, if any. */
 function rawExchange(bytes: string): Promise<string> {
   const { hostname, port } = new URL(node.url);
