@@ -29,6 +29,7 @@ import { parseClientMessage } from './messages.ts';
 import type { GatewayMetrics, GatewayStats } from './metrics.ts';
 import {
   closeCodes,
+  CreditReceiver,
   errorCodes,
   protocolVersion,
   protocolVersionsSupported,
@@ -141,13 +142,8 @@ interface UploadState {
   /** The node's upload slot, given back when the upload leaves receiving/finishing. */
   ticket: AdmissionTicket;
   phase: UploadPhase;
-  /** Total credit granted since upload-accepted; the client may have sent at most this many bytes. */
-  grantedBytes: number;
-  receivedBytes: number;
-  /** Received, not yet taken by `session.write`. */
-  bufferedBytes: number;
-  /** Taken by `session.write` but not yet granted back as credit (grants are batched). */
-  owedBytes: number;
+  /** The credit window: bytes granted, received, buffered for `session.write`, owed back. */
+  credit: CreditReceiver;
   /** Writes run one after another on this chain, in arrival order. */
   tail: Promise<void>;
   idleTimer: NodeJS.Timeout | undefined;
@@ -668,10 +664,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       session,
       ticket,
       phase: 'receiving',
-      grantedBytes: limits.uploadWindowBytes,
-      receivedBytes: 0,
-      bufferedBytes: 0,
-      owedBytes: 0,
+      credit: new CreditReceiver(limits.uploadWindowBytes, creditGrantsPerWindow),
       tail: Promise.resolve(),
       idleTimer: undefined,
       failure: undefined,
@@ -683,7 +676,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     connection.upload = upload;
     armIdleTimer(connection, upload);
     logger.info({ connection: connection.id, job: upload.jobId, fileName: message.fileName, mode: message.mode, size: message.size }, 'gateway: upload started');
-    send(connection, { type: 'upload-accepted', id: message.id, jobId: upload.jobId, credit: upload.grantedBytes });
+    send(connection, { type: 'upload-accepted', id: message.id, jobId: upload.jobId, credit: upload.credit.grantedBytes });
   }
 
   /**
@@ -712,7 +705,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     upload.idleTimer = setTimeout(() => {
       if (upload.phase !== 'receiving') return;
       // While the jobs room still holds bytes, the client is waiting for credit: not its fault.
-      if (upload.bufferedBytes > 0) {
+      if (upload.credit.bufferedBytes > 0) {
         armIdleTimer(connection, upload);
         return;
       }
@@ -727,30 +720,30 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       closeFor(connection, 'FLOW_CONTROL', 'a binary frame without an accepted upload (no credit)', closeCodes.policyViolation);
       return;
     }
-    if (upload.receivedBytes + bytes.length > upload.grantedBytes) {
-      const credit = upload.grantedBytes - upload.receivedBytes;
-      closeFor(connection, 'FLOW_CONTROL', `upload of job ${upload.jobId}: a frame of ${bytes.length} bytes with ${credit} bytes of credit left`, closeCodes.policyViolation);
+    // An overrun is checked before data after upload-end, so a frame that is both gets FLOW_CONTROL.
+    if (bytes.length > upload.credit.creditLeft) {
+      closeFor(connection, 'FLOW_CONTROL', `upload of job ${upload.jobId}: a frame of ${bytes.length} bytes with ${upload.credit.creditLeft} bytes of credit left`, closeCodes.policyViolation);
       return;
     }
     if (upload.phase === 'finishing') {
       closeFor(connection, 'OUT_OF_ORDER', `upload of job ${upload.jobId}: data after upload-end`, closeCodes.policyViolation);
       return;
     }
-    upload.receivedBytes += bytes.length;
-    options.metrics()?.uploadBytes(bytes.length);
     // Frames that were in flight when the upload failed are counted against the credit and dropped.
+    const verdict = upload.credit.receive(bytes.length, upload.phase === 'receiving');
+    assert(verdict.accepted, `job ${upload.jobId}: a frame within the credit was refused`);
+    options.metrics()?.uploadBytes(bytes.length);
     if (upload.phase !== 'receiving') return;
     armIdleTimer(connection, upload);
-    upload.bufferedBytes += bytes.length;
     uploadBufferedBytes += bytes.length;
     uploadBufferedBytesPeak = Math.max(uploadBufferedBytesPeak, uploadBufferedBytes);
-    assert(upload.bufferedBytes <= limits.uploadWindowBytes, `job ${upload.jobId}: ${upload.bufferedBytes} bytes buffered, window ${limits.uploadWindowBytes}`);
     upload.tail = upload.tail.then(() => writeUploadBytes(connection, upload, bytes));
   }
 
   /** One step of an upload's write chain; never rejects, so the chain keeps its accounting. */
   async function writeUploadBytes(connection: Connection, upload: UploadState, bytes: Buffer): Promise<void> {
     let written = false;
+    let grantingBytes = 0;
     try {
       if (upload.phase === 'receiving' || upload.phase === 'finishing') {
         await upload.session.write(bytes);
@@ -759,17 +752,13 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
     } catch (error) {
       failUpload(connection, upload, describeError(error, `writing upload bytes of job ${upload.jobId}`));
     } finally {
-      upload.bufferedBytes -= bytes.length;
+      // Only bytes the jobs room took while the upload still receives come back as credit.
+      grantingBytes = upload.credit.taken(bytes.length, written && upload.phase === 'receiving');
       uploadBufferedBytes -= bytes.length;
     }
-    if (!written || upload.phase !== 'receiving') return;
-    upload.owedBytes += bytes.length;
-    if (upload.owedBytes >= limits.uploadWindowBytes / creditGrantsPerWindow || upload.bufferedBytes === 0) {
-      upload.grantedBytes += upload.owedBytes;
-      send(connection, { type: 'credit', jobId: upload.jobId, bytes: upload.owedBytes });
-      upload.owedBytes = 0;
-      armIdleTimer(connection, upload);
-    }
+    if (grantingBytes === 0) return;
+    send(connection, { type: 'credit', jobId: upload.jobId, bytes: grantingBytes });
+    armIdleTimer(connection, upload);
   }
 
   /** The upload fails; the connection stays open and drops its frames until upload-abort or upload-end. */
@@ -835,7 +824,7 @@ export function createWebSocketGateway(options: WebSocketGatewayOptions): WebSoc
       }
       endUpload(upload, 'done', 'finished');
       release();
-      logger.info({ connection: connection.id, job: jobId, bytes: upload.receivedBytes }, 'gateway: upload finished');
+      logger.info({ connection: connection.id, job: jobId, bytes: upload.credit.receivedBytes }, 'gateway: upload finished');
       send(connection, { type: 'upload-done', id, job });
     });
   }
