@@ -40,6 +40,14 @@ test('frames of a failed upload count against the credit but are not buffered no
   assert.throws(() => receiver.taken(1, false), /never buffered/);
 });
 
+test('an empty frame is accepted and earns no credit (the gateway sends no credit message of 0 bytes)', () => {
+  const receiver = new CreditReceiver(1000, 4);
+  assert.equal(receiver.receive(0, true), { accepted: true });
+  assert.is(receiver.taken(0, true), 0);
+  assert.is(receiver.grantedBytes, 1000);
+  assert.is(receiver.creditLeft, 1000);
+});
+
 test('sender and receiver together (property): no overrun, at most one window buffered, all credit comes back', () => {
   fc.assert(
     fc.property(

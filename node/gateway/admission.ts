@@ -81,107 +81,131 @@ function assert(condition: boolean, message: string): asserts condition {
   if (!condition) throw new Error(`admission invariant broken: ${message}`);
 }
 
-export function createUploadAdmission(node: string, limits: AdmissionLimits): UploadAdmission {
-  assert(limits.uploadsMax >= 1, `uploadsMax ${limits.uploadsMax}`);
-  assert(limits.uploadQueueMax >= 0, `uploadQueueMax ${limits.uploadQueueMax}`);
-  const queue: Entry[] = [];
-  const byAddress = new Map<string, number>();
-  let admitted = 0;
-  let queuedPeak = 0;
-  let refusedBusy = 0;
+/** The node's upload slots and their first-in-first-out queue; one per gateway, shared by both APIs. */
+class AdmissionQueue implements UploadAdmission {
+  readonly #node: string;
+  readonly #limits: AdmissionLimits;
+  readonly #queue: Entry[] = [];
+  /** Uploads running or waiting per client address (only addresses that are counted). */
+  readonly #byAddress = new Map<string, number>();
+  #admitted = 0;
+  #queuedPeak = 0;
+  #refusedBusy = 0;
+
+  constructor(node: string, limits: AdmissionLimits) {
+    assert(limits.uploadsMax >= 1, `uploadsMax ${limits.uploadsMax}`);
+    assert(limits.uploadQueueMax >= 0, `uploadQueueMax ${limits.uploadQueueMax}`);
+    this.#node = node;
+    this.#limits = limits;
+  }
+
+  request(waiter: Waiter, address?: string): QueuedAdmission {
+    const limits = this.#limits;
+    if (address !== undefined && (this.#byAddress.get(address) ?? 0) >= limits.uploadsPerAddressMax) {
+      this.#refusedBusy++;
+      const error = new TooManyUploadsError(`node ${this.#node} has ${limits.uploadsPerAddressMax} uploads of ${address} running or waiting, its limit per client address; finish some first`, this.#retryAfterMs());
+      return refused(error);
+    }
+    if (this.#admitted < limits.uploadsMax && this.#queue.length === 0) {
+      this.#countAddress(address, 1);
+      return { admitted: Promise.resolve(this.#ticket(address)), leave() {} };
+    }
+    if (this.#queue.length >= limits.uploadQueueMax) {
+      return refused(this.#busy(`node ${this.#node} has ${limits.uploadsMax} uploads in progress and ${this.#queue.length} waiting; try again later or another node`));
+    }
+    return this.#enqueue(waiter, address);
+  }
+
+  stats(): AdmissionStats {
+    return { uploadsAdmitted: this.#admitted, uploadsQueued: this.#queue.length, uploadsQueuedPeak: this.#queuedPeak, uploadsRefusedBusy: this.#refusedBusy };
+  }
+
+  #enqueue(waiter: Waiter, address: string | undefined): QueuedAdmission {
+    let entry!: Entry;
+    const admittedPromise = new Promise<AdmissionTicket>((resolve, reject) => {
+      entry = { waiter, address, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, done: false };
+    });
+    this.#countAddress(address, 1);
+    const timeoutMs = this.#limits.uploadQueueTimeoutMs;
+    entry.timer = setTimeout(() => {
+      this.#remove(entry);
+      entry.reject(this.#busy(`node ${this.#node}: upload waited ${timeoutMs} ms in the admission queue without a free slot; try again later or another node`));
+    }, timeoutMs);
+    entry.timer.unref();
+    this.#queue.push(entry);
+    this.#queuedPeak = Math.max(this.#queuedPeak, this.#queue.length);
+    waiter.onPlace(this.#queue.length);
+    return { admitted: admittedPromise, leave: () => this.#remove(entry) };
+  }
 
   /**
    * A guess of when a slot frees up: the longer the line ahead of the client, the longer it is told to
    * wait, so retries of a crowd do not all land at once (the client adds its own jitter on top).
    */
-  function retryAfterMs(): number {
-    const rounds = Math.ceil((queue.length + 1) / limits.uploadsMax);
+  #retryAfterMs(): number {
+    const rounds = Math.ceil((this.#queue.length + 1) / this.#limits.uploadsMax);
     return Math.min(Math.max(rounds * retryAfterMsMin, retryAfterMsMin), retryAfterMsMax);
   }
 
-  function countAddress(address: string | undefined, change: 1 | -1): void {
+  #countAddress(address: string | undefined, change: 1 | -1): void {
     if (address === undefined) return;
-    const count = (byAddress.get(address) ?? 0) + change;
+    const count = (this.#byAddress.get(address) ?? 0) + change;
     assert(count >= 0, `uploads of ${address} below zero`);
-    if (count === 0) byAddress.delete(address);
-    else byAddress.set(address, count);
+    if (count === 0) this.#byAddress.delete(address);
+    else this.#byAddress.set(address, count);
   }
 
-  function ticket(address: string | undefined): AdmissionTicket {
-    admitted++;
+  #ticket(address: string | undefined): AdmissionTicket {
+    this.#admitted++;
     let released = false;
     return {
-      release() {
+      release: () => {
         if (released) return;
         released = true;
-        admitted--;
-        countAddress(address, -1);
-        assert(admitted >= 0, 'more uploads released than admitted');
-        admitNext();
+        this.#admitted--;
+        this.#countAddress(address, -1);
+        assert(this.#admitted >= 0, 'more uploads released than admitted');
+        this.#admitNext();
       },
     };
   }
 
-  function admitNext(): void {
-    while (admitted < limits.uploadsMax && queue.length > 0) {
-      const entry = queue.shift()!;
+  #admitNext(): void {
+    while (this.#admitted < this.#limits.uploadsMax && this.#queue.length > 0) {
+      const entry = this.#queue.shift()!;
       entry.done = true;
       clearTimeout(entry.timer);
-      entry.resolve(ticket(entry.address));
+      entry.resolve(this.#ticket(entry.address));
     }
-    tellPlaces();
+    this.#tellPlaces();
   }
 
-  function tellPlaces(): void {
-    queue.forEach((entry, index) => entry.waiter.onPlace(index + 1));
+  #tellPlaces(): void {
+    this.#queue.forEach((entry, index) => entry.waiter.onPlace(index + 1));
   }
 
-  function remove(entry: Entry): void {
+  #remove(entry: Entry): void {
     if (entry.done) return;
     entry.done = true;
     clearTimeout(entry.timer);
-    const at = queue.indexOf(entry);
+    const at = this.#queue.indexOf(entry);
     assert(at >= 0, 'a waiting upload is not in the queue');
-    queue.splice(at, 1);
-    countAddress(entry.address, -1);
-    tellPlaces();
+    this.#queue.splice(at, 1);
+    this.#countAddress(entry.address, -1);
+    this.#tellPlaces();
   }
 
-  function busy(message: string): BusyError {
-    refusedBusy++;
-    return new BusyError(message, retryAfterMs());
+  #busy(message: string): BusyError {
+    this.#refusedBusy++;
+    return new BusyError(message, this.#retryAfterMs());
   }
+}
 
-  return {
-    request(waiter, address) {
-      if (address !== undefined && (byAddress.get(address) ?? 0) >= limits.uploadsPerAddressMax) {
-        refusedBusy++;
-        const error = new TooManyUploadsError(`node ${node} has ${limits.uploadsPerAddressMax} uploads of ${address} running or waiting, its limit per client address; finish some first`, retryAfterMs());
-        return { admitted: Promise.reject(error), leave() {} };
-      }
-      if (admitted < limits.uploadsMax && queue.length === 0) {
-        countAddress(address, 1);
-        return { admitted: Promise.resolve(ticket(address)), leave() {} };
-      }
-      if (queue.length >= limits.uploadQueueMax) {
-        const error = busy(`node ${node} has ${limits.uploadsMax} uploads in progress and ${queue.length} waiting; try again later or another node`);
-        return { admitted: Promise.reject(error), leave() {} };
-      }
-      let entry!: Entry;
-      const admittedPromise = new Promise<AdmissionTicket>((resolve, reject) => {
-        entry = { waiter, address, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, done: false };
-      });
-      countAddress(address, 1);
-      entry.timer = setTimeout(() => {
-        remove(entry);
-        entry.reject(busy(`node ${node}: upload waited ${limits.uploadQueueTimeoutMs} ms in the admission queue without a free slot; try again later or another node`));
-      }, limits.uploadQueueTimeoutMs);
-      entry.timer.unref();
-      queue.push(entry);
-      queuedPeak = Math.max(queuedPeak, queue.length);
-      waiter.onPlace(queue.length);
-      return { admitted: admittedPromise, leave: () => remove(entry) };
-    },
-    stats: () => ({ uploadsAdmitted: admitted, uploadsQueued: queue.length, uploadsQueuedPeak: queuedPeak, uploadsRefusedBusy: refusedBusy }),
-  };
+/** An upload refused before it joined the queue: nothing to leave. */
+function refused(error: BusyError): QueuedAdmission {
+  return { admitted: Promise.reject(error), leave() {} };
+}
+
+export function createUploadAdmission(node: string, limits: AdmissionLimits): UploadAdmission {
+  return new AdmissionQueue(node, limits);
 }
