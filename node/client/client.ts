@@ -11,168 +11,32 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { WebSocket } from 'ws';
 import { FileError, writeAtomically } from '../codec/index.ts';
-import type { JobMode, JobView } from '../jobs/index.ts';
-import {
-  closeCodes,
-  protocolVersion,
-  webSocketPath,
-  type ClientMessage,
-  type DeletedMessage,
-  type DownloadEndMessage,
-  type DownloadStartMessage,
-  type ErrorMessage,
-  type JobMessage,
-  type JobsListMessage,
-  type ProtocolLimits,
-  type ServerMessage,
-  type UploadAcceptedMessage,
-  type UploadDoneMessage,
-  type WelcomeMessage,
+import type { JobView } from '../jobs/index.ts';
+import type {
+  ClientMessage,
+  DeletedMessage,
+  DownloadEndMessage,
+  DownloadStartMessage,
+  JobMessage,
+  JobsListMessage,
+  ServerMessage,
+  UploadAcceptedMessage,
+  UploadDoneMessage,
 } from '../protocol/index.ts';
+import { Connection, deadlinePassed, errorFrom, webSocketUrl } from './connection.ts';
 import { DcasClientError } from './errors.ts';
-import { isRetryable, withRetry, type RetryOptions } from './retry.ts';
-
-export interface ConnectOptions {
-  /** A node's gateway: http://host:port, https://…, ws://host:port or ws://host:port/ws. */
-  server: string;
-  /** Other gateways of the same cluster, tried in order when `server` cannot be reached or is full. */
-  fallbackServers?: readonly string[];
-  /**
-   * An overall deadline (epoch ms) for everything this client does: connecting, every request, watches
-   * and transfers. When it passes, whatever is still waiting rejects with TIMEOUT and the connection
-   * closes. Without it, a call can wait as long as the node keeps the connection alive.
-   */
-  deadlineAtMs?: number;
-  token?: string;
-  /** Handshake and hello together. Default 10 s. */
-  connectTimeoutMs?: number;
-  /** How long a request waits for its reply (status, jobs, upload start, download start). Default 30 s. */
-  requestTimeoutMs?: number;
-  /**
-   * BUSY and UNAVAILABLE (connecting, or starting an upload) are retried with exponential backoff and
-   * jitter, never sooner than the node's retry-after, until `deadlineAtMs` (or a few attempts without
-   * one). false: fail at the first refusal.
-   */
-  retry?: RetryOptions | false;
-}
-
-export interface UploadProgress {
-  jobId: string;
-  /** Bytes sent so far. */
-  bytes: number;
-  /** The upload's size when known. */
-  totalBytes: number | null;
-}
-
-export interface UploadOptions {
-  /** The name the job records; default: the source path's base name (required for streams). */
-  fileName?: string;
-  /** "compress" (default) or "decompress" (the source is a .dcz). */
-  mode?: JobMode;
-  chunkSize?: number;
-  /** "NAME[:LEVEL]" from the codec registry (mode "compress"); default: huffman, or the format's codec. */
-  codec?: string;
-  /** dcz (default), zst, gz, xz or bz2 (mode "compress"). */
-  format?: string;
-  /** Mode "images" (the source is a tar of images; see uploadImages): how each image is coded. */
-  image?: { mode: string; quality?: string; strip?: boolean };
-  /** The size in bytes, if known; for a path it is read from the file. */
-  size?: number;
-  onProgress?: (progress: UploadProgress) => void;
-  /** The upload waits in the node's admission queue at this place (1 is next); called as it moves. */
-  onQueued?: (place: number) => void;
-}
-
-export interface DownloadOptions {
-  /** true: the .dcz as stored; false (default): the original bytes. */
-  compressed?: boolean;
-  onProgress?: (bytes: number, totalBytes: number) => void;
-}
-
-export interface DownloadStream extends AsyncIterable<Uint8Array> {
-  readonly jobId: string;
-  readonly compressed: boolean;
-  readonly size: number;
-  readonly fileName: string;
-  /** SHA-256 (hex) of the original file. */
-  readonly sha256: string | null;
-  /** Stops the download; needed only when the stream is not read to its end or broken out of. */
-  cancel(): Promise<void>;
-}
-
-export interface DownloadResult {
-  path: string;
-  bytes: number;
-  /** SHA-256 (hex) of the bytes written. */
-  sha256: string;
-  /** true when the file is the original and its SHA-256 matched the job's. */
-  verified: boolean;
-}
-
-export interface Watch {
-  stop(): Promise<void>;
-}
-
-export interface DcasClient {
-  /** The node's name, from its welcome. */
-  readonly node: string;
-  /** The gateway this client is connected to, as it was given. */
-  readonly server: string;
-  /**
-   * The WebSocket URLs of the cluster's gateways (its members' `gateway`), read from the node's
-   * /cluster right after connecting, for failing over later; empty if that read failed.
-   */
-  gateways(): Promise<string[]>;
-  readonly limits: ProtocolLimits;
-  /** "token" when the node checked the token; "none" when it has auth off. */
-  readonly auth: 'token' | 'none';
-  upload(source: string | Uint8Array | AsyncIterable<Uint8Array>, options?: UploadOptions): Promise<JobView>;
-  status(jobId: string): Promise<JobView>;
-  jobs(options?: { limit?: number }): Promise<JobView[]>;
-  /** Calls `onJob` with the job now and on every change; resolves once the first view arrived. */
-  watch(jobId: string, onJob: (job: JobView) => void): Promise<Watch>;
-  /** Follows the job until it is completed or failed and returns that view (a failed job is not an error). */
-  waitForCompletion(jobId: string, options?: { onJob?: (job: JobView) => void }): Promise<JobView>;
-  download(jobId: string, options?: DownloadOptions): Promise<DownloadStream>;
-  /** Removes the job and its blobs; a job being coded or merged is cancelled. CONFLICT while it uploads. */
-  delete(jobId: string): Promise<{ jobId: string; state: JobView['state']; cancelled: boolean }>;
-  /** Writes through a temporary file moved into place when complete and, for originals, verified. */
-  downloadToFile(jobId: string, path: string, options?: DownloadOptions & { force?: boolean }): Promise<DownloadResult>;
-  close(): Promise<void>;
-}
+import { withRetry } from './retry.ts';
+import type { ConnectOptions, DcasClient, DownloadOptions, DownloadResult, DownloadStream, UploadOptions, Watch } from './types.ts';
 
 export const terminalStates: ReadonlySet<string> = new Set(['completed', 'failed']);
-
-/** ws://host:port/ws for any of the accepted server spellings. */
-export function webSocketUrl(server: string): string {
-  let url: URL;
-  try {
-    url = new URL(server);
-  } catch {
-    throw new DcasClientError('BAD_ARGUMENT', `${server}: not a URL (example: http://127.0.0.1:7701)`);
-  }
-  const schemes: Record<string, string> = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' };
-  const scheme = schemes[url.protocol];
-  if (scheme === undefined) throw new DcasClientError('BAD_ARGUMENT', `${server}: expected an http://, https://, ws:// or wss:// URL`);
-  const path = url.pathname === '' || url.pathname === '/' ? webSocketPath : url.pathname;
-  return `${scheme}//${url.host}${path}`;
-}
 
 /** Bytes sent per upload frame: the node's limit, capped so progress and credit stay fine-grained. */
 const uploadFrameBytesMax = 1024 * 1024;
 /** A download pauses the socket above this many unconsumed bytes and resumes below the low mark. */
 const downloadQueueBytesHigh = 4 * 1024 * 1024;
 const downloadQueueBytesLow = 1024 * 1024;
-/** Largest message accepted from a node (a list of many jobs is the biggest). */
-const messageBytesMax = 64 * 1024 * 1024;
 const finishTimeoutMs = 300_000;
-
-function errorFrom(message: ErrorMessage): DcasClientError {
-  const retryAfterMs = typeof message.retryAfterMs === 'number' && message.retryAfterMs > 0 ? message.retryAfterMs : undefined;
-  return new DcasClientError(message.code, message.message, message.jobId, retryAfterMs);
-}
 
 interface Pending {
   expect: ServerMessage['type'];
@@ -243,136 +107,25 @@ async function connectOnce(options: ConnectOptions): Promise<DcasClient> {
   throw new DcasClientError(error.code, `${error.message} (and ${servers.length - 1} other gateways of the cluster)`, undefined, error.retryAfterMs);
 }
 
-function deadlinePassed(deadlineAtMs: number | undefined): boolean {
-  return deadlineAtMs !== undefined && Date.now() >= deadlineAtMs;
-}
-
-function deadlineError(deadlineAtMs: number): DcasClientError {
-  return new DcasClientError('TIMEOUT', `gave up at the deadline (${new Date(deadlineAtMs).toISOString()}); raise --timeout to wait longer`);
-}
-
-/** GET /cluster on the gateway: its members' gateway URLs. Never throws; an empty list when unknown. */
-async function readClusterGateways(server: string, token: string | undefined, timeoutMs: number): Promise<string[]> {
-  try {
-    const base = webSocketUrl(server).replace(/^ws/, 'http').replace(/\/ws$/, '');
-    const response = await fetch(`${base}/cluster`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(timeoutMs) });
-    if (!response.ok) return [];
-    const body = (await response.json()) as { members?: Array<{ gateway?: unknown }> };
-    return (body.members ?? []).map((member) => member.gateway).filter((gateway): gateway is string => typeof gateway === 'string').slice(0, 64);
-  } catch {
-    return [];
-  }
-}
-
 async function connectTo(options: ConnectOptions): Promise<DcasClient> {
-  const url = webSocketUrl(options.server);
+  const connection = await Connection.open(options);
   const deadlineAtMs = options.deadlineAtMs;
-  if (deadlinePassed(deadlineAtMs)) throw deadlineError(deadlineAtMs!);
-  const connectTimeoutMs = Math.min(options.connectTimeoutMs ?? 10_000, deadlineAtMs === undefined ? Infinity : Math.max(deadlineAtMs - Date.now(), 1));
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
-  const socket = new WebSocket(url, { maxPayload: messageBytesMax, handshakeTimeout: connectTimeoutMs, perMessageDeflate: false });
+  const welcome = connection.welcome;
   const pending = new Map<number, Pending>();
   const watchers = new Map<string, Set<Watcher>>();
   const latestJob = new Map<string, JobView>();
   let nextRequestId = 1;
   let upload: ActiveUpload | undefined;
   let activeDownload: ActiveDownload | undefined;
-  /** The node's last word before it closed the connection, if it said one. */
-  let closingError: DcasClientError | undefined;
-  let closed = false;
-  let closedError: DcasClientError | undefined;
-  let watchdog: NodeJS.Timeout | undefined;
-  let heartbeatMs = 0;
-  let paused = false;
   const uploadTurn = serial();
   const downloadTurn = serial();
-
-  // Hearing nothing, not even a ping, for three heartbeats means the node or the path to it is gone.
-  const feedWatchdog = () => {
-    clearTimeout(watchdog);
-    if (heartbeatMs === 0 || closed || paused) return;
-    watchdog = setTimeout(() => socket.terminate(), heartbeatMs * 3);
-    watchdog.unref();
-  };
-  socket.on('ping', feedWatchdog);
-
-  const welcome = await new Promise<WelcomeMessage>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new DcasClientError('UNREACHABLE', `${options.server}: no welcome within ${connectTimeoutMs} ms`));
-    }, connectTimeoutMs);
-    const fail = (error: DcasClientError) => {
-      clearTimeout(timer);
-      reject(error);
-    };
-    socket.once('unexpected-response', (_request, response) => {
-      let text = '';
-      response.on('data', (data: Buffer) => (text += data.toString('utf8').slice(0, 4096)));
-      response.on('end', () => {
-        let body: { error?: { code?: string; message?: string } } | undefined;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = undefined;
-        }
-        const code = body?.error?.code === 'BUSY' ? 'BUSY' : 'UNREACHABLE';
-        const retryAfterSeconds = Number(response.headers['retry-after']);
-        const retryAfterMs = Number.isFinite(retryAfterSeconds) && retryAfterSeconds > 0 ? retryAfterSeconds * 1000 : undefined;
-        fail(new DcasClientError(code, `${options.server}: ${body?.error?.message ?? `HTTP ${response.statusCode} instead of a WebSocket upgrade`}`, undefined, retryAfterMs));
-      });
-      response.on('error', () => fail(new DcasClientError('UNREACHABLE', `${options.server}: HTTP ${response.statusCode}`)));
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => {
-      const reason = error.code === 'ECONNREFUSED' ? 'connection refused (is a node running there?)' : error.message;
-      fail(new DcasClientError('UNREACHABLE', `cannot reach ${options.server}: ${reason}`));
-    });
-    socket.once('open', () => socket.send(JSON.stringify({ type: 'hello', version: protocolVersion, ...(options.token === undefined ? {} : { token: options.token }) })));
-    socket.once('message', (data, isBinary) => {
-      const message = isBinary ? undefined : (parse(data as Buffer) as ServerMessage | undefined);
-      if (message?.type === 'welcome') {
-        clearTimeout(timer);
-        resolve(message);
-      } else if (message?.type === 'error') {
-        fail(errorFrom(message));
-      } else {
-        fail(new DcasClientError('PROTOCOL', `${options.server}: expected a welcome, got ${isBinary ? 'binary data' : String(data).slice(0, 80)}`));
-      }
-    });
-    socket.once('close', (code) => fail(new DcasClientError('UNREACHABLE', `${options.server}: closed the connection before the welcome (code ${code})`)));
-  });
-  socket.removeAllListeners('unexpected-response');
-  socket.removeAllListeners('message');
-  socket.removeAllListeners('close');
-  socket.removeAllListeners('error');
-  heartbeatMs = welcome.limits.heartbeatMs;
-  feedWatchdog();
-  // Read while the node is there, for a failover when it is gone.
-  const clusterGateways = readClusterGateways(options.server, options.token, Math.min(connectTimeoutMs, 5_000));
-  let deadlineTimer: NodeJS.Timeout | undefined;
-  if (deadlineAtMs !== undefined) {
-    deadlineTimer = setTimeout(() => {
-      closingError = deadlineError(deadlineAtMs);
-      socket.terminate();
-    }, Math.max(deadlineAtMs - Date.now(), 0));
-  }
-
-  function parse(data: Buffer): unknown {
-    try {
-      return JSON.parse(data.toString('utf8'));
-    } catch {
-      return undefined;
-    }
-  }
-
-  function send(message: ClientMessage): void {
-    if (closed) throw closedError!;
-    socket.send(JSON.stringify(message));
-  }
+  const send = (message: ClientMessage) => connection.send(message);
 
   function request<T extends ServerMessage>(message: ClientMessage & { id: number }, expect: T['type'], timeoutMs = requestTimeoutMs, onQueued?: (place: number) => void): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      if (closed) {
-        reject(closedError);
+      if (connection.closed) {
+        reject(connection.closedError);
         return;
       }
       const timer = setTimeout(() => {
@@ -426,7 +179,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
         const aboutDownload = activeDownload !== undefined && message.id === activeDownload.requestId;
         if (aboutDownload) activeDownload!.onError(error);
         const answered = settle(message.id, message);
-        if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) closingError = error;
+        if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) connection.closingError = error;
         return;
       }
       case 'queued': {
@@ -456,38 +209,22 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     }
   }
 
-  socket.on('message', (data, isBinary) => {
-    feedWatchdog();
-    if (isBinary) {
-      if (activeDownload?.started) activeDownload.onBytes(data as Buffer);
-      return;
-    }
-    const message = parse(data as Buffer) as ServerMessage | undefined;
-    if (message === undefined || typeof message !== 'object' || typeof message.type !== 'string') return;
-    onMessage(message);
-  });
-  socket.on('error', () => {
-    // The close event follows and carries what the caller needs.
-  });
-  socket.on('close', (code, reason) => {
-    closed = true;
-    clearTimeout(watchdog);
-    clearTimeout(deadlineTimer);
-    const detail = reason.length > 0 ? `: ${reason.toString('utf8')}` : '';
-    closedError =
-      closingError ??
-      (code === closeCodes.messageTooBig
-        ? new DcasClientError('FRAME_TOO_LARGE', `${welcome.node} refused a frame as too large (close 1009)`)
-        : new DcasClientError('DISCONNECTED', `connection to ${welcome.node} closed (code ${code}${detail})`));
-    for (const waiting of pending.values()) waiting.reject(closedError);
-    pending.clear();
-    if (upload !== undefined) {
-      upload.failure ??= closedError;
-      upload.wake?.();
-    }
-    activeDownload?.onError(closedError);
-    for (const set of watchers.values()) for (const watcher of set) watcher.onClose(closedError);
-    watchers.clear();
+  connection.listen({
+    onMessage,
+    onBinary(bytes) {
+      if (activeDownload?.started) activeDownload.onBytes(bytes);
+    },
+    onClose(closedError) {
+      for (const waiting of pending.values()) waiting.reject(closedError);
+      pending.clear();
+      if (upload !== undefined) {
+        upload.failure ??= closedError;
+        upload.wake?.();
+      }
+      activeDownload?.onError(closedError);
+      for (const set of watchers.values()) for (const watcher of set) watcher.onClose(closedError);
+      watchers.clear();
+    },
   });
 
   // Uploads.
@@ -537,7 +274,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     if (options.retry === false) return runUpload(source, uploadOptions, () => {});
     const replayable = typeof source === 'string' || source instanceof Uint8Array;
     let consumed = false;
-    return withRetry(() => runUpload(source, uploadOptions, () => (consumed = true)), deadlineAtMs, options.retry, () => !closed && (replayable || !consumed));
+    return withRetry(() => runUpload(source, uploadOptions, () => (consumed = true)), deadlineAtMs, options.retry, () => !connection.closed && (replayable || !consumed));
   }
 
   async function runUpload(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions, onConsumed: () => void): Promise<JobView> {
@@ -570,8 +307,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
             continue;
           }
           const length = Math.min(active.credit, frame.length - at);
-          if (closed) throw closedError!;
-          socket.send(frame.subarray(at, at + length), { binary: true });
+          connection.sendBinary(frame.subarray(at, at + length));
           active.credit -= length;
           at += length;
           sentBytes += length;
@@ -584,9 +320,9 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       return done.job;
     } catch (error) {
       // Free the connection for the next upload unless the node already ended this one.
-      if (!ending && !closed) {
+      if (!ending && !connection.closed) {
         const reason = error instanceof Error ? error.message.slice(0, 200) : 'client error';
-        socket.send(JSON.stringify({ type: 'upload-abort', id: nextRequestId++, jobId: active.jobId, reason }));
+        send({ type: 'upload-abort', id: nextRequestId++, jobId: active.jobId, reason });
       }
       if (error instanceof DcasClientError && error.jobId === undefined) throw new DcasClientError(error.code, error.message, active.jobId);
       throw error;
@@ -623,7 +359,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
         if (set.size > 0 || watchers.get(jobId) !== set) return;
         watchers.delete(jobId);
         latestJob.delete(jobId);
-        if (!closed) await request({ type: 'unwatch', id: nextRequestId++, jobId }, 'unwatched').catch(() => {});
+        if (!connection.closed) await request({ type: 'unwatch', id: nextRequestId++, jobId }, 'unwatched').catch(() => {});
       },
     };
   }
@@ -659,13 +395,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     let abandoned = false;
     let start!: { resolve: (message: DownloadStartMessage) => void; reject: (error: Error) => void };
     const started = new Promise<DownloadStartMessage>((resolve, reject) => (start = { resolve, reject }));
-    const setPaused = (value: boolean) => {
-      if (paused === value) return;
-      paused = value;
-      if (value) socket.pause();
-      else socket.resume();
-      feedWatchdog();
-    };
+    const setPaused = (value: boolean) => connection.backpressure.pause(value);
     const finish = () => {
       if (activeDownload === active) activeDownload = undefined;
       setPaused(false);
@@ -723,7 +453,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       queue.length = 0;
       queuedBytes = 0;
       setPaused(false);
-      if (!closed) send({ type: 'download-cancel', jobId });
+      if (!connection.closed) send({ type: 'download-cancel', jobId });
     };
     async function* pieces(): AsyncGenerator<Uint8Array> {
       let deliveredBytes = 0;
@@ -832,8 +562,8 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
 
   return {
     node: welcome.node,
-    server: options.server,
-    gateways: () => clusterGateways,
+    server: connection.server,
+    gateways: () => connection.gateways,
     limits: welcome.limits,
     auth: welcome.auth,
     upload: (source, uploadOptions = {}) => uploadTurn(() => uploadRetrying(source, uploadOptions)),
@@ -851,15 +581,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     waitForCompletion,
     download,
     downloadToFile,
-    async close() {
-      if (closed) return;
-      const done = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-      closingError ??= new DcasClientError('DISCONNECTED', 'the client was closed');
-      socket.close(closeCodes.normal);
-      const timer = setTimeout(() => socket.terminate(), 2_000);
-      await done;
-      clearTimeout(timer);
-    },
+    close: () => connection.close(),
   };
 }
 
