@@ -18,6 +18,7 @@ import type {
   DeletedMessage,
   DownloadEndMessage,
   DownloadStartMessage,
+  ErrorMessage,
   JobMessage,
   JobsListMessage,
   ServerMessage,
@@ -26,6 +27,7 @@ import type {
 } from '../protocol/index.ts';
 import { Connection, deadlinePassed, errorFrom, webSocketUrl } from './connection.ts';
 import { DcasClientError } from './errors.ts';
+import { Requests } from './requests.ts';
 import { withRetry } from './retry.ts';
 import type { ConnectOptions, DcasClient, DownloadOptions, DownloadResult, DownloadStream, UploadOptions, Watch } from './types.ts';
 
@@ -37,15 +39,6 @@ const uploadFrameBytesMax = 1024 * 1024;
 const downloadQueueBytesHigh = 4 * 1024 * 1024;
 const downloadQueueBytesLow = 1024 * 1024;
 const finishTimeoutMs = 300_000;
-
-interface Pending {
-  expect: ServerMessage['type'];
-  /** The node said the request is waiting its turn (queued): restart the reply timer. */
-  extend(): void;
-  onQueued?: (place: number) => void;
-  resolve(message: ServerMessage): void;
-  reject(error: Error): void;
-}
 
 interface ActiveUpload {
   jobId: string;
@@ -76,6 +69,16 @@ function serial(): <T>(task: () => Promise<T>) => Promise<T> {
     tail = run.catch(() => {});
     return run;
   };
+}
+
+/** What the client does with each kind of message from the node; a kind without a handler is a reply. */
+type MessageHandlers = { [Type in ServerMessage['type']]?: (message: Extract<ServerMessage, { type: Type }>) => void };
+
+function dispatch(handlers: MessageHandlers, message: ServerMessage, requests: Requests): void {
+  // Own keys only: a node's "type" of "hasOwnProperty" must not find Object.prototype's.
+  const handler = Object.hasOwn(handlers, message.type) ? (handlers[message.type] as (message: ServerMessage) => void) : undefined;
+  if (handler !== undefined) handler(message);
+  else requests.settle((message as { id?: unknown }).id, message);
 }
 
 /** Errors after which another gateway of the cluster may do better. */
@@ -112,111 +115,61 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   const deadlineAtMs = options.deadlineAtMs;
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const welcome = connection.welcome;
-  const pending = new Map<number, Pending>();
+  const requests = new Requests(connection, requestTimeoutMs);
   const watchers = new Map<string, Set<Watcher>>();
   const latestJob = new Map<string, JobView>();
-  let nextRequestId = 1;
   let upload: ActiveUpload | undefined;
   let activeDownload: ActiveDownload | undefined;
   const uploadTurn = serial();
   const downloadTurn = serial();
   const send = (message: ClientMessage) => connection.send(message);
 
-  function request<T extends ServerMessage>(message: ClientMessage & { id: number }, expect: T['type'], timeoutMs = requestTimeoutMs, onQueued?: (place: number) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (connection.closed) {
-        reject(connection.closedError);
-        return;
-      }
-      const timer = setTimeout(() => {
-        pending.delete(message.id);
-        reject(new DcasClientError('TIMEOUT', `${message.type}: no answer from ${welcome.node} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      pending.set(message.id, {
-        expect,
-        // A queued request waits as long as the node keeps it queued: the node bounds that wait
-        // (its queue timeout answers BUSY), and the heartbeat watchdog catches a node that went silent.
-        extend: () => clearTimeout(timer),
-        onQueued,
-        resolve: (reply) => {
-          clearTimeout(timer);
-          resolve(reply as T);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      send(message);
-    });
-  }
-
-  function settle(id: unknown, message: ServerMessage): boolean {
-    if (typeof id !== 'number') return false;
-    const waiting = pending.get(id);
-    if (waiting === undefined) return false;
-    pending.delete(id);
-    if (message.type === 'error') waiting.reject(errorFrom(message));
-    else if (message.type === waiting.expect) waiting.resolve(message);
-    else waiting.reject(new DcasClientError('PROTOCOL', `expected ${waiting.expect} from ${welcome.node}, got ${message.type}`));
-    return true;
-  }
-
   function deliverJob(job: JobView): void {
     latestJob.set(job.id, job);
     for (const watcher of watchers.get(job.id) ?? []) watcher.onJob(job);
   }
 
-  function onMessage(message: ServerMessage): void {
-    switch (message.type) {
-      case 'error': {
-        const error = errorFrom(message);
-        const aboutUpload = upload !== undefined && message.jobId === upload.jobId;
-        if (aboutUpload) {
-          upload!.failure = error;
-          upload!.wake?.();
-        }
-        const aboutDownload = activeDownload !== undefined && message.id === activeDownload.requestId;
-        if (aboutDownload) activeDownload!.onError(error);
-        const answered = settle(message.id, message);
-        if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) connection.closingError = error;
-        return;
-      }
-      case 'queued': {
-        const waiting = typeof message.id === 'number' ? pending.get(message.id) : undefined;
-        waiting?.extend();
-        waiting?.onQueued?.(message.place);
-        return;
-      }
-      case 'credit':
-        if (upload !== undefined && upload.jobId === message.jobId) {
-          upload.credit += message.bytes;
-          upload.wake?.();
-        }
-        return;
-      case 'job':
-        settle(message.id, message);
-        deliverJob(message.job);
-        return;
-      case 'download-start':
-        if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onStart(message);
-        return;
-      case 'download-end':
-        if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onEnd(message);
-        return;
-      default:
-        settle((message as { id?: unknown }).id, message);
+  function onError(message: ErrorMessage): void {
+    const error = errorFrom(message);
+    const aboutUpload = upload !== undefined && message.jobId === upload.jobId;
+    if (aboutUpload) {
+      upload!.failure = error;
+      upload!.wake?.();
     }
+    const aboutDownload = activeDownload !== undefined && message.id === activeDownload.requestId;
+    if (aboutDownload) activeDownload!.onError(error);
+    const answered = requests.settle(message.id, message);
+    if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) connection.closingError = error;
   }
 
+  const handlers: MessageHandlers = {
+    error: onError,
+    queued: (message) => requests.queued(message),
+    credit(message) {
+      if (upload !== undefined && upload.jobId === message.jobId) {
+        upload.credit += message.bytes;
+        upload.wake?.();
+      }
+    },
+    job(message) {
+      requests.settle(message.id, message);
+      deliverJob(message.job);
+    },
+    'download-start'(message) {
+      if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onStart(message);
+    },
+    'download-end'(message) {
+      if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onEnd(message);
+    },
+  };
+
   connection.listen({
-    onMessage,
+    onMessage: (message) => dispatch(handlers, message, requests),
     onBinary(bytes) {
       if (activeDownload?.started) activeDownload.onBytes(bytes);
     },
     onClose(closedError) {
-      for (const waiting of pending.values()) waiting.reject(closedError);
-      pending.clear();
+      requests.rejectAll(closedError);
       if (upload !== undefined) {
         upload.failure ??= closedError;
         upload.wake?.();
@@ -281,8 +234,8 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     const opened = await openSource(source, uploadOptions);
     let accepted: UploadAcceptedMessage;
     try {
-      accepted = await request<UploadAcceptedMessage>(
-        { type: 'upload', id: nextRequestId++, fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format, image: uploadOptions.image },
+      accepted = await requests.request<UploadAcceptedMessage>(
+        { type: 'upload', id: requests.nextId(), fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format, image: uploadOptions.image },
         'upload-accepted',
         requestTimeoutMs,
         uploadOptions.onQueued,
@@ -316,13 +269,13 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       }
       if (active.failure !== undefined) throw active.failure;
       ending = true;
-      const done = await request<UploadDoneMessage>({ type: 'upload-end', id: nextRequestId++, jobId: active.jobId }, 'upload-done', finishTimeoutMs);
+      const done = await requests.request<UploadDoneMessage>({ type: 'upload-end', id: requests.nextId(), jobId: active.jobId }, 'upload-done', finishTimeoutMs);
       return done.job;
     } catch (error) {
       // Free the connection for the next upload unless the node already ended this one.
       if (!ending && !connection.closed) {
         const reason = error instanceof Error ? error.message.slice(0, 200) : 'client error';
-        send({ type: 'upload-abort', id: nextRequestId++, jobId: active.jobId, reason });
+        send({ type: 'upload-abort', id: requests.nextId(), jobId: active.jobId, reason });
       }
       if (error instanceof DcasClientError && error.jobId === undefined) throw new DcasClientError(error.code, error.message, active.jobId);
       throw error;
@@ -343,7 +296,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     }
     set.add(watcher);
     try {
-      if (first) await request<JobMessage>({ type: 'watch', id: nextRequestId++, jobId }, 'job');
+      if (first) await requests.request<JobMessage>({ type: 'watch', id: requests.nextId(), jobId }, 'job');
       else if (latestJob.has(jobId)) onJob(latestJob.get(jobId)!);
     } catch (error) {
       set.delete(watcher);
@@ -359,7 +312,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
         if (set.size > 0 || watchers.get(jobId) !== set) return;
         watchers.delete(jobId);
         latestJob.delete(jobId);
-        if (!connection.closed) await request({ type: 'unwatch', id: nextRequestId++, jobId }, 'unwatched').catch(() => {});
+        if (!connection.closed) await requests.request({ type: 'unwatch', id: requests.nextId(), jobId }, 'unwatched').catch(() => {});
       },
     };
   }
@@ -402,7 +355,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       release();
     };
     const active: ActiveDownload = {
-      requestId: nextRequestId++,
+      requestId: requests.nextId(),
       started: false,
       onStart(message) {
         active.started = true;
@@ -568,14 +521,14 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     auth: welcome.auth,
     upload: (source, uploadOptions = {}) => uploadTurn(() => uploadRetrying(source, uploadOptions)),
     async status(jobId) {
-      return (await request<JobMessage>({ type: 'status', id: nextRequestId++, jobId }, 'job')).job;
+      return (await requests.request<JobMessage>({ type: 'status', id: requests.nextId(), jobId }, 'job')).job;
     },
     async jobs(listOptions = {}) {
-      return (await request<JobsListMessage>({ type: 'jobs', id: nextRequestId++, limit: listOptions.limit }, 'jobs')).jobs;
+      return (await requests.request<JobsListMessage>({ type: 'jobs', id: requests.nextId(), limit: listOptions.limit }, 'jobs')).jobs;
     },
     watch: (jobId, onJob) => watch(jobId, onJob),
     async delete(jobId) {
-      const deleted = await request<DeletedMessage>({ type: 'delete', id: nextRequestId++, jobId }, 'deleted');
+      const deleted = await requests.request<DeletedMessage>({ type: 'delete', id: requests.nextId(), jobId }, 'deleted');
       return { jobId: deleted.jobId, state: deleted.state, cancelled: deleted.cancelled };
     },
     waitForCompletion,
