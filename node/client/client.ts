@@ -28,10 +28,9 @@ import type {
 import { Connection, deadlinePassed, errorFrom, webSocketUrl } from './connection.ts';
 import { DcasClientError } from './errors.ts';
 import { Requests } from './requests.ts';
+import { Watches } from './watches.ts';
 import { withRetry } from './retry.ts';
 import type { ConnectOptions, DcasClient, DownloadOptions, DownloadResult, DownloadStream, UploadOptions, Watch } from './types.ts';
-
-export const terminalStates: ReadonlySet<string> = new Set(['completed', 'failed']);
 
 /** Bytes sent per upload frame: the node's limit, capped so progress and credit stay fine-grained. */
 const uploadFrameBytesMax = 1024 * 1024;
@@ -54,11 +53,6 @@ interface ActiveDownload {
   onBytes(bytes: Buffer): void;
   onEnd(message: DownloadEndMessage): void;
   onError(error: Error): void;
-}
-
-interface Watcher {
-  onJob(job: JobView): void;
-  onClose(error: Error): void;
 }
 
 /** Runs tasks one after another. */
@@ -116,18 +110,12 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const welcome = connection.welcome;
   const requests = new Requests(connection, requestTimeoutMs);
-  const watchers = new Map<string, Set<Watcher>>();
-  const latestJob = new Map<string, JobView>();
+  const watches = new Watches(connection, requests);
   let upload: ActiveUpload | undefined;
   let activeDownload: ActiveDownload | undefined;
   const uploadTurn = serial();
   const downloadTurn = serial();
   const send = (message: ClientMessage) => connection.send(message);
-
-  function deliverJob(job: JobView): void {
-    latestJob.set(job.id, job);
-    for (const watcher of watchers.get(job.id) ?? []) watcher.onJob(job);
-  }
 
   function onError(message: ErrorMessage): void {
     const error = errorFrom(message);
@@ -153,7 +141,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     },
     job(message) {
       requests.settle(message.id, message);
-      deliverJob(message.job);
+      watches.deliver(message.job);
     },
     'download-start'(message) {
       if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onStart(message);
@@ -175,8 +163,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
         upload.wake?.();
       }
       activeDownload?.onError(closedError);
-      for (const set of watchers.values()) for (const watcher of set) watcher.onClose(closedError);
-      watchers.clear();
+      watches.onClosed(closedError);
     },
   });
 
@@ -281,57 +268,6 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       throw error;
     } finally {
       upload = undefined;
-    }
-  }
-
-  // Watches.
-
-  async function watch(jobId: string, onJob: (job: JobView) => void, onClose: (error: Error) => void = () => {}): Promise<Watch> {
-    const watcher: Watcher = { onJob, onClose };
-    let set = watchers.get(jobId);
-    const first = set === undefined;
-    if (set === undefined) {
-      set = new Set();
-      watchers.set(jobId, set);
-    }
-    set.add(watcher);
-    try {
-      if (first) await requests.request<JobMessage>({ type: 'watch', id: requests.nextId(), jobId }, 'job');
-      else if (latestJob.has(jobId)) onJob(latestJob.get(jobId)!);
-    } catch (error) {
-      set.delete(watcher);
-      if (set.size === 0 && watchers.get(jobId) === set) watchers.delete(jobId);
-      throw error;
-    }
-    let stopped = false;
-    return {
-      async stop() {
-        if (stopped) return;
-        stopped = true;
-        set.delete(watcher);
-        if (set.size > 0 || watchers.get(jobId) !== set) return;
-        watchers.delete(jobId);
-        latestJob.delete(jobId);
-        if (!connection.closed) await requests.request({ type: 'unwatch', id: requests.nextId(), jobId }, 'unwatched').catch(() => {});
-      },
-    };
-  }
-
-  async function waitForCompletion(jobId: string, waitOptions: { onJob?: (job: JobView) => void } = {}): Promise<JobView> {
-    let settle!: { resolve: (job: JobView) => void; reject: (error: Error) => void };
-    const outcome = new Promise<JobView>((resolve, reject) => (settle = { resolve, reject }));
-    const handle = await watch(
-      jobId,
-      (job) => {
-        waitOptions.onJob?.(job);
-        if (terminalStates.has(job.state)) settle.resolve(job);
-      },
-      (error) => settle.reject(error),
-    );
-    try {
-      return await outcome;
-    } finally {
-      await handle.stop();
     }
   }
 
@@ -526,12 +462,12 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     async jobs(listOptions = {}) {
       return (await requests.request<JobsListMessage>({ type: 'jobs', id: requests.nextId(), limit: listOptions.limit }, 'jobs')).jobs;
     },
-    watch: (jobId, onJob) => watch(jobId, onJob),
+    watch: (jobId, onJob) => watches.watch(jobId, onJob),
     async delete(jobId) {
       const deleted = await requests.request<DeletedMessage>({ type: 'delete', id: requests.nextId(), jobId }, 'deleted');
       return { jobId: deleted.jobId, state: deleted.state, cancelled: deleted.cancelled };
     },
-    waitForCompletion,
+    waitForCompletion: (jobId, waitOptions) => watches.waitForCompletion(jobId, waitOptions),
     download,
     downloadToFile,
     close: () => connection.close(),

@@ -7,7 +7,8 @@
  *   await client.downloadToFile(job.id, 'big.log.dcz', { compressed: true });
  *   await client.close();
  */
-export { connect, followJob, terminalStates } from './client.ts';
+export { connect, followJob } from './client.ts';
+export { terminalStates } from './watches.ts';
 export { webSocketUrl } from './connection.ts';
 export type {
   ConnectOptions,
