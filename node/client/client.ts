@@ -8,9 +8,7 @@
  * slows the node down instead of this process buffering the file.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
 import { FileError, writeAtomically } from '../codec/index.ts';
 import type { JobView } from '../jobs/index.ts';
 import type {
@@ -28,23 +26,15 @@ import type {
 import { Connection, deadlinePassed, errorFrom, webSocketUrl } from './connection.ts';
 import { DcasClientError } from './errors.ts';
 import { Requests } from './requests.ts';
+import { serial } from './turns.ts';
+import { Uploads } from './uploads.ts';
 import { Watches } from './watches.ts';
 import { withRetry } from './retry.ts';
 import type { ConnectOptions, DcasClient, DownloadOptions, DownloadResult, DownloadStream, UploadOptions, Watch } from './types.ts';
 
-/** Bytes sent per upload frame: the node's limit, capped so progress and credit stay fine-grained. */
-const uploadFrameBytesMax = 1024 * 1024;
 /** A download pauses the socket above this many unconsumed bytes and resumes below the low mark. */
 const downloadQueueBytesHigh = 4 * 1024 * 1024;
 const downloadQueueBytesLow = 1024 * 1024;
-const finishTimeoutMs = 300_000;
-
-interface ActiveUpload {
-  jobId: string;
-  credit: number;
-  failure: DcasClientError | undefined;
-  wake: (() => void) | undefined;
-}
 
 interface ActiveDownload {
   requestId: number;
@@ -53,16 +43,6 @@ interface ActiveDownload {
   onBytes(bytes: Buffer): void;
   onEnd(message: DownloadEndMessage): void;
   onError(error: Error): void;
-}
-
-/** Runs tasks one after another. */
-function serial(): <T>(task: () => Promise<T>) => Promise<T> {
-  let tail: Promise<unknown> = Promise.resolve();
-  return (task) => {
-    const run = tail.then(task, task);
-    tail = run.catch(() => {});
-    return run;
-  };
 }
 
 /** What the client does with each kind of message from the node; a kind without a handler is a reply. */
@@ -106,24 +86,18 @@ async function connectOnce(options: ConnectOptions): Promise<DcasClient> {
 
 async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   const connection = await Connection.open(options);
-  const deadlineAtMs = options.deadlineAtMs;
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
   const welcome = connection.welcome;
   const requests = new Requests(connection, requestTimeoutMs);
+  const uploads = new Uploads(connection, requests, { retry: options.retry, deadlineAtMs: options.deadlineAtMs, requestTimeoutMs });
   const watches = new Watches(connection, requests);
-  let upload: ActiveUpload | undefined;
   let activeDownload: ActiveDownload | undefined;
-  const uploadTurn = serial();
   const downloadTurn = serial();
   const send = (message: ClientMessage) => connection.send(message);
 
   function onError(message: ErrorMessage): void {
     const error = errorFrom(message);
-    const aboutUpload = upload !== undefined && message.jobId === upload.jobId;
-    if (aboutUpload) {
-      upload!.failure = error;
-      upload!.wake?.();
-    }
+    const aboutUpload = uploads.onError(message.jobId, error);
     const aboutDownload = activeDownload !== undefined && message.id === activeDownload.requestId;
     if (aboutDownload) activeDownload!.onError(error);
     const answered = requests.settle(message.id, message);
@@ -133,12 +107,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   const handlers: MessageHandlers = {
     error: onError,
     queued: (message) => requests.queued(message),
-    credit(message) {
-      if (upload !== undefined && upload.jobId === message.jobId) {
-        upload.credit += message.bytes;
-        upload.wake?.();
-      }
-    },
+    credit: (message) => uploads.onCredit(message),
     job(message) {
       requests.settle(message.id, message);
       watches.deliver(message.job);
@@ -158,118 +127,11 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     },
     onClose(closedError) {
       requests.rejectAll(closedError);
-      if (upload !== undefined) {
-        upload.failure ??= closedError;
-        upload.wake?.();
-      }
+      uploads.onClosed(closedError);
       activeDownload?.onError(closedError);
       watches.onClosed(closedError);
     },
   });
-
-  // Uploads.
-
-  async function* framesOf(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-    const frameBytes = Math.min(welcome.limits.frameBytesMax, uploadFrameBytesMax);
-    for await (const piece of source) {
-      for (let at = 0; at < piece.length; at += frameBytes) yield piece.subarray(at, at + frameBytes);
-    }
-  }
-
-  async function openSource(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions) {
-    if (typeof source === 'string') {
-      let size: number;
-      try {
-        const info = await stat(source);
-        if (!info.isFile()) throw new DcasClientError('BAD_ARGUMENT', `${source}: not a regular file`);
-        size = info.size;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DcasClientError('BAD_ARGUMENT', `${source}: no such file`);
-        throw error;
-      }
-      return { fileName: uploadOptions.fileName ?? basename(source), size: uploadOptions.size ?? size, bytes: createReadStream(source, { highWaterMark: uploadFrameBytesMax }) as AsyncIterable<Uint8Array> };
-    }
-    if (uploadOptions.fileName === undefined) throw new DcasClientError('BAD_ARGUMENT', 'upload: a fileName is needed when the source is not a path');
-    if (source instanceof Uint8Array) {
-      return { fileName: uploadOptions.fileName, size: uploadOptions.size ?? source.length, bytes: (async function* () { yield source; })() };
-    }
-    return { fileName: uploadOptions.fileName, size: uploadOptions.size, bytes: source };
-  }
-
-  function waitForCredit(active: ActiveUpload): Promise<void> {
-    return new Promise<void>((resolve) => {
-      active.wake = () => {
-        active.wake = undefined;
-        resolve();
-      };
-    });
-  }
-
-  /**
-   * An upload the node refused with BUSY or UNAVAILABLE is tried again after a backoff, on this
-   * connection, while it is open: any time for a path or a buffer (read again from the start), and for
-   * a stream only if none of it was read yet (the refusal came before upload-accepted).
-   */
-  function uploadRetrying(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions): Promise<JobView> {
-    if (options.retry === false) return runUpload(source, uploadOptions, () => {});
-    const replayable = typeof source === 'string' || source instanceof Uint8Array;
-    let consumed = false;
-    return withRetry(() => runUpload(source, uploadOptions, () => (consumed = true)), deadlineAtMs, options.retry, () => !connection.closed && (replayable || !consumed));
-  }
-
-  async function runUpload(source: string | Uint8Array | AsyncIterable<Uint8Array>, uploadOptions: UploadOptions, onConsumed: () => void): Promise<JobView> {
-    const opened = await openSource(source, uploadOptions);
-    let accepted: UploadAcceptedMessage;
-    try {
-      accepted = await requests.request<UploadAcceptedMessage>(
-        { type: 'upload', id: requests.nextId(), fileName: opened.fileName, mode: uploadOptions.mode ?? 'compress', chunkSize: uploadOptions.chunkSize, size: opened.size, codec: uploadOptions.codec, format: uploadOptions.format, image: uploadOptions.image },
-        'upload-accepted',
-        requestTimeoutMs,
-        uploadOptions.onQueued,
-      );
-    } catch (error) {
-      // The file this attempt opened is closed; a retry opens it again.
-      if (typeof source === 'string') (opened.bytes as unknown as { destroy(): void }).destroy();
-      throw error;
-    }
-    const active: ActiveUpload = { jobId: accepted.jobId, credit: accepted.credit, failure: undefined, wake: undefined };
-    upload = active;
-    let ending = false;
-    try {
-      let sentBytes = 0;
-      onConsumed();
-      for await (const frame of framesOf(opened.bytes)) {
-        let at = 0;
-        while (at < frame.length) {
-          if (active.failure !== undefined) throw active.failure;
-          if (active.credit === 0) {
-            await waitForCredit(active);
-            continue;
-          }
-          const length = Math.min(active.credit, frame.length - at);
-          connection.sendBinary(frame.subarray(at, at + length));
-          active.credit -= length;
-          at += length;
-          sentBytes += length;
-          uploadOptions.onProgress?.({ jobId: active.jobId, bytes: sentBytes, totalBytes: opened.size ?? null });
-        }
-      }
-      if (active.failure !== undefined) throw active.failure;
-      ending = true;
-      const done = await requests.request<UploadDoneMessage>({ type: 'upload-end', id: requests.nextId(), jobId: active.jobId }, 'upload-done', finishTimeoutMs);
-      return done.job;
-    } catch (error) {
-      // Free the connection for the next upload unless the node already ended this one.
-      if (!ending && !connection.closed) {
-        const reason = error instanceof Error ? error.message.slice(0, 200) : 'client error';
-        send({ type: 'upload-abort', id: requests.nextId(), jobId: active.jobId, reason });
-      }
-      if (error instanceof DcasClientError && error.jobId === undefined) throw new DcasClientError(error.code, error.message, active.jobId);
-      throw error;
-    } finally {
-      upload = undefined;
-    }
-  }
 
   // Downloads.
 
@@ -455,7 +317,7 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
     gateways: () => connection.gateways,
     limits: welcome.limits,
     auth: welcome.auth,
-    upload: (source, uploadOptions = {}) => uploadTurn(() => uploadRetrying(source, uploadOptions)),
+    upload: (source, uploadOptions = {}) => uploads.upload(source, uploadOptions),
     async status(jobId) {
       return (await requests.request<JobMessage>({ type: 'status', id: requests.nextId(), jobId }, 'job')).job;
     },
