@@ -6,44 +6,21 @@
  * further calls wait their turn. Memory stays bounded both ways: an upload never has more than the
  * node's credit in flight, and a download pauses the socket while its consumer is behind, so TCP
  * slows the node down instead of this process buffering the file.
+ *
+ * This file connects (with failover and retry) and composes one part per concern: connection.ts
+ * (handshake, heartbeat watchdog, deadline, close), requests.ts, uploads.ts, watches.ts and
+ * downloads.ts; it routes each message from the node to the part it is about.
  */
-import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
-import { FileError, writeAtomically } from '../codec/index.ts';
 import type { JobView } from '../jobs/index.ts';
-import type {
-  ClientMessage,
-  DeletedMessage,
-  DownloadEndMessage,
-  DownloadStartMessage,
-  ErrorMessage,
-  JobMessage,
-  JobsListMessage,
-  ServerMessage,
-  UploadAcceptedMessage,
-  UploadDoneMessage,
-} from '../protocol/index.ts';
+import type { DeletedMessage, ErrorMessage, JobMessage, JobsListMessage, ServerMessage } from '../protocol/index.ts';
 import { Connection, deadlinePassed, errorFrom, webSocketUrl } from './connection.ts';
 import { DcasClientError } from './errors.ts';
+import { Downloads } from './downloads.ts';
 import { Requests } from './requests.ts';
-import { serial } from './turns.ts';
 import { Uploads } from './uploads.ts';
 import { Watches } from './watches.ts';
 import { withRetry } from './retry.ts';
-import type { ConnectOptions, DcasClient, DownloadOptions, DownloadResult, DownloadStream, UploadOptions, Watch } from './types.ts';
-
-/** A download pauses the socket above this many unconsumed bytes and resumes below the low mark. */
-const downloadQueueBytesHigh = 4 * 1024 * 1024;
-const downloadQueueBytesLow = 1024 * 1024;
-
-interface ActiveDownload {
-  requestId: number;
-  started: boolean;
-  onStart(message: DownloadStartMessage): void;
-  onBytes(bytes: Buffer): void;
-  onEnd(message: DownloadEndMessage): void;
-  onError(error: Error): void;
-}
+import type { ConnectOptions, DcasClient } from './types.ts';
 
 /** What the client does with each kind of message from the node; a kind without a handler is a reply. */
 type MessageHandlers = { [Type in ServerMessage['type']]?: (message: Extract<ServerMessage, { type: Type }>) => void };
@@ -84,233 +61,65 @@ async function connectOnce(options: ConnectOptions): Promise<DcasClient> {
   throw new DcasClientError(error.code, `${error.message} (and ${servers.length - 1} other gateways of the cluster)`, undefined, error.retryAfterMs);
 }
 
+/** One connected client, one part per concern. */
+interface Parts {
+  connection: Connection;
+  requests: Requests;
+  uploads: Uploads;
+  watches: Watches;
+  downloads: Downloads;
+}
+
 async function connectTo(options: ConnectOptions): Promise<DcasClient> {
   const connection = await Connection.open(options);
   const requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
-  const welcome = connection.welcome;
   const requests = new Requests(connection, requestTimeoutMs);
-  const uploads = new Uploads(connection, requests, { retry: options.retry, deadlineAtMs: options.deadlineAtMs, requestTimeoutMs });
-  const watches = new Watches(connection, requests);
-  let activeDownload: ActiveDownload | undefined;
-  const downloadTurn = serial();
-  const send = (message: ClientMessage) => connection.send(message);
-
-  function onError(message: ErrorMessage): void {
-    const error = errorFrom(message);
-    const aboutUpload = uploads.onError(message.jobId, error);
-    const aboutDownload = activeDownload !== undefined && message.id === activeDownload.requestId;
-    if (aboutDownload) activeDownload!.onError(error);
-    const answered = requests.settle(message.id, message);
-    if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) connection.closingError = error;
-  }
-
-  const handlers: MessageHandlers = {
-    error: onError,
-    queued: (message) => requests.queued(message),
-    credit: (message) => uploads.onCredit(message),
-    job(message) {
-      requests.settle(message.id, message);
-      watches.deliver(message.job);
-    },
-    'download-start'(message) {
-      if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onStart(message);
-    },
-    'download-end'(message) {
-      if (activeDownload !== undefined && message.id === activeDownload.requestId) activeDownload.onEnd(message);
-    },
+  const parts: Parts = {
+    connection,
+    requests,
+    uploads: new Uploads(connection, requests, { retry: options.retry, deadlineAtMs: options.deadlineAtMs, requestTimeoutMs }),
+    watches: new Watches(connection, requests),
+    downloads: new Downloads(connection, requests, requestTimeoutMs),
   };
-
+  const handlers = messageHandlers(parts);
   connection.listen({
     onMessage: (message) => dispatch(handlers, message, requests),
-    onBinary(bytes) {
-      if (activeDownload?.started) activeDownload.onBytes(bytes);
-    },
+    onBinary: (bytes) => parts.downloads.onBytes(bytes),
     onClose(closedError) {
       requests.rejectAll(closedError);
-      uploads.onClosed(closedError);
-      activeDownload?.onError(closedError);
-      watches.onClosed(closedError);
+      parts.uploads.onClosed(closedError);
+      parts.downloads.onClosed(closedError);
+      parts.watches.onClosed(closedError);
     },
   });
+  return clientOf(parts);
+}
 
-  // Downloads.
+function messageHandlers(parts: Parts): MessageHandlers {
+  return {
+    error: (message) => onErrorMessage(parts, message),
+    queued: (message) => parts.requests.queued(message),
+    credit: (message) => parts.uploads.onCredit(message),
+    job(message) {
+      parts.requests.settle(message.id, message);
+      parts.watches.deliver(message.job);
+    },
+    'download-start': (message) => parts.downloads.onStart(message),
+    'download-end': (message) => parts.downloads.onEnd(message),
+  };
+}
 
-  async function openDownload(jobId: string, downloadOptions: DownloadOptions, release: () => void): Promise<DownloadStream> {
-    const compressed = downloadOptions.compressed ?? false;
-    const queue: Buffer[] = [];
-    let queuedBytes = 0;
-    let receivedBytes = 0;
-    let ended: DownloadEndMessage | undefined;
-    let failure: Error | undefined;
-    let wake: (() => void) | undefined;
-    let abandoned = false;
-    let start!: { resolve: (message: DownloadStartMessage) => void; reject: (error: Error) => void };
-    const started = new Promise<DownloadStartMessage>((resolve, reject) => (start = { resolve, reject }));
-    const setPaused = (value: boolean) => connection.backpressure.pause(value);
-    const finish = () => {
-      if (activeDownload === active) activeDownload = undefined;
-      setPaused(false);
-      release();
-    };
-    const active: ActiveDownload = {
-      requestId: requests.nextId(),
-      started: false,
-      onStart(message) {
-        active.started = true;
-        start.resolve(message);
-      },
-      onBytes(bytes) {
-        if (abandoned) return;
-        queue.push(bytes);
-        queuedBytes += bytes.length;
-        receivedBytes += bytes.length;
-        if (queuedBytes > downloadQueueBytesHigh) setPaused(true);
-        wake?.();
-      },
-      onEnd(message) {
-        ended = message;
-        if (abandoned) finish();
-        wake?.();
-      },
-      onError(error) {
-        failure ??= error;
-        start.reject(error);
-        finish();
-        wake?.();
-      },
-    };
-    activeDownload = active;
-    try {
-      send({ type: 'download', id: active.requestId, jobId, compressed });
-    } catch (error) {
-      finish();
-      throw error;
-    }
-    const timer = setTimeout(() => active.onError(new DcasClientError('TIMEOUT', `download of job ${jobId}: no answer within ${requestTimeoutMs} ms`, jobId)), requestTimeoutMs);
-    let header: DownloadStartMessage;
-    try {
-      header = await started;
-    } finally {
-      clearTimeout(timer);
-    }
-    /** The consumer stopped early (break, throw, cancel): tell the node, drop what still arrives, free the turn at download-end. */
-    const abandon = () => {
-      if (ended !== undefined || failure !== undefined) {
-        finish();
-        return;
-      }
-      if (abandoned) return;
-      abandoned = true;
-      queue.length = 0;
-      queuedBytes = 0;
-      setPaused(false);
-      if (!connection.closed) send({ type: 'download-cancel', jobId });
-    };
-    async function* pieces(): AsyncGenerator<Uint8Array> {
-      let deliveredBytes = 0;
-      try {
-        for (;;) {
-          const piece = queue.shift();
-          if (piece !== undefined) {
-            queuedBytes -= piece.length;
-            if (queuedBytes < downloadQueueBytesLow) setPaused(false);
-            deliveredBytes += piece.length;
-            downloadOptions.onProgress?.(deliveredBytes, header.size);
-            yield piece;
-            continue;
-          }
-          if (failure !== undefined) throw failure;
-          if (ended !== undefined) break;
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-        }
-        if (ended.cancelled || receivedBytes !== header.size || ended.bytes !== header.size) {
-          throw new DcasClientError('SIZE_MISMATCH', `download of job ${jobId}: ${receivedBytes} bytes arrived, ${header.size} announced`, jobId);
-        }
-      } finally {
-        abandon();
-      }
-    }
-    let iterated = false;
-    return {
-      jobId,
-      compressed,
-      size: header.size,
-      fileName: header.fileName,
-      sha256: header.sha256,
-      async cancel() {
-        abandon();
-      },
-      [Symbol.asyncIterator]() {
-        if (iterated) throw new DcasClientError('BAD_ARGUMENT', `download of job ${jobId}: a download stream can be read once`);
-        iterated = true;
-        const generator = pieces();
-        // A generator that never started skips its finally on return(); abandon() covers that case.
-        return {
-          next: () => generator.next(),
-          return: async (value?: unknown) => {
-            abandon();
-            return generator.return(value as undefined);
-          },
-          throw: (error?: unknown) => generator.throw(error),
-          [Symbol.asyncIterator]() {
-            return this;
-          },
-        };
-      },
-    };
-  }
+/** An error frame fails what it is about; one about nothing in particular is the node's last word before it closes. */
+function onErrorMessage(parts: Parts, message: ErrorMessage): void {
+  const error = errorFrom(message);
+  const aboutUpload = parts.uploads.onError(message.jobId, error);
+  const aboutDownload = parts.downloads.onError(message.id, error);
+  const answered = parts.requests.settle(message.id, message);
+  if (!answered && !aboutUpload && !aboutDownload && message.id === undefined) parts.connection.closingError = error;
+}
 
-  function download(jobId: string, downloadOptions: DownloadOptions = {}): Promise<DownloadStream> {
-    // The turn is held until the stream ends, is cancelled or fails, not merely until it opens.
-    return new Promise<DownloadStream>((resolve, reject) => {
-      void downloadTurn(
-        () =>
-          new Promise<void>((release) => {
-            openDownload(jobId, downloadOptions, release).then(resolve, (error: unknown) => {
-              release();
-              reject(error);
-            });
-          }),
-      );
-    });
-  }
-
-  async function downloadToFile(jobId: string, path: string, fileOptions: DownloadOptions & { force?: boolean } = {}): Promise<DownloadResult> {
-    const force = fileOptions.force ?? false;
-    if (!force) {
-      const exists = await stat(path).then(() => true, () => false);
-      if (exists) throw new DcasClientError('OUTPUT_EXISTS', `${path}: already exists (use --force to replace it)`, jobId);
-    }
-    const stream = await download(jobId, fileOptions);
-    const expected = stream.compressed ? null : stream.sha256;
-    const hash = createHash('sha256');
-    let bytes = 0;
-    const iterator = stream[Symbol.asyncIterator]();
-    async function* verified(): AsyncGenerator<Uint8Array> {
-      for (;;) {
-        const step = await iterator.next();
-        if (step.done) break;
-        hash.update(step.value);
-        bytes += step.value.length;
-        yield step.value;
-      }
-      // Thrown before writeAtomically syncs and moves the file: an unverified file never gets the final name.
-      if (expected !== null && hash.copy().digest('hex') !== expected) {
-        throw new DcasClientError('CHECKSUM_MISMATCH', `job ${jobId}: the downloaded file's SHA-256 is not the job's ${expected}`, jobId);
-      }
-    }
-    try {
-      await writeAtomically(path, verified(), force);
-    } catch (error) {
-      if (error instanceof FileError && error.code === 'OUTPUT_EXISTS') throw new DcasClientError('OUTPUT_EXISTS', error.message, jobId);
-      throw error;
-    } finally {
-      await iterator.return?.();
-    }
-    return { path, bytes, sha256: hash.digest('hex'), verified: expected !== null };
-  }
-
+function clientOf({ connection, requests, uploads, watches, downloads }: Parts): DcasClient {
+  const welcome = connection.welcome;
   return {
     node: welcome.node,
     server: connection.server,
@@ -330,8 +139,8 @@ async function connectTo(options: ConnectOptions): Promise<DcasClient> {
       return { jobId: deleted.jobId, state: deleted.state, cancelled: deleted.cancelled };
     },
     waitForCompletion: (jobId, waitOptions) => watches.waitForCompletion(jobId, waitOptions),
-    download,
-    downloadToFile,
+    download: (jobId, downloadOptions) => downloads.download(jobId, downloadOptions),
+    downloadToFile: (jobId, path, fileOptions) => downloads.downloadToFile(jobId, path, fileOptions),
     close: () => connection.close(),
   };
 }
