@@ -11,7 +11,7 @@ import { readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import type { DcasClient, UploadOptions } from './client.ts';
+import type { DcasClient, UploadOptions } from './types.ts';
 import { DcasClientError } from './errors.ts';
 import type { JobView } from '../jobs/index.ts';
 

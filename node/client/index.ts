@@ -7,20 +7,19 @@
  *   await client.downloadToFile(job.id, 'big.log.dcz', { compressed: true });
  *   await client.close();
  */
-export {
-  connect,
-  followJob,
-  terminalStates,
-  webSocketUrl,
-  type ConnectOptions,
-  type DcasClient,
-  type DownloadOptions,
-  type DownloadResult,
-  type DownloadStream,
-  type UploadOptions,
-  type UploadProgress,
-  type Watch,
-} from './client.ts';
+export { connect, followJob } from './client.ts';
+export { terminalStates } from './watches.ts';
+export { webSocketUrl } from './connection.ts';
+export type {
+  ConnectOptions,
+  DcasClient,
+  DownloadOptions,
+  DownloadResult,
+  DownloadStream,
+  UploadOptions,
+  UploadProgress,
+  Watch,
+} from './types.ts';
 export { DcasClientError, type ClientErrorCode } from './errors.ts';
 export { isRetryable, retryableCodes, retryDelayMs, withRetry, type RetryNotice, type RetryOptions } from './retry.ts';
 export type { JobMode, JobState, JobView } from '../jobs/index.ts';
