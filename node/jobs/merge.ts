@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isNoSpaceError, type ReplicatedState } from '../cluster/index.ts';
-import { format, framingOf, joinTextCounts } from '../codec/index.ts';
+import { format, framingOf } from '../codec/index.ts';
 import type { BlobStore } from '../storage/index.ts';
 import { assertMergeable, completedJob, deleteChunkOps, mergeCleansUp, mergeFailedJob, mergeFailureCleansUp, mergingJob } from './core/index.ts';
 import { blobKeys, codingOf, readChunks, readJob, updateJob, type ChunkRecord, type JobRecord } from './records.ts';
@@ -83,91 +83,129 @@ function permanentMergeFailure(jobId: string, error: unknown): string | undefine
   return full ? `INSUFFICIENT_STORAGE: merging job ${jobId} ran out of disk space: ${(error as Error).message}` : (error as Error).message;
 }
 
+/** What the mode-specific merges need: the blob store and whether originals are kept. */
+interface MergeContext {
+  blobs: BlobStore;
+  keepOriginal: boolean;
+}
+
+/** What one merge made: the object's size and the key a download reads. */
+interface MergeResult {
+  size: number;
+  output: string;
+}
+
+async function mergeCompressed({ blobs, keepOriginal }: MergeContext, job: JobRecord, chunks: readonly ChunkRecord[]): Promise<MergeResult> {
+  const parts = await writeFramingParts(
+    blobs,
+    job,
+    chunks.map((chunk) => ({ bytes: chunk.outputBytes!, originalBytes: chunk.originalBytes, checksum: chunk.checksum! })),
+    job.originalSize!,
+    job.sha256!,
+  );
+  const sources = [...parts.before, ...chunks.map((chunk) => chunk.output!), ...parts.after];
+  const info = await blobs.compose(sources, blobKeys.dcz(job.id), { metadata: { job: job.id, fileName: job.fileName } });
+  if (info.size !== parts.size) throw new Error(`job ${job.id}: merged ${codingOf(job).format} has ${info.size} bytes, expected ${parts.size}`);
+  if (keepOriginal) {
+    await blobs.compose(chunks.map((chunk) => chunk.input), blobKeys.original(job.id), { metadata: { job: job.id, fileName: job.fileName } });
+  }
+  return { size: info.size, output: blobKeys.dcz(job.id) };
+}
+
+/** Images mode: each chunk's output is a whole tar entry, so the archive is the entries in order and an end marker. */
+async function mergeImages({ blobs }: MergeContext, job: JobRecord, chunks: readonly ChunkRecord[]): Promise<MergeResult> {
+  const end = tarEnd();
+  await blobs.put(blobKeys.tail(job.id), end);
+  const expected = chunks.reduce((sum, chunk) => sum + chunk.outputBytes!, end.length);
+  const info = await blobs.compose([...chunks.map((chunk) => chunk.output!), blobKeys.tail(job.id)], blobKeys.dcz(job.id), { metadata: { job: job.id, fileName: job.fileName } });
+  if (info.size !== expected) throw new Error(`job ${job.id}: merged tar has ${info.size} bytes, expected ${expected}`);
+  return { size: info.size, output: blobKeys.dcz(job.id) };
+}
+
+async function mergeDecompressed({ blobs }: MergeContext, job: JobRecord, chunks: readonly ChunkRecord[]): Promise<MergeResult> {
+  const info = await blobs.compose(chunks.map((chunk) => chunk.output!), blobKeys.original(job.id), { metadata: { job: job.id, fileName: job.fileName } });
+  if (info.size !== job.originalSize) throw new Error(`job ${job.id}: decoded ${info.size} bytes, the .dcz trailer says ${job.originalSize}`);
+  const sha256 = await sha256Of(blobs, blobKeys.original(job.id));
+  if (sha256 !== job.sha256) {
+    await blobs.delete(blobKeys.original(job.id));
+    throw Object.assign(new Error(`job ${job.id}: SHA-256 of the decoded file does not match the .dcz trailer`), { permanent: true });
+  }
+  const parts = await writeFramingParts(
+    blobs,
+    job,
+    chunks.map((chunk) => ({ bytes: chunk.inputBytes, originalBytes: chunk.originalBytes, checksum: chunk.checksum! })),
+    job.originalSize!,
+    job.sha256!,
+  );
+  await blobs.compose([...parts.before, ...chunks.map((chunk) => chunk.input), ...parts.after], blobKeys.dcz(job.id));
+  return { size: info.size, output: blobKeys.original(job.id) };
+}
+
+const mergers = { compress: mergeCompressed, decompress: mergeDecompressed, images: mergeImages };
+
+/** The merge's I/O shell: core decides each step (mergingJob, completedJob, the clean-ups); this reads, composes and proposes. */
+class BlobMerger implements Merger {
+  readonly #state: ReplicatedState;
+  readonly #logger: Logger;
+  readonly #context: MergeContext;
+
+  constructor(options: MergerOptions) {
+    this.#state = options.state;
+    this.#logger = options.logger;
+    this.#context = { blobs: options.blobs, keepOriginal: options.keepOriginal };
+  }
+
+  async cleanup(jobId: string): Promise<void> {
+    const removed = await this.#context.blobs.deletePrefix(blobKeys.stagingPrefix(jobId), { abandonWrites: true });
+    this.#logger.debug({ job: jobId, removed }, 'merge: staged blobs removed');
+  }
+
+  async merge(jobId: string): Promise<void> {
+    const merging = await this.#merging(jobId);
+    if (merging === undefined) return;
+    const chunks = await readChunks(this.#state, jobId);
+    assertMergeable(merging, chunks);
+    let result: MergeResult;
+    try {
+      result = await mergers[merging.mode](this.#context, merging, chunks);
+    } catch (error) {
+      return this.#failed(jobId, error);
+    }
+    await this.#complete(jobId, chunks, result);
+  }
+
+  /** The job in state merging (moved there from processing if need be), or undefined when it is not to be merged. */
+  async #merging(jobId: string): Promise<JobRecord | undefined> {
+    const current = await readJob(this.#state, jobId);
+    if (current === undefined || mergingJob(current, Date.now()) === undefined) return undefined;
+    if (current.state === 'merging') return current;
+    return updateJob(this.#state, jobId, (job) => (job.state === 'processing' ? mergingJob(job, Date.now()) : undefined));
+  }
+
+  /** A failed merge: rethrown when worth retrying, else recorded as the job's failure. */
+  async #failed(jobId: string, error: unknown): Promise<void> {
+    const reason = permanentMergeFailure(jobId, error);
+    if (reason === undefined) {
+      if (mergeFailureCleansUp(await readJob(this.#state, jobId))) await this.cleanup(jobId);
+      throw error;
+    }
+    await updateJob(this.#state, jobId, (job) => mergeFailedJob(job, reason, Date.now()));
+    await this.cleanup(jobId);
+  }
+
+  async #complete(jobId: string, chunks: readonly ChunkRecord[], result: MergeResult): Promise<void> {
+    const { blobs } = this.#context;
+    if ((await readJob(this.#state, jobId)) === undefined) {
+      // Deleted (cancelled) while this merge composed: nothing will ever refer to what it made.
+      await Promise.all([blobs.delete(blobKeys.dcz(jobId)), blobs.delete(blobKeys.pieces(jobId)), blobs.delete(blobKeys.original(jobId)), this.cleanup(jobId)]);
+      return;
+    }
+    const completed = await updateJob(this.#state, jobId, (job) => completedJob(job, chunks, result, Date.now()), () => deleteChunkOps(chunks));
+    if (mergeCleansUp(completed !== undefined)) await this.cleanup(jobId);
+    if (completed !== undefined) this.#logger.info({ job: jobId, chunks: chunks.length, size: result.size }, 'merge: job completed');
+  }
+}
+
 export function createMerger(options: MergerOptions): Merger {
-  const { state, blobs, logger } = options;
-
-  async function cleanup(jobId: string): Promise<void> {
-    const removed = await blobs.deletePrefix(blobKeys.stagingPrefix(jobId), { abandonWrites: true });
-    logger.debug({ job: jobId, removed }, 'merge: staged blobs removed');
-  }
-
-  async function mergeCompressed(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<{ size: number; output: string }> {
-    const parts = await writeFramingParts(
-      blobs,
-      job,
-      chunks.map((chunk) => ({ bytes: chunk.outputBytes!, originalBytes: chunk.originalBytes, checksum: chunk.checksum! })),
-      job.originalSize!,
-      job.sha256!,
-    );
-    const sources = [...parts.before, ...chunks.map((chunk) => chunk.output!), ...parts.after];
-    const info = await blobs.compose(sources, blobKeys.dcz(job.id), { metadata: { job: job.id, fileName: job.fileName } });
-    if (info.size !== parts.size) throw new Error(`job ${job.id}: merged ${codingOf(job).format} has ${info.size} bytes, expected ${parts.size}`);
-    if (options.keepOriginal) {
-      await blobs.compose(chunks.map((chunk) => chunk.input), blobKeys.original(job.id), { metadata: { job: job.id, fileName: job.fileName } });
-    }
-    return { size: info.size, output: blobKeys.dcz(job.id) };
-  }
-
-  /** Images mode: each chunk's output is a whole tar entry, so the archive is the entries in order and an end marker. */
-  async function mergeImages(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<{ size: number; output: string }> {
-    const end = tarEnd();
-    await blobs.put(blobKeys.tail(job.id), end);
-    const expected = chunks.reduce((sum, chunk) => sum + chunk.outputBytes!, end.length);
-    const info = await blobs.compose([...chunks.map((chunk) => chunk.output!), blobKeys.tail(job.id)], blobKeys.dcz(job.id), { metadata: { job: job.id, fileName: job.fileName } });
-    if (info.size !== expected) throw new Error(`job ${job.id}: merged tar has ${info.size} bytes, expected ${expected}`);
-    return { size: info.size, output: blobKeys.dcz(job.id) };
-  }
-
-  async function mergeDecompressed(job: JobRecord, chunks: readonly ChunkRecord[]): Promise<{ size: number; output: string }> {
-    const info = await blobs.compose(chunks.map((chunk) => chunk.output!), blobKeys.original(job.id), { metadata: { job: job.id, fileName: job.fileName } });
-    if (info.size !== job.originalSize) throw new Error(`job ${job.id}: decoded ${info.size} bytes, the .dcz trailer says ${job.originalSize}`);
-    const sha256 = await sha256Of(blobs, blobKeys.original(job.id));
-    if (sha256 !== job.sha256) {
-      await blobs.delete(blobKeys.original(job.id));
-      throw Object.assign(new Error(`job ${job.id}: SHA-256 of the decoded file does not match the .dcz trailer`), { permanent: true });
-    }
-    const parts = await writeFramingParts(
-      blobs,
-      job,
-      chunks.map((chunk) => ({ bytes: chunk.inputBytes, originalBytes: chunk.originalBytes, checksum: chunk.checksum! })),
-      job.originalSize!,
-      job.sha256!,
-    );
-    await blobs.compose([...parts.before, ...chunks.map((chunk) => chunk.input), ...parts.after], blobKeys.dcz(job.id));
-    return { size: info.size, output: blobKeys.original(job.id) };
-  }
-
-  return {
-    cleanup,
-    async merge(jobId) {
-      const current = await readJob(state, jobId);
-      if (current === undefined || mergingJob(current, Date.now()) === undefined) return;
-      const merging = current.state === 'merging' ? current : await updateJob(state, jobId, (job) => (job.state === 'processing' ? mergingJob(job, Date.now()) : undefined));
-      if (merging === undefined) return;
-      const chunks = await readChunks(state, jobId);
-      assertMergeable(merging, chunks);
-      let result: { size: number; output: string };
-      try {
-        const mergers = { compress: mergeCompressed, decompress: mergeDecompressed, images: mergeImages };
-        result = await mergers[merging.mode](merging, chunks);
-      } catch (error) {
-        const reason = permanentMergeFailure(jobId, error);
-        if (reason === undefined) {
-          if (mergeFailureCleansUp(await readJob(state, jobId))) await cleanup(jobId);
-          throw error;
-        }
-        await updateJob(state, jobId, (job) => mergeFailedJob(job, reason, Date.now()));
-        await cleanup(jobId);
-        return;
-      }
-      if ((await readJob(state, jobId)) === undefined) {
-        // Deleted (cancelled) while this merge composed: nothing will ever refer to what it made.
-        await Promise.all([blobs.delete(blobKeys.dcz(jobId)), blobs.delete(blobKeys.pieces(jobId)), blobs.delete(blobKeys.original(jobId)), cleanup(jobId)]);
-        return;
-      }
-      const completed = await updateJob(state, jobId, (job) => completedJob(job, chunks, result, Date.now()), () => deleteChunkOps(chunks));
-      if (mergeCleansUp(completed !== undefined)) await cleanup(jobId);
-      if (completed !== undefined) logger.info({ job: jobId, chunks: chunks.length, size: result.size }, 'merge: job completed');
-    },
-  };
+  return new BlobMerger(options);
 }

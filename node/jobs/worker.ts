@@ -93,143 +93,224 @@ const localAttempt = 1;
 
 const taskId = (chunk: ChunkRecord) => `${chunk.job}/${chunk.index}/${chunk.attempt}`;
 
-export function createWorker(options: WorkerOptions): Worker {
-  const { name, state, blobs, pool, logger } = options;
-  const queue: ChunkRecord[] = [];
-  const seen = new Set<string>();
-  const stats: WorkerStats = { chunksCoded: 0, bytesIn: 0, bytesOut: 0, inFlight: 0, queued: 0, kernelMBps: 0 };
-  const recent: Array<{ bytes: number; seconds: number }> = [];
-  let running = false;
-  let unsubscribe: (() => void) | undefined;
-  const idle = new Set<Promise<void>>();
-  const slotWaiters: Array<() => void> = [];
+/** What coding a chunk needs: the node's codec threads, its image pool, and a logger for images kept as they were. */
+interface CodingContext {
+  blobs: BlobStore;
+  pool: CodecPool;
+  imagePool?: () => ImagePool;
+  logger: Logger;
+}
 
-  function offer(chunk: ChunkRecord): void {
-    if (chunk.state !== 'assigned' || chunk.node !== name) return;
-    const id = taskId(chunk);
-    if (seen.has(id)) return;
-    seen.add(id);
-    queue.push(chunk);
-    pump();
+/**
+ * Codes original bytes with the job's codec, counting its lines and words on the same codec thread:
+ * a whole .dcz chunk record (header and frame) for a .dcz, the bare frame, member or stream for a
+ * standard format. `input` is transferred.
+ */
+async function compress(pool: CodecPool, input: Uint8Array, coding: JobCoding): Promise<Coded> {
+  const originalBytes = input.length;
+  const { frame, checksum, text } = await pool.compress(input, coding.choice, { countText: true });
+  const output = coding.format === 'dcz' ? Buffer.concat([format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum }), frame]) : frame;
+  return { output, checksum, originalBytes, text: text ?? null };
+}
+
+/**
+ * Optimises one image of a batch and writes it as its whole tar entry: the smaller image, or the input
+ * when it did not shrink or is not a codable image (imageFaultCodes). The checksum is the image's CRC32C.
+ */
+async function codeImage(context: CodingContext, chunk: ChunkRecord, input: Uint8Array, coding: ImageCoding): Promise<Coded> {
+  if (context.imagePool === undefined) throw new Error('this node has no image pool');
+  const name = chunk.image?.name ?? `${chunk.index}`;
+  let image: Uint8Array = input;
+  let kept = true;
+  let error: string | null = null;
+  try {
+    const result = await context.imagePool().optimize(input, imageOptionsOf(coding));
+    image = result.bytes;
+    kept = result.kept;
+  } catch (failure) {
+    if (!(failure instanceof ImageError) || !imageFaultCodes.has(failure.code)) throw failure;
+    error = `${failure.code}: ${failure.message}`;
+    context.logger.info({ job: chunk.job, image: name, code: failure.code }, 'worker: image kept as it was');
   }
+  const output = await tarEntry(name, image);
+  return { output, checksum: crc32c(image), originalBytes: input.length, text: null, image: { name, outputBytes: image.length, kept, error } };
+}
 
-  /** Wakes whoever waits for a slot (slotFreed) once the queue has had its turn. */
-  function wakeSlotWaiters(): void {
-    for (const resolve of slotWaiters.splice(0)) resolve();
+/** Codes an assigned chunk's staged input as its job's mode says. */
+async function code(context: CodingContext, chunk: ChunkRecord, job: JobRecord): Promise<Coded> {
+  const { mode } = job;
+  const coding = codingOf(job);
+  const input = await context.blobs.get(chunk.input);
+  if (mode === 'images') {
+    if (job.image === undefined) throw new Error(`images job ${job.id} has no image options recorded`);
+    return codeImage(context, chunk, input, job.image);
   }
+  if (mode === 'compress') return compress(context.pool, input, coding);
+  // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
+  const codecId = coding.choice.codec.id;
+  const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax, codecId);
+  const original = await context.pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`, coding.choice);
+  return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes, text: null };
+}
 
-  function pump(): void {
-    while (running && stats.inFlight < options.concurrency && queue.length > 0) {
-      const chunk = queue.shift()!;
-      stats.inFlight++;
-      const work = run(chunk).finally(() => {
-        stats.inFlight--;
-        seen.delete(taskId(chunk));
-        idle.delete(work);
-        pump();
-      });
-      idle.add(work);
-    }
-    stats.queued = queue.length;
-    if (!running || stats.inFlight < options.concurrency) wakeSlotWaiters();
-  }
+async function stageOutput(blobs: BlobStore, chunk: Pick<ChunkRecord, 'job' | 'index' | 'attempt'>, run: string, coded: Coded): Promise<string> {
+  const outputKey = chunkOutputKey(chunk, run);
+  await blobs.put(outputKey, coded.output);
+  return outputKey;
+}
 
-  /**
-   * Codes original bytes with the job's codec, counting its lines and words on the same codec thread:
-   * a whole .dcz chunk record (header and frame) for a .dcz, the bare frame, member or stream for a
-   * standard format. `input` is transferred.
-   */
-  async function compress(input: Uint8Array, coding: JobCoding): Promise<Coded> {
-    const originalBytes = input.length;
-    const { frame, checksum, text } = await pool.compress(input, coding.choice, { countText: true });
-    const output = coding.format === 'dcz' ? Buffer.concat([format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum }), frame]) : frame;
-    return { output, checksum, originalBytes, text: text ?? null };
-  }
+/** Chunks the kernel rate is averaged over. */
+const rateSamplesMax = 32;
 
-  function noteCoded(bytesIn: number, coded: Coded, seconds: number): void {
+/** The worker's counters, and the kernel's rate over its recent chunks. */
+class CodingStats {
+  readonly stats: WorkerStats = { chunksCoded: 0, bytesIn: 0, bytesOut: 0, inFlight: 0, queued: 0, kernelMBps: 0 };
+  readonly #recent: Array<{ bytes: number; seconds: number }> = [];
+
+  noteCoded(bytesIn: number, coded: Coded, seconds: number): void {
+    const stats = this.stats;
     stats.chunksCoded++;
     stats.bytesIn += bytesIn;
     stats.bytesOut += coded.output.length;
-    recent.push({ bytes: coded.originalBytes, seconds });
-    if (recent.length > 32) recent.shift();
-    const total = recent.reduce((sum, sample) => ({ bytes: sum.bytes + sample.bytes, seconds: sum.seconds + sample.seconds }), { bytes: 0, seconds: 0 });
+    this.#recent.push({ bytes: coded.originalBytes, seconds });
+    if (this.#recent.length > rateSamplesMax) this.#recent.shift();
+    const total = this.#recent.reduce((sum, sample) => ({ bytes: sum.bytes + sample.bytes, seconds: sum.seconds + sample.seconds }), { bytes: 0, seconds: 0 });
     stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
   }
+}
 
-  /**
-   * Optimises one image of a batch and writes it as its whole tar entry: the smaller image, or the input
-   * when it did not shrink or is not a codable image (imageFaultCodes). The checksum is the image's CRC32C.
-   */
-  async function codeImage(chunk: ChunkRecord, input: Uint8Array, coding: ImageCoding): Promise<Coded> {
-    if (options.imagePool === undefined) throw new Error('this node has no image pool');
-    const name = chunk.image?.name ?? `${chunk.index}`;
-    let image: Uint8Array = input;
-    let kept = true;
-    let error: string | null = null;
-    try {
-      const result = await options.imagePool().optimize(input, imageOptionsOf(coding));
-      image = result.bytes;
-      kept = result.kept;
-    } catch (failure) {
-      if (!(failure instanceof ImageError) || !imageFaultCodes.has(failure.code)) throw failure;
-      error = `${failure.code}: ${failure.message}`;
-      logger.info({ job: chunk.job, image: name, code: failure.code }, 'worker: image kept as it was');
-    }
-    const output = await tarEntry(name, image);
-    return { output, checksum: crc32c(image), originalBytes: input.length, text: null, image: { name, outputBytes: image.length, kept, error } };
+/** The worker actor: a queue of this node's assignments served in `concurrency` slots, which compressHere shares. */
+class NodeWorker implements Worker {
+  readonly #options: WorkerOptions;
+  readonly #coding: CodingContext;
+  readonly #queue: ChunkRecord[] = [];
+  readonly #seen = new Set<string>();
+  readonly #counters = new CodingStats();
+  readonly #idle = new Set<Promise<void>>();
+  readonly #slotWaiters: Array<() => void> = [];
+  #running = false;
+  #unsubscribe: (() => void) | undefined;
+
+  constructor(options: WorkerOptions) {
+    this.#options = options;
+    this.#coding = { blobs: options.blobs, pool: options.pool, imagePool: options.imagePool, logger: options.logger };
   }
 
-  async function code(chunk: ChunkRecord, job: JobRecord): Promise<Coded> {
-    const { mode } = job;
-    const coding = codingOf(job);
-    const input = await blobs.get(chunk.input);
-    if (mode === 'images') {
-      if (job.image === undefined) throw new Error(`images job ${job.id} has no image options recorded`);
-      return codeImage(chunk, input, job.image);
-    }
-    if (mode === 'compress') return compress(input, coding);
-    // A staged .dcz chunk record: its header was checked at upload; the frame is decoded and verified here.
-    const codecId = coding.choice.codec.id;
-    const fields = format.decodeChunkHeader(input.subarray(0, format.chunkHeaderBytes), chunk.index, format.chunkBytesMax, codecId);
-    const original = await pool.decompress(input.subarray(format.chunkHeaderBytes), fields.originalBytes, fields.checksum, `chunk ${chunk.index}`, coding.choice);
-    return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes, text: null };
+  get #stats(): WorkerStats {
+    return this.#counters.stats;
   }
 
-  async function stageOutput(chunk: Pick<ChunkRecord, 'job' | 'index' | 'attempt'>, run: string, coded: Coded): Promise<string> {
-    const outputKey = chunkOutputKey(chunk, run);
-    await blobs.put(outputKey, coded.output);
-    return outputKey;
+  async start(): Promise<void> {
+    const { state } = this.#options;
+    this.#running = true;
+    this.#unsubscribe = state.subscribe((change) => this.#onChange(change));
+    // Assignments made while this node was down are still in the state: pick them up.
+    for (const id of await activeJobIds(state)) {
+      for (const chunk of await readChunks(state, id)) this.#offer(chunk);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#wakeSlotWaiters();
+    this.#unsubscribe?.();
+    await Promise.allSettled([...this.#idle]);
+  }
+
+  stats(): WorkerStats {
+    return { ...this.#stats, queued: this.#queue.length };
+  }
+
+  // compressHere and slotFreed are handed to the upload session on their own, so they are bound here.
+  readonly compressHere = (job: string, index: number, bytes: Uint8Array, coding: JobCoding): Promise<CodedHere> | undefined => {
+    const inputBytes = bytes.length;
+    const started = performance.now();
+    // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
+    const running = this.#inFreeSlot(() => compress(this.#options.pool, bytes, coding));
+    return running?.then(async (coded) => {
+      this.#counters.noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
+      const output = await stageOutput(this.#options.blobs, { job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
+      return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text };
+    });
+  };
+
+  readonly slotFreed = async (): Promise<boolean> => {
+    if (!this.#running) return false;
+    if (this.#stats.inFlight < this.#options.concurrency && this.#queue.length === 0) return true;
+    await new Promise<void>((resolve) => this.#slotWaiters.push(resolve));
+    return this.#running;
+  };
+
+  #onChange(change: StateChange): void {
+    if (!change.applied) return;
+    for (const op of change.command.ops) {
+      if (op.op === 'put' && op.key.startsWith('chunks/')) this.#offer(op.value as unknown as ChunkRecord);
+    }
+  }
+
+  #offer(chunk: ChunkRecord): void {
+    if (chunk.state !== 'assigned' || chunk.node !== this.#options.name) return;
+    const id = taskId(chunk);
+    if (this.#seen.has(id)) return;
+    this.#seen.add(id);
+    this.#queue.push(chunk);
+    this.#pump();
+  }
+
+  /** Wakes whoever waits for a slot (slotFreed) once the queue has had its turn. */
+  #wakeSlotWaiters(): void {
+    for (const resolve of this.#slotWaiters.splice(0)) resolve();
+  }
+
+  #pump(): void {
+    const stats = this.#stats;
+    const { concurrency } = this.#options;
+    while (this.#running && stats.inFlight < concurrency && this.#queue.length > 0) {
+      const chunk = this.#queue.shift()!;
+      stats.inFlight++;
+      const work = this.#run(chunk).finally(() => {
+        stats.inFlight--;
+        this.#seen.delete(taskId(chunk));
+        this.#idle.delete(work);
+        this.#pump();
+      });
+      this.#idle.add(work);
+    }
+    stats.queued = this.#queue.length;
+    if (!this.#running || stats.inFlight < concurrency) this.#wakeSlotWaiters();
   }
 
   /** Runs `work` in one of the worker's slots, taken now; undefined when every slot is busy. */
-  function inFreeSlot<T>(work: () => Promise<T>): Promise<T> | undefined {
+  #inFreeSlot<T>(work: () => Promise<T>): Promise<T> | undefined {
+    const stats = this.#stats;
     // Assigned chunks waiting here come first: their leases are running.
-    if (!running || stats.inFlight >= options.concurrency || queue.length > 0) return undefined;
+    if (!this.#running || stats.inFlight >= this.#options.concurrency || this.#queue.length > 0) return undefined;
     stats.inFlight++;
     const done = work().finally(() => {
       stats.inFlight--;
-      idle.delete(settled);
-      pump();
+      this.#idle.delete(settled);
+      this.#pump();
     });
     const settled = done.then(
       () => {},
       () => {},
     );
-    idle.add(settled);
+    this.#idle.add(settled);
     return done;
   }
 
-  async function run(chunk: ChunkRecord): Promise<void> {
+  async #run(chunk: ChunkRecord): Promise<void> {
+    const { state, blobs, logger } = this.#options;
     const job = await readJob(state, chunk.job);
     if (!chunkWorthRunning(job)) return;
     const started = performance.now();
     let outputKey: string | undefined;
     try {
-      const coded = await code(chunk, job);
+      const coded = await code(this.#coding, chunk, job);
       const seconds = (performance.now() - started) / 1000;
-      outputKey = await stageOutput(chunk, randomBytes(4).toString('hex'), coded);
+      outputKey = await stageOutput(blobs, chunk, randomBytes(4).toString('hex'), coded);
       const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text, ...(coded.image === undefined ? {} : { image: coded.image }) }, Date.now()));
-      if (won) noteCoded(chunk.inputBytes, coded, seconds);
+      if (won) this.#counters.noteCoded(chunk.inputBytes, coded, seconds);
       // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
       const orphan = outputToDeleteAfterCompletion(won, outputKey);
       if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
@@ -237,56 +318,18 @@ export function createWorker(options: WorkerOptions): Worker {
       const reason = error instanceof CodecError ? error.message : `${(error as Error).name}: ${(error as Error).message}`;
       logger.warn({ job: chunk.job, chunk: chunk.index, attempt: chunk.attempt, err: error }, 'worker: chunk failed');
       await casChunk(state, chunk, failedChunk(chunk, reason)).catch((proposeError: unknown) => logger.warn({ err: proposeError }, 'worker: could not record a chunk failure'));
-      if (outputKey !== undefined) await dropUndecidedOutput(chunk, outputKey);
+      if (outputKey !== undefined) await this.#dropUndecidedOutput(chunk, outputKey);
     }
   }
 
   /** After a completion whose outcome is unknown: removes its output once the chunk has moved past it (core decides). */
-  async function dropUndecidedOutput(chunk: ChunkRecord, outputKey: string): Promise<void> {
-    const now = (await state.get(chunkKey(chunk.job, chunk.index)).catch(() => chunk)) as unknown as ChunkRecord | undefined;
+  async #dropUndecidedOutput(chunk: ChunkRecord, outputKey: string): Promise<void> {
+    const now = (await this.#options.state.get(chunkKey(chunk.job, chunk.index)).catch(() => chunk)) as unknown as ChunkRecord | undefined;
     const orphan = outputToDeleteAfterUnknownCompletion(chunk, now, outputKey);
-    if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
+    if (orphan !== undefined) await this.#options.blobs.delete(orphan).catch(() => {});
   }
+}
 
-  function onChange(change: StateChange): void {
-    if (!change.applied) return;
-    for (const op of change.command.ops) {
-      if (op.op === 'put' && op.key.startsWith('chunks/')) offer(op.value as unknown as ChunkRecord);
-    }
-  }
-
-  return {
-    async start() {
-      running = true;
-      unsubscribe = state.subscribe(onChange);
-      // Assignments made while this node was down are still in the state: pick them up.
-      for (const id of await activeJobIds(state)) {
-        for (const chunk of await readChunks(state, id)) offer(chunk);
-      }
-    },
-    async stop() {
-      running = false;
-      wakeSlotWaiters();
-      unsubscribe?.();
-      await Promise.allSettled([...idle]);
-    },
-    stats: () => ({ ...stats, queued: queue.length }),
-    compressHere(job, index, bytes, coding) {
-      const inputBytes = bytes.length;
-      const started = performance.now();
-      // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
-      const running = inFreeSlot(() => compress(bytes, coding));
-      return running?.then(async (coded) => {
-        noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
-        const output = await stageOutput({ job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
-        return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text };
-      });
-    },
-    async slotFreed() {
-      if (!running) return false;
-      if (stats.inFlight < options.concurrency && queue.length === 0) return true;
-      await new Promise<void>((resolve) => slotWaiters.push(resolve));
-      return running;
-    },
-  };
+export function createWorker(options: WorkerOptions): Worker {
+  return new NodeWorker(options);
 }

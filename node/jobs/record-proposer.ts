@@ -1,0 +1,71 @@
+/**
+ * Group commit of one upload's chunk records: each proposal carries what queued while the last was in
+ * flight, so a fast upload costs a few Raft entries, not one per chunk.
+ */
+import type { ReplicatedState } from '../cluster/index.ts';
+import { createChunks, type ChunkRecord, type JobRecord } from './records.ts';
+
+/**
+ * Chunk records travel in batches: at most this many proposals of one upload in flight, each with
+ * whatever chunks arrived meanwhile, at most recordsPerProposalMax of them (about 500 bytes each).
+ */
+const proposalsInFlightMax = 2;
+const recordsPerProposalMax = 64;
+
+export interface RecordProposer {
+  /** Queues a new chunk record; waits while a whole batch is already queued. Throws once a batch failed. */
+  add(record: ChunkRecord): Promise<void>;
+  /** Waits until every queued record is recorded; throws if any batch failed. */
+  drain(): Promise<void>;
+  /** Waits until no proposal is in flight, whatever their outcome. */
+  settle(): Promise<void>;
+  /** The job record as this upload changed it (a decompress job records its .dcz's codec): later batches are guarded on it. */
+  rebase(job: JobRecord): void;
+}
+
+/** Group commit of one upload's chunk records: each proposal carries what queued while the last was in flight. */
+export function createRecordProposer(state: ReplicatedState, created: JobRecord): RecordProposer {
+  const jobId = created.id;
+  let job = created;
+  const waiting: ChunkRecord[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+
+  function send(): void {
+    const batch = waiting.splice(0, recordsPerProposalMax);
+    const settled: Promise<void> = createChunks(state, job, batch)
+      .then((applied) => {
+        if (!applied) throw new Error(`job ${jobId}: chunks ${batch[0].index} to ${batch[batch.length - 1].index} were not recorded: the job ended or they already were`);
+      })
+      .catch((error: unknown) => {
+        failure ??= error;
+      })
+      .finally(() => {
+        inFlight.delete(settled);
+        if (waiting.length > 0 && failure === undefined) send();
+      });
+    inFlight.add(settled);
+  }
+
+  async function settle(): Promise<void> {
+    while (inFlight.size > 0) await Promise.race(inFlight);
+  }
+
+  return {
+    async add(record) {
+      if (failure !== undefined) throw failure;
+      waiting.push(record);
+      if (inFlight.size < proposalsInFlightMax) send();
+      while (waiting.length >= recordsPerProposalMax && failure === undefined) await Promise.race(inFlight);
+      if (failure !== undefined) throw failure;
+    },
+    async drain() {
+      await settle();
+      if (failure !== undefined) throw failure;
+    },
+    settle,
+    rebase(changed) {
+      job = changed;
+    },
+  };
+}
