@@ -11,11 +11,13 @@ import { randomUUID } from 'node:crypto';
 import { decode, encode } from 'cborg';
 import type { Level } from 'level';
 import type { Logger } from 'pino';
-import { RaftCore, ReadyDriver, type Entry, type NodeId, type RaftStatus, type Ready, type Snapshot } from './raft/index.ts';
+import { RaftCore, ReadyDriver, type Message, type NodeId, type RaftStatus, type Ready } from './raft/index.ts';
 import { createRaftStorage, type RaftStorage } from './raft-storage.ts';
 import { parseProposalFrame, parseRaftMessage, senderProblem } from './frames.ts';
+import { Applier } from './applier.ts';
+import { ProposalError, type ProposalErrorCode, type StorageFailure } from './replicated-errors.ts';
+import { StorageRetry } from './storage-retry.ts';
 import {
-  decodeCommand,
   encodeCommand,
   openStateStore,
   validateCommand,
@@ -25,7 +27,8 @@ import {
   type StateStore,
   type StateValue,
 } from '../storage/index.ts';
-import { CodedError } from '../errors.ts';
+
+export { isNoSpaceError, ProposalError, StorageFailure, type ProposalErrorCode, type StorageFailureCode } from './replicated-errors.ts';
 
 /** What the replicated state needs from the network: messages by node name, and one request/response. */
 export interface RaftTransport {
@@ -33,26 +36,6 @@ export interface RaftTransport {
   onMessage(handler: (from: NodeId, bytes: Uint8Array) => void): void;
   request(to: NodeId, protocol: string, bytes: Uint8Array, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<Uint8Array>;
   handle(protocol: string, handler: (from: NodeId, bytes: Uint8Array) => Promise<Uint8Array>): void;
-}
-
-export type ProposalErrorCode = 'TIMEOUT' | 'NO_LEADER' | 'REJECTED' | 'STOPPED' | 'STORAGE_FAILED';
-
-export class ProposalError extends CodedError<ProposalErrorCode> {}
-
-/** INSUFFICIENT_STORAGE: the disk is full (ENOSPC). STORAGE_FAILED: any other write error. */
-export type StorageFailureCode = 'INSUFFICIENT_STORAGE' | 'STORAGE_FAILED';
-
-/**
- * This node could not persist Raft state (or apply committed entries). Raised to the runtime instead
- * of exiting: until a retry succeeds the node neither acks appends nor votes (nothing it would send
- * leaves before its state is on disk), but it keeps serving reads of what it applied, and stays a
- * member, so freeing space brings it back without a restart.
- */
-export class StorageFailure extends CodedError<StorageFailureCode> {}
-
-export function isNoSpaceError(error: unknown): boolean {
-  const text = `${(error as NodeJS.ErrnoException)?.code ?? ''} ${(error as Error)?.message ?? ''} ${((error as Error)?.cause as Error | undefined)?.message ?? ''}`;
-  return /ENOSPC|No space left on device/i.test(text);
 }
 
 export interface ReplicatedStateOptions {
@@ -107,32 +90,18 @@ export interface FrameStats {
 export const proposeProtocol = '/dcas/propose/1.0.0';
 /** Refused frames are logged the first time and then every this many times. */
 const refusedLogEvery = 100;
-/**
- * Results of recently applied commands by id. A proposer whose forwarded proposal timed out (say, the
- * leader died) retries the same command; if the first copy was committed after all, the retry's copy
- * fails its guards. The proposer must still learn the first copy's result, not the retry's.
- */
-const recentResultsMax = 16_384;
 const slowPersistMs = 500;
 const leaderWaitStepMs = 50;
-/** A failed persist is retried after this, doubling up to the maximum, until it succeeds. */
-const storageRetryMsMin = 500;
-const storageRetryMsMax = 30_000;
 
-interface Pending {
-  resolve: (result: ApplyResult) => void;
-  reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
-}
+type ProposalReply = { ok: true; result: ApplyResult } | { ok: false; code: ProposalErrorCode; message: string };
 
 export async function createReplicatedState(options: ReplicatedStateOptions): Promise<ReplicatedState> {
-  const { id, db, transport, logger } = options;
-  const storage: RaftStorage = createRaftStorage(db);
-  const store: StateStore = await openStateStore(db);
+  const storage: RaftStorage = createRaftStorage(options.db);
+  const store: StateStore = await openStateStore(options.db);
   const persisted = await storage.load();
   const core = new RaftCore(
     {
-      id,
+      id: options.id,
       voters: options.voters,
       learners: options.learners,
       electionTicks: options.electionTicks,
@@ -142,332 +111,277 @@ export async function createReplicatedState(options: ReplicatedStateOptions): Pr
     },
     persisted,
   );
-  const snapshotEntries = options.snapshotEntries ?? 1000;
-  const proposeTimeoutMs = options.proposeTimeoutMs ?? 10_000;
-  const pending = new Map<string, Pending[]>();
-  const recentResults = new Map<string, ApplyResult>();
-  const listeners = new Set<(change: StateChange) => void>();
-  let ticker: NodeJS.Timeout | undefined;
-  let running = false;
-  let stopped = false;
-  let draining: Promise<void> | undefined;
-  let drainAgain = false;
-  let lastRole = core.role;
-  const voters: ReadonlySet<NodeId> = new Set(options.voters);
-  let learners: ReadonlySet<NodeId> = new Set(options.learners ?? []);
-  const frameStats: FrameStats = { malformed: 0, unauthorized: 0 };
-  // After a failed write the driver keeps the Ready and the next drain retries it as it is.
-  const driver = new ReadyDriver(core, {
-    persist: persistTimed,
-    send: (messages) => {
-      for (const message of messages) transport.send(message.to, encode(message));
-    },
-    apply,
-  });
-  let failure: StorageFailure | null = null;
-  let retryMs = storageRetryMsMin;
-  let retryTimer: NodeJS.Timeout | undefined;
+  const node = new ReplicatedNode(options, core, storage, store);
+  return {
+    start: () => node.start(),
+    stop: () => node.stop(),
+    propose: (proposal, proposeOptions) => node.propose(proposal, proposeOptions),
+    get: (key) => store.get(key),
+    list: (prefix, limit) => store.list(prefix, limit),
+    subscribe: (listener) => node.applier.subscribe(listener),
+    setLearners: (ids) => node.setLearners(ids),
+    storageFailure: () => node.storageFailure(),
+    status: () => core.status(),
+    frameStats: () => node.frameStats(),
+    isLeader: () => node.isLeader(),
+    leader: () => core.leader,
+  };
+}
+
+/** One node's Raft core with its clock, disk and network: the state behind `ReplicatedState`. */
+class ReplicatedNode {
+  readonly applier: Applier;
+  readonly #options: ReplicatedStateOptions;
+  readonly #id: NodeId;
+  readonly #core: RaftCore;
+  readonly #storage: RaftStorage;
+  readonly #store: StateStore;
+  readonly #logger: Logger;
+  readonly #driver: ReadyDriver;
+  readonly #storageRetry: StorageRetry;
+  readonly #snapshotEntries: number;
+  readonly #proposeTimeoutMs: number;
+  readonly #voters: ReadonlySet<NodeId>;
+  #learners: ReadonlySet<NodeId>;
+  readonly #frameStats: FrameStats = { malformed: 0, unauthorized: 0 };
+  #ticker: NodeJS.Timeout | undefined;
+  #running = false;
+  #stopped = false;
+  #draining: Promise<void> | undefined;
+  #drainAgain = false;
+  #lastRole: RaftStatus['role'];
+
+  constructor(options: ReplicatedStateOptions, core: RaftCore, storage: RaftStorage, store: StateStore) {
+    this.#options = options;
+    this.#id = options.id;
+    this.#core = core;
+    this.#storage = storage;
+    this.#store = store;
+    this.#logger = options.logger;
+    this.#snapshotEntries = options.snapshotEntries ?? 1000;
+    this.#proposeTimeoutMs = options.proposeTimeoutMs ?? 10_000;
+    this.#voters = new Set(options.voters);
+    this.#learners = new Set(options.learners ?? []);
+    this.#lastRole = core.role;
+    this.applier = new Applier(options.id, store, options.logger);
+    // After a failed write the driver keeps the Ready and the next drain retries it as it is.
+    this.#driver = new ReadyDriver(core, {
+      persist: (ready) => this.#persistTimed(ready),
+      send: (messages) => this.#send(messages),
+      apply: (snapshot, entries) => this.applier.apply(snapshot, entries),
+    });
+    this.#storageRetry = new StorageRetry({ id: options.id, logger: options.logger, onStorageFailure: options.onStorageFailure, retry: () => this.#schedule(true) });
+    options.transport.onMessage((from, bytes) => this.#onMessage(from, bytes));
+    options.transport.handle(proposeProtocol, (from, bytes) => this.#onProposal(from, bytes));
+  }
+
+  // ---- Lifecycle ----
+
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    this.#ticker = setInterval(() => {
+      if (this.#storageRetry.failure !== null) return;
+      this.#core.tick();
+      this.#schedule();
+    }, this.#options.tickMs);
+    this.#schedule();
+  }
+
+  async stop(): Promise<void> {
+    this.#running = false;
+    if (this.#ticker !== undefined) clearInterval(this.#ticker);
+    this.#storageRetry.cancel();
+    await this.#draining;
+    this.#stopped = true;
+    this.#storageRetry.cancel();
+    this.applier.stop();
+  }
+
+  setLearners(ids: readonly NodeId[]): void {
+    this.#core.setLearners(ids);
+    this.#learners = new Set(ids);
+    this.#schedule();
+  }
+
+  storageFailure(): StorageFailure | null {
+    return this.#storageRetry.failure;
+  }
+
+  frameStats(): FrameStats {
+    return { ...this.#frameStats };
+  }
+
+  /** A leader that cannot persist commits nothing: its scheduler and registry must not act as one. */
+  isLeader(): boolean {
+    return this.#core.role === 'leader' && this.#storageRetry.failure === null;
+  }
+
+  // ---- Driving the core ----
 
   /**
    * Drains every Ready in turn; a call while draining makes the current drain loop once more. While
    * storage is failing only the retry timer drains (`retry`), so the core takes no new input.
    */
-  function schedule(retry = false): void {
-    if (stopped || (failure !== null && !retry)) return;
-    if (draining !== undefined) {
-      drainAgain = true;
+  #schedule(retry = false): void {
+    if (this.#stopped || (this.#storageRetry.failure !== null && !retry)) return;
+    if (this.#draining !== undefined) {
+      this.#drainAgain = true;
       return;
     }
-    draining = drain()
-      .catch((error: unknown) => storageFailed(error))
+    this.#draining = this.#drain()
+      .catch((error: unknown) => this.#storageRetry.failed(error, this.#stopped))
       .finally(() => {
-        draining = undefined;
-        if (drainAgain) {
-          drainAgain = false;
-          schedule();
+        this.#draining = undefined;
+        if (this.#drainAgain) {
+          this.#drainAgain = false;
+          this.#schedule();
         }
       });
   }
 
-  /**
-   * A failed write leaves the core ahead of its storage. Stepping on could break Raft's promises and
-   * exiting would take a member away; so the node stops taking input and retries the same Ready.
-   */
-  function storageFailed(error: unknown): void {
-    const code: StorageFailureCode = isNoSpaceError(error) ? 'INSUFFICIENT_STORAGE' : 'STORAGE_FAILED';
-    const first = failure === null;
-    failure = new StorageFailure(code, `node ${id}: cannot persist Raft state (${code === 'INSUFFICIENT_STORAGE' ? 'disk full' : 'write failed'}): ${(error as Error)?.message ?? String(error)}`, { cause: error });
-    logger.error({ err: error, code, retryMs }, 'raft: persisting or applying failed; not acking or voting until a retry succeeds; still serving reads');
-    if (first) options.onStorageFailure?.(failure);
-    if (stopped) return;
-    retryTimer = setTimeout(() => {
-      retryTimer = undefined;
-      schedule(true);
-    }, retryMs);
-    retryMs = Math.min(retryMs * 2, storageRetryMsMax);
-  }
-
-  function storageRecovered(): void {
-    if (failure === null) return;
-    failure = null;
-    retryMs = storageRetryMsMin;
-    logger.warn('raft: persisting works again; taking part in the cluster');
-    options.onStorageFailure?.(null);
-  }
-
-  async function drain(): Promise<void> {
-    while (!stopped) {
-      const ready = await driver.handleNext();
+  async #drain(): Promise<void> {
+    while (!this.#stopped) {
+      const ready = await this.#driver.handleNext();
       if (ready === null) return;
-      storageRecovered();
-      if (ready.softState !== null && ready.softState.role !== lastRole) {
-        logger.info({ role: ready.softState.role, leader: ready.softState.leader, term: core.term }, 'raft: role changed');
-        lastRole = ready.softState.role;
+      this.#storageRetry.recovered();
+      if (ready.softState !== null && ready.softState.role !== this.#lastRole) {
+        this.#logger.info({ role: ready.softState.role, leader: ready.softState.leader, term: this.#core.term }, 'raft: role changed');
+        this.#lastRole = ready.softState.role;
       }
-      await maybeCompact();
+      await this.#maybeCompact();
     }
   }
 
-  async function persistTimed(ready: Ready): Promise<void> {
+  async #persistTimed(ready: Ready): Promise<void> {
     const persistStarted = performance.now();
-    await storage.persist(ready);
+    await this.#storage.persist(ready);
     const persistMs = performance.now() - persistStarted;
     // Replies wait for this write: a slow disk delays heartbeats and can cost the leadership.
-    if (persistMs > slowPersistMs) logger.warn({ persistMs: Math.round(persistMs), entries: ready.entries.length }, 'raft: persisting a Ready was slow');
+    if (persistMs > slowPersistMs) this.#logger.warn({ persistMs: Math.round(persistMs), entries: ready.entries.length }, 'raft: persisting a Ready was slow');
   }
 
-  async function apply(snapshot: Snapshot | null, entries: readonly Entry[]): Promise<void> {
-    if (snapshot !== null && snapshot.index > store.appliedIndex()) {
-      await store.importSnapshot(snapshot.index, snapshot.data);
-      logger.info({ index: snapshot.index }, 'raft: installed a snapshot from the leader');
-    }
-    const batch: Array<{ index: number; command: StateCommand | null }> = [];
-    for (const entry of entries) {
-      if (entry.index <= store.appliedIndex()) continue;
-      batch.push({ index: entry.index, command: entry.type === 'noop' ? null : decodeEntry(entry.index, entry.data) });
-    }
-    // One atomic write for the whole Ready: a busy event loop costs one round trip, not two per entry.
-    const applied = await store.applyBatch(batch);
-    batch.forEach(({ index, command }, i) => {
-      if (command !== null) publish(index, command, applied[i]);
-    });
+  #send(messages: readonly Message[]): void {
+    for (const message of messages) this.#options.transport.send(message.to, encode(message));
   }
 
-  /** A committed command, or null when it cannot be decoded: every node skips it the same way. */
-  function decodeEntry(index: number, data: Uint8Array): StateCommand | null {
-    try {
-      const command = decodeCommand(data);
-      validateCommand(command);
-      return command;
-    } catch (error) {
-      logger.error({ err: error, index }, 'raft: skipping a malformed committed command');
-      return null;
-    }
-  }
-
-  /** Tells listeners and the proposer that `command` was applied at `index`. */
-  function publish(index: number, command: StateCommand, applied: boolean): void {
-    const first = recentResults.get(command.id);
-    if (first === undefined) {
-      recentResults.set(command.id, { id: command.id, index, applied });
-      if (recentResults.size > recentResultsMax) recentResults.delete(recentResults.keys().next().value!);
-    }
-    const change: StateChange = { index, command, applied };
-    for (const listener of listeners) {
-      try {
-        listener(change);
-      } catch (error) {
-        logger.error({ err: error }, 'state listener threw');
-      }
-    }
-    const waiters = pending.get(command.id);
-    if (waiters !== undefined) {
-      pending.delete(command.id);
-      const result = recentResults.get(command.id) ?? { id: command.id, index, applied };
-      for (const waiter of waiters) {
-        clearTimeout(waiter.timer);
-        waiter.resolve(result);
-      }
-    }
-  }
-
-  async function maybeCompact(): Promise<void> {
-    const applied = store.appliedIndex();
-    if (applied - core.snapshotIndex < snapshotEntries || applied > core.appliedIndex) return;
-    const snapshot = core.compact(applied, await store.exportSnapshot());
+  async #maybeCompact(): Promise<void> {
+    const applied = this.#store.appliedIndex();
+    if (applied - this.#core.snapshotIndex < this.#snapshotEntries || applied > this.#core.appliedIndex) return;
+    const snapshot = this.#core.compact(applied, await this.#store.exportSnapshot());
     if (snapshot !== null) {
-      await storage.compact(snapshot);
-      logger.debug({ index: applied }, 'raft: compacted the log with a snapshot');
+      await this.#storage.compact(snapshot);
+      this.#logger.debug({ index: applied }, 'raft: compacted the log with a snapshot');
     }
   }
 
-  function waitApplied(commandId: string, timeoutMs: number): Promise<ApplyResult> {
-    return new Promise((resolve, reject) => {
-      const waiter: Pending = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          const rest = (pending.get(commandId) ?? []).filter((other) => other !== waiter);
-          if (rest.length > 0) pending.set(commandId, rest);
-          else pending.delete(commandId);
-          reject(new ProposalError('TIMEOUT', `command ${commandId} was not applied within ${timeoutMs} ms`));
-        }, timeoutMs),
-      };
-      pending.set(commandId, [...(pending.get(commandId) ?? []), waiter]);
-    });
-  }
+  // ---- Proposals ----
 
-  /** Proposes on this node, which must lead; resolves when applied here. */
-  function proposeLocally(command: StateCommand, timeoutMs: number): Promise<ApplyResult> {
-    const known = recentResults.get(command.id);
-    if (known !== undefined) return Promise.resolve(known);
-    const result = core.propose(encodeCommand(command));
-    if (!result.ok) return Promise.reject(new ProposalError(result.error.code === 'not-leader' ? 'NO_LEADER' : 'REJECTED', result.error.message));
-    const applied = waitApplied(command.id, timeoutMs);
-    schedule();
-    return applied;
-  }
-
-  async function propose(proposal: Proposal, proposeOptions: ProposeOptions = {}): Promise<ApplyResult> {
-    if (!running) throw new ProposalError('STOPPED', `node ${id} is not running`);
+  async propose(proposal: Proposal, proposeOptions: ProposeOptions = {}): Promise<ApplyResult> {
+    if (!this.#running) throw new ProposalError('STOPPED', `node ${this.#id} is not running`);
     // Even a proposal another node commits would never be applied here while this node cannot persist.
+    const failure = this.#storageRetry.failure;
     if (failure !== null) throw new ProposalError('STORAGE_FAILED', failure.message);
     const command: StateCommand = { id: randomUUID(), ...proposal };
     validateCommand(command);
-    const deadline = Date.now() + (proposeOptions.timeoutMs ?? proposeTimeoutMs);
+    const deadline = Date.now() + (proposeOptions.timeoutMs ?? this.#proposeTimeoutMs);
     for (;;) {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new ProposalError('NO_LEADER', `no leader accepted command ${command.id} in time`);
-      const leader = core.leader;
-      if (leader === id && core.role === 'leader') return proposeLocally(command, remaining);
+      const leader = this.#core.leader;
+      if (leader === this.#id && this.#core.role === 'leader') return this.#proposeLocally(command, remaining);
       if (leader !== null) {
-        const superseded = watchLeaderChange(leader);
-        try {
-          const reply = decode(
-            await transport.request(leader, proposeProtocol, encode({ command, timeoutMs: remaining }), { timeoutMs: remaining, signal: superseded.signal }),
-          ) as { ok: true; result: ApplyResult } | { ok: false; code: ProposalErrorCode; message: string };
-          if (!reply.ok) {
-            if (reply.code !== 'NO_LEADER') throw new ProposalError(reply.code, reply.message);
-          } else {
-            // Applied on the leader; wait until this node has applied it too, so reads here see it.
-            await waitUntilApplied(reply.result.index, deadline);
-            return reply.result;
-          }
-        } catch (error) {
-          if (error instanceof ProposalError && error.code !== 'NO_LEADER') throw error;
-          // Retrying is safe: a command keeps its id, and a copy applied twice fails its guards.
-          if (superseded.signal.aborted) logger.info({ leader, newLeader: core.leader, term: core.term }, 'raft: the leader a proposal waited on was replaced; forwarding it again');
-          else logger.debug({ err: error, leader }, 'raft: forwarding a proposal failed; retrying');
-        } finally {
-          superseded.stop();
-        }
+        const result = await this.#forward(leader, command, remaining, deadline);
+        if (result !== undefined) return result;
       }
       await new Promise((resolve) => setTimeout(resolve, leaderWaitStepMs));
     }
   }
 
-  /**
-   * Aborts when `leader` is no longer the leader this node knows: its term ended or another node leads.
-   * A leader cut off by a partition or paused answers nothing and resets nothing, so without this a
-   * forwarded proposal would wait out its whole timeout although a new leader was elected long before.
-   */
-  function watchLeaderChange(leader: NodeId): { signal: AbortSignal; stop(): void } {
-    const controller = new AbortController();
-    const termAtStart = core.term;
-    const timer = setInterval(() => {
-      if (core.term !== termAtStart || (core.leader !== null && core.leader !== leader)) controller.abort();
-    }, leaderWaitStepMs);
-    return { signal: controller.signal, stop: () => clearInterval(timer) };
+  /** Proposes on this node, which must lead; resolves when applied here. */
+  #proposeLocally(command: StateCommand, timeoutMs: number): Promise<ApplyResult> {
+    const known = this.applier.known(command.id);
+    if (known !== undefined) return Promise.resolve(known);
+    const result = this.#core.propose(encodeCommand(command));
+    if (!result.ok) return Promise.reject(new ProposalError(result.error.code === 'not-leader' ? 'NO_LEADER' : 'REJECTED', result.error.message));
+    const applied = this.applier.waitApplied(command.id, timeoutMs);
+    this.#schedule();
+    return applied;
   }
 
-  async function waitUntilApplied(index: number, deadline: number): Promise<void> {
-    while (store.appliedIndex() < index) {
-      if (Date.now() > deadline) throw new ProposalError('TIMEOUT', `entry ${index} was committed but not yet applied on ${id}`);
-      await new Promise((resolve) => setTimeout(resolve, 10));
+  /** One attempt to have `leader` commit the command: its result, or undefined to try again. */
+  async #forward(leader: NodeId, command: StateCommand, remaining: number, deadline: number): Promise<ApplyResult | undefined> {
+    const superseded = watchLeaderChange(this.#core, leader);
+    try {
+      const request = encode({ command, timeoutMs: remaining });
+      const reply = decode(await this.#options.transport.request(leader, proposeProtocol, request, { timeoutMs: remaining, signal: superseded.signal })) as ProposalReply;
+      if (!reply.ok) {
+        if (reply.code !== 'NO_LEADER') throw new ProposalError(reply.code, reply.message);
+      } else {
+        // Applied on the leader; wait until this node has applied it too, so reads here see it.
+        await this.applier.waitUntilApplied(reply.result.index, deadline);
+        return reply.result;
+      }
+    } catch (error) {
+      if (error instanceof ProposalError && error.code !== 'NO_LEADER') throw error;
+      // Retrying is safe: a command keeps its id, and a copy applied twice fails its guards.
+      if (superseded.signal.aborted) this.#logger.info({ leader, newLeader: this.#core.leader, term: this.#core.term }, 'raft: the leader a proposal waited on was replaced; forwarding it again');
+      else this.#logger.debug({ err: error, leader }, 'raft: forwarding a proposal failed; retrying');
+    } finally {
+      superseded.stop();
     }
+    return undefined;
   }
 
-  function refuse(kind: keyof FrameStats, from: NodeId, problem: string): void {
-    frameStats[kind] += 1;
-    if (frameStats[kind] % refusedLogEvery === 1) logger.warn({ from, problem, refused: frameStats[kind] }, `raft: dropped a ${kind} frame`);
-  }
+  // ---- Inbound frames ----
 
-  const isMember = (name: NodeId) => voters.has(name) || learners.has(name);
-
-  transport.onMessage((from, bytes) => {
+  #onMessage(from: NodeId, bytes: Uint8Array): void {
     // Stepping while storage fails could grow the unpersisted log without bound; the leader resends.
-    if (!running || failure !== null) return;
+    if (!this.#running || this.#storageRetry.failure !== null) return;
     const message = parseRaftMessage(bytes);
-    if (typeof message === 'string') return refuse('malformed', from, message);
-    const problem = senderProblem(message, from, id, { voters, learners });
-    if (problem !== undefined) return refuse('unauthorized', from, `${message.type}: ${problem}`);
-    core.step(message);
-    schedule();
-  });
+    if (typeof message === 'string') return this.#refuse('malformed', from, message);
+    const problem = senderProblem(message, from, this.#id, { voters: this.#voters, learners: this.#learners });
+    if (problem !== undefined) return this.#refuse('unauthorized', from, `${message.type}: ${problem}`);
+    this.#core.step(message);
+    this.#schedule();
+  }
 
-  transport.handle(proposeProtocol, async (from, bytes) => {
-    if (!isMember(from)) {
-      refuse('unauthorized', from, 'proposal from a peer that is neither a voter nor a learner');
+  async #onProposal(from: NodeId, bytes: Uint8Array): Promise<Uint8Array> {
+    if (!this.#voters.has(from) && !this.#learners.has(from)) {
+      this.#refuse('unauthorized', from, 'proposal from a peer that is neither a voter nor a learner');
       return encode({ ok: false, code: 'REJECTED', message: `${from} is not a member that may propose` });
     }
     const frame = parseProposalFrame(bytes);
     if (typeof frame === 'string') {
-      refuse('malformed', from, frame);
+      this.#refuse('malformed', from, frame);
       return encode({ ok: false, code: 'REJECTED', message: frame });
     }
     try {
-      if (core.role !== 'leader' || failure !== null) return encode({ ok: false, code: 'NO_LEADER', message: `${id} is not the leader` });
-      const result = await proposeLocally(frame.command, Math.min(frame.timeoutMs, proposeTimeoutMs));
+      if (this.#core.role !== 'leader' || this.#storageRetry.failure !== null) return encode({ ok: false, code: 'NO_LEADER', message: `${this.#id} is not the leader` });
+      const result = await this.#proposeLocally(frame.command, Math.min(frame.timeoutMs, this.#proposeTimeoutMs));
       return encode({ ok: true, result });
     } catch (error) {
       const code = error instanceof ProposalError ? error.code : 'REJECTED';
       return encode({ ok: false, code, message: (error as Error).message });
     }
-  });
+  }
 
-  return {
-    async start() {
-      if (running) return;
-      running = true;
-      ticker = setInterval(() => {
-        if (failure !== null) return;
-        core.tick();
-        schedule();
-      }, options.tickMs);
-      schedule();
-    },
-    async stop() {
-      running = false;
-      if (ticker !== undefined) clearInterval(ticker);
-      if (retryTimer !== undefined) clearTimeout(retryTimer);
-      await draining;
-      stopped = true;
-      if (retryTimer !== undefined) clearTimeout(retryTimer);
-      for (const [commandId, waiters] of pending) {
-        for (const waiter of waiters) {
-          clearTimeout(waiter.timer);
-          waiter.reject(new ProposalError('STOPPED', `node ${id} stopped before command ${commandId} was applied`));
-        }
-      }
-      pending.clear();
-    },
-    propose,
-    get: (key) => store.get(key),
-    list: (prefix, limit) => store.list(prefix, limit),
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    setLearners(ids) {
-      core.setLearners(ids);
-      learners = new Set(ids);
-      schedule();
-    },
-    storageFailure: () => failure,
-    status: () => core.status(),
-    frameStats: () => ({ ...frameStats }),
-    // A leader that cannot persist commits nothing: its scheduler and registry must not act as one.
-    isLeader: () => core.role === 'leader' && failure === null,
-    leader: () => core.leader,
-  };
+  #refuse(kind: keyof FrameStats, from: NodeId, problem: string): void {
+    this.#frameStats[kind] += 1;
+    if (this.#frameStats[kind] % refusedLogEvery === 1) this.#logger.warn({ from, problem, refused: this.#frameStats[kind] }, `raft: dropped a ${kind} frame`);
+  }
+}
+
+/**
+ * Aborts when `leader` is no longer the leader this node knows: its term ended or another node leads.
+ * A leader cut off by a partition or paused answers nothing and resets nothing, so without this a
+ * forwarded proposal would wait out its whole timeout although a new leader was elected long before.
+ */
+function watchLeaderChange(core: RaftCore, leader: NodeId): { signal: AbortSignal; stop(): void } {
+  const controller = new AbortController();
+  const termAtStart = core.term;
+  const timer = setInterval(() => {
+    if (core.term !== termAtStart || (core.leader !== null && core.leader !== leader)) controller.abort();
+  }, leaderWaitStepMs);
+  return { signal: controller.signal, stop: () => clearInterval(timer) };
 }

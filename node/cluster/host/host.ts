@@ -11,7 +11,7 @@ import { gossipsub } from '@libp2p/gossipsub';
 import type { GossipSub } from '@libp2p/gossipsub';
 import { identify } from '@libp2p/identify';
 import type { Identify } from '@libp2p/identify';
-import type { Libp2p } from '@libp2p/interface';
+import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import './xsalsa20-windowed.ts';
@@ -28,6 +28,7 @@ import { loadOrCreatePrivateKey } from './identity.ts';
 import { createMembership } from './membership.ts';
 import type { Membership, MembershipStats } from './membership.ts';
 import { createTrust } from './trust.ts';
+import type { Trust } from './trust.ts';
 import { createTransport } from './transport.ts';
 import type { Transport, TransportLimits, TransportStats } from './transport.ts';
 import type { Host, MemberEventType, MemberListener, MessageListener, RequestHandler, StatusProvider } from './types.ts';
@@ -60,106 +61,89 @@ interface Running {
 }
 
 export function createHost(options: HostOptions): HostWithStats {
-  const { config } = options;
-  // Every part logs with the node's name, so the logs of a local cluster in one process separate; a
-  // logger that already carries it (`dcas node` binds it once) is not given it twice.
-  const nodeLogger = options.logger.bindings().node === config.name ? options.logger : options.logger.child({ node: config.name });
-  const log = nodeLogger.child({ room: 'host' });
+  const node = new HostNode(options);
+  return {
+    name: options.config.name,
+    get peerId() {
+      return node.need('peerId').libp2p.peerId.toString();
+    },
+    start: () => node.start(),
+    stop: () => node.stop(),
+    addresses: () => node.addresses(),
+    members: () => node.need('members').membership.members(),
+    member: (name) => node.need('member').membership.member(name),
+    on: (event, listener) => node.on(event, listener),
+    setStatusProvider: (provider) => node.setStatusProvider(provider),
+    announce: () => node.need('announce').membership.announce(),
+    send: (toName, bytes) => node.send(toName, bytes),
+    onMessage: (listener) => node.onMessage(listener),
+    request: (toName, protocol, bytes, requestOptions) => node.need(`request to "${toName}"`).transport.request(toName, protocol, bytes, requestOptions),
+    handle: (protocol, handler) => node.handle(protocol, handler),
+    transportStats: () => node.need('transportStats').transport.stats(),
+    membershipStats: () => node.need('membershipStats').membership.stats(),
+    libp2pNode: () => node.need('libp2pNode').libp2p,
+  };
+}
+
+/** A host's running parts, and what was registered on it before (or while) they run. */
+class HostNode {
+  readonly #options: HostOptions;
+  readonly #config: NodeConfig;
+  readonly #nodeLogger: Logger;
+  readonly #log: Logger;
   // Listeners, handlers and the provider may be set before start; they are handed on at start.
-  const memberListeners: Array<[MemberEventType, MemberListener]> = [];
-  const messageListeners = new Set<MessageListener>();
-  const handlers = new Map<string, RequestHandler>();
-  let statusProvider: StatusProvider = () => ({});
-  let running: Running | undefined;
-  let starting = false;
+  readonly #memberListeners: Array<[MemberEventType, MemberListener]> = [];
+  readonly #messageListeners = new Set<MessageListener>();
+  readonly #handlers = new Map<string, RequestHandler>();
+  #statusProvider: StatusProvider = () => ({});
+  #running: Running | undefined;
+  #starting = false;
 
-  function need(what: string): Running {
-    if (running === undefined) throw new HostError('NOT_STARTED', `${what}: host "${config.name}" is not running`);
-    return running;
+  constructor(options: HostOptions) {
+    const { config } = options;
+    this.#options = options;
+    this.#config = config;
+    // Every part logs with the node's name, so the logs of a local cluster in one process separate; a
+    // logger that already carries it (`dcas node` binds it once) is not given it twice.
+    this.#nodeLogger = options.logger.bindings().node === config.name ? options.logger : options.logger.child({ node: config.name });
+    this.#log = this.#nodeLogger.child({ room: 'host' });
   }
 
-  async function start() {
-    if (running !== undefined || starting) throw new HostError('NOT_STARTED', `host "${config.name}" is already started`);
-    starting = true;
+  need(what: string): Running {
+    if (this.#running === undefined) throw new HostError('NOT_STARTED', `${what}: host "${this.#config.name}" is not running`);
+    return this.#running;
+  }
+
+  addresses(): string[] {
+    return this.need('addresses').libp2p.getMultiaddrs().map(String);
+  }
+
+  // ---- Lifecycle ----
+
+  async start(): Promise<void> {
+    if (this.#running !== undefined || this.#starting) throw new HostError('NOT_STARTED', `host "${this.#config.name}" is already started`);
+    this.#starting = true;
+    let running: Running;
     try {
-      running = await startParts();
+      running = this.#running = await this.#startParts();
     } finally {
-      starting = false;
+      this.#starting = false;
     }
-    log.info({ peerId: running.libp2p.peerId.toString(), addresses: host.addresses() }, 'host started');
+    this.#log.info({ peerId: running.libp2p.peerId.toString(), addresses: this.addresses() }, 'host started');
   }
 
-  async function startParts(): Promise<Running> {
-    const { privateKey, created } = await loadOrCreatePrivateKey(config.dataDir);
-    if (created) log.info({ dataDir: config.dataDir }, 'created a new peer identity');
-    const ownPeerId = peerIdFromPrivateKey(privateKey).toString();
-    const pinnedPeerId = config.peers?.[config.name];
-    if (pinnedPeerId !== undefined && pinnedPeerId !== ownPeerId) {
-      throw new HostError('TRUST', `${config.source}: peers.${config.name} pins ${pinnedPeerId}, but the key in ${config.dataDir} is ${ownPeerId}`);
-    }
-    const trust = createTrust(config, nodeLogger);
-    const libp2pOptions: Libp2pOptions<Services> = {
-      privateKey,
-      addresses: { listen: config.listen },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: {
-        identify: identify(),
-        pubsub: gossipsub({
-          // The first heartbeats go out before any peer is connected; that is not an error.
-          allowPublishToZeroTopicPeers: true,
-          // This bounds one RPC, not one message: an IWANT answer carries every wanted message in
-          // one RPC, and IHAVE lists piggyback up to 5000 ids. An RPC over the limit (it was 32 KiB,
-          // two heartbeats) makes gossipsub drop the sender as if disconnected, and it never reopens
-          // the streams while the connection lives: a second way to the stall of issue 16. Each
-          // heartbeat is still checked against its own limit.
-          maxInboundDataLength: gossipRpcBytesMax,
-          scoreParams: {
-            // gossipsub penalises every peer of an address shared by more than 10 peers
-            // (surplus² × -5) and keeps a departed peer's score, address included, for an hour. On
-            // one machine (or behind one NAT) the 14th peer id ever seen graylisted every member:
-            // their heartbeats were ignored while their connections stayed up, the stall of issue 16.
-            // Members here are authenticated (pnet key, then admission), so sharing an address is
-            // normal, not a Sybil sign.
-            IPColocationFactorWeight: 0,
-            // Admitted members get a small positive score so stray behaviour penalties (a broken
-            // IWANT promise under load) never push them towards the gossip thresholds.
-            appSpecificScore: (peerId: string) => (trust.nameOf(peerId) === undefined ? 0 : 1),
-          },
-        }),
-      },
-    };
+  async #startParts(): Promise<Running> {
+    const config = this.#config;
+    const privateKey = await loadOwnKey(config, this.#log);
+    const trust = createTrust(config, this.#nodeLogger);
+    const libp2pOptions = libp2pOptionsFor(config, privateKey, trust);
     if (config.pskFile === undefined) {
-      log.warn('no pskFile: the libp2p network is open to any peer that can reach it');
+      this.#log.warn('no pskFile: the libp2p network is open to any peer that can reach it');
     } else {
       libp2pOptions.connectionProtector = preSharedKey({ psk: await readPsk(config.pskFile) });
     }
     const libp2p = await createLibp2p(libp2pOptions);
-
-    const membership = createMembership({ config, libp2p, trust, logger: nodeLogger });
-    membership.setStatusProvider(() => statusProvider());
-    for (const [event, listener] of memberListeners) membership.on(event, listener);
-    const transport = createTransport({
-      libp2p,
-      selfName: config.name,
-      member: (name) => membership.member(name),
-      nameOf: (peerId) => membership.nameOf(peerId),
-      logger: nodeLogger,
-      limits: options.transportLimits,
-    });
-    transport.onMessage((fromName, bytes) => {
-      for (const listener of messageListeners) {
-        try {
-          listener(fromName, bytes);
-        } catch (error) {
-          log.error({ err: error, from: fromName }, 'message listener threw');
-        }
-      }
-    });
-    for (const [protocol, handler] of handlers) transport.handle(protocol, handler);
-    const bootstrap = createBootstrapDialer({ libp2p, addresses: config.bootstrap, logger: nodeLogger, limits: options.bootstrapLimits });
-
+    const { membership, transport, bootstrap } = this.#createParts(libp2p, trust);
     try {
       await transport.start();
       membership.start();
@@ -171,56 +155,125 @@ export function createHost(options: HostOptions): HostWithStats {
     return { libp2p, membership, transport, bootstrap };
   }
 
-  async function stop() {
-    const parts = running;
+  /** Membership, transport and bootstrap dialer over `libp2p`, with what was registered before start. */
+  #createParts(libp2p: Libp2p<Services>, trust: Trust): Omit<Running, 'libp2p'> {
+    const config = this.#config;
+    const membership = createMembership({ config, libp2p, trust, logger: this.#nodeLogger });
+    membership.setStatusProvider(() => this.#statusProvider());
+    for (const [event, listener] of this.#memberListeners) membership.on(event, listener);
+    const transport = createTransport({
+      libp2p,
+      selfName: config.name,
+      member: (name) => membership.member(name),
+      nameOf: (peerId) => membership.nameOf(peerId),
+      logger: this.#nodeLogger,
+      limits: this.#options.transportLimits,
+    });
+    transport.onMessage((fromName, bytes) => this.#deliver(fromName, bytes));
+    for (const [protocol, handler] of this.#handlers) transport.handle(protocol, handler);
+    const bootstrap = createBootstrapDialer({ libp2p, addresses: config.bootstrap, logger: this.#nodeLogger, limits: this.#options.bootstrapLimits });
+    return { membership, transport, bootstrap };
+  }
+
+  async stop(): Promise<void> {
+    const parts = this.#running;
     if (parts === undefined) return;
-    running = undefined;
+    this.#running = undefined;
     parts.bootstrap.stop();
     parts.membership.stop();
     await parts.transport.stop();
     await parts.libp2p.stop();
-    log.info('host stopped');
+    this.#log.info('host stopped');
   }
 
-  const host: HostWithStats = {
-    name: config.name,
-    get peerId() {
-      return need('peerId').libp2p.peerId.toString();
+  // ---- Registrations, kept across restarts ----
+
+  on(event: MemberEventType, listener: MemberListener): () => void {
+    const entry: [MemberEventType, MemberListener] = [event, listener];
+    this.#memberListeners.push(entry);
+    const unsubscribe = this.#running?.membership.on(event, listener);
+    return () => {
+      this.#memberListeners.splice(this.#memberListeners.indexOf(entry), 1);
+      unsubscribe?.();
+    };
+  }
+
+  setStatusProvider(provider: StatusProvider): void {
+    this.#statusProvider = provider;
+  }
+
+  send(toName: string, bytes: Uint8Array): boolean {
+    return this.#running === undefined ? false : this.#running.transport.send(toName, bytes);
+  }
+
+  onMessage(listener: MessageListener): () => void {
+    this.#messageListeners.add(listener);
+    return () => this.#messageListeners.delete(listener);
+  }
+
+  #deliver(fromName: string, bytes: Uint8Array): void {
+    for (const listener of this.#messageListeners) {
+      try {
+        listener(fromName, bytes);
+      } catch (error) {
+        this.#log.error({ err: error, from: fromName }, 'message listener threw');
+      }
+    }
+  }
+
+  handle(protocol: string, handler: RequestHandler): void {
+    if (this.#handlers.has(protocol)) throw new HostError('BAD_PROTOCOL', `protocol "${protocol}" already has a handler`);
+    this.#running?.transport.handle(protocol, handler);
+    this.#handlers.set(protocol, handler);
+  }
+}
+
+/** This node's private key from its data folder (made on first start), checked against a pinned peer id. */
+async function loadOwnKey(config: NodeConfig, log: Logger): Promise<PrivateKey> {
+  const { privateKey, created } = await loadOrCreatePrivateKey(config.dataDir);
+  if (created) log.info({ dataDir: config.dataDir }, 'created a new peer identity');
+  const ownPeerId = peerIdFromPrivateKey(privateKey).toString();
+  const pinnedPeerId = config.peers?.[config.name];
+  if (pinnedPeerId !== undefined && pinnedPeerId !== ownPeerId) {
+    throw new HostError('TRUST', `${config.source}: peers.${config.name} pins ${pinnedPeerId}, but the key in ${config.dataDir} is ${ownPeerId}`);
+  }
+  return privateKey;
+}
+
+/** TCP, Noise, yamux, identify and gossipsub tuned for a cluster of admitted members. */
+function libp2pOptionsFor(config: NodeConfig, privateKey: PrivateKey, trust: Trust): Libp2pOptions<Services> {
+  return {
+    privateKey,
+    addresses: { listen: config.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    services: {
+      identify: identify(),
+      pubsub: gossipsub({
+        // The first heartbeats go out before any peer is connected; that is not an error.
+        allowPublishToZeroTopicPeers: true,
+        // This bounds one RPC, not one message: an IWANT answer carries every wanted message in
+        // one RPC, and IHAVE lists piggyback up to 5000 ids. An RPC over the limit (it was 32 KiB,
+        // two heartbeats) makes gossipsub drop the sender as if disconnected, and it never reopens
+        // the streams while the connection lives: a second way to the stall of issue 16. Each
+        // heartbeat is still checked against its own limit.
+        maxInboundDataLength: gossipRpcBytesMax,
+        scoreParams: {
+          // gossipsub penalises every peer of an address shared by more than 10 peers
+          // (surplus² × -5) and keeps a departed peer's score, address included, for an hour. On
+          // one machine (or behind one NAT) the 14th peer id ever seen graylisted every member:
+          // their heartbeats were ignored while their connections stayed up, the stall of issue 16.
+          // Members here are authenticated (pnet key, then admission), so sharing an address is
+          // normal, not a Sybil sign.
+          IPColocationFactorWeight: 0,
+          // Admitted members get a small positive score so stray behaviour penalties (a broken
+          // IWANT promise under load) never push them towards the gossip thresholds.
+          appSpecificScore: (peerId: string) => (trust.nameOf(peerId) === undefined ? 0 : 1),
+        },
+      }),
     },
-    start,
-    stop,
-    addresses: () => need('addresses').libp2p.getMultiaddrs().map(String),
-    members: () => need('members').membership.members(),
-    member: (name) => need('member').membership.member(name),
-    on(event, listener) {
-      const entry: [MemberEventType, MemberListener] = [event, listener];
-      memberListeners.push(entry);
-      const unsubscribe = running?.membership.on(event, listener);
-      return () => {
-        memberListeners.splice(memberListeners.indexOf(entry), 1);
-        unsubscribe?.();
-      };
-    },
-    setStatusProvider(provider) {
-      statusProvider = provider;
-    },
-    announce: () => need('announce').membership.announce(),
-    send: (toName, bytes) => (running === undefined ? false : running.transport.send(toName, bytes)),
-    onMessage(listener) {
-      messageListeners.add(listener);
-      return () => messageListeners.delete(listener);
-    },
-    request: (toName, protocol, bytes, requestOptions) => need(`request to "${toName}"`).transport.request(toName, protocol, bytes, requestOptions),
-    handle(protocol, handler) {
-      if (handlers.has(protocol)) throw new HostError('BAD_PROTOCOL', `protocol "${protocol}" already has a handler`);
-      running?.transport.handle(protocol, handler);
-      handlers.set(protocol, handler);
-    },
-    transportStats: () => need('transportStats').transport.stats(),
-    membershipStats: () => need('membershipStats').membership.stats(),
-    libp2pNode: () => need('libp2pNode').libp2p,
   };
-  return host;
 }
 
 /** The pnet key file as @libp2p/pnet expects it: the three lines, without a trailing newline. */

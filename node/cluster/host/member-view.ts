@@ -46,65 +46,27 @@ export interface MemberView {
 
 export function createMemberView(selfName: string, timings: MemberTimings): MemberView {
   if (!(timings.suspectMs < timings.deadMs)) throw new Error('suspectMs must be below deadMs');
-  const entries = new Map<string, Entry>();
-  const namesByPeerId = new Map<string, string>();
+  return new MemberTable(selfName, timings);
+}
 
-  function statusAt(entry: Entry, nowMs: number): MemberStatus {
-    const ageMs = nowMs - entry.seenMs;
-    if (ageMs >= timings.deadMs) return 'dead';
-    if (ageMs >= timings.suspectMs) return 'suspect';
-    return 'alive';
+class MemberTable implements MemberView {
+  readonly #selfName: string;
+  readonly #timings: MemberTimings;
+  readonly #entries = new Map<string, Entry>();
+  readonly #namesByPeerId = new Map<string, string>();
+
+  constructor(selfName: string, timings: MemberTimings) {
+    this.#selfName = selfName;
+    this.#timings = timings;
   }
 
-  function withAge(entry: Entry, nowMs: number): Member {
-    return { ...entry.member, heartbeatAgeMs: Math.max(0, Math.round(nowMs - entry.seenMs)) };
-  }
-
-  /** Makes room for one more member; false when every remembered member is still live. */
-  function evictOneDead(): boolean {
-    let oldest: Entry | undefined;
-    for (const entry of entries.values()) {
-      if (entry.member.status === 'dead' && (oldest === undefined || entry.seenMs < oldest.seenMs)) oldest = entry;
-    }
-    if (oldest === undefined) return false;
-    entries.delete(oldest.member.name);
-    if (namesByPeerId.get(oldest.member.peerId) === oldest.member.name) namesByPeerId.delete(oldest.member.peerId);
-    return true;
-  }
-
-  function observe(heartbeat: Heartbeat, nowMs: number, notes?: MemberViewNotes): MemberEvent[] {
-    if (heartbeat.name === selfName) return [];
-    const current = entries.get(heartbeat.name);
-    const sameRun = current !== undefined && current.member.peerId === heartbeat.peerId && current.member.startedAt === heartbeat.startedAt;
-    // Gossip may deliver a run's heartbeats late or twice; only newer ones say anything.
-    if (sameRun && heartbeat.seq <= current.member.seq) return [];
-    // An older run of a member (same peer, earlier start) cannot override its newer run.
-    if (current !== undefined && current.member.peerId === heartbeat.peerId && heartbeat.startedAt < current.member.startedAt) return [];
-    if (current !== undefined && current.member.peerId !== heartbeat.peerId && current.member.status !== 'dead' && notes !== undefined) {
-      notes.conflict = { name: heartbeat.name, peerIds: [current.member.peerId, heartbeat.peerId] };
-    }
-    if (current === undefined && entries.size >= membersMax && !evictOneDead()) return [];
-
-    const member: Member = {
-      name: heartbeat.name,
-      peerId: heartbeat.peerId,
-      role: heartbeat.role,
-      gateway: heartbeat.gateway,
-      addresses: heartbeat.addresses,
-      status: 'alive',
-      self: false,
-      load: heartbeat.load,
-      raft: heartbeat.raft,
-      seq: heartbeat.seq,
-      startedAt: heartbeat.startedAt,
-      heartbeatAgeMs: 0,
-    };
-    entries.set(member.name, { member, seenMs: nowMs });
-    if (current !== undefined && current.member.peerId !== member.peerId && namesByPeerId.get(current.member.peerId) === member.name) {
-      namesByPeerId.delete(current.member.peerId);
-    }
-    namesByPeerId.set(member.peerId, member.name);
-
+  observe(heartbeat: Heartbeat, nowMs: number, notes?: MemberViewNotes): MemberEvent[] {
+    if (heartbeat.name === this.#selfName) return [];
+    const current = this.#entries.get(heartbeat.name);
+    if (!this.#accepts(heartbeat, current, notes)) return [];
+    const member = memberOf(heartbeat);
+    this.#entries.set(member.name, { member, seenMs: nowMs });
+    this.#rename(current, member);
     if (current === undefined || current.member.status === 'dead') {
       return [{ type: 'member:up', member, previous: current?.member }];
     }
@@ -112,10 +74,43 @@ export function createMemberView(selfName: string, timings: MemberTimings): Memb
     return [];
   }
 
-  function sweep(nowMs: number): MemberEvent[] {
+  /** Whether a heartbeat says anything new about the member `current` holds (and there is room for it). */
+  #accepts(heartbeat: Heartbeat, current: Entry | undefined, notes: MemberViewNotes | undefined): boolean {
+    const sameRun = current !== undefined && current.member.peerId === heartbeat.peerId && current.member.startedAt === heartbeat.startedAt;
+    // Gossip may deliver a run's heartbeats late or twice; only newer ones say anything.
+    if (sameRun && heartbeat.seq <= current.member.seq) return false;
+    // An older run of a member (same peer, earlier start) cannot override its newer run.
+    if (current !== undefined && current.member.peerId === heartbeat.peerId && heartbeat.startedAt < current.member.startedAt) return false;
+    if (current !== undefined && current.member.peerId !== heartbeat.peerId && current.member.status !== 'dead' && notes !== undefined) {
+      notes.conflict = { name: heartbeat.name, peerIds: [current.member.peerId, heartbeat.peerId] };
+    }
+    return !(current === undefined && this.#entries.size >= membersMax && !this.#evictOneDead());
+  }
+
+  /** Points the member's peer id at its name, and forgets the peer id the name had before, if another. */
+  #rename(current: Entry | undefined, member: Member): void {
+    if (current !== undefined && current.member.peerId !== member.peerId && this.#namesByPeerId.get(current.member.peerId) === member.name) {
+      this.#namesByPeerId.delete(current.member.peerId);
+    }
+    this.#namesByPeerId.set(member.peerId, member.name);
+  }
+
+  /** Makes room for one more member; false when every remembered member is still live. */
+  #evictOneDead(): boolean {
+    let oldest: Entry | undefined;
+    for (const entry of this.#entries.values()) {
+      if (entry.member.status === 'dead' && (oldest === undefined || entry.seenMs < oldest.seenMs)) oldest = entry;
+    }
+    if (oldest === undefined) return false;
+    this.#entries.delete(oldest.member.name);
+    if (this.#namesByPeerId.get(oldest.member.peerId) === oldest.member.name) this.#namesByPeerId.delete(oldest.member.peerId);
+    return true;
+  }
+
+  sweep(nowMs: number): MemberEvent[] {
     const events: MemberEvent[] = [];
-    for (const entry of entries.values()) {
-      const status = statusAt(entry, nowMs);
+    for (const entry of this.#entries.values()) {
+      const status = this.#statusAt(entry, nowMs);
       if (status === entry.member.status) continue;
       const previous = entry.member;
       entry.member = { ...previous, status };
@@ -125,16 +120,47 @@ export function createMemberView(selfName: string, timings: MemberTimings): Memb
     return events;
   }
 
-  function list(nowMs: number): Member[] {
-    return [...entries.values()].map((entry) => withAge(entry, nowMs)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  #statusAt(entry: Entry, nowMs: number): MemberStatus {
+    const ageMs = nowMs - entry.seenMs;
+    if (ageMs >= this.#timings.deadMs) return 'dead';
+    if (ageMs >= this.#timings.suspectMs) return 'suspect';
+    return 'alive';
   }
 
-  function get(name: string, nowMs: number): Member | undefined {
-    const entry = entries.get(name);
+  list(nowMs: number): Member[] {
+    return [...this.#entries.values()].map((entry) => withAge(entry, nowMs)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  get(name: string, nowMs: number): Member | undefined {
+    const entry = this.#entries.get(name);
     return entry === undefined ? undefined : withAge(entry, nowMs);
   }
 
-  return { observe, sweep, list, get, nameOf: (peerId) => namesByPeerId.get(peerId) };
+  nameOf(peerId: string): string | undefined {
+    return this.#namesByPeerId.get(peerId);
+  }
+}
+
+function withAge(entry: Entry, nowMs: number): Member {
+  return { ...entry.member, heartbeatAgeMs: Math.max(0, Math.round(nowMs - entry.seenMs)) };
+}
+
+/** The member a heartbeat describes, alive as of now. */
+function memberOf(heartbeat: Heartbeat): Member {
+  return {
+    name: heartbeat.name,
+    peerId: heartbeat.peerId,
+    role: heartbeat.role,
+    gateway: heartbeat.gateway,
+    addresses: heartbeat.addresses,
+    status: 'alive',
+    self: false,
+    load: heartbeat.load,
+    raft: heartbeat.raft,
+    seq: heartbeat.seq,
+    startedAt: heartbeat.startedAt,
+    heartbeatAgeMs: 0,
+  };
 }
 
 /** The fields whose change is news to listeners (load and seq move every heartbeat). */

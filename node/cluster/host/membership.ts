@@ -7,24 +7,22 @@
  * dropped, so a relay cannot speak for another peer. A heartbeat counts only when trust admits its
  * (name, peer id): a name bound to another peer id, or a peer never admitted, is ignored (warned).
  *
- * A watchdog looks for peers that stay connected but fall silent: gossipsub keeps one outbound
- * stream per connection and does not reopen it when it breaks while the connection lives, so such
- * a peer stops hearing (or being heard) until the connection is replaced. The watchdog hangs up and
- * redials it, with a backoff per peer.
+ * A watchdog (`silent-peers.ts`) looks for peers that stay connected but fall silent and redials them.
  */
 
 import { performance } from 'node:perf_hooks';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr } from '@multiformats/multiaddr';
-import type { Libp2p, PeerId } from '@libp2p/interface';
+import type { Libp2p } from '@libp2p/interface';
 import type { GossipSub, Message } from '@libp2p/gossipsub';
 import type { Logger } from 'pino';
 import type { NodeConfig } from '../../config/index.ts';
 import { decodeHeartbeat, encodeHeartbeat, heartbeatTopic } from './heartbeat.ts';
 import type { Heartbeat } from './heartbeat.ts';
 import { createMemberView } from './member-view.ts';
+import { SilentPeerWatchdog } from './silent-peers.ts';
 import type { Trust } from './trust.ts';
-import type { MemberEvent, MemberViewNotes } from './member-view.ts';
+import type { MemberEvent, MemberView, MemberViewNotes } from './member-view.ts';
 import type { Member, MemberEventType, MemberListener, StatusProvider } from './types.ts';
 
 export interface MembershipComponents {
@@ -43,9 +41,6 @@ export interface MembershipStats {
   reconnects: number;
 }
 
-/** The watchdog waits at least this long between two reconnects of one peer, doubling to the max. */
-const reconnectBackoffMsMin = 5_000;
-const reconnectBackoffMsMax = 60_000;
 /** Repeated warnings about one peer are logged the first time and then every this many times. */
 const warnEvery = 100;
 
@@ -61,28 +56,140 @@ export interface Membership {
   announce(): void;
 }
 
-export function createMembership({ config, libp2p, trust, logger }: MembershipComponents): Membership {
-  const log = logger.child({ room: 'membership' });
-  const pubsub = libp2p.services.pubsub;
-  const view = createMemberView(config.name, config.membership);
-  const listeners = new Map<MemberEventType, Set<MemberListener>>();
-  const addressesMerged = new Map<string, string>(); // peer id → addresses last given to the peer store
-  const startedAt = Date.now();
-  let provider: StatusProvider = () => ({});
-  let seq = 0;
-  let publishTimer: NodeJS.Timeout | undefined;
-  let sweepTimer: NodeJS.Timeout | undefined;
-  let watchTimer: NodeJS.Timeout | undefined;
-  const counters: MembershipStats = { heartbeatsRefused: 0, publishFailures: 0, reconnects: 0 };
-  const refusalsByPeer = new Map<string, number>();
-  const reconnectAt = new Map<string, { atMs: number; backoffMs: number }>();
+export function createMembership(components: MembershipComponents): Membership {
+  const membership = new GossipMembership(components);
+  return {
+    start: () => membership.start(),
+    stop: () => membership.stop(),
+    stats: () => membership.stats(),
+    members: () => membership.members(),
+    member: (name) => membership.member(name),
+    nameOf: (peerId) => membership.nameOf(peerId),
+    on: (event, listener) => membership.on(event, listener),
+    setStatusProvider: (provider) => membership.setStatusProvider(provider),
+    announce: () => membership.publish(),
+  };
+}
 
-  function selfHeartbeat(): Heartbeat {
+class GossipMembership {
+  readonly #config: NodeConfig;
+  readonly #libp2p: Libp2p<{ pubsub: GossipSub }>;
+  readonly #trust: Trust;
+  readonly #log: Logger;
+  readonly #view: MemberView;
+  readonly #watchdog: SilentPeerWatchdog;
+  readonly #listeners = new Map<MemberEventType, Set<MemberListener>>();
+  readonly #addressesMerged = new Map<string, string>(); // peer id → addresses last given to the peer store
+  readonly #startedAt = Date.now();
+  readonly #counters: MembershipStats = { heartbeatsRefused: 0, publishFailures: 0, reconnects: 0 };
+  readonly #refusalsByPeer = new Map<string, number>();
+  readonly #onMessage = (event: CustomEvent<Message>) => this.#receive(event.detail);
+  #provider: StatusProvider = () => ({});
+  #seq = 0;
+  #publishTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #watchTimer: NodeJS.Timeout | undefined;
+
+  constructor({ config, libp2p, trust, logger }: MembershipComponents) {
+    this.#config = config;
+    this.#libp2p = libp2p;
+    this.#trust = trust;
+    this.#log = logger.child({ room: 'membership' });
+    this.#view = createMemberView(config.name, config.membership);
+    this.#watchdog = new SilentPeerWatchdog({ config, libp2p, trust, view: this.#view, log: this.#log, counters: this.#counters });
+  }
+
+  // ---- Lifecycle ----
+
+  start(): void {
+    const pubsub = this.#libp2p.services.pubsub;
+    const { heartbeatMs, suspectMs } = this.#config.membership;
+    pubsub.addEventListener('message', this.#onMessage);
+    pubsub.subscribe(heartbeatTopic);
+    this.publish();
+    this.#publishTimer = setInterval(() => this.publish(), heartbeatMs);
+    // Sweeping at a quarter of the heartbeat keeps status changes within that of their deadline.
+    const sweepMs = Math.max(10, Math.floor(heartbeatMs / 4));
+    this.#sweepTimer = setInterval(() => this.#emit(this.#view.sweep(performance.now())), sweepMs);
+    this.#watchTimer = setInterval(() => this.#watchdog.watch(), suspectMs);
+  }
+
+  stop(): void {
+    const pubsub = this.#libp2p.services.pubsub;
+    clearInterval(this.#publishTimer);
+    clearInterval(this.#sweepTimer);
+    clearInterval(this.#watchTimer);
+    this.#watchTimer = undefined;
+    this.#publishTimer = undefined;
+    this.#sweepTimer = undefined;
+    pubsub.removeEventListener('message', this.#onMessage);
+    if (pubsub.getTopics().includes(heartbeatTopic)) pubsub.unsubscribe(heartbeatTopic);
+  }
+
+  // ---- Reading the view ----
+
+  stats(): MembershipStats {
+    return { ...this.#counters };
+  }
+
+  members(): Member[] {
+    return [this.#selfMember(), ...this.#view.list(performance.now())];
+  }
+
+  member(name: string): Member | undefined {
+    return name === this.#config.name ? this.#selfMember() : this.#view.get(name, performance.now());
+  }
+
+  nameOf(peerId: string): string | undefined {
+    return peerId === this.#libp2p.peerId.toString() ? this.#config.name : this.#trust.nameOf(peerId);
+  }
+
+  on(event: MemberEventType, listener: MemberListener): () => void {
+    let set = this.#listeners.get(event);
+    if (set === undefined) this.#listeners.set(event, (set = new Set()));
+    set.add(listener);
+    return () => set.delete(listener);
+  }
+
+  #emit(events: MemberEvent[]): void {
+    for (const event of events) {
+      const level = event.type === 'member:changed' ? 'debug' : 'info';
+      this.#log[level]({ member: event.member.name, status: event.member.status, peerId: event.member.peerId }, event.type);
+      for (const listener of this.#listeners.get(event.type) ?? []) {
+        try {
+          listener(event.member, event.previous);
+        } catch (error) {
+          this.#log.error({ err: error, event: event.type }, 'member listener threw');
+        }
+      }
+    }
+  }
+
+  // ---- This node's heartbeat ----
+
+  setStatusProvider(provider: StatusProvider): void {
+    this.#provider = provider;
+  }
+
+  publish(): void {
+    this.#seq += 1;
+    const bytes = encodeHeartbeat(this.#selfHeartbeat());
+    this.#libp2p.services.pubsub.publish(heartbeatTopic, bytes).catch((error: unknown) => {
+      const counters = this.#counters;
+      counters.publishFailures += 1;
+      // A failed publish means peers do not hear this node: worth a warning, but not one per beat.
+      if (counters.publishFailures % warnEvery === 1) this.#log.warn({ err: error, failures: counters.publishFailures }, 'heartbeat publish failed');
+    });
+  }
+
+  #selfHeartbeat(): Heartbeat {
+    const config = this.#config;
+    const libp2p = this.#libp2p;
     let report: ReturnType<StatusProvider> = {};
     try {
-      report = provider();
+      report = this.#provider();
     } catch (error) {
-      log.error({ err: error }, 'status provider threw; heartbeat carries defaults');
+      this.#log.error({ err: error }, 'status provider threw; heartbeat carries defaults');
     }
     return {
       name: config.name,
@@ -92,152 +199,57 @@ export function createMembership({ config, libp2p, trust, logger }: MembershipCo
       addresses: libp2p.getMultiaddrs().map(String),
       load: { workers: config.workers, inFlight: 0, queue: 0, ...report.load },
       raft: report.raft,
-      seq,
-      startedAt,
-      join: trust.ownJoinProof(libp2p.peerId.toString()),
+      seq: this.#seq,
+      startedAt: this.#startedAt,
+      join: this.#trust.ownJoinProof(libp2p.peerId.toString()),
     };
   }
 
-  function selfMember(): Member {
-    const { join: _join, ...heartbeat } = selfHeartbeat();
+  #selfMember(): Member {
+    const { join: _join, ...heartbeat } = this.#selfHeartbeat();
     return { ...heartbeat, status: 'alive', self: true, heartbeatAgeMs: 0 };
   }
 
-  function emit(events: MemberEvent[]) {
-    for (const event of events) {
-      const level = event.type === 'member:changed' ? 'debug' : 'info';
-      log[level]({ member: event.member.name, status: event.member.status, peerId: event.member.peerId }, event.type);
-      for (const listener of listeners.get(event.type) ?? []) {
-        try {
-          listener(event.member, event.previous);
-        } catch (error) {
-          log.error({ err: error, event: event.type }, 'member listener threw');
-        }
-      }
-    }
-  }
+  // ---- Heartbeats from others ----
 
-  function publish() {
-    seq += 1;
-    const bytes = encodeHeartbeat(selfHeartbeat());
-    pubsub.publish(heartbeatTopic, bytes).catch((error: unknown) => {
-      counters.publishFailures += 1;
-      // A failed publish means peers do not hear this node: worth a warning, but not one per beat.
-      if (counters.publishFailures % warnEvery === 1) log.warn({ err: error, failures: counters.publishFailures }, 'heartbeat publish failed');
-    });
-  }
-
-  function onMessage(event: CustomEvent<Message>) {
-    const message = event.detail;
+  #receive(message: Message): void {
     if (message.topic !== heartbeatTopic) return;
     if (message.type !== 'signed') return;
     const from = message.from.toString();
+    const name = this.#config.name;
     const heartbeat = decodeHeartbeat(message.data);
-    if (typeof heartbeat === 'string') return refuse(from, 'dropped a malformed heartbeat', heartbeat);
-    if (heartbeat.peerId !== from) return refuse(from, 'dropped a heartbeat signed by another peer', `claims ${heartbeat.peerId}`);
-    if (heartbeat.name === config.name) return refuse(from, `another peer claims this node's name "${config.name}"`, 'ignored');
-    const refusal = trust.admit({ name: heartbeat.name, peerId: heartbeat.peerId, role: heartbeat.role, join: heartbeat.join });
-    if (refusal !== undefined) return refuse(from, 'ignored a heartbeat from a peer that is not admitted under that name', refusal);
+    if (typeof heartbeat === 'string') return this.#refuse(from, 'dropped a malformed heartbeat', heartbeat);
+    if (heartbeat.peerId !== from) return this.#refuse(from, 'dropped a heartbeat signed by another peer', `claims ${heartbeat.peerId}`);
+    if (heartbeat.name === name) return this.#refuse(from, `another peer claims this node's name "${name}"`, 'ignored');
+    const refusal = this.#trust.admit({ name: heartbeat.name, peerId: heartbeat.peerId, role: heartbeat.role, join: heartbeat.join });
+    if (refusal !== undefined) return this.#refuse(from, 'ignored a heartbeat from a peer that is not admitted under that name', refusal);
     const notes: MemberViewNotes = {};
-    emit(view.observe(heartbeat, performance.now(), notes));
-    if (notes.conflict !== undefined) log.warn(notes.conflict, 'two live peers claim one member name; the latest heartbeat wins');
-    rememberAddresses(heartbeat);
+    this.#emit(this.#view.observe(heartbeat, performance.now(), notes));
+    if (notes.conflict !== undefined) this.#log.warn(notes.conflict, 'two live peers claim one member name; the latest heartbeat wins');
+    this.#rememberAddresses(heartbeat);
   }
 
-  function refuse(from: string, what: string, problem: string): void {
-    counters.heartbeatsRefused += 1;
-    const times = (refusalsByPeer.get(from) ?? 0) + 1;
-    if (refusalsByPeer.size > 4 * 256) refusalsByPeer.clear(); // only paces warnings; losing it costs a line
-    refusalsByPeer.set(from, times);
-    if (times % warnEvery === 1) log.warn({ from, problem, times }, what);
-  }
-
-  /** Hangs up on admitted peers that are connected but whose heartbeats stopped, and redials them. */
-  function watch(): void {
-    const nowMs = performance.now();
-    for (const connection of libp2p.getConnections()) {
-      const peerId = connection.remotePeer;
-      const name = trust.nameOf(peerId.toString());
-      if (name === undefined || name === config.name) continue;
-      const member = view.get(name, nowMs);
-      const openMs = Date.now() - connection.timeline.open;
-      const silentMs = member === undefined ? openMs : Math.min(member.heartbeatAgeMs, openMs);
-      if (silentMs < config.membership.suspectMs * 2) continue;
-      const key = peerId.toString();
-      const pace = reconnectAt.get(key) ?? { atMs: 0, backoffMs: reconnectBackoffMsMin };
-      if (nowMs < pace.atMs) continue;
-      reconnectAt.set(key, { atMs: nowMs + pace.backoffMs, backoffMs: Math.min(pace.backoffMs * 2, reconnectBackoffMsMax) });
-      counters.reconnects += 1;
-      const subscribed = pubsub.getSubscribers(heartbeatTopic).some((subscriber) => subscriber.equals(peerId));
-      log.warn({ member: name, peerId: key, silentMs: Math.round(silentMs), subscribed }, 'peer connected but silent on gossip; reconnecting');
-      void reconnect(peerId, name);
-    }
-    for (const [key, pace] of reconnectAt) if (nowMs - pace.atMs > reconnectBackoffMsMax * 2) reconnectAt.delete(key);
-  }
-
-  async function reconnect(peerId: PeerId, name: string): Promise<void> {
-    try {
-      await libp2p.hangUp(peerId);
-      await libp2p.dial(peerId, { signal: AbortSignal.timeout(config.membership.deadMs) });
-    } catch (error) {
-      log.info({ member: name, err: (error as Error).message }, 'redialing a silent peer failed; the bootstrap dialer and transport retry');
-    }
+  #refuse(from: string, what: string, problem: string): void {
+    this.#counters.heartbeatsRefused += 1;
+    const times = (this.#refusalsByPeer.get(from) ?? 0) + 1;
+    if (this.#refusalsByPeer.size > 4 * 256) this.#refusalsByPeer.clear(); // only paces warnings; losing it costs a line
+    this.#refusalsByPeer.set(from, times);
+    if (times % warnEvery === 1) this.#log.warn({ from, problem, times }, what);
   }
 
   /** Lets the transport dial members this node has no connection to (heard of only via gossip). */
-  function rememberAddresses(heartbeat: Heartbeat) {
+  #rememberAddresses(heartbeat: Heartbeat): void {
     const key = heartbeat.addresses.join(' ');
-    if (addressesMerged.get(heartbeat.peerId) === key) return;
-    addressesMerged.set(heartbeat.peerId, key);
-    if (addressesMerged.size > 4 * 256) addressesMerged.clear(); // a cache: losing it only costs a merge
+    if (this.#addressesMerged.get(heartbeat.peerId) === key) return;
+    this.#addressesMerged.set(heartbeat.peerId, key);
+    if (this.#addressesMerged.size > 4 * 256) this.#addressesMerged.clear(); // a cache: losing it only costs a merge
     try {
       const multiaddrs = heartbeat.addresses.map((text) => multiaddr(text));
-      libp2p.peerStore.merge(peerIdFromString(heartbeat.peerId), { multiaddrs }).catch((error: unknown) => {
-        log.debug({ err: error }, 'could not store member addresses');
+      this.#libp2p.peerStore.merge(peerIdFromString(heartbeat.peerId), { multiaddrs }).catch((error: unknown) => {
+        this.#log.debug({ err: error }, 'could not store member addresses');
       });
     } catch (error) {
-      log.warn({ err: error, member: heartbeat.name }, 'member sent unusable addresses');
+      this.#log.warn({ err: error, member: heartbeat.name }, 'member sent unusable addresses');
     }
   }
-
-  function start() {
-    pubsub.addEventListener('message', onMessage);
-    pubsub.subscribe(heartbeatTopic);
-    publish();
-    publishTimer = setInterval(publish, config.membership.heartbeatMs);
-    // Sweeping at a quarter of the heartbeat keeps status changes within that of their deadline.
-    const sweepMs = Math.max(10, Math.floor(config.membership.heartbeatMs / 4));
-    sweepTimer = setInterval(() => emit(view.sweep(performance.now())), sweepMs);
-    watchTimer = setInterval(watch, config.membership.suspectMs);
-  }
-
-  function stop() {
-    clearInterval(publishTimer);
-    clearInterval(sweepTimer);
-    clearInterval(watchTimer);
-    watchTimer = undefined;
-    publishTimer = undefined;
-    sweepTimer = undefined;
-    pubsub.removeEventListener('message', onMessage);
-    if (pubsub.getTopics().includes(heartbeatTopic)) pubsub.unsubscribe(heartbeatTopic);
-  }
-
-  return {
-    start,
-    stop,
-    stats: () => ({ ...counters }),
-    members: () => [selfMember(), ...view.list(performance.now())],
-    member: (name) => (name === config.name ? selfMember() : view.get(name, performance.now())),
-    nameOf: (peerId) => (peerId === libp2p.peerId.toString() ? config.name : trust.nameOf(peerId)),
-    on(event, listener) {
-      let set = listeners.get(event);
-      if (set === undefined) listeners.set(event, (set = new Set()));
-      set.add(listener);
-      return () => set.delete(listener);
-    },
-    setStatusProvider(next) {
-      provider = next;
-    },
-    announce: publish,
-  };
 }
