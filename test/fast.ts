@@ -14,6 +14,7 @@
  *     --jobs N   files run at once (default 4: twice the cores of a 2-core machine, as they mostly wait)
  *     -b         stop at the first failure: in a file (uvu's -b), and no new files after a failing one
  *     --list     print the fast files and exit
+ *     --dir DIR  run the fast files of DIR instead of test/ (the runner's own test uses it)
  * Other arguments are passed to uvu. Ends with `Total / Passed / Skipped / Failed` over every file, and
  * exits 1 when any test failed or any file's process failed.
  */
@@ -65,10 +66,10 @@ function countsOf(output: string): { total: number; passed: number; skipped: num
 }
 
 /** Runs one test file alone in its own uvu process; its stdout and stderr together, in the order they came. */
-function runFile(file: string, uvuArgs: readonly string[]): Promise<FileResult> {
+function runFile(file: string, dir: string, uvuArgs: readonly string[]): Promise<FileResult> {
   const startedMs = performance.now();
   const pattern = `^${file.replace(/[.]/g, '\\.')}$`;
-  const child = spawn(process.execPath, [uvuBin, 'test', pattern, ...uvuArgs], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [uvuBin, dir, pattern, ...uvuArgs], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
   child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -86,19 +87,19 @@ function failed(result: FileResult): boolean {
 }
 
 /** Runs `files` at most `jobs` at a time, printing each file's output as it ends; with `bail`, starts no more after a failure. */
-async function runPool(files: readonly string[], jobs: number, bail: boolean, uvuArgs: readonly string[]): Promise<FileResult[]> {
+async function runPool(files: readonly string[], options: Options): Promise<FileResult[]> {
   const queue = [...files];
   const results: FileResult[] = [];
   const worker = async () => {
     for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-      const result = await runFile(file, uvuArgs);
+      const result = await runFile(file, options.dir, options.uvuArgs);
       results.push(result);
       process.stdout.write(result.output.endsWith('\n') ? result.output : `${result.output}\n`);
       if (result.signal !== null) process.stdout.write(`test/fast.ts: ${file} ended by ${result.signal}\n`);
-      if (bail && failed(result)) queue.length = 0;
+      if (options.bail && failed(result)) queue.length = 0;
     }
   };
-  await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
+  await Promise.all(Array.from({ length: Math.min(options.jobs, files.length) }, worker));
   return results;
 }
 
@@ -111,9 +112,9 @@ function readTimes(): Record<string, number> {
 }
 
 /** Files without a recorded time first (a new file may be long), then the longest by the last run's time; sizes order the unknown. */
-function longestFirst(files: readonly string[]): string[] {
-  const times = readTimes();
-  const estimate = (file: string) => times[file] ?? statSync(join(testDir, file)).size;
+function longestFirst(files: readonly string[], dir: string): string[] {
+  const times = dir === testDir ? readTimes() : {};
+  const estimate = (file: string) => times[file] ?? statSync(join(dir, file)).size;
   return [...files].sort((a, b) => (times[b] === undefined ? 1 : 0) - (times[a] === undefined ? 1 : 0) || estimate(b) - estimate(a));
 }
 
@@ -147,9 +148,17 @@ function summary(results: readonly FileResult[], fileCount: number, wallMs: numb
   return `${lines.join('\n')}\n`;
 }
 
-/** --jobs N and -b are ours; everything else goes to uvu. */
-function parseArguments(argv: readonly string[]): { jobs: number; bail: boolean; list: boolean; uvuArgs: string[] } {
-  const options = { jobs: jobsDefault, bail: false, list: false, uvuArgs: [] as string[] };
+interface Options {
+  jobs: number;
+  bail: boolean;
+  list: boolean;
+  dir: string;
+  uvuArgs: string[];
+}
+
+/** --jobs N, -b, --list and --dir are ours; everything else goes to uvu. */
+function parseArguments(argv: readonly string[]): Options {
+  const options: Options = { jobs: jobsDefault, bail: false, list: false, dir: testDir, uvuArgs: [] };
   for (let index = 0; index < argv.length; index += 1) {
     const argument = argv[index];
     if (argument === '--list') options.list = true;
@@ -164,21 +173,26 @@ function parseArguments(argv: readonly string[]): { jobs: number; bail: boolean;
         process.exit(2);
       }
       options.jobs = jobs;
-    } else options.uvuArgs.push(argument);
+    } else if (argument === '--dir') options.dir = resolve(argv[++index] ?? '.');
+    else options.uvuArgs.push(argument);
   }
   return options;
 }
 
 const options = parseArguments(process.argv.slice(2));
-const fast = readdirSync(testDir)
+if (!statSync(options.dir, { throwIfNoEntry: false })?.isDirectory()) {
+  process.stderr.write(`test/fast.ts: --dir ${options.dir}: not a folder\n`);
+  process.exit(2);
+}
+const fast = readdirSync(options.dir)
   .filter((name) => name.endsWith('.test.ts'))
-  .filter((name) => !startsProcesses(join(testDir, name)));
+  .filter((name) => !startsProcesses(join(options.dir, name)));
 if (options.list) {
   process.stdout.write(`${fast.join('\n')}\n`);
   process.exit(0);
 }
 const startedMs = performance.now();
-const results = await runPool(longestFirst(fast), options.jobs, options.bail, options.uvuArgs);
-recordTimes(results);
+const results = await runPool(longestFirst(fast, options.dir), options);
+if (options.dir === testDir) recordTimes(results);
 process.stdout.write(summary(results, fast.length, performance.now() - startedMs));
 process.exit(results.some(failed) || results.length < fast.length ? 1 : 0);
