@@ -10,13 +10,15 @@
  * under `npm test`). A file's output is printed whole when it ends, so files never interleave; the longest
  * files (by their last run's time, kept in node_modules/.cache) start first so the tail is short.
  *
- *   node test/fast.ts [--jobs N] [-b] [--list] [uvu options]
+ *   node test/fast.ts [--jobs N] [-b] [--list] [--no-typecheck] [uvu options]
  *     --jobs N   files run at once (default 4: twice the cores of a 2-core machine, as they mostly wait)
  *     -b         stop at the first failure: in a file (uvu's -b), and no new files after a failing one
  *     --list     print the fast files and exit
- *     --dir DIR  run the fast files of DIR instead of test/ (the runner's own test uses it)
+ *     --dir DIR  run the fast files of DIR instead of test/, without the type check (the runner's own test)
+ *     --no-typecheck  skip the type check, which otherwise runs beside the tests (tsc takes about 12 s of
+ *                CPU; Node strips types without checking them, so the tests need not wait for it)
  * Other arguments are passed to uvu. Ends with `Total / Passed / Skipped / Failed` over every file, and
- * exits 1 when any test failed or any file's process failed.
+ * exits 1 when the type check, any test or any file's process failed.
  */
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -27,6 +29,7 @@ const root = resolve(testDir, '..');
 const slowImport = /from\s+['"](node:child_process|playwright-core|playwright)['"]/;
 const relativeImport = /(?:import|export)[^'"]*?from\s+['"](\.{1,2}\/[^'"]+)['"]/g;
 const uvuBin = join(root, 'node_modules', 'uvu', 'bin.js');
+const tscBin = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 /** Each file's wall time in its last run, so the next run starts the longest first. */
 const timesFile = join(root, 'node_modules', '.cache', 'dcas-test-fast.json');
 /** Files run at once: they mostly wait on timers, so twice the cores of the 2-core machine we run on. */
@@ -47,16 +50,6 @@ function startsProcesses(file: string, seen = new Set<string>()): boolean {
   return false;
 }
 
-interface FileResult {
-  file: string;
-  exitCode: number | null;
-  signal: string | null;
-  output: string;
-  wallMs: number;
-  total: number;
-  passed: number;
-  skipped: number;
-}
 
 /** uvu's closing counts (`Total: 13 Passed: 12 Skipped: 0`), colours removed; zeros when the file crashed before them. */
 function countsOf(output: string): { total: number; passed: number; skipped: number } {
@@ -65,21 +58,47 @@ function countsOf(output: string): { total: number; passed: number; skipped: num
   return { total: count('Total'), passed: count('Passed'), skipped: count('Skipped') };
 }
 
-/** Runs one test file alone in its own uvu process; its stdout and stderr together, in the order they came. */
-function runFile(file: string, dir: string, uvuArgs: readonly string[]): Promise<FileResult> {
+interface ProcessResult {
+  exitCode: number | null;
+  signal: string | null;
+  output: string;
+  wallMs: number;
+}
+
+interface FileResult extends ProcessResult {
+  file: string;
+  total: number;
+  passed: number;
+  skipped: number;
+}
+
+/** Runs a Node script in the repository; its stdout and stderr together, in the order they came. */
+function runNode(what: string, args: readonly string[]): Promise<ProcessResult> {
   const startedMs = performance.now();
-  const pattern = `^${file.replace(/[.]/g, '\\.')}$`;
-  const child = spawn(process.execPath, [uvuBin, dir, pattern, ...uvuArgs], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
   child.stderr.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolveFile) => {
-    child.once('error', (error) => chunks.push(Buffer.from(`test/fast.ts: cannot start uvu for ${file}: ${error.message}\n`)));
+  return new Promise((resolveRun) => {
+    child.once('error', (error) => chunks.push(Buffer.from(`test/fast.ts: cannot start ${what}: ${error.message}\n`)));
     child.once('close', (exitCode, signal) => {
-      const output = Buffer.concat(chunks).toString('utf8');
-      resolveFile({ file, exitCode, signal, output, wallMs: performance.now() - startedMs, ...countsOf(output) });
+      resolveRun({ exitCode, signal, output: Buffer.concat(chunks).toString('utf8'), wallMs: performance.now() - startedMs });
     });
   });
+}
+
+/** Runs one test file alone in its own uvu process. */
+async function runFile(file: string, dir: string, uvuArgs: readonly string[]): Promise<FileResult> {
+  const pattern = `^${file.replace(/[.]/g, '\\.')}$`;
+  const result = await runNode(`uvu for ${file}`, [uvuBin, dir, pattern, ...uvuArgs]);
+  return { file, ...result, ...countsOf(result.output) };
+}
+
+/** The type check, beside the tests rather than before them: Node strips the types it runs without checking them. */
+async function typeCheck(): Promise<ProcessResult> {
+  const result = await runNode('tsc', [tscBin, '--noEmit', '-p', 'tsconfig.json']);
+  process.stdout.write(`type check (tsc --noEmit -p tsconfig.json): ${result.exitCode === 0 ? 'no errors' : 'FAILED'}\n${result.output}`);
+  return result;
 }
 
 function failed(result: FileResult): boolean {
@@ -128,7 +147,7 @@ function recordTimes(results: readonly FileResult[]): void {
   }
 }
 
-function summary(results: readonly FileResult[], fileCount: number, wallMs: number): string {
+function summary(results: readonly FileResult[], fileCount: number, types: ProcessResult | undefined, wallMs: number): string {
   const sum = (pick: (result: FileResult) => number) => results.reduce((total, result) => total + pick(result), 0);
   const total = sum((result) => result.total);
   const passed = sum((result) => result.passed);
@@ -137,6 +156,7 @@ function summary(results: readonly FileResult[], fileCount: number, wallMs: numb
   const slowest = [...results].sort((a, b) => b.wallMs - a.wallMs).slice(0, 5);
   const lines = [
     '',
+    ...(types === undefined ? [] : [`  Types:     ${types.exitCode === 0 ? 'no errors' : `tsc failed (exit ${types.exitCode ?? types.signal})`} (${(types.wallMs / 1000).toFixed(1)}s)`]),
     `  Files:     ${results.length} of ${fileCount} run`,
     `  Total:     ${total}`,
     `  Passed:    ${passed}`,
@@ -152,16 +172,18 @@ interface Options {
   jobs: number;
   bail: boolean;
   list: boolean;
+  typeCheck: boolean;
   dir: string;
   uvuArgs: string[];
 }
 
 /** --jobs N, -b, --list and --dir are ours; everything else goes to uvu. */
 function parseArguments(argv: readonly string[]): Options {
-  const options: Options = { jobs: jobsDefault, bail: false, list: false, dir: testDir, uvuArgs: [] };
+  const options: Options = { jobs: jobsDefault, bail: false, list: false, typeCheck: true, dir: testDir, uvuArgs: [] };
   for (let index = 0; index < argv.length; index += 1) {
     const argument = argv[index];
     if (argument === '--list') options.list = true;
+    else if (argument === '--no-typecheck') options.typeCheck = false;
     else if (argument === '-b' || argument === '--bail') {
       options.bail = true;
       options.uvuArgs.push(argument);
@@ -192,7 +214,10 @@ if (options.list) {
   process.exit(0);
 }
 const startedMs = performance.now();
+// The repository's type check, unless another folder's tests are run.
+const typesChecked = options.typeCheck && options.dir === testDir ? typeCheck() : undefined;
 const results = await runPool(longestFirst(fast, options.dir), options);
+const types = await typesChecked;
 if (options.dir === testDir) recordTimes(results);
-process.stdout.write(summary(results, fast.length, performance.now() - startedMs));
-process.exit(results.some(failed) || results.length < fast.length ? 1 : 0);
+process.stdout.write(summary(results, fast.length, types, performance.now() - startedMs));
+process.exit(results.some(failed) || results.length < fast.length || (types !== undefined && types.exitCode !== 0) ? 1 : 0);
