@@ -424,6 +424,8 @@ test('a worker not pinned joins with a proof of the join token; a wrong token is
     await waitFor('ja admits jw', () => statusOf(a, 'jw') === 'alive');
     await waitFor('ja refused jx', () => a.membershipStats().heartbeatsRefused >= 2, 5000);
     assert.is(a.member('jx'), undefined);
+    // The binding is saved in the background after it is made; under load the write can lag the admission.
+    await waitFor('ja saved the binding', () => existsSync(join(folder, 'ja', knownPeersFileName)));
     const known = JSON.parse(readFileSync(join(folder, 'ja', knownPeersFileName), 'utf8'));
     assert.equal(known, { jw: good.peerId }, 'the joined binding is kept for restarts');
   } finally {
