@@ -232,71 +232,87 @@ function progress(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
 
+/** The cluster and hosts sections code the same generated records. */
+const stocksDataset = 'stocks: bench/generate.ts stocks records as csv, seed 1';
+
+/** Every codec on one thread over each data set of the plan. */
+async function codecsSection(plan: Plan): Promise<BenchResults['codecs']> {
+  const codecs = benchCodecs();
+  const section = { ...codecSectionHeader(codecs, plan.codecRuns), datasets: [] as BenchResults['codecs']['datasets'] };
+  if (plan.skip.has('codecs')) return section;
+  for (const name of plan.datasets) section.datasets.push(benchDatasetCodecs(await benchDataset(name), codecs, { runs: plan.codecRuns, bytesMax: plan.codecBytesMax, onProgress: progress }));
+  return section;
+}
+
+async function cliSection(plan: Plan): Promise<BenchResults['cli']> {
+  if (plan.skip.has('cli')) return null;
+  const cli = await benchCli(await benchDataset(plan.datasets[0]), { runs: plan.cliRuns, bytesMax: plan.cliBytesMax });
+  progress(`cli: compress ${cli.compressMBps.median.toFixed(0)} MB/s, decompress ${cli.decompressMBps.median.toFixed(0)} MB/s (whole process)`);
+  return cli;
+}
+
+async function peersSection(plan: Plan): Promise<BenchResults['peers']> {
+  if (plan.skip.has('peers')) return null;
+  const peers = await benchPeers((await benchDataset('mail')).bytes, { bytes: plan.peersBytes, runs: plan.peersRuns, onProgress: progress });
+  progress(`peers: ${peers.targets.filter((target) => target.met === true).length} of ${peers.targets.filter((target) => target.met !== null).length} targets met`);
+  return peers;
+}
+
+async function codecPeersSection(plan: Plan): Promise<BenchResults['codecPeers']> {
+  if (plan.skip.has('codec-peers')) return null;
+  const codecPeers = await benchCodecPeers((await benchDataset('mail')).bytes, { bytes: plan.peersBytes, runs: plan.peersRuns, onProgress: progress });
+  progress(`codec peers: ${codecPeers.targets.filter((target) => target.met === true).length} of ${codecPeers.targets.filter((target) => target.met !== null).length} targets met`);
+  return codecPeers;
+}
+
+/** The cluster throughput and the load test share the clusters they start: the load test runs on the largest while it is up. */
+async function clusterAndLoadSections(plan: Plan): Promise<{ cluster: ClusterSection | null; load: LoadSection | null }> {
+  let load: LoadSection | null = null;
+  const wantLoad = !plan.skip.has('load');
+  if (plan.skip.has('cluster') && !wantLoad) return { cluster: null, load };
+  const clusterFile = generatedFile('stocks', 'csv', plan.clusterBytes, 1);
+  const loadData = wantLoad ? generateBuffer(loadRecordSchema(builtInSchemaPath('weblog')), { format: 'jsonl', seed: 2, sizeBytes: plan.concurrency * plan.uploadBytes + 4096 }) : new Uint8Array();
+  const loadTest = async (up: Parameters<typeof benchLoad>[0]) => {
+    if (wantLoad) load = await benchLoad(up, { concurrency: plan.concurrency, uploadBytes: plan.uploadBytes, rounds: plan.rounds, data: loadData, chunkSize: plan.clusterChunkBytes, onProgress: progress });
+  };
+  const loadNodes = Math.max(...plan.nodeCounts);
+  const clusters = await benchClusterThroughput({
+    nodeCounts: plan.skip.has('cluster') ? [loadNodes] : plan.nodeCounts,
+    filePath: clusterFile,
+    runs: plan.skip.has('cluster') ? 1 : plan.clusterRuns,
+    chunkSize: plan.clusterChunkBytes,
+    whileUp: loadTest,
+    onProgress: progress,
+  });
+  if (plan.skip.has('cluster')) return { cluster: null, load };
+  const cluster = {
+    dataset: stocksDataset,
+    fileBytes: plan.clusterBytes,
+    chunkBytes: plan.clusterChunkBytes ?? 4 * mebibyte,
+    runs: plan.clusterRuns,
+    clusters,
+  };
+  return { cluster, load };
+}
+
+async function hostsSection(plan: Plan): Promise<BenchResults['hosts']> {
+  if (plan.skip.has('hosts')) return null;
+  const { bytes, ...hostsPlan } = plan.hosts;
+  return benchHosts({ ...hostsPlan, filePath: generatedFile('stocks', 'csv', bytes, 1), dataset: stocksDataset, fileBytes: bytes, onProgress: progress });
+}
+
+/** The sections in order, one after another: each measures alone on the machine. */
 async function run(plan: Plan, command: string): Promise<BenchResults> {
   const started = performance.now();
   const startedAt = new Date();
   const machine = describeMachine();
   progress(`${plan.mode} run on ${machine.cpuModel} x${machine.cores}, load ${machine.loadAverageAtStart.toFixed(2)}`);
-
-  const codecs = benchCodecs();
-  const codecSection = { ...codecSectionHeader(codecs, plan.codecRuns), datasets: [] as BenchResults['codecs']['datasets'] };
-  if (!plan.skip.has('codecs')) {
-    for (const name of plan.datasets) codecSection.datasets.push(benchDatasetCodecs(await benchDataset(name), codecs, { runs: plan.codecRuns, bytesMax: plan.codecBytesMax, onProgress: progress }));
-  }
-
-  let cli: BenchResults['cli'] = null;
-  if (!plan.skip.has('cli')) {
-    cli = await benchCli(await benchDataset(plan.datasets[0]), { runs: plan.cliRuns, bytesMax: plan.cliBytesMax });
-    progress(`cli: compress ${cli.compressMBps.median.toFixed(0)} MB/s, decompress ${cli.decompressMBps.median.toFixed(0)} MB/s (whole process)`);
-  }
-
-  let peers: BenchResults['peers'] = null;
-  if (!plan.skip.has('peers')) {
-    peers = await benchPeers((await benchDataset('mail')).bytes, { bytes: plan.peersBytes, runs: plan.peersRuns, onProgress: progress });
-    progress(`peers: ${peers.targets.filter((target) => target.met === true).length} of ${peers.targets.filter((target) => target.met !== null).length} targets met`);
-  }
-
-  let codecPeers: BenchResults['codecPeers'] = null;
-  if (!plan.skip.has('codec-peers')) {
-    codecPeers = await benchCodecPeers((await benchDataset('mail')).bytes, { bytes: plan.peersBytes, runs: plan.peersRuns, onProgress: progress });
-    progress(`codec peers: ${codecPeers.targets.filter((target) => target.met === true).length} of ${codecPeers.targets.filter((target) => target.met !== null).length} targets met`);
-  }
-
-  let cluster: ClusterSection | null = null;
-  let load: LoadSection | null = null;
-  const wantLoad = !plan.skip.has('load');
-  if (!plan.skip.has('cluster') || wantLoad) {
-    const clusterFile = generatedFile('stocks', 'csv', plan.clusterBytes, 1);
-    const loadData = wantLoad ? generateBuffer(loadRecordSchema(builtInSchemaPath('weblog')), { format: 'jsonl', seed: 2, sizeBytes: plan.concurrency * plan.uploadBytes + 4096 }) : new Uint8Array();
-    const loadTest = async (up: Parameters<typeof benchLoad>[0]) => {
-      if (wantLoad) load = await benchLoad(up, { concurrency: plan.concurrency, uploadBytes: plan.uploadBytes, rounds: plan.rounds, data: loadData, chunkSize: plan.clusterChunkBytes, onProgress: progress });
-    };
-    const loadNodes = Math.max(...plan.nodeCounts);
-    const clusters = await benchClusterThroughput({
-      nodeCounts: plan.skip.has('cluster') ? [loadNodes] : plan.nodeCounts,
-      filePath: clusterFile,
-      runs: plan.skip.has('cluster') ? 1 : plan.clusterRuns,
-      chunkSize: plan.clusterChunkBytes,
-      whileUp: loadTest,
-      onProgress: progress,
-    });
-    if (!plan.skip.has('cluster')) {
-      cluster = {
-        dataset: 'stocks: bench/generate.ts stocks records as csv, seed 1',
-        fileBytes: plan.clusterBytes,
-        chunkBytes: plan.clusterChunkBytes ?? 4 * mebibyte,
-        runs: plan.clusterRuns,
-        clusters,
-      };
-    }
-  }
-
-  let hosts: BenchResults['hosts'] = null;
-  if (!plan.skip.has('hosts')) {
-    const { bytes, ...hostsPlan } = plan.hosts;
-    hosts = await benchHosts({ ...hostsPlan, filePath: generatedFile('stocks', 'csv', bytes, 1), dataset: 'stocks: bench/generate.ts stocks records as csv, seed 1', fileBytes: bytes, onProgress: progress });
-  }
-
+  const codecs = await codecsSection(plan);
+  const cli = await cliSection(plan);
+  const peers = await peersSection(plan);
+  const codecPeers = await codecPeersSection(plan);
+  const { cluster, load } = await clusterAndLoadSections(plan);
+  const hosts = await hostsSection(plan);
   return {
     version: 1,
     startedAt: startedAt.toISOString(),
@@ -304,7 +320,7 @@ async function run(plan: Plan, command: string): Promise<BenchResults> {
     wallSeconds: (performance.now() - started) / 1000,
     command,
     machine,
-    codecs: codecSection,
+    codecs,
     cli,
     peers,
     codecPeers,

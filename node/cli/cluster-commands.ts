@@ -174,111 +174,141 @@ export function restartDelayMs(exitsInRow: number): number {
   return Math.min(restartDelayMsMin * 2 ** Math.min(exitsInRow - 1, 30), restartDelayMsMax);
 }
 
-async function clusterUp(options: ClusterUpOptions): Promise<void> {
-  // The nodes inherit it: LevelDB's files, blobs and logs are created 0600 in folders 0700.
-  process.umask(0o077);
-  const dataDir = resolve(options.data);
-  await privateFolder(dataDir);
-  await privateFolder(join(dataDir, 'configs'));
-  const pskFile = join(dataDir, 'cluster.key');
-  const existingKey = await readFile(pskFile, 'utf8').catch(() => undefined);
-  if (existingKey === undefined) await writePrivateFile(pskFile, formatPsk());
-  else await chmod(pskFile, privateFileMode);
-  // Secure by default: a random client token per data folder, which the CLI finds for this cluster's
-  // gateways (local-tokens.ts); --no-token leaves the cluster open.
-  const client = options.token ? await ensureClientToken(dataDir) : undefined;
-  let configs: NodeConfig[];
-  try {
-    configs = localClusterConfigs({ nodes: options.nodes, dataDir, basePort: options.basePort, pskFile, token: client?.token });
-  } catch (error) {
-    throw new CliError((error as Error).message, exitUsage);
-  }
-  await checkPortsFree(configs);
-  const gatewayUrls = configs.map((config) => `http://${config.gateway.host}:${config.gateway.port}`);
-  await recordLocalGateways(gatewayUrls, client?.file);
-  // Each node's identity is made now, in its data folder where the node loads it, so every config
-  // can pin every name to its peer id before any node starts.
-  const { pinPeers } = await import('../cluster/index.ts');
-  configs = await pinPeers(configs);
-  const children: Array<{ config: NodeConfig; child: ChildProcess; configPath: string; logPath: string; exitsInRow: number; gaveUp: boolean; restart?: NodeJS.Timeout }> = [];
-  let stopping = false;
-  const stopAll = async (exitCode: number) => {
-    if (stopping) return;
-    stopping = true;
-    for (const entry of children) if (entry.restart !== undefined) clearTimeout(entry.restart);
-    if (!options.json) process.stderr.write('\nstopping all nodes...\n');
-    // Whatever listens on these ports next is not this cluster: it must not be offered the token.
-    await recordLocalGateways(gatewayUrls, undefined).catch(() => {});
-    await Promise.all(
-      children.map(
-        ({ child }) =>
-          new Promise<void>((resolveExit) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
-            const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-            child.once('exit', () => {
-              clearTimeout(killer);
-              resolveExit();
-            });
-            child.kill('SIGTERM');
-          }),
-      ),
-    );
-    process.exit(exitCode);
-  };
-  process.once('SIGINT', () => void stopAll(0));
-  process.once('SIGTERM', () => void stopAll(0));
+/** One node process of `cluster up`, with what its restarts need. */
+interface SupervisedNode {
+  config: NodeConfig;
+  child: ChildProcess;
+  configPath: string;
+  logPath: string;
+  exitsInRow: number;
+  gaveUp: boolean;
+  restart?: NodeJS.Timeout;
+}
 
-  /**
-   * Starts a node process; when it exits on its own, starts it again after a backoff and says so, so
-   * one node's crash (or a full disk it ran into) does not leave the cluster a member short.
-   */
-  function launch(entry: (typeof children)[number]): void {
+/**
+ * The node processes of `cluster up`: starts each, restarts one that exits on its own after a backoff
+ * and says so, so one node's crash (or a full disk it ran into) does not leave the cluster a member
+ * short; stops them all on a signal or when every node gave up.
+ */
+class NodeSupervisor {
+  readonly nodes: SupervisedNode[] = [];
+  readonly #gatewayUrls: readonly string[];
+  readonly #json: boolean;
+  #stopping = false;
+
+  constructor(gatewayUrls: readonly string[], json: boolean) {
+    this.#gatewayUrls = gatewayUrls;
+    this.#json = json;
+  }
+
+  /** Starts the node of `config` and supervises it from now on. */
+  add(config: NodeConfig, configPath: string): void {
+    const entry = { config, child: undefined as unknown as ChildProcess, configPath, logPath: join(config.dataDir, 'node.log'), exitsInRow: 0, gaveUp: false };
+    this.nodes.push(entry);
+    this.#launch(entry);
+  }
+
+  async stopAll(exitCode: number): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    for (const entry of this.nodes) if (entry.restart !== undefined) clearTimeout(entry.restart);
+    if (!this.#json) process.stderr.write('\nstopping all nodes...\n');
+    // Whatever listens on these ports next is not this cluster: it must not be offered the token.
+    await recordLocalGateways(this.#gatewayUrls, undefined).catch(() => {});
+    await Promise.all(this.nodes.map(({ child }) => stopChild(child)));
+    process.exit(exitCode);
+  }
+
+  #launch(entry: SupervisedNode): void {
     const log = createWriteStream(entry.logPath, { flags: 'a', mode: privateFileMode });
     const child = spawn(process.execPath, [...nodeProcessFlags, dcasEntry, 'node', '--config', entry.configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...nodeProcessEnv, ...process.env } });
     const startedAt = Date.now();
     entry.child = child;
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
-    child.once('exit', (code, signal) => {
-      if (stopping) return;
-      entry.exitsInRow = Date.now() - startedAt >= restartHealthyRunMs ? 1 : entry.exitsInRow + 1;
-      const how = signal ?? `code ${code}`;
-      if (entry.exitsInRow > restartsInRowMax) {
-        entry.gaveUp = true;
-        process.stderr.write(`${entry.config.name} exited (${how}) ${restartsInRowMax} times in a row; not restarting it; log: ${entry.logPath}\n`);
-        if (children.every((other) => other.gaveUp)) {
-          process.stderr.write('dcas: every node of the cluster has exited\n');
-          void stopAll(1);
-        }
-        return;
-      }
-      const delayMs = restartDelayMs(entry.exitsInRow);
-      process.stderr.write(`${entry.config.name} exited (${how}); restarting it in ${delayMs / 1000} s (restart ${entry.exitsInRow} in a row); log: ${entry.logPath}\n`);
-      entry.restart = setTimeout(() => {
-        entry.restart = undefined;
-        if (stopping) return;
-        launch(entry);
-        process.stderr.write(`${entry.config.name} restarted (pid ${entry.child.pid})\n`);
-      }, delayMs);
-    });
+    child.once('exit', (code, signal) => this.#exited(entry, Date.now() - startedAt, signal ?? `code ${code}`));
   }
 
-  for (const config of configs) {
-    const { source: _source, ...fields } = config;
-    const configPath = join(dataDir, 'configs', `${config.name}.json`);
-    await writePrivateFile(configPath, `${JSON.stringify(fields, null, 2)}\n`);
-    await privateFolder(config.dataDir);
-    const entry = { config, child: undefined as unknown as ChildProcess, configPath, logPath: join(config.dataDir, 'node.log'), exitsInRow: 0, gaveUp: false };
-    children.push(entry);
-    launch(entry);
+  #exited(entry: SupervisedNode, ranMs: number, how: string): void {
+    if (this.#stopping) return;
+    entry.exitsInRow = ranMs >= restartHealthyRunMs ? 1 : entry.exitsInRow + 1;
+    if (entry.exitsInRow > restartsInRowMax) {
+      entry.gaveUp = true;
+      process.stderr.write(`${entry.config.name} exited (${how}) ${restartsInRowMax} times in a row; not restarting it; log: ${entry.logPath}\n`);
+      if (this.nodes.every((other) => other.gaveUp)) {
+        process.stderr.write('dcas: every node of the cluster has exited\n');
+        void this.stopAll(1);
+      }
+      return;
+    }
+    const delayMs = restartDelayMs(entry.exitsInRow);
+    process.stderr.write(`${entry.config.name} exited (${how}); restarting it in ${delayMs / 1000} s (restart ${entry.exitsInRow} in a row); log: ${entry.logPath}\n`);
+    entry.restart = setTimeout(() => {
+      entry.restart = undefined;
+      if (this.#stopping) return;
+      this.#launch(entry);
+      process.stderr.write(`${entry.config.name} restarted (pid ${entry.child.pid})\n`);
+    }, delayMs);
   }
+}
+
+/** SIGTERM, then SIGKILL if the process is still there after 10 s. */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolveExit) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolveExit();
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(killer);
+      resolveExit();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+/** The cluster's data folder with its pre-shared libp2p key (made on first use); returns the key's file. */
+async function prepareClusterFolder(dataDir: string): Promise<string> {
+  await privateFolder(dataDir);
+  await privateFolder(join(dataDir, 'configs'));
+  const pskFile = join(dataDir, 'cluster.key');
+  const existingKey = await readFile(pskFile, 'utf8').catch(() => undefined);
+  if (existingKey === undefined) await writePrivateFile(pskFile, formatPsk());
+  else await chmod(pskFile, privateFileMode);
+  return pskFile;
+}
+
+/** The nodes' configs, refused when a port is taken, each pinning every node's peer id. */
+async function clusterConfigs(options: ClusterUpOptions, dataDir: string, pskFile: string, token: string | undefined): Promise<NodeConfig[]> {
+  let configs: NodeConfig[];
   try {
-    await Promise.all(children.map(({ config, child }) => waitHealthy(`http://${config.gateway.host}:${config.gateway.port}`, child, 30_000)));
+    configs = localClusterConfigs({ nodes: options.nodes, dataDir, basePort: options.basePort, pskFile, token });
   } catch (error) {
-    await stopAll(1);
-    throw error;
+    throw new CliError((error as Error).message, exitUsage);
   }
-  const summary = children.map(({ config, child, configPath, logPath }) => ({
+  await checkPortsFree(configs);
+  return configs;
+}
+
+/** Writes a node's config where its process reads it; returns the file. */
+async function writeNodeConfig(dataDir: string, config: NodeConfig): Promise<string> {
+  const { source: _source, ...fields } = config;
+  const configPath = join(dataDir, 'configs', `${config.name}.json`);
+  await writePrivateFile(configPath, `${JSON.stringify(fields, null, 2)}\n`);
+  await privateFolder(config.dataDir);
+  return configPath;
+}
+
+interface NodeSummary {
+  name: string;
+  role: NodeConfig['role'];
+  pid: number | undefined;
+  gateway: string;
+  p2p: string;
+  config: string;
+  log: string;
+}
+
+function summarize({ config, child, configPath, logPath }: SupervisedNode): NodeSummary {
+  return {
     name: config.name,
     role: config.role,
     pid: child.pid,
@@ -286,25 +316,54 @@ async function clusterUp(options: ClusterUpOptions): Promise<void> {
     p2p: config.listen[0],
     config: configPath,
     log: logPath,
-  }));
-  if (options.json) {
-    printJson({ dataDir, tokenFile: client?.file ?? null, nodes: summary });
-  } else {
-    // On a terminal, lines break between words at its width; a pipe gets them whole.
-    const width = process.stdout.isTTY === true ? process.stdout.columns : Number.POSITIVE_INFINITY;
-    const say = (line: string) => process.stdout.write(`${wrapWords(line, width)}\n`);
-    say(`DCaS local cluster: ${configs.length} node(s), data in ${dataDir}`);
-    for (const node of summary) {
-      say(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}`);
-    }
-    say(`logs: ${join(dataDir, '<node>', 'node.log')}; a node that exits is restarted (backoff ${restartDelayMsMin / 1000} s doubling to ${restartDelayMsMax / 1000} s)`);
-    say(
-      client === undefined
-        ? 'client token: none (--no-token): any local program can use this cluster'
-        : `client token: ${client.file} (the dcas CLI finds it for these gateways; other clients give it with --token or DCAS_TOKEN)`,
-    );
-    say(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)`);
+  };
+}
+
+function printClusterSummary(dataDir: string, summary: readonly NodeSummary[], tokenFile: string | undefined): void {
+  // On a terminal, lines break between words at its width; a pipe gets them whole.
+  const width = process.stdout.isTTY === true ? process.stdout.columns : Number.POSITIVE_INFINITY;
+  const say = (line: string) => process.stdout.write(`${wrapWords(line, width)}\n`);
+  say(`DCaS local cluster: ${summary.length} node(s), data in ${dataDir}`);
+  for (const node of summary) {
+    say(`  ${node.name.padEnd(8)} ${node.role.padEnd(7)} pid ${String(node.pid).padEnd(8)} gateway ${node.gateway}  p2p ${node.p2p}`);
   }
+  say(`logs: ${join(dataDir, '<node>', 'node.log')}; a node that exits is restarted (backoff ${restartDelayMsMin / 1000} s doubling to ${restartDelayMsMax / 1000} s)`);
+  say(
+    tokenFile === undefined
+      ? 'client token: none (--no-token): any local program can use this cluster'
+      : `client token: ${tokenFile} (the dcas CLI finds it for these gateways; other clients give it with --token or DCAS_TOKEN)`,
+  );
+  say(`status: dcas cluster status --server ${summary[0].gateway}   (Ctrl-C stops all nodes)`);
+}
+
+async function clusterUp(options: ClusterUpOptions): Promise<void> {
+  // The nodes inherit it: LevelDB's files, blobs and logs are created 0600 in folders 0700.
+  process.umask(0o077);
+  const dataDir = resolve(options.data);
+  const pskFile = await prepareClusterFolder(dataDir);
+  // Secure by default: a random client token per data folder, which the CLI finds for this cluster's
+  // gateways (local-tokens.ts); --no-token leaves the cluster open.
+  const client = options.token ? await ensureClientToken(dataDir) : undefined;
+  let configs = await clusterConfigs(options, dataDir, pskFile, client?.token);
+  const gatewayUrls = configs.map((config) => `http://${config.gateway.host}:${config.gateway.port}`);
+  await recordLocalGateways(gatewayUrls, client?.file);
+  // Each node's identity is made now, in its data folder where the node loads it, so every config
+  // can pin every name to its peer id before any node starts.
+  const { pinPeers } = await import('../cluster/index.ts');
+  configs = await pinPeers(configs);
+  const supervisor = new NodeSupervisor(gatewayUrls, options.json === true);
+  process.once('SIGINT', () => void supervisor.stopAll(0));
+  process.once('SIGTERM', () => void supervisor.stopAll(0));
+  for (const config of configs) supervisor.add(config, await writeNodeConfig(dataDir, config));
+  try {
+    await Promise.all(supervisor.nodes.map(({ config, child }) => waitHealthy(`http://${config.gateway.host}:${config.gateway.port}`, child, 30_000)));
+  } catch (error) {
+    await supervisor.stopAll(1);
+    throw error;
+  }
+  const summary = supervisor.nodes.map(summarize);
+  if (options.json) printJson({ dataDir, tokenFile: client?.file ?? null, nodes: summary });
+  else printClusterSummary(dataDir, summary, client?.file);
   // A timer keeps the process alive until a signal or the last node's exit ends it (stopAll exits).
   setInterval(() => {}, 1 << 30);
   await new Promise<never>(() => {});

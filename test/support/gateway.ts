@@ -52,9 +52,30 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     wsUrl: gateway.wsUrl(),
     async stop() {
       jobs.close();
+      await settleClosingPeers();
       await gateway.stop();
     },
   };
+}
+
+/** Peers whose test closed them and whose close handshake may still be under way. */
+const closingPeers = new Set<Promise<unknown>>();
+/** Bounds the wait for a closing peer; the gateway's stop cuts off any still closing after its own grace. */
+const closingPeerWaitMsMax = 1_000;
+
+/**
+ * Lets the close handshakes the tests started finish before the gateway stops: a connection still
+ * closing when it stops is closed again by the gateway, which reads nothing more from it and waits out
+ * its close grace (2 s) before cutting it off, a pure wait in every test that ends that way.
+ */
+async function settleClosingPeers(): Promise<void> {
+  const closing = [...closingPeers];
+  closingPeers.clear();
+  if (closing.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, closingPeerWaitMsMax)));
+  await Promise.race([Promise.all(closing), bound]);
+  clearTimeout(timer);
 }
 
 export type Frame = { kind: 'json'; message: any } | { kind: 'binary'; bytes: Buffer };
@@ -127,7 +148,10 @@ export async function openPeer(url: string, headers: Record<string, string> = {}
     send: (message) => socket.send(typeof message === 'string' ? message : JSON.stringify(message)),
     sendBinary: (bytes) => socket.send(bytes, { binary: true }),
     closed,
-    close: () => socket.close(),
+    close: () => {
+      socket.close();
+      closingPeers.add(closed);
+    },
   };
 }
 
