@@ -72,8 +72,10 @@ test('starting a codec pool sets MIMALLOC_PURGE_DELAY=0, so the xz addon returns
   }
 });
 
-test('the registry prices xz:9 above xz:6 and a larger chunk above a smaller one', () => {
-  assert.ok(codingBytesMax(parseCodecChoice('xz:9'), 'compress', chunkBytes) > xzCost);
+test('the registry prices xz:3 below xz:6, xz:9 as xz:6 (it codes as 6), and a larger chunk above a smaller one', () => {
+  assert.ok(codingBytesMax(parseCodecChoice('xz:3'), 'compress', chunkBytes) < xzCost);
+  assert.is(codingBytesMax(parseCodecChoice('xz:9'), 'compress', chunkBytes), xzCost);
+  assert.ok(codingBytesMax(parseCodecChoice('xz:9'), 'decompress', chunkBytes) > codingBytesMax(xz, 'decompress', chunkBytes));
   assert.ok(codingBytesMax(xz, 'compress', 4 * chunkBytes) > xzCost);
   assert.ok(codingBytesMax(huffman, 'compress', chunkBytes) < xzCost);
 });

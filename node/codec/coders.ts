@@ -7,7 +7,7 @@
 import { constants, brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import type * as Lzma from '@napi-rs/lzma';
 import { CodecError } from './errors.ts';
-import { codedBytesMax, type CodecChoice } from './codecs.ts';
+import { codedBytesMax, xzPresetOf, type CodecChoice } from './codecs.ts';
 
 interface Bzip2Module {
   compressBZ2(data: Uint8Array, blockSize: number, workFactor: number): { error?: number | string; output?: Uint8Array };
@@ -66,6 +66,41 @@ function wholeFrame(inputBytes: number): { chunkSize: number } {
 /** The preset @napi-rs/lzma's one-shot xz coder uses (its DEFAULT_PRESET). */
 const xzOneShotPreset = 6;
 
+/**
+ * One xz stream. The one-shot xz.compressSync ignores presets (measured: presets 0, 6 and 9 gave the
+ * same bytes) but codes exactly as preset 6 does (same bytes), on this thread, and frees its coder on
+ * return. For other presets the stream call codes the same bytes as an XzCompressor but frees its coder
+ * at the end, where an XzCompressor's stays until a collection finds its small JS object (@napi-rs/lzma
+ * 1.5.3, measured: RSS +55 MB per 4 MiB chunk; a 64 MiB text at preset 3 on 12 MiB chunks left a
+ * process at 481 MB, 398 MB with the stream call). The stream call codes on the addon's own threads,
+ * which keep some memory after each chunk (docs/FORMAT.md: about 12 MB a 12 MiB chunk at preset 3).
+ * Presets above 6 code as 6 (codecs.ts xzPresetOf).
+ */
+async function compressXz(level: number, data: Uint8Array): Promise<Uint8Array> {
+  const preset = xzPresetOf(level);
+  if (preset === xzOneShotPreset) return new Uint8Array(loadedLzma().xz.compressSync(data));
+  const input = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(data);
+      controller.close();
+    },
+  });
+  const parts: Uint8Array[] = [];
+  for await (const part of loadedLzma().xz.compressStream(input, { preset })) parts.push(part);
+  return joined(parts);
+}
+
+/** The parts in one buffer of its own: the addon's buffers are external memory, which cannot be transferred. */
+function joined(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((bytes, part) => bytes + part.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
 /** Codes one chunk with `choice` (any codec but huffman, which the kernel codes in place). */
 export async function compressChunk(choice: CodecChoice, data: Uint8Array): Promise<Uint8Array> {
   const { level } = choice;
@@ -79,19 +114,8 @@ export async function compressChunk(choice: CodecChoice, data: Uint8Array): Prom
       return own(gzipSync(data, { ...wholeFrame(data.length), level }));
     case 'brotli':
       return own(brotliCompressSync(data, { ...wholeFrame(data.length), params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
-    case 'xz': {
-      // The one-shot xz.compressSync ignores presets (measured: presets 0, 6 and 9 gave the same bytes),
-      // but codes exactly as preset 6 does (same bytes) and frees its encoder on return; an XzCompressor's
-      // encoder is never freed (@napi-rs/lzma 1.5.3, measured: RSS +55 MB per 4 MiB chunk, after gc too).
-      if (level === xzOneShotPreset) return new Uint8Array(loadedLzma().xz.compressSync(data));
-      const coder = new (loadedLzma().XzCompressor)({ preset: level });
-      const head = coder.update(data);
-      const tail = await coder.finish();
-      const out = new Uint8Array(head.length + tail.length);
-      out.set(head, 0);
-      out.set(tail, head.length);
-      return out;
-    }
+    case 'xz':
+      return compressXz(level, data);
     case 'bzip2': {
       const result = loadedBzip2().compressBZ2(data, level, 30);
       // `error` is 0 (BZ_OK) on success, a libbzip2 status or message otherwise.

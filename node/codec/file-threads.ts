@@ -70,87 +70,109 @@ function failureOf(result: Extract<FileTaskResult, { ok: false }>): Error {
   return new CodecError(result.code, result.message);
 }
 
-export function startFileThreads(options: { threads: number; inputFd: number; outputFd: number; chunkBytes: number; codec?: CodecChoice }): FileThreads {
-  if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
-  const { codec, level } = options.codec ?? huffmanChoice;
-  const workerData: FileWorkerData = { kernelModule: compileKernel(), inputFd: options.inputFd, outputFd: options.outputFd, chunkBytes: options.chunkBytes, codec: codec.id, level };
-  /** A thread's free task slots: it appears once for each task it could take now. */
-  const idle: Worker[] = [];
-  const queue: FileTask[] = [];
-  const spares: ArrayBuffer[] = [];
-  const waiting = new Map<number, { resolve: (result: FileTaskResult) => void; reject: (error: Error) => void }>();
-  let nextId = 0;
-  let broken: Error | undefined;
-  // Callers bound their chunks in flight (twice the threads); this catches one that does not.
-  const tasksMax = options.threads * 4;
+export interface FileThreadsOptions {
+  threads: number;
+  inputFd: number;
+  outputFd: number;
+  chunkBytes: number;
+  codec?: CodecChoice;
+}
 
-  function dispatch(): void {
-    while (idle.length > 0 && queue.length > 0) {
-      const worker = idle.pop()!;
-      const task = queue.shift()!;
-      const spare = task.op === 'compress' ? spares.pop() : undefined;
+export function startFileThreads(options: FileThreadsOptions): FileThreads {
+  if (!Number.isInteger(options.threads) || options.threads < 1) throw new RangeError(`threads must be a positive integer, got ${options.threads}`);
+  return new FileThreadSet(options);
+}
+
+// Each thread holds up to this many tasks, the next one queued behind the one it codes, so it starts
+// that one at once instead of waiting for this thread to wake, take its answer and send another: on
+// a loaded machine a wake-up can take longer than coding a chunk.
+const tasksPerThread = 2;
+
+/** The threads, the queue that feeds them, the answers awaited, and the spare frame buffers. */
+class FileThreadSet implements FileThreads {
+  readonly threads: number;
+  /** A thread's free task slots: it appears once for each task it could take now. */
+  readonly #idle: Worker[] = [];
+  readonly #queue: FileTask[] = [];
+  readonly #spares: ArrayBuffer[] = [];
+  readonly #waiting = new Map<number, { resolve: (result: FileTaskResult) => void; reject: (error: Error) => void }>();
+  readonly #workers: Worker[];
+  // Callers bound their chunks in flight (twice the threads); this catches one that does not.
+  readonly #tasksMax: number;
+  #nextId = 0;
+  #broken: Error | undefined;
+
+  constructor(options: FileThreadsOptions) {
+    this.threads = options.threads;
+    this.#tasksMax = options.threads * 4;
+    const { codec, level } = options.codec ?? huffmanChoice;
+    const workerData: FileWorkerData = { kernelModule: compileKernel(), inputFd: options.inputFd, outputFd: options.outputFd, chunkBytes: options.chunkBytes, codec: codec.id, level };
+    this.#workers = Array.from({ length: options.threads }, () => this.#startWorker(workerData));
+    // One free slot per task a thread may hold, interleaved, so the first tasks go to different threads.
+    for (let slot = 0; slot < tasksPerThread; slot++) this.#idle.push(...this.#workers);
+  }
+
+  async compress(position: number, length: number): Promise<{ frame: Uint8Array; checksum: number }> {
+    const result = await this.#run({ op: 'compress', position, length });
+    if (!result.ok) throw failureOf(result);
+    if (result.frame === undefined || result.checksum === undefined) throw new Error('codec thread answered a compress task without a frame');
+    return { frame: result.frame, checksum: result.checksum };
+  }
+
+  recycle(frame: Uint8Array): void {
+    if (this.#spares.length < this.threads * 2 && frame.buffer instanceof ArrayBuffer) this.#spares.push(frame.buffer);
+  }
+
+  async decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<void> {
+    const result = await this.#run(task);
+    if (!result.ok) throw failureOf(result);
+  }
+
+  async close(): Promise<void> {
+    this.#broken ??= new Error('codec threads closed');
+    await Promise.all(this.#workers.map((worker) => worker.terminate()));
+  }
+
+  #startWorker(workerData: FileWorkerData): Worker {
+    const worker = new Worker(fileWorkerUrl, threadOptions(workerData));
+    worker.on('message', (result: FileTaskResult) => {
+      const pending = this.#waiting.get(result.id);
+      this.#waiting.delete(result.id);
+      this.#idle.push(worker);
+      this.#dispatch();
+      pending?.resolve(result);
+    });
+    worker.on('error', (error) => this.#failAll(new Error(`codec thread failed: ${error.message}`)));
+    worker.on('exit', (code) => this.#failAll(new Error(`codec thread exited with code ${code}`)));
+    return worker;
+  }
+
+  #run(task: FileThreadTask): Promise<FileTaskResult> {
+    if (this.#broken !== undefined) return Promise.reject(this.#broken);
+    if (this.#waiting.size >= this.#tasksMax) return Promise.reject(new RangeError(`codec threads: more than ${this.#tasksMax} tasks at once`));
+    const id = this.#nextId++;
+    const result = new Promise<FileTaskResult>((resolve, reject) => this.#waiting.set(id, { resolve, reject }));
+    this.#queue.push({ ...task, id } as FileTask);
+    this.#dispatch();
+    return result;
+  }
+
+  #dispatch(): void {
+    while (this.#idle.length > 0 && this.#queue.length > 0) {
+      const worker = this.#idle.pop()!;
+      const task = this.#queue.shift()!;
+      const spare = task.op === 'compress' ? this.#spares.pop() : undefined;
       if (spare === undefined) worker.postMessage(task);
       else worker.postMessage({ ...task, spare }, [spare]);
     }
   }
 
-  function failAll(error: Error): void {
-    broken ??= error;
-    for (const { reject } of waiting.values()) reject(error);
-    waiting.clear();
-    queue.length = 0;
+  #failAll(error: Error): void {
+    this.#broken ??= error;
+    for (const { reject } of this.#waiting.values()) reject(error);
+    this.#waiting.clear();
+    this.#queue.length = 0;
   }
-
-  // Each thread holds up to this many tasks, the next one queued behind the one it codes, so it starts
-  // that one at once instead of waiting for this thread to wake, take its answer and send another: on
-  // a loaded machine a wake-up can take longer than coding a chunk.
-  const tasksPerThread = 2;
-  const workers = Array.from({ length: options.threads }, () => {
-    const worker = new Worker(fileWorkerUrl, threadOptions(workerData));
-    worker.on('message', (result: FileTaskResult) => {
-      const pending = waiting.get(result.id);
-      waiting.delete(result.id);
-      idle.push(worker);
-      dispatch();
-      pending?.resolve(result);
-    });
-    worker.on('error', (error) => failAll(new Error(`codec thread failed: ${error.message}`)));
-    worker.on('exit', (code) => failAll(new Error(`codec thread exited with code ${code}`)));
-    return worker;
-  });
-  // One free slot per task a thread may hold, interleaved, so the first tasks go to different threads.
-  for (let slot = 0; slot < tasksPerThread; slot++) idle.push(...workers);
-
-  function run(task: FileThreadTask): Promise<FileTaskResult> {
-    if (broken !== undefined) return Promise.reject(broken);
-    if (waiting.size >= tasksMax) return Promise.reject(new RangeError(`codec threads: more than ${tasksMax} tasks at once`));
-    const id = nextId++;
-    const result = new Promise<FileTaskResult>((resolve, reject) => waiting.set(id, { resolve, reject }));
-    queue.push({ ...task, id } as FileTask);
-    dispatch();
-    return result;
-  }
-
-  return {
-    threads: options.threads,
-    async compress(position, length) {
-      const result = await run({ op: 'compress', position, length });
-      if (!result.ok) throw failureOf(result);
-      if (result.frame === undefined || result.checksum === undefined) throw new Error('codec thread answered a compress task without a frame');
-      return { frame: result.frame, checksum: result.checksum };
-    },
-    recycle(frame) {
-      if (spares.length < options.threads * 2 && frame.buffer instanceof ArrayBuffer) spares.push(frame.buffer);
-    },
-    async decompress(task) {
-      const result = await run(task);
-      if (!result.ok) throw failureOf(result);
-    },
-    async close() {
-      broken ??= new Error('codec threads closed');
-      await Promise.all(workers.map((worker) => worker.terminate()));
-    },
-  };
 }
 
 export interface ShaThread {

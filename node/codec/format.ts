@@ -4,7 +4,7 @@
  * All integers are little-endian.
  */
 import { crc32c } from '@node-rs/crc32';
-import { choiceOf, codedBytesMax, xzDictionaryMebibytes, type CodecChoice } from './codecs.ts';
+import { choiceOf, codedBytesMax, xzDictionaryMebibytes, xzPresetOf, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 
 export const formatVersion = 1;
@@ -44,8 +44,8 @@ export function chunkBytesFor(choice: CodecChoice): number {
   const mebibyte = 1024 * 1024;
   let bytes = chunkBytesDefault;
   if (choice.codec.name === 'zstd') bytes = 4 * 2 ** (zstdWindowLogs[choice.level - 1] ?? 21);
-  // `xz -T` codes blocks of 3 dictionaries.
-  if (choice.codec.name === 'xz') bytes = 3 * (xzDictionaryMebibytes[choice.level] ?? 8) * mebibyte;
+  // `xz -T` codes blocks of 3 dictionaries, of the preset actually coded with (at most 6's 8 MiB).
+  if (choice.codec.name === 'xz') bytes = 3 * (xzDictionaryMebibytes[xzPresetOf(choice.level)] ?? 8) * mebibyte;
   return Math.min(chunkBytesMax, Math.max(chunkBytesDefault, bytes));
 }
 /**

@@ -151,93 +151,49 @@ function ownedBytes(length: number): Uint8Array {
   return new Uint8Array(owned.buffer, owned.byteOffset, length);
 }
 
+/** The original bytes of a frame of raw blocks (storedBlocks), copied straight out of the frame. */
+function joinedBlocks(frame: Uint8Array, blocks: Array<[number, number]>, originalLength: number): Uint8Array {
+  const result = ownedBytes(originalLength);
+  let decoded = 0;
+  for (const [at, length] of blocks) {
+    result.set(frame.subarray(at, at + length), decoded);
+    decoded += length;
+  }
+  return result;
+}
+
 /** A kernel instance with memory of its own; `module` is a compiled kernel posted from another thread. */
 export function loadKernel(module: KernelModule = compileKernel()): Kernel {
-  const instance = new wasm.Instance(module, {});
-  const kernel = instance.exports as unknown as KernelExports;
+  return new WasmKernel(module);
+}
 
-  /** Sizes the buffers; throws TOO_LARGE if memory cannot grow. */
-  function stageInput(inputBytes: number, outputBytes: number): Uint8Array {
-    const address = kernel.prepare(inputBytes, outputBytes) >>> 0;
-    if (address === 0) {
-      throw new CodecError('TOO_LARGE', `kernel memory cannot hold ${inputBytes} + ${outputBytes} bytes`);
-    }
-    return new Uint8Array(kernel.memory.buffer, address, inputBytes);
+/** One instance of the kernel and its linear memory; every view it returns is valid until its next call. */
+class WasmKernel implements Kernel {
+  readonly #exports: KernelExports;
+
+  constructor(module: KernelModule) {
+    const instance = new wasm.Instance(module, {});
+    this.#exports = instance.exports as unknown as KernelExports;
   }
 
-  /** Sizes the buffers and copies `input` in. */
-  function stage(input: Uint8Array, outputBytes: number): void {
-    stageInput(input.length, outputBytes).set(input);
-  }
-
-  function outputView(length: number): Uint8Array {
-    return new Uint8Array(kernel.memory.buffer, kernel.output() >>> 0, length);
-  }
-
-  /** The result, copied into memory of its own. */
-  function copyOut(length: number): Uint8Array {
-    const result = ownedBytes(length);
-    result.set(outputView(length));
-    return result;
-  }
-
-  /** Codes the staged input; the frame stays in kernel memory. */
-  function compressStaged(length: number): Uint8Array {
-    const frameBytesMax = kernel.frameBytesMax(length) >>> 0;
-    const frameLength = kernel.compress(length) >>> 0;
-    if (frameLength > frameBytesMax) throw new Error(`kernel wrote ${frameLength} bytes, more than its bound ${frameBytesMax}`);
-    return outputView(frameLength);
-  }
-
-  function compress(input: Uint8Array): Uint8Array {
+  compress(input: Uint8Array): Uint8Array {
     checkedLength(input.length, 'chunk of');
-    stage(input, kernel.frameBytesMax(input.length) >>> 0);
-    return copyOut(compressStaged(input.length).length);
+    this.#stage(input, this.#exports.frameBytesMax(input.length) >>> 0);
+    return this.#copyOut(this.#compressStaged(input.length).length);
   }
 
-  /** Decodes the staged frame; the original bytes stay in kernel memory. */
-  function decompressStaged(frameLength: number, originalLength: number): Uint8Array {
-    let status: number;
-    try {
-      status = kernel.decompress(frameLength, originalLength);
-    } catch (error) {
-      // The decoder is meant to be total; a trap here is a kernel bug, reported as a corrupt block.
-      throw new CodecError('CORRUPT_BLOCK', `kernel trapped while decoding: ${String(error)}`);
-    }
-    if (status !== 0) {
-      throw new CodecError('CORRUPT_BLOCK', failureMessage(status, kernel.failedBlock(), kernel.failedStream()));
-    }
-    return outputView(originalLength);
-  }
-
-  /** Checks a frame's length against the original length before any of it is staged. */
-  function checkFrame(frameLength: number, originalLength: number): void {
-    checkedLength(originalLength, 'original length');
-    const frameBytesMax = kernel.frameBytesMax(originalLength) >>> 0;
-    if (frameLength > frameBytesMax) {
-      throw new CodecError('CORRUPT_BLOCK', `frame of ${frameLength} bytes is longer than any frame of ${originalLength} bytes (${frameBytesMax})`);
-    }
-  }
-
-  function decompress(frame: Uint8Array, originalLength: number): Uint8Array {
-    checkFrame(frame.length, originalLength);
+  decompress(frame: Uint8Array, originalLength: number): Uint8Array {
+    this.#checkFrame(frame.length, originalLength);
     const stored = storedBlocks(frame, originalLength);
-    if (stored !== undefined) {
-      const result = ownedBytes(originalLength);
-      let decoded = 0;
-      for (const [at, length] of stored) {
-        result.set(frame.subarray(at, at + length), decoded);
-        decoded += length;
-      }
-      return result;
-    }
-    stage(frame, originalLength);
-    return copyOut(decompressStaged(frame.length, originalLength).length);
+    if (stored !== undefined) return joinedBlocks(frame, stored, originalLength);
+    this.#stage(frame, originalLength);
+    return this.#copyOut(this.#decompressStaged(frame.length, originalLength).length);
   }
 
-  function countText(input: Uint8Array): TextCounts {
+  countText(input: Uint8Array): TextCounts {
     checkedLength(input.length, 'chunk of');
-    stage(input, 0);
+    this.#stage(input, 0);
+    const kernel = this.#exports;
     kernel.countText(input.length);
     const edges = kernel.countedEdges.value;
     return {
@@ -249,16 +205,73 @@ export function loadKernel(module: KernelModule = compileKernel()): Kernel {
     };
   }
 
-  return {
-    compress,
-    decompress,
-    countText,
-    stageInput,
-    frameBytesMax: (length) => kernel.frameBytesMax(checkedLength(length, 'chunk of')) >>> 0,
-    compressStaged: (length) => compressStaged(checkedLength(length, 'chunk of')),
-    decompressStaged(frameLength, originalLength) {
-      checkFrame(frameLength, originalLength);
-      return decompressStaged(frameLength, originalLength);
-    },
-  };
+  /** Sizes the buffers; throws TOO_LARGE if memory cannot grow. */
+  stageInput(inputBytes: number, outputBytes: number): Uint8Array {
+    const address = this.#exports.prepare(inputBytes, outputBytes) >>> 0;
+    if (address === 0) {
+      throw new CodecError('TOO_LARGE', `kernel memory cannot hold ${inputBytes} + ${outputBytes} bytes`);
+    }
+    return new Uint8Array(this.#exports.memory.buffer, address, inputBytes);
+  }
+
+  frameBytesMax(length: number): number {
+    return this.#exports.frameBytesMax(checkedLength(length, 'chunk of')) >>> 0;
+  }
+
+  compressStaged(length: number): Uint8Array {
+    return this.#compressStaged(checkedLength(length, 'chunk of'));
+  }
+
+  decompressStaged(frameLength: number, originalLength: number): Uint8Array {
+    this.#checkFrame(frameLength, originalLength);
+    return this.#decompressStaged(frameLength, originalLength);
+  }
+
+  /** Sizes the buffers and copies `input` in. */
+  #stage(input: Uint8Array, outputBytes: number): void {
+    this.stageInput(input.length, outputBytes).set(input);
+  }
+
+  #outputView(length: number): Uint8Array {
+    return new Uint8Array(this.#exports.memory.buffer, this.#exports.output() >>> 0, length);
+  }
+
+  /** The result, copied into memory of its own. */
+  #copyOut(length: number): Uint8Array {
+    const result = ownedBytes(length);
+    result.set(this.#outputView(length));
+    return result;
+  }
+
+  /** Codes the staged input; the frame stays in kernel memory. */
+  #compressStaged(length: number): Uint8Array {
+    const frameBytesMax = this.#exports.frameBytesMax(length) >>> 0;
+    const frameLength = this.#exports.compress(length) >>> 0;
+    if (frameLength > frameBytesMax) throw new Error(`kernel wrote ${frameLength} bytes, more than its bound ${frameBytesMax}`);
+    return this.#outputView(frameLength);
+  }
+
+  /** Decodes the staged frame; the original bytes stay in kernel memory. */
+  #decompressStaged(frameLength: number, originalLength: number): Uint8Array {
+    let status: number;
+    try {
+      status = this.#exports.decompress(frameLength, originalLength);
+    } catch (error) {
+      // The decoder is meant to be total; a trap here is a kernel bug, reported as a corrupt block.
+      throw new CodecError('CORRUPT_BLOCK', `kernel trapped while decoding: ${String(error)}`);
+    }
+    if (status !== 0) {
+      throw new CodecError('CORRUPT_BLOCK', failureMessage(status, this.#exports.failedBlock(), this.#exports.failedStream()));
+    }
+    return this.#outputView(originalLength);
+  }
+
+  /** Checks a frame's length against the original length before any of it is staged. */
+  #checkFrame(frameLength: number, originalLength: number): void {
+    checkedLength(originalLength, 'original length');
+    const frameBytesMax = this.#exports.frameBytesMax(originalLength) >>> 0;
+    if (frameLength > frameBytesMax) {
+      throw new CodecError('CORRUPT_BLOCK', `frame of ${frameLength} bytes is longer than any frame of ${originalLength} bytes (${frameBytesMax})`);
+    }
+  }
 }
