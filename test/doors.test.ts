@@ -9,9 +9,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import ts from 'typescript';
+import { typeScriptFiles } from '../tools/long-functions.ts';
 
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 
@@ -22,14 +23,6 @@ interface ImportSite {
   specifier: string;
   /** What the specifier names, relative to the repository root (relative specifiers only). */
   target: string;
-}
-
-function typeScriptFiles(folder: string): string[] {
-  return readdirSync(folder).flatMap((name) => {
-    const path = join(folder, name);
-    if (statSync(path).isDirectory()) return typeScriptFiles(path);
-    return path.endsWith('.ts') ? [path] : [];
-  });
 }
 
 /** The module specifiers of one file with their positions: static, type-only, re-export and dynamic imports. */

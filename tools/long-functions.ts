@@ -25,7 +25,8 @@ export interface LongFunction {
   lines: number;
 }
 
-function typeScriptFiles(folder: string): string[] {
+/** Every `.ts` file under `folder`, at any depth. */
+export function typeScriptFiles(folder: string): string[] {
   return readdirSync(folder).flatMap((name) => {
     const path = join(folder, name);
     if (statSync(path).isDirectory()) return typeScriptFiles(path);
