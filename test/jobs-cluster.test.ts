@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
 import { decompress } from '../node/index.ts';
@@ -18,7 +18,7 @@ const chunkSize = 64 * 1024;
 test.before(async () => {
   // Gateways stage every chunk raw here: these tests are about the coordinator spreading chunks over
   // nodes and reassigning them, which a gateway coding its own chunks would bypass.
-  cluster = await createTestCluster({ nodes: 4, overrides: { jobs: { leaseMs: 4_000, attemptsMax: 5, codeAtGateway: false } } });
+  cluster = await createTestCluster({ nodes: 4, overrides: { jobs: { leaseMs: 4_000, attemptsMax: 5, codeAtGateway: false, stagingSweepMs: 1_000 } } });
   // Make node4 a worker-only node: it receives the log as a learner and codes chunks, but never votes.
   for (const config of cluster.configs) cluster.start(config.name);
   await waitFor('4 alive members and one coordinator', 30_000, () => cluster.agreed(4), () => cluster.logs());
@@ -161,6 +161,24 @@ test('kill -9 of a worker-only node mid-job: its chunks are reassigned and the j
     cluster.start('node4');
     await waitFor('node4 to rejoin', 20_000, () => cluster.agreed(4), () => cluster.logs());
   }
+});
+
+test('staged blobs written after a job ended (a deposed coordinator\'s merge, killed before its cleanup) are swept by the coordinator', async () => {
+  const data = textLike(300 * 1024, 5);
+  const job = await withClient('node1', async (client) => client.waitForCompletion((await client.upload(data, { fileName: 'swept.txt', chunkSize })).id));
+  assert.is(job.state, 'completed', job.error ?? '');
+  const staging = join(cluster.dataDir, 'blobs', 'staging', job.id);
+  const stray = join(cluster.dataDir, 'blobs', 'staging', 'nojob0000000000');
+  await mkdir(staging, { recursive: true });
+  await mkdir(stray, { recursive: true });
+  await writeFile(join(staging, 'header'), 'a stale merge\'s header');
+  await writeFile(join(staging, 'tail'), 'a stale merge\'s tail');
+  await writeFile(join(stray, 'header'), 'staged under a job that has no record');
+  const left = async (folder: string) => (await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((entry) => entry.isFile());
+  await waitFor('the coordinator to sweep both staging folders', 20_000, async () => ((await left(staging)).length === 0 && (await left(stray)).length === 0 ? true : undefined));
+  // The job itself is untouched: its download is still the original.
+  const back = await withClient('node3', (client) => downloadAll(client, job.id, false));
+  assert.is(sha256(back), sha256(data));
 });
 
 test('concurrent uploads through different gateways all complete with identical outputs', async () => {

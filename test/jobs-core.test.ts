@@ -1,6 +1,6 @@
 /**
  * The jobs core's rules, one by one, on records built by hand: no processes, no clock, no randomness.
- * Each of the four races the chaos run found has a named test here; the seeded simulation
+ * Each of the five races the chaos run found has a named test here; the seeded simulation
  * (jobs-sim.test.ts) hunts for them among interleavings.
  */
 import { test } from 'uvu';
@@ -21,6 +21,8 @@ import {
   completedChunk,
   chunksToHandBack,
   handedBackChunk,
+  stagedJobId,
+  StagingSweeper,
   type MemberFacts,
 } from '../node/jobs/core/index.ts';
 import type { ChunkRecord, JobRecord } from '../node/jobs/records.ts';
@@ -72,6 +74,28 @@ test('bug 4 (merges stuck after a coordinator died): a new coordinator merges a 
   assert.equal(merges(coordinator.round(snapshot, [member('n1')], startMs + 10)), [], 'not twice at once');
   coordinator.mergeEnded('job00001');
   assert.equal(merges(coordinator.round(snapshot, [member('n1')], startMs + 20)).length, 1);
+});
+
+test('bug 5 (a deposed coordinator\'s merge killed after writing its header and tail, found by chaos): the sweep removes the staging of ended, retired jobs only', () => {
+  const sweeper = new StagingSweeper(60_000);
+  assert.ok(sweeper.due(startMs), 'a new coordinator sweeps on its first round');
+  const retired = { id: 'done1', record: { ...job('completed'), id: 'done1' }, active: false };
+  const cleaning = { id: 'done2', record: { ...job('completed'), id: 'done2' }, active: true };
+  const running = { id: 'run1', record: { ...job('processing'), id: 'run1' }, active: true };
+  const failed = { id: 'fail1', record: { ...job('failed'), id: 'fail1' }, active: false };
+  const unknown = { id: 'new1', record: undefined, active: false };
+  assert.equal(sweeper.sweep([retired, cleaning, running, failed, unknown], startMs), ['done1', 'fail1'], 'an active job is left to its own cleanup; a job without a record waits one sweep');
+  assert.not.ok(sweeper.due(startMs + 59_999));
+  assert.ok(sweeper.due(startMs + 60_000));
+  assert.equal(sweeper.sweep([unknown], startMs + 60_000), ['new1'], 'without a record at two sweeps in a row: swept');
+  sweeper.sweep([], startMs + 120_000);
+  assert.equal(sweeper.sweep([unknown], startMs + 180_000), [], 'seen again after a sweep without it: waits again');
+  sweeper.leadershipChanged();
+  assert.ok(sweeper.due(startMs + 180_001), 'a change of leader sweeps at the next round');
+  assert.equal(sweeper.sweep([unknown], startMs + 180_001), [], 'and forgets what it saw missing');
+  assert.is(stagedJobId('staging/abc/out/00000001.1.ff'), 'abc');
+  assert.is(stagedJobId('staging/abc/header'), 'abc');
+  assert.is(stagedJobId('jobs/abc.dcz'), undefined);
 });
 
 test('a lease that lapses takes the chunk back; a dead node loses its chunks at once (Reference: issue 14, leases)', () => {

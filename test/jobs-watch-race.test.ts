@@ -96,7 +96,7 @@ test('a job that completes while watch reads it is still delivered as completed'
     state: racing,
     blobs,
     pool,
-    config: { chunkSize: 65_536, leaseMs: 30_000, attemptsMax: 5, inFlightPerWorker: 2, uploadBytesMax: 1 << 30, uploadsMax: 16, diskReserveBytes: 0, keepOriginal: false, codeAtGateway: true, code: true },
+    config: { chunkSize: 65_536, leaseMs: 30_000, stagingSweepMs: 60_000, attemptsMax: 5, inFlightPerWorker: 2, uploadBytesMax: 1 << 30, uploadsMax: 16, diskReserveBytes: 0, keepOriginal: false, codeAtGateway: true, code: true },
     space: createSpaceGuard({ folders: [dataDir], reserveBytes: 0 }),
     logger: pino({ level: 'silent' }),
     members: () => [],

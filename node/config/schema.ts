@@ -190,6 +190,11 @@ const jobs = z.strictObject({
   chunkSize: integerIn(64 * 1024, 64 * mebibyte).default(4 * mebibyte),
   /** A chunk assigned to a node that has not completed within this is reassigned. */
   leaseMs: integerIn(100, 3_600_000).default(30_000),
+  /**
+   * How often the coordinator removes staged blobs left under jobs that already ended (a process that died
+   * between writing a blob and removing it), ms.
+   */
+  stagingSweepMs: integerIn(1_000, 86_400_000).default(60_000),
   /** A chunk that fails (or lets its lease lapse) this many times is parked as dead; its job fails. */
   attemptsMax: integerIn(1, 100).default(5),
   /** Chunks assigned to one node at once, per worker thread of that node. */

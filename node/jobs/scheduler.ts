@@ -9,7 +9,8 @@
 import type { Logger } from 'pino';
 import type { Member, ReplicatedState } from '../cluster/index.ts';
 import type { JobsConfig } from '../config/index.ts';
-import { Coordinator, type JobSnapshot, type Step } from './core/index.ts';
+import type { BlobStore } from '../storage/index.ts';
+import { Coordinator, stagedJobId, StagingSweeper, type JobSnapshot, type StagedJob, type Step } from './core/index.ts';
 import type { Merger } from './merge.ts';
 import { activeJobIds, readChunks, readJob } from './records.ts';
 
@@ -17,6 +18,8 @@ export interface SchedulerOptions {
   state: ReplicatedState;
   members: () => readonly Member[];
   merger: Merger;
+  /** Where the sweep lists staged blobs (the merger removes them). */
+  blobs: BlobStore;
   config: JobsConfig;
   logger: Logger;
   /** How often the scheduler looks at the state even when nothing changed (lease checks). */
@@ -41,6 +44,26 @@ async function readActive(state: ReplicatedState): Promise<JobSnapshot[]> {
   return jobs;
 }
 
+/** Every job id with blobs under staging/, with its record and whether it is active. */
+async function readStaged(state: ReplicatedState, blobs: BlobStore): Promise<StagedJob[]> {
+  const ids = new Set((await blobs.list('staging/')).map(stagedJobId).filter((id) => id !== undefined));
+  const active = new Set(await activeJobIds(state));
+  const staged: StagedJob[] = [];
+  for (const id of ids) staged.push({ id, record: await readJob(state, id), active: active.has(id) });
+  return staged;
+}
+
+/** Removes the staging of jobs that ended and were retired (core/sweep.ts); runs beside the rounds. */
+async function sweepStaging({ state, blobs, merger, logger }: SchedulerOptions, sweeper: StagingSweeper): Promise<void> {
+  try {
+    const strays = sweeper.sweep(await readStaged(state, blobs), Date.now());
+    for (const id of strays) await merger.cleanup(id);
+    if (strays.length > 0) logger.info({ jobs: strays }, 'scheduler: removed staged blobs left under ended jobs');
+  } catch (error) {
+    logger.warn({ err: error }, 'scheduler: staging sweep failed; will retry');
+  }
+}
+
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { state, config, logger, merger } = options;
   const intervalMs = options.intervalMs ?? 250;
@@ -50,6 +73,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   let round: Promise<void> | undefined;
   let again = false;
   let wasLeader = false;
+  const sweeper = new StagingSweeper(config.stagingSweepMs);
+  let sweeping: Promise<void> | undefined;
 
   function trigger(): void {
     if (round !== undefined) {
@@ -69,9 +94,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   async function tick(): Promise<void> {
     const leader = state.isLeader();
-    if (leader !== wasLeader) coordinator.leadershipChanged();
+    if (leader !== wasLeader) {
+      coordinator.leadershipChanged();
+      sweeper.leadershipChanged();
+    }
     wasLeader = leader;
     if (!leader) return;
+    if (sweeping === undefined && sweeper.due(Date.now())) sweeping = sweepStaging(options, sweeper).finally(() => (sweeping = undefined));
     const plan = coordinator.round(await readActive(state), options.members(), Date.now());
     for (const { steps } of plan.jobs) await run(steps);
     await Promise.allSettled(plan.assignments.map((command) => state.propose(command)));
@@ -111,6 +140,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       unsubscribe?.();
       if (timer !== undefined) clearInterval(timer);
       await round;
+      await sweeping;
     },
   };
 }

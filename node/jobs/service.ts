@@ -101,7 +101,7 @@ class NodeJobService implements RunningJobService {
     this.#options = options;
     const merger = createMerger({ state, blobs, logger, keepOriginal: config.keepOriginal });
     this.#worker = createWorker({ name: node, state, blobs, pool, imagePool: options.imagePool, logger, concurrency: pool.threads * config.inFlightPerWorker });
-    this.#scheduler = createScheduler({ state, members: options.members, merger, config, logger });
+    this.#scheduler = createScheduler({ state, members: options.members, merger, blobs, config, logger });
     this.#coding = config.code;
     this.#downloads = new Downloads({ blobs, pool, logger, peers: options.peers });
   }

@@ -10,6 +10,7 @@
  */
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Member, ReplicatedState } from '../cluster/index.ts';
 import { choiceOf, CodecError, ImageError } from '../codec/index.ts';
@@ -92,6 +93,9 @@ interface UploadPlan {
   chunkSize: number;
   coding: JobCoding;
 }
+
+/** How long a failed upload keeps trying to record its failure. */
+const failureRecordMs = 300_000;
 
 /**
  * A running upload: `write` feeds the input stream, a consumer loop (one per mode) stages its chunks, and
@@ -179,14 +183,36 @@ class UploadRun implements StagingSession {
     // Wait until the consumer has stopped: a chunk it was staging must not land after the cleanup.
     await this.#consumed.catch(() => {});
     await this.#records.settle();
-    const chunkKeys = (await readChunks(state, id).catch(() => [])).map((chunk) => chunkKey(id, chunk.index));
-    await updateJob(
-      state,
-      id,
-      (current) => failedJob(current, reason, Date.now()),
-      () => chunkKeys.map((key) => ({ op: 'del', key }) as const),
-    ).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not record the failure'));
+    await this.#recordFailure(reason);
     await blobs.deletePrefix(blobKeys.stagingPrefix(id), { abandonWrites: true }).catch((error: unknown) => logger.warn({ err: error, job: id }, 'upload: could not remove staged blobs'));
+  }
+
+  /**
+   * The job fails with its chunk records. Retried (a leader change drops proposals) until it lands or
+   * failureRecordMs passed: until then the job stays 'uploading' under a live gateway, which no
+   * coordinator fails (found by the jobs simulation).
+   */
+  async #recordFailure(reason: string): Promise<void> {
+    const { state, logger } = this.#context;
+    const id = this.jobId;
+    const deadline = Date.now() + failureRecordMs;
+    for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 5_000)) {
+      try {
+        const chunkKeys = (await readChunks(state, id)).map((chunk) => chunkKey(id, chunk.index));
+        await updateJob(
+          state,
+          id,
+          (current) => failedJob(current, reason, Date.now()),
+          () => chunkKeys.map((key) => ({ op: 'del', key }) as const),
+        );
+        return;
+      } catch (error) {
+        const giveUp = Date.now() + delayMs > deadline;
+        logger.warn({ err: error, job: id }, giveUp ? 'upload: could not record the failure; giving up' : 'upload: could not record the failure; retrying');
+        if (giveUp) return;
+        await sleep(delayMs, undefined, { ref: false });
+      }
+    }
   }
 
   // Handed to .catch on its own, so bound here.

@@ -8,3 +8,4 @@ export { assertChunkMove, assertChunkRecord, assertJobMove, assertJobs, JobInvar
 export { activeKey, blobKeys, chunkKey, chunkPrefix, jobKey } from './keys.ts';
 export * from './transitions.ts';
 export { chunksToHandBack, codes, handedBackChunk } from './hand-back.ts';
+export { stagedJobId, StagingSweeper, type StagedJob } from './sweep.ts';

@@ -16,11 +16,12 @@ export function stampAt(job: JobRecord, state: JobState, nowMs: number): JobReco
   return { ...job, state, timestamps: { ...job.timestamps, [state]: new Date(nowMs).toISOString() } };
 }
 
-const ended = (job: JobRecord) => job.state === 'completed' || job.state === 'failed';
+/** Whether a job has reached its end, either way. */
+export const jobEnded = (job: JobRecord) => job.state === 'completed' || job.state === 'failed';
 
 /** A job failed for `reason`, or undefined if it already ended (the first ending stands). */
 export function failedJob(job: JobRecord, reason: string, nowMs: number): JobRecord | undefined {
-  if (ended(job)) return undefined;
+  if (jobEnded(job)) return undefined;
   const after = { ...stampAt(job, 'failed', nowMs), error: reason };
   assertJobMove(job, after);
   return after;
@@ -103,7 +104,7 @@ export function chunkOutputKey(chunk: Pick<ChunkRecord, 'job' | 'index' | 'attem
 
 /** Whether a worker should code an assigned chunk of this job at all. */
 export function chunkWorthRunning(job: JobRecord | undefined): job is JobRecord {
-  return job !== undefined && !ended(job);
+  return job !== undefined && !jobEnded(job);
 }
 
 /** The completion a worker proposes, guarded on the very assignment it served. */
@@ -217,5 +218,5 @@ export function mergeCleansUp(_won: boolean): boolean {
  * merge wrote after that cleanup would outlive the job (found by the jobs simulation).
  */
 export function mergeFailureCleansUp(jobNow: JobRecord | undefined): boolean {
-  return jobNow === undefined || ended(jobNow);
+  return jobNow === undefined || jobEnded(jobNow);
 }

@@ -28,6 +28,8 @@ import {
   outputToDeleteAfterUnknownCompletion,
   chunkKey,
   pendingChunk,
+  stagedJobId,
+  StagingSweeper,
   uploadFinishedJob,
   type Command,
   type JobSnapshot,
@@ -38,6 +40,8 @@ import type { SimNode, World } from './world.ts';
 
 export const leaseMs = 2_000;
 export const coordinatorIntervalMs = 250;
+/** How often a coordinator sweeps staged blobs left under ended jobs (jobs.stagingSweepMs). */
+export const stagingSweepMs = 5_000;
 const workerIntervalMs = 100;
 /** Chunks one simulated worker codes at once. */
 const workerSlots = 2;
@@ -62,6 +66,7 @@ export interface NodeRun {
   node: SimNode;
   run: number;
   coordinator: Coordinator;
+  sweeper: StagingSweeper;
   wasLeader: boolean;
   running: Set<string>;
   /** Blobs this run wrote that no record owns yet: outputs whose completion is undecided, inputs not yet recorded. */
@@ -93,14 +98,29 @@ export async function coordinatorLoop(world: World, self: NodeRun): Promise<void
   for (;;) {
     await world.step(self.node, () => undefined, coordinatorIntervalMs);
     const leader = world.leader === self.node;
-    if (leader !== self.wasLeader) self.coordinator.leadershipChanged();
+    if (leader !== self.wasLeader) {
+      self.coordinator.leadershipChanged();
+      self.sweeper.leadershipChanged();
+    }
     self.wasLeader = leader;
     if (!leader) continue;
+    if (self.sweeper.due(world.nowMs)) await sweep(world, self);
     const snapshot = await world.step(self.node, () => activeSnapshot(world));
     const plan = self.coordinator.round(snapshot, world.members(), world.nowMs);
     for (const { steps } of plan.jobs) await runSteps(world, self, steps).catch((error: unknown) => world.note(`${self.node.name} round: ${(error as Error).message}`));
     await Promise.allSettled(plan.assignments.map((command) => world.propose(self.node, command)));
   }
+}
+
+/** As scheduler.ts's sweep: list staging, read each job's record and whether it is active, remove the strays. */
+async function sweep(world: World, self: NodeRun): Promise<void> {
+  const staged = await world.step(self.node, () => {
+    const ids = new Set([...world.blobs.keys()].map(stagedJobId).filter((id) => id !== undefined));
+    return [...ids].map((id) => ({ id, record: readJobNow(world, id), active: world.state.has(`active/${id}`) }));
+  });
+  const strays = self.sweeper.sweep(staged, world.nowMs);
+  for (const id of strays) await deletePrefix(world, self.node, blobKeys.stagingPrefix(id));
+  if (strays.length > 0) world.note(`${self.node.name} swept the staging of ${strays.join(', ')}`);
 }
 
 function activeSnapshot(world: World): JobSnapshot[] {
@@ -254,10 +274,22 @@ async function uploadChunks(world: World, self: NodeRun, id: string, chunks: num
   outcome.finished = processing !== undefined;
 }
 
-/** The client went away: as upload.ts's fail, the job fails with its chunk records, then staged blobs go. */
+/**
+ * The client went away: as upload.ts's fail, the job fails with its chunk records (retried until it
+ * lands, as #recordFailure, here at most 60 times a second apart), then staged blobs go.
+ */
 async function abortUpload(world: World, node: SimNode, id: string, reason: string): Promise<void> {
-  const chunks = await world.step(node, () => readChunksNow(world, id));
-  await updateJob(world, node, id, (current) => failedJob(current, reason, world.nowMs), () => deleteChunkOps(chunks));
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      const chunks = await world.step(node, () => readChunksNow(world, id));
+      await updateJob(world, node, id, (current) => failedJob(current, reason, world.nowMs), () => deleteChunkOps(chunks));
+      break;
+    } catch (error) {
+      if (attempt >= 60) throw error;
+      world.note(`upload ${id}: could not record the failure: ${(error as Error).message}; retrying`);
+      await world.step(node, () => undefined, 1_000);
+    }
+  }
   await deletePrefix(world, node, blobKeys.stagingPrefix(id));
 }
 

@@ -6,9 +6,9 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import type { StateValue } from '../../storage/index.ts';
-import { assertChunkMove, assertChunkRecord, assertJobMove, Coordinator, JobInvariantError, type Command } from '../core/index.ts';
+import { assertChunkMove, assertChunkRecord, assertJobMove, Coordinator, JobInvariantError, StagingSweeper, type Command } from '../core/index.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
-import { config, coordinatorLoop, readJobNow, upload, workerLoop, type NodeRun, type UploadOutcome } from './actors.ts';
+import { config, coordinatorLoop, readJobNow, stagingSweepMs, upload, workerLoop, type NodeRun, type UploadOutcome } from './actors.ts';
 import { eventsMax, World, type SimNode } from './world.ts';
 
 export interface JobsSimOptions {
@@ -30,7 +30,7 @@ export interface JobsSimResult {
   seed: number;
   /** The first invariant that broke, or null. */
   violation: string | null;
-  stats: { completed: number; failed: number; crashes: number; blobsLeakedByCrashes: number; leaderChanges: number; events: number; simulatedMs: number };
+  stats: { completed: number; failed: number; crashes: number; blobsAbandonedByCrashes: number; leaderChanges: number; events: number; simulatedMs: number };
   trace: string[];
 }
 
@@ -41,8 +41,8 @@ class Simulation {
   violation: string | null = null;
   /**
    * Blobs written by a run that crashed before a record owned them (an output whose completion was
-   * undecided, a staged input not yet recorded). If its job ended first, no
-   * cleanup comes after them: a known leak (only a sweep of ended jobs' staging could remove them), counted, not a violation.
+   * undecided, a staged input not yet recorded, a merge's header and tail). If its job ended first, no
+   * cleanup comes after them: the coordinator's staging sweep must remove them (core/sweep.ts).
    */
   readonly abandoned = new Set<string>();
   crashes = 0;
@@ -59,7 +59,7 @@ class Simulation {
   }
 
   boot(node: SimNode): void {
-    const run: NodeRun = { node, run: node.run, coordinator: new Coordinator(config), wasLeader: false, running: new Set(), blobsUndecided: new Set() };
+    const run: NodeRun = { node, run: node.run, coordinator: new Coordinator(config), sweeper: new StagingSweeper(stagingSweepMs), wasLeader: false, running: new Set(), blobsUndecided: new Set() };
     this.runs.set(node, run);
     void coordinatorLoop(this.world, run);
     void workerLoop(this.world, run);
@@ -167,7 +167,7 @@ function checkEnd(sim: Simulation): string | null {
   }
   const chunks = world.keys('chunks/');
   if (chunks.length > 0) return `chunk records outlived their jobs: ${chunks.slice(0, 3).join(', ')}`;
-  const staged = [...world.blobs.keys()].filter((key) => key.startsWith('staging/') && !sim.abandoned.has(key));
+  const staged = [...world.blobs.keys()].filter((key) => key.startsWith('staging/'));
   if (staged.length > 0) return `staged blobs outlived their jobs: ${staged.slice(0, 3).join(', ')}`;
   for (const outcome of sim.uploads) {
     const job = readJobNow(world, outcome.id);
@@ -210,7 +210,7 @@ export async function runJobsSeed(seed: number, overrides: Partial<JobsSimOption
       completed: jobs.filter((state) => state === 'completed').length,
       failed: jobs.filter((state) => state === 'failed').length,
       crashes: sim.crashes,
-      blobsLeakedByCrashes: [...sim.abandoned].filter((key) => world.blobs.has(key)).length,
+      blobsAbandonedByCrashes: sim.abandoned.size,
       leaderChanges: sim.leaderChanges,
       events: world.eventsRun,
       simulatedMs: world.nowMs - startMs,
