@@ -538,6 +538,11 @@ async function settleAndCheck(run: Run): Promise<void> {
   const completed = [...run.jobs.values()].filter((job) => job.view?.state === 'completed');
   summary.jobs.unacknowledgedCompleted = completed.filter((job) => !job.acknowledged).length;
   for (const job of run.jobs.values()) if (!job.acknowledged) count(summary.jobs.unacknowledgedByState, job.view?.state ?? 'not found');
+  // A process killed between writing a staged blob and removing it leaves it for the coordinator's sweep.
+  await waitFor('the staging of completed jobs to be swept', 3 * stagingSweepMs, async () => {
+    for (const job of completed) if ((await stagedFiles(run, job.id)).blobs.length > 0) return undefined;
+    return true;
+  }).catch(() => {});
   const pool = createCodecPool({ threads: 1 });
   const client = await connect({ server: run.cluster.gateway(pick(Math.random, nodeNames)), requestTimeoutMs: 60_000 });
   try {
@@ -590,11 +595,14 @@ function emptySummary(options: ChaosOptions, uploaders: number): ChaosSummary {
   };
 }
 
+/** How often the coordinator sweeps staged blobs left under ended jobs; the final check waits up to 3 sweeps. */
+const stagingSweepMs = 5_000;
+
 /** 3 voters and 2 worker-only nodes; jobs with short leases so a dead node's chunks move on quickly. */
 async function startCluster(): Promise<TestCluster> {
   const cluster = await createTestCluster({
     nodes: nodeNames.length,
-    overrides: { jobs: { leaseMs: 5_000, attemptsMax: 10 } },
+    overrides: { jobs: { leaseMs: 5_000, attemptsMax: 10, stagingSweepMs } },
     edit: (config) => ({ ...config, voters: voterNames, role: voterNames.includes(config.name) ? 'voter' : 'worker' }),
   });
   for (const name of nodeNames) cluster.start(name);
