@@ -142,13 +142,24 @@ test("the coordinator's host cut off mid-upload: the majority elects another, th
   assert.is(new Set(held).size, 1, `every voter agrees on the jobs: ${held.join(' / ')}`);
 });
 
-test('a lossy link (5% of packets dropped each way): a job through it still completes', async () => {
-  // This machine's kernel has no sch_netem: loss comes from nftables and no delay can be added.
-  const delayMs = netemAvailable() ? 50 : 0;
-  const lossy = { ...defaultLink, lossPercent: 5, delayMs };
+/** Milliseconds for a TCP connection from inside `from`'s namespace to `to`'s gateway: one round trip. */
+async function connectMs(from: string, to: string): Promise<number> {
+  const script = `const s = require('net').connect(${7701}, '${hosts!.address(to)}'); const t = performance.now(); s.on('connect', () => { console.log((performance.now() - t).toFixed(1)); s.destroy(); });`;
+  const { code, stdout, stderr } = await hosts!.exec(from, [process.execPath, '-e', script], 20_000);
+  assert.is(code, 0, stderr);
+  return Number(stdout.trim());
+}
+
+test('a link with 5% loss and 50 ms delay each way: a job through it still completes', async () => {
+  // This machine's kernel has no sch_netem: loss comes from nftables, delay from tools/hosts/delay.c.
+  const lossy = { ...defaultLink, lossPercent: 5, delayMs: 50 };
+  const before = await connectMs('node4', 'node1');
   hosts!.shape('node4', lossy);
   hosts!.shape('node5', lossy);
   try {
+    // A round trip from node4 crosses its link twice, each way delayed: at least 100 ms.
+    const delayed = await connectMs('node4', 'node1');
+    assert.ok(delayed >= 2 * lossy.delayMs, `a connection through node4's delayed link took ${delayed} ms (undelayed ${before} ms)`);
     const data = textLike(1024 * 1024 + 5, 19);
     const started = Date.now();
     const job = await withClient('node4', async (client) => {
@@ -160,11 +171,13 @@ test('a lossy link (5% of packets dropped each way): a job through it still comp
     assertIdentical(job, data);
     const dropped = hosts!.packetsDropped('node4') + hosts!.packetsDropped('node5');
     if (!netemAvailable()) assert.ok(dropped > 0, 'the loss rules dropped packets');
-    console.log(`hosts: ${dropped} packets dropped; lossy links on node4 and node5 (${lossy.lossPercent}% loss each way, ${delayMs} ms delay${delayMs === 0 ? ': no netem in this kernel' : ''}): job of ${data.length} bytes, upload+code+download in ${Date.now() - started} ms; chunks per host ${JSON.stringify(job.chunkNodes)}`);
+    console.log(`hosts: lossy, delayed links on node4 and node5 (${lossy.lossPercent}% loss and ${lossy.delayMs} ms delay each way${netemAvailable() ? ', netem' : ': nftables and the delay program, no netem in this kernel'}): TCP connect node4 -> node1 ${before} ms before, ${delayed} ms after; ${dropped} packets dropped; job of ${data.length} bytes, upload+code+download in ${Date.now() - started} ms; chunks per host ${JSON.stringify(job.chunkNodes)}`);
   } finally {
     hosts!.shape('node4', defaultLink);
     hosts!.shape('node5', defaultLink);
   }
+  const after = await connectMs('node4', 'node1');
+  assert.ok(after < lossy.delayMs, `with the default link again, a connection took ${after} ms`);
 });
 
 test('teardown removes every namespace, link and cgroup the hosts made', async () => {

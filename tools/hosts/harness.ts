@@ -2,6 +2,9 @@
  * Namespace hosts: a cluster of real `dcas node` processes, each in its own Linux network namespace with
  * its own address, joined by a bridge in the root namespace through veth pairs whose both directions are
  * shaped with `tc netem` (delay, loss, rate), optionally under a CPU quota (cgroup v1 `cpu` controller).
+ * On a kernel without sch_netem (this project's machines), a token bucket sets the rate, nftables drops
+ * the lost packets and a small program in each delayed host's namespace (delay.c, fed by NFQUEUE) holds
+ * packets for the delay.
  * A link can be cut and healed (`ip link set DEV down/up`): unlike a killed process, a cut link resets
  * nothing, so a peer behind it goes silent, as on a real network.
  *
@@ -15,7 +18,7 @@
  * the real @google-cloud/storage client, so chunk bytes cross the links as they would to Cloud Storage.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatPsk, localClusterConfigs, type NodeConfig, type NodeConfigInput } from '../../node/config/index.ts';
@@ -107,6 +110,10 @@ interface HostLayout {
   cpuQuota: number | undefined;
   /** Whether nftables loss rules were installed (they stay, at 0%, once set). */
   lossShaped?: boolean;
+  /** Whether the NFQUEUE rules that feed the delay program were installed (they stay; bypassed with no program). */
+  delayQueued?: boolean;
+  /** The delay program holding this host's packets, while the link has a delay. */
+  delay?: ChildProcess;
 }
 
 function ip(...argv: string[]): string {
@@ -206,13 +213,55 @@ function freeSubnet(): string {
 /**
  * netem where the kernel has it. Otherwise (this machine's kernel is built without sch_netem, tc
  * classifiers and tc actions) a token bucket shapes the rate, nftables drops `lossPercent` of the
- * packets in each direction at the host's own interface, and a delay cannot be made: asking for one is
- * refused rather than silently run without it.
+ * packets in each direction at the host's own interface, and the delay program holds them (delayWithQueue).
  */
 function shapingArgs(link: LinkShape): string[] {
   if (netemAvailable()) return ['netem', 'delay', `${link.delayMs}ms`, 'loss', `${link.lossPercent}%`, 'rate', `${link.rateMbit}mbit`];
-  if (link.delayMs > 1) throw new Error(`namespace hosts: this kernel has no sch_netem, so a link with ${link.delayMs} ms delay cannot be made`);
   return ['tbf', 'rate', `${link.rateMbit}mbit`, 'burst', '256kb', 'latency', '50ms'];
+}
+
+/** Below this a link gets no delay program without netem: the default link's 0.5 ms is the bridge's own. */
+const delayProgramMinMs = 1;
+const delaySource = new URL('./delay.c', import.meta.url).pathname;
+const delayBinary = new URL('../../build/netdelay', import.meta.url).pathname;
+
+/** The delay program, compiled from delay.c on first use (and again when the source is newer). */
+function delayProgram(): string {
+  if (existsSync(delayBinary) && statSync(delayBinary).mtimeMs >= statSync(delaySource).mtimeMs) return delayBinary;
+  mkdirSync(join(delayBinary, '..'), { recursive: true });
+  const partial = `${delayBinary}.${process.pid}.partial`;
+  try {
+    execFileSync('gcc', ['-O2', '-o', partial, delaySource, '-lnetfilter_queue', '-lnfnetlink'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (error) {
+    const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
+    throw new Error(`namespace hosts: a delay without sch_netem needs gcc and libnetfilter-queue-dev to build tools/hosts/delay.c: ${stderr.split('\n')[0] ?? (error as Error).message}`);
+  }
+  renameSync(partial, delayBinary);
+  return delayBinary;
+}
+
+/**
+ * A delay without netem: iptables-legacy rules queue what the host sends and receives on its link to
+ * NFQUEUE 1 (with --queue-bypass, so packets pass while no program listens), and the delay program in the
+ * namespace holds each for `delayMs`: both directions delayed, as netem on both veth ends would.
+ */
+function delayWithQueue(layout: HostLayout, delayMs: number): void {
+  layout.delay?.kill('SIGKILL');
+  layout.delay = undefined;
+  if (delayMs < delayProgramMinMs) return;
+  const program = delayProgram();
+  if (!layout.delayQueued) {
+    for (const [chain, side] of [['OUTPUT', '-o'], ['INPUT', '-i']]) {
+      try {
+        execFileSync('ip', ['netns', 'exec', layout.namespace, 'iptables-legacy', '-A', chain, side, layout.hostEnd, '-j', 'NFQUEUE', '--queue-num', '1', '--queue-bypass'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (error) {
+        throw new Error(`namespace hosts: a delay without sch_netem needs iptables-legacy (Debian package iptables): ${(error as Error).message.split('\n')[0]}`);
+      }
+    }
+    layout.delayQueued = true;
+  }
+  layout.delay = spawn('ip', ['netns', 'exec', layout.namespace, program, '1', String(delayMs)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  layout.delay.unref();
 }
 
 let netemKnown: boolean | undefined;
@@ -253,6 +302,7 @@ function shapeLink(layout: HostLayout, link: LinkShape): void {
     dropWithNftables(layout, link.lossPercent);
     layout.lossShaped = true;
   }
+  if (!netemAvailable() && (link.delayMs >= delayProgramMinMs || layout.delay !== undefined)) delayWithQueue(layout, link.delayMs);
 }
 
 function createNetwork(prefix: string, subnet: string, layouts: readonly HostLayout[], link: LinkShape): void {
