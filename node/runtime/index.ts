@@ -11,7 +11,7 @@ import type { NodeConfig } from '../config/index.ts';
 import type { NodeRuntime } from './node.ts';
 
 export type { ClusterStatusView, MemberStatusView, NodeRuntime } from './node.ts';
-export { startMemoryGovernor, type MemoryGovernor, type MemoryGovernorOptions } from './memory.ts';
+export { CollectionPolicy, startMemoryGovernor, type MemoryGovernor, type MemoryGovernorOptions } from './memory.ts';
 export { privateFileMode, privateFolder, privateFolderMode, writePrivateFile } from './private-files.ts';
 
 /** Starts one node: see `node.ts`. */
