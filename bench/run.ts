@@ -24,7 +24,7 @@
  * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,codec-peers,cluster,load,
  * --only (the same list: every other section is skipped), --help.
  * The hosts section: --workers 1,2,3,4, --hosts-size SIZE (32MiB), --hosts-chunk SIZE (512KiB), --hosts-codec NAME[:LEVEL] (zstd:19),
- * --worker-cpu CORES (0.4), --voter-cpu CORES (0.2), --link-mbit N (1000).
+ * --worker-cpu CORES (0.25: four worker hosts and the voters then ask for 1.6 of 2 cores), --voter-cpu CORES (0.2), --link-mbit N (1000).
  */
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -188,7 +188,7 @@ function parsePlan(argv: string[]): Plan {
     },
   });
   const mode: Mode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
-  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 32 * mebibyte, chunkBytes: 512 * 1024, codec: 'zstd:19', workerCpu: 0.4, voterCpu: 0.2, linkMbit: 1000 };
+  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 32 * mebibyte, chunkBytes: 512 * 1024, codec: 'zstd:19', workerCpu: 0.25, voterCpu: 0.2, linkMbit: 1000 };
   if (values.workers !== undefined) hosts.workerCounts = list(values.workers, '--workers').map((item) => positiveInteger(item, '--workers'));
   if (values['hosts-size'] !== undefined) hosts.bytes = size(values['hosts-size'], '--hosts-size');
   if (values['hosts-chunk'] !== undefined) hosts.chunkBytes = size(values['hosts-chunk'], '--hosts-chunk');
