@@ -94,8 +94,12 @@ interface UploadPlan {
   coding: JobCoding;
 }
 
-/** How long a failed upload keeps trying to record its failure. */
-const failureRecordMs = 300_000;
+/**
+ * How long a failed upload keeps trying to record its failure: past a few elections. It bounds how long a
+ * stopping gateway waits for its aborted uploads when no leader answers; a gateway that restarts or stays
+ * unreachable has its uploads failed by the coordinator instead (orphanReason).
+ */
+const failureRecordMs = 30_000;
 
 /**
  * A running upload: `write` feeds the input stream, a consumer loop (one per mode) stages its chunks, and
@@ -189,8 +193,8 @@ class UploadRun implements StagingSession {
 
   /**
    * The job fails with its chunk records. Retried (a leader change drops proposals) until it lands or
-   * failureRecordMs passed: until then the job stays 'uploading' under a live gateway, which no
-   * coordinator fails (found by the jobs simulation).
+   * failureRecordMs passed: a job left 'uploading' under a live gateway is one no coordinator fails
+   * (found by the jobs simulation).
    */
   async #recordFailure(reason: string): Promise<void> {
     const { state, logger } = this.#context;
@@ -198,6 +202,8 @@ class UploadRun implements StagingSession {
     const deadline = Date.now() + failureRecordMs;
     for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 5_000)) {
       try {
+        // Deleted meanwhile: nothing left to fail.
+        if ((await readJob(state, id)) === undefined) return;
         const chunkKeys = (await readChunks(state, id)).map((chunk) => chunkKey(id, chunk.index));
         await updateJob(
           state,

@@ -276,7 +276,7 @@ async function uploadChunks(world: World, self: NodeRun, id: string, chunks: num
 
 /**
  * The client went away: as upload.ts's fail, the job fails with its chunk records (retried until it
- * lands, as #recordFailure, here at most 60 times a second apart), then staged blobs go.
+ * lands, as #recordFailure, here for up to 30 s, a second apart), then staged blobs go.
  */
 async function abortUpload(world: World, node: SimNode, id: string, reason: string): Promise<void> {
   for (let attempt = 1; ; attempt += 1) {
@@ -285,7 +285,7 @@ async function abortUpload(world: World, node: SimNode, id: string, reason: stri
       await updateJob(world, node, id, (current) => failedJob(current, reason, world.nowMs), () => deleteChunkOps(chunks));
       break;
     } catch (error) {
-      if (attempt >= 60) throw error;
+      if (attempt >= 30) throw error;
       world.note(`upload ${id}: could not record the failure: ${(error as Error).message}; retrying`);
       await world.step(node, () => undefined, 1_000);
     }
