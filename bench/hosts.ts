@@ -94,12 +94,14 @@ async function waitForAgreement(status: () => Promise<Parameters<typeof agreemen
   }
 }
 
+/** Linux's USER_HZ, the unit of utime and stime in /proc/PID/stat. */
+const clockTicksPerSecond = 100;
+
 /** CPU seconds a process has used so far, all its threads (utime + stime from /proc). */
 function cpuSecondsOf(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
 }
-const clockTicksPerSecond = 100;
 
 /** One job on 3 voters and `workerHosts` workers; the hosts are made for this run and removed after it. */
 async function measure(options: HostsOptions, workerHosts: number, expectedSha256: string): Promise<Omit<HostsRun, 'efficiency'>> {

@@ -144,7 +144,8 @@ test("the coordinator's host cut off mid-upload: the majority elects another, th
 
 /** Milliseconds for a TCP connection from inside `from`'s namespace to `to`'s gateway: one round trip. */
 async function connectMs(from: string, to: string): Promise<number> {
-  const script = `const s = require('net').connect(${7701}, '${hosts!.address(to)}'); const t = performance.now(); s.on('connect', () => { console.log((performance.now() - t).toFixed(1)); s.destroy(); });`;
+  const { hostname, port } = new URL(hosts!.gateway(to));
+  const script = `const s = require('net').connect(${port}, '${hostname}'); const t = performance.now(); s.on('connect', () => { console.log((performance.now() - t).toFixed(1)); s.destroy(); });`;
   const { code, stdout, stderr } = await hosts!.exec(from, [process.execPath, '-e', script], 20_000);
   assert.is(code, 0, stderr);
   return Number(stdout.trim());

@@ -101,6 +101,9 @@ export interface ChaosSummary {
   problems: string[];
 }
 
+/** How often the coordinator sweeps staged blobs left under ended jobs; the final check waits up to 3 sweeps. */
+const stagingSweepMs = 5_000;
+
 const voterNames = ['node1', 'node2', 'node3'];
 const workerNames = ['node4', 'node5'];
 const nodeNames = [...voterNames, ...workerNames];
@@ -594,9 +597,6 @@ function emptySummary(options: ChaosOptions, uploaders: number): ChaosSummary {
     problems: [],
   };
 }
-
-/** How often the coordinator sweeps staged blobs left under ended jobs; the final check waits up to 3 sweeps. */
-const stagingSweepMs = 5_000;
 
 /** 3 voters and 2 worker-only nodes; jobs with short leases so a dead node's chunks move on quickly. */
 async function startCluster(): Promise<TestCluster> {

@@ -5,6 +5,7 @@
  */
 import type { StateValue } from '../../storage/index.ts';
 import {
+  activeKey,
   assertMergeable,
   blobKeys,
   chunkCasCommand,
@@ -116,7 +117,7 @@ export async function coordinatorLoop(world: World, self: NodeRun): Promise<void
 async function sweep(world: World, self: NodeRun): Promise<void> {
   const staged = await world.step(self.node, () => {
     const ids = new Set([...world.blobs.keys()].map(stagedJobId).filter((id) => id !== undefined));
-    return [...ids].map((id) => ({ id, record: readJobNow(world, id), active: world.state.has(`active/${id}`) }));
+    return [...ids].map((id) => ({ id, record: readJobNow(world, id), active: world.state.has(activeKey(id)) }));
   });
   const strays = self.sweeper.sweep(staged, world.nowMs);
   for (const id of strays) await deletePrefix(world, self.node, blobKeys.stagingPrefix(id));
