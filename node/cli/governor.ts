@@ -18,7 +18,9 @@ export async function governed<T>(run: () => Promise<T>): Promise<T> {
   let stopped = false;
   const timer = setTimeout(async () => {
     const [{ startMemoryGovernor }, { pino }] = await Promise.all([import('../runtime/index.ts'), import('pino')]);
-    if (!stopped) memory = startMemoryGovernor({ logger: pino({ level: 'silent' }) });
+    // 16 MiB, not a node's 64: a command's heap is small, so a forced collection costs it little, and its
+    // streaming decoder's buffers are the most of its memory.
+    if (!stopped) memory = startMemoryGovernor({ logger: pino({ level: 'silent' }), externalBytesMax: 16 * 1024 * 1024 });
   }, governorDelayMs);
   try {
     return await run();
