@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CodecError, compress, compressStream, createCodecPool, decompress, decompressStream, openDcz, type CodecPool } from '../node/index.ts';
-import { format } from '../node/codec/index.ts';
+import { format, parseCodecChoice, rechunk } from '../node/codec/index.ts';
 import { randomBytesSeeded, seededRandom, textLike, withTempDir } from './helpers.ts';
 
 const chunkBytes = format.chunkBytesMin; // 64 KiB: small chunks make many-chunk files cheap to test
@@ -170,6 +170,46 @@ test('the pool codes views into pooled Buffers without detaching their neighbour
     assert.ok(Buffer.from(await pool.decompress(frame, bytes.length, checksum, 'chunk 0')).equals(bytes));
   }
   assert.is(pooled[0].toString(), 'first small buffer');
+});
+
+test('record: every codec answers a whole .dcz chunk record, header then frame, that decodes to the chunk', async () => {
+  const data = textLike(70_000, 21);
+  for (const name of ['huffman', 'zstd:3', 'gzip:6', 'brotli:5', 'xz:1', 'bzip2:1', 'store']) {
+    const choice = parseCodecChoice(name);
+    const bare = await pool.compress(new Uint8Array(data), choice);
+    const { frame: record, checksum } = await pool.compress(new Uint8Array(data), choice, { record: true });
+    const fields = format.decodeChunkHeader(record.subarray(0, format.chunkHeaderBytes), 0, format.chunkBytesMax, choice.codec.id);
+    assert.equal(fields, { originalBytes: data.length, compressedBytes: record.length - format.chunkHeaderBytes, checksum }, name);
+    assert.ok(Buffer.from(record.subarray(format.chunkHeaderBytes)).equals(bare.frame), `${name}: the record's frame is the bare frame`);
+    const decoded = await pool.decompress(record.subarray(format.chunkHeaderBytes), data.length, checksum, 'chunk 0', choice);
+    assert.ok(Buffer.from(decoded).equals(data), name);
+  }
+});
+
+test('giveBack: the codec thread hands the original bytes back, unchanged and whole', async () => {
+  const data = textLike(50_000, 22);
+  const input = new Uint8Array(data);
+  const { input: back } = await pool.compress(input, undefined, { giveBack: true });
+  assert.is(input.byteLength, 0, 'the caller\'s view was transferred away');
+  assert.ok(back !== undefined && Buffer.from(back).equals(data));
+  assert.is(back?.buffer.byteLength, data.length);
+  const { input: dropped } = await pool.compress(new Uint8Array(data));
+  assert.is(dropped, undefined, 'without giveBack nothing comes back');
+});
+
+test('rechunk cuts into the buffers it is given, overwriting whatever they held', async () => {
+  const data = randomBytesSeeded(10_000, 23);
+  const given: Uint8Array[] = [];
+  const nextBuffer = () => {
+    const dirty = new Uint8Array(4096).fill(0xee);
+    given.push(dirty);
+    return dirty;
+  };
+  const pieces: Uint8Array[] = [];
+  for await (const piece of rechunk(Readable.from([data.subarray(0, 3000), data.subarray(3000, 9000), data.subarray(9000)]), 4096, nextBuffer)) pieces.push(new Uint8Array(piece));
+  assert.equal(pieces.map((piece) => piece.length), [4096, 4096, 1808]);
+  assert.ok(Buffer.concat(pieces).equals(data));
+  assert.ok(given.length >= 2);
 });
 
 test.run();

@@ -36,10 +36,20 @@ export async function prepareCoder(codecName: string): Promise<void> {
   });
 }
 
-/** A fresh Uint8Array over the result's own memory, never a view into zlib's shared pool. */
-function own(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return new Uint8Array(bytes.buffer, 0, bytes.byteLength);
-  return new Uint8Array(bytes);
+/**
+ * A fresh Uint8Array over the result's own memory, never a view into zlib's shared pool, with `headroom`
+ * unwritten bytes before it (compressChunk).
+ */
+function own(bytes: Uint8Array, headroom = 0): Uint8Array {
+  if (headroom === 0 && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return new Uint8Array(bytes.buffer, 0, bytes.byteLength);
+  return copied(bytes, headroom);
+}
+
+/** `bytes` copied into memory of their own, `headroom` unwritten bytes before them. */
+function copied(bytes: Uint8Array, headroom = 0): Uint8Array {
+  const owned = Buffer.allocUnsafeSlow(headroom + bytes.length);
+  owned.set(bytes, headroom);
+  return new Uint8Array(owned.buffer, 0, owned.length);
 }
 
 function loadedBzip2(): Bzip2Module {
@@ -76,9 +86,10 @@ const xzOneShotPreset = 6;
  * which keep some memory after each chunk (docs/FORMAT.md: about 12 MB a 12 MiB chunk at preset 3).
  * Presets above 6 code as 6 (codecs.ts xzPresetOf).
  */
-async function compressXz(level: number, data: Uint8Array): Promise<Uint8Array> {
+async function compressXz(level: number, data: Uint8Array, headroom: number): Promise<Uint8Array> {
   const preset = xzPresetOf(level);
-  if (preset === xzOneShotPreset) return new Uint8Array(loadedLzma().xz.compressSync(data));
+  // The addon's buffers are external memory, which cannot be transferred: the stream is copied out.
+  if (preset === xzOneShotPreset) return copied(loadedLzma().xz.compressSync(data), headroom);
   const input = new ReadableStream<Uint8Array>({
     start(controller) {
       controller.enqueue(data);
@@ -87,13 +98,13 @@ async function compressXz(level: number, data: Uint8Array): Promise<Uint8Array> 
   });
   const parts: Uint8Array[] = [];
   for await (const part of loadedLzma().xz.compressStream(input, { preset })) parts.push(part);
-  return joined(parts);
+  return joined(parts, headroom);
 }
 
-/** The parts in one buffer of its own: the addon's buffers are external memory, which cannot be transferred. */
-function joined(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((bytes, part) => bytes + part.length, 0));
-  let at = 0;
+/** The parts in one buffer of their own, `headroom` unwritten bytes before them. */
+function joined(parts: readonly Uint8Array[], headroom: number): Uint8Array {
+  const out = new Uint8Array(headroom + parts.reduce((bytes, part) => bytes + part.length, 0));
+  let at = headroom;
   for (const part of parts) {
     out.set(part, at);
     at += part.length;
@@ -101,26 +112,30 @@ function joined(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Codes one chunk with `choice` (any codec but huffman, which the kernel codes in place). */
-export async function compressChunk(choice: CodecChoice, data: Uint8Array): Promise<Uint8Array> {
+/**
+ * Codes one chunk with `choice` (any codec but huffman, which the kernel codes in place). With
+ * `headroom`, the coded bytes start that far into the result, the bytes before them unwritten: the
+ * copy out of the codec's memory, made anyway, leaves room for a container's chunk header.
+ */
+export async function compressChunk(choice: CodecChoice, data: Uint8Array, headroom = 0): Promise<Uint8Array> {
   const { level } = choice;
   switch (choice.codec.name) {
     case 'store':
-      return new Uint8Array(data);
+      return copied(data, headroom);
     case 'zstd':
       // The frame carries its content size and checksum, so `zstd -d` checks every chunk on its own.
-      return own(zstdCompressSync(data, { ...wholeFrame(data.length), params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }));
+      return own(zstdCompressSync(data, { ...wholeFrame(data.length), params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }), headroom);
     case 'gzip':
-      return own(gzipSync(data, { ...wholeFrame(data.length), level }));
+      return own(gzipSync(data, { ...wholeFrame(data.length), level }), headroom);
     case 'brotli':
-      return own(brotliCompressSync(data, { ...wholeFrame(data.length), params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_SIZE_HINT]: data.length } }));
+      return own(brotliCompressSync(data, { ...wholeFrame(data.length), params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_SIZE_HINT]: data.length } }), headroom);
     case 'xz':
-      return compressXz(level, data);
+      return compressXz(level, data, headroom);
     case 'bzip2': {
       const result = loadedBzip2().compressBZ2(data, level, 30);
       // `error` is 0 (BZ_OK) on success, a libbzip2 status or message otherwise.
       if (result.output === undefined || (result.error !== undefined && result.error !== 0)) throw new CodecError('CORRUPT_BLOCK', `bzip2 could not code the chunk: ${result.error ?? 'no output'}`);
-      return new Uint8Array(result.output);
+      return copied(result.output, headroom);
     }
     case 'huffman':
       throw new Error('compressChunk: the Huffman kernel codes its chunks itself');

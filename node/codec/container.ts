@@ -147,9 +147,12 @@ export async function* mapOrdered<T, R>(
   }
 }
 
-/** Re-cuts a byte stream into fresh, exactly `chunkBytes`-long pieces (the last may be shorter). */
-export async function* rechunk(source: AsyncIterable<Uint8Array>, chunkBytes: number): AsyncGenerator<Uint8Array> {
-  let piece = new Uint8Array(chunkBytes);
+/**
+ * Re-cuts a byte stream into exactly `chunkBytes`-long pieces (the last may be shorter, in memory of its
+ * own). Each full piece is a buffer from `nextBuffer`, fresh by default, every byte of it overwritten.
+ */
+export async function* rechunk(source: AsyncIterable<Uint8Array>, chunkBytes: number, nextBuffer: () => Uint8Array = () => new Uint8Array(chunkBytes)): AsyncGenerator<Uint8Array> {
+  let piece = nextBuffer();
   let filled = 0;
   for await (const input of source) {
     let at = 0;
@@ -160,7 +163,7 @@ export async function* rechunk(source: AsyncIterable<Uint8Array>, chunkBytes: nu
       at += take;
       if (filled === chunkBytes) {
         yield piece;
-        piece = new Uint8Array(chunkBytes);
+        piece = nextBuffer();
         filled = 0;
       }
     }

@@ -9,8 +9,12 @@ import { CodecError } from './errors.ts';
 import type { TextCounts } from './text-counts.ts';
 
 export interface Kernel {
-  /** Codes one chunk into a self-delimiting kernel frame (a fresh Uint8Array the caller owns). */
-  compress(input: Uint8Array): Uint8Array;
+  /**
+   * Codes one chunk into a self-delimiting kernel frame (a fresh Uint8Array the caller owns). With
+   * `headroom`, the frame starts that many bytes into the result and the bytes before it are unwritten
+   * (room for a container's chunk header, without a second copy of the frame).
+   */
+  compress(input: Uint8Array, headroom?: number): Uint8Array;
   /**
    * Decodes a frame made by compress; originalLength comes from the container. Throws
    * CodecError('CORRUPT_BLOCK' | 'TOO_LARGE'), never any other error type.
@@ -144,7 +148,7 @@ function checkedLength(value: number, what: string): number {
 
 /**
  * Memory of its own (transferable to another thread) for a result. Every byte of it is written before it
- * is returned, so the allocation skips zero-filling.
+ * is returned (but a headroom the caller fills), so the allocation skips zero-filling.
  */
 function ownedBytes(length: number): Uint8Array {
   const owned = Buffer.allocUnsafeSlow(length);
@@ -176,10 +180,10 @@ class WasmKernel implements Kernel {
     this.#exports = instance.exports as unknown as KernelExports;
   }
 
-  compress(input: Uint8Array): Uint8Array {
+  compress(input: Uint8Array, headroom = 0): Uint8Array {
     checkedLength(input.length, 'chunk of');
     this.#stage(input, this.#exports.frameBytesMax(input.length) >>> 0);
-    return this.#copyOut(this.#compressStaged(input.length).length);
+    return this.#copyOut(this.#compressStaged(input.length).length, headroom);
   }
 
   decompress(frame: Uint8Array, originalLength: number): Uint8Array {
@@ -236,10 +240,10 @@ class WasmKernel implements Kernel {
     return new Uint8Array(this.#exports.memory.buffer, this.#exports.output() >>> 0, length);
   }
 
-  /** The result, copied into memory of its own. */
-  #copyOut(length: number): Uint8Array {
-    const result = ownedBytes(length);
-    result.set(this.#outputView(length));
+  /** The result, copied into memory of its own, `headroom` bytes into it. */
+  #copyOut(length: number, headroom = 0): Uint8Array {
+    const result = ownedBytes(headroom + length);
+    result.set(this.#outputView(length), headroom);
     return result;
   }
 

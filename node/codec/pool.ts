@@ -14,29 +14,44 @@ import type { TextCounts } from './text-counts.ts';
 
 /** `codec` and `level` as a .dcz header records them (codecs.ts). */
 export type CodecTask =
-  /** `countText`: also count lines and words of the chunk (text-counts.ts), in the same visit to the thread. */
-  | { op: 'compress'; codec: number; level: number; data: Uint8Array; countText?: boolean }
+  /**
+   * `countText`: also count lines and words of the chunk (text-counts.ts), in the same visit to the thread.
+   * `record`: answer the whole .dcz chunk record (its header, then the frame), put together on the codec
+   * thread rather than by the caller. `giveBack`: transfer `data` back with the answer, for reuse.
+   */
+  | { op: 'compress'; codec: number; level: number; data: Uint8Array; countText?: boolean; record?: boolean; giveBack?: boolean }
   /** A piece of a standard format has no CRC32C of ours (`checksum` undefined; the format checks itself), and a bzip2 stream no known length (`originalBytes` undefined). */
   | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined };
 
 export type CodecTaskResult =
-  | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number; text?: TextCounts }
+  | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number; text?: TextCounts; input?: Uint8Array }
   | { ok: true; op: 'decompress'; data: Uint8Array }
   | { ok: false; code: CodecErrorCode; message: string };
 
 export interface CompressedChunk {
+  /** The coded chunk: its frame, or its whole .dcz chunk record when asked for one. */
   frame: Uint8Array;
   /** CRC32C of the original bytes. */
   checksum: number;
   /** Line and word counts of the original bytes, when asked for. */
   text?: TextCounts;
+  /** The original bytes handed back (`giveBack`): the caller's to reuse. */
+  input?: Uint8Array;
+}
+
+export interface CompressOptions {
+  countText?: boolean;
+  /** The whole .dcz chunk record (header, then frame) instead of the bare frame. */
+  record?: boolean;
+  /** Hand the original bytes back with the answer (CompressedChunk.input) rather than dropping them on the codec thread. */
+  giveBack?: boolean;
 }
 
 export interface CodecPool {
   readonly threads: number;
   memory(): CodecPoolMemory;
   /** Codes one chunk (with the Huffman kernel unless told); `data` is transferred to the worker and unusable afterwards. */
-  compress(data: Uint8Array, choice?: CodecChoice, options?: { countText?: boolean }): Promise<CompressedChunk>;
+  compress(data: Uint8Array, choice?: CodecChoice, options?: CompressOptions): Promise<CompressedChunk>;
   /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
   decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string, choice?: CodecChoice): Promise<Uint8Array>;
   /** Decodes one frame, member or stream of a standard format, which checks itself; `originalBytes` when the file records it. */
@@ -120,10 +135,10 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
     memory: () => ({ threadsStarted: piscina.threads.length, ...budget.stats() }),
     async compress(input, choice = huffmanChoice, compressOptions = {}) {
       const data = owned(input);
-      const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data, countText: compressOptions.countText }, data.buffer);
+      const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data, ...compressOptions }, data.buffer);
       if (!result.ok) throw new CodecError(result.code, result.message);
       if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
-      return { frame: result.frame, checksum: result.checksum, text: result.text };
+      return { frame: result.frame, checksum: result.checksum, text: result.text, input: result.input };
     },
     decompress: (input, originalBytes, checksum, label, choice = huffmanChoice) => decode(input, originalBytes, checksum, label, choice),
     decodePiece: (input, originalBytes, label, choice) => decode(input, originalBytes, undefined, label, choice),

@@ -8,23 +8,24 @@ import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
 import { choiceOf, codecHuffmanId } from './codecs.ts';
 import { CodecError } from './errors.ts';
+import { chunkHeaderBytes, encodeChunkHeader } from './format.ts';
 import { loadKernel } from './kernel.ts';
 import type { CodecTask, CodecTaskResult, CodecWorkerData } from './pool.ts';
 
-/** Piscina's protocol for returning a value whose buffer moves to the caller instead of being copied. */
-function transferring(result: CodecTaskResult, bytes: Uint8Array): object {
-  const transferable = { [transferableSymbol]: [bytes.buffer], [valueSymbol]: result };
+/** Piscina's protocol for returning a value whose buffers move to the caller instead of being copied. */
+function transferring(result: CodecTaskResult, ...views: Uint8Array[]): object {
+  const transferable = { [transferableSymbol]: views.map((view) => view.buffer), [valueSymbol]: result };
   return move(transferable as unknown as ArrayBuffer);
 }
 
 const kernel = loadKernel((workerData as CodecWorkerData | undefined)?.kernelModule);
 
-/** The Huffman kernel codes on this thread directly; other codecs go through coders.ts. */
-async function compressWith(task: Extract<CodecTask, { op: 'compress' }>): Promise<Uint8Array> {
-  if (task.codec === codecHuffmanId) return kernel.compress(task.data);
+/** The Huffman kernel codes on this thread directly; other codecs go through coders.ts. The frame starts `headroom` bytes in. */
+async function compressWith(task: Extract<CodecTask, { op: 'compress' }>, headroom: number): Promise<Uint8Array> {
+  if (task.codec === codecHuffmanId) return kernel.compress(task.data, headroom);
   const choice = choiceOf(task.codec, task.level);
   await prepareCoder(choice.codec.name);
-  return compressChunk(choice, task.data);
+  return compressChunk(choice, task.data, headroom);
 }
 
 async function decompressWith(task: Extract<CodecTask, { op: 'decompress' }>): Promise<Uint8Array> {
@@ -37,12 +38,18 @@ async function decompressWith(task: Extract<CodecTask, { op: 'decompress' }>): P
   return decompressChunk(choice, task.frame, task.originalBytes);
 }
 
+
 export default async function run(task: CodecTask): Promise<CodecTaskResult | object> {
   try {
     if (task.op === 'compress') {
       const checksum = crc32c(task.data);
       const text = task.countText === true ? kernel.countText(task.data) : undefined;
-      const frame = await compressWith(task);
+      const originalBytes = task.data.length;
+      // A .dcz chunk record: the frame is coded behind room for its header, which is written here.
+      const headroom = task.record === true ? chunkHeaderBytes : 0;
+      const frame = await compressWith(task, headroom);
+      if (headroom > 0) frame.set(encodeChunkHeader({ originalBytes, compressedBytes: frame.length - headroom, checksum }), 0);
+      if (task.giveBack === true) return transferring({ ok: true, op: 'compress', frame, checksum, text, input: task.data }, frame, task.data);
       return transferring({ ok: true, op: 'compress', frame, checksum, text }, frame);
     }
     const data = await decompressWith(task);

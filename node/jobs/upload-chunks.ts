@@ -11,6 +11,33 @@ import type { CodedHere, Worker } from './worker.ts';
 
 /** Chunks of one upload coded here and not yet recorded (coding, or their output being written). */
 const codedChunksHeldMax = 2;
+/** Chunk buffers an upload keeps for reuse: about as many as it has in flight. */
+const spareBuffersMax = 4;
+
+/**
+ * Chunk-sized buffers of one upload: a chunk's buffer comes back once the chunk is coded (the codec
+ * thread hands it back) or staged, and the next chunk is cut into it. A fresh 4 MiB buffer per chunk
+ * cost the gateway page faults and collections for every chunk of a large upload.
+ */
+class ChunkBuffers {
+  readonly #bytes: number;
+  readonly #spares: Uint8Array[] = [];
+
+  constructor(bytes: number) {
+    this.#bytes = bytes;
+  }
+
+  /** A buffer of exactly the chunk size, whose bytes the caller overwrites before reading any. */
+  take(): Uint8Array {
+    return this.#spares.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(this.#bytes).buffer, 0, this.#bytes);
+  }
+
+  /** Keeps a whole chunk buffer nobody uses any more; anything else is left to the collector. */
+  give(buffer: Uint8Array | undefined): void {
+    if (buffer === undefined || buffer.byteOffset !== 0 || buffer.length !== this.#bytes || buffer.buffer.byteLength !== this.#bytes) return;
+    if (this.#spares.length < spareBuffersMax) this.#spares.push(buffer);
+  }
+}
 
 /** What a chunk record says of its original beyond its input's size. */
 export type ChunkFields = Pick<ChunkRecord, 'originalBytes' | 'checksum' | 'image'>;
@@ -28,6 +55,8 @@ export interface UploadChunksOptions {
   slotFreed?: Worker['slotFreed'];
   /** True when a live peer runs on another machine (UploadContext.peersElsewhere). */
   peersElsewhere?: () => boolean;
+  /** Bytes of a full chunk: the size of the buffers `take` hands out. */
+  chunkBytes: number;
 }
 
 export class UploadChunks {
@@ -36,10 +65,15 @@ export class UploadChunks {
   readonly #codingHere = new Set<Promise<void>>();
   #codingFailure: unknown;
   #count = 0;
+  readonly #buffers: ChunkBuffers;
 
   constructor(options: UploadChunksOptions) {
     this.#options = options;
+    this.#buffers = new ChunkBuffers(options.chunkBytes);
   }
+
+  /** A buffer to cut the next chunk of the original into (rechunk): one that `place` was given back, when there is one. */
+  readonly take = (): Uint8Array => this.#buffers.take();
 
   /** Chunks numbered so far. */
   get count(): number {
@@ -73,20 +107,27 @@ export class UploadChunks {
     const index = await this.next(inputBytes);
     const assignedAt = new Date().toISOString();
     const { config, compressHere, slotFreed, coding: jobCoding, jobId } = this.#options;
-    if (config.keepOriginal || !config.codeAtGateway || compressHere === undefined) return this.stage(index, piece, { originalBytes: inputBytes, checksum: null });
+    if (config.keepOriginal || !config.codeAtGateway || compressHere === undefined) return this.#stageRaw(index, piece);
     // Coded chunks waiting for their write hold memory: a few per upload.
     while (this.#codingHere.size >= codedChunksHeldMax) await Promise.race(this.#codingHere);
     let coding = compressHere(jobId, index, piece, jobCoding);
     while (coding === undefined && this.#options.peersElsewhere?.() === false && slotFreed !== undefined && (await slotFreed())) coding = compressHere(jobId, index, piece, jobCoding);
-    if (coding === undefined) return this.stage(index, piece, { originalBytes: inputBytes, checksum: null });
+    if (coding === undefined) return this.#stageRaw(index, piece);
     this.#recordWhenCoded(index, inputBytes, assignedAt, coding);
+  }
+
+  /** Stages a chunk of the original raw; its buffer is reused once written. */
+  async #stageRaw(index: number, piece: Uint8Array): Promise<void> {
+    await this.stage(index, piece, { originalBytes: piece.length, checksum: null });
+    this.#buffers.give(piece);
   }
 
   /** Records a chunk coded here as done once its output is staged; the first failure fails the upload at its next chunk. */
   #recordWhenCoded(index: number, inputBytes: number, assignedAt: string, coding: Promise<CodedHere>): void {
     const recorded: Promise<void> = coding
-      .then((coded) =>
-        this.#options.records.add({
+      .then((coded) => {
+        this.#buffers.give(coded.input);
+        return this.#options.records.add({
           ...pendingChunk(this.#options.jobId, index, inputBytes, coded),
           state: 'done',
           attempt: coded.attempt,
@@ -96,8 +137,8 @@ export class UploadChunks {
           text: coded.text,
           assignedAt,
           doneAt: new Date().toISOString(),
-        }),
-      )
+        });
+      })
       .catch((error: unknown) => {
         this.#codingFailure ??= error;
       })

@@ -39,7 +39,7 @@ async function consumeOriginal({ input, chunkSize, chunks }: ConsumerContext): P
   let probe = new Uint8Array(0);
   let originalSize = 0;
   try {
-    for await (const piece of rechunk(input, chunkSize)) {
+    for await (const piece of rechunk(input, chunkSize, chunks.take)) {
       hash.update(piece);
       if (probe.length < probeBytes) probe = Buffer.concat([probe, piece.subarray(0, probeBytes - probe.length)]);
       originalSize += piece.length;

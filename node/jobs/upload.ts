@@ -122,7 +122,7 @@ class UploadRun implements StagingSession {
     this.#context = context;
     this.#records = createRecordProposer(context.state, plan.job);
     const { node, blobs, space, config, compressHere, slotFreed, peersElsewhere } = context;
-    this.#chunks = new UploadChunks({ jobId: plan.id, node, blobs, space, config, records: this.#records, coding: plan.coding, compressHere, slotFreed, peersElsewhere });
+    this.#chunks = new UploadChunks({ jobId: plan.id, node, blobs, space, config, records: this.#records, coding: plan.coding, compressHere, slotFreed, peersElsewhere, chunkBytes: plan.chunkSize });
     const consumer = consumers[plan.request.mode];
     this.#consumed = consumer({ jobId: plan.id, input: this.#input, chunkSize: plan.chunkSize, state: context.state, chunks: this.#chunks, records: this.#records, received: () => this.#received }).then(async (fields) => {
       await this.#records.drain();

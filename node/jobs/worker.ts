@@ -48,6 +48,8 @@ export interface CodedHere {
   originalBytes: number;
   attempt: number;
   text: TextCounts | null;
+  /** The chunk's original bytes, handed back by the codec thread: the upload's to reuse for a later chunk. */
+  input?: Uint8Array;
 }
 
 export interface Worker {
@@ -73,6 +75,8 @@ interface Coded {
   text: TextCounts | null;
   /** An image's facts once coded (images jobs). */
   image?: ImageChunkFacts;
+  /** The original bytes handed back by the codec thread (compress with `giveBack`). */
+  input?: Uint8Array;
 }
 
 /**
@@ -106,11 +110,10 @@ interface CodingContext {
  * a whole .dcz chunk record (header and frame) for a .dcz, the bare frame, member or stream for a
  * standard format. `input` is transferred.
  */
-async function compress(pool: CodecPool, input: Uint8Array, coding: JobCoding): Promise<Coded> {
+async function compress(pool: CodecPool, input: Uint8Array, coding: JobCoding, giveBack = false): Promise<Coded> {
   const originalBytes = input.length;
-  const { frame, checksum, text } = await pool.compress(input, coding.choice, { countText: true });
-  const output = coding.format === 'dcz' ? Buffer.concat([format.encodeChunkHeader({ originalBytes, compressedBytes: frame.length, checksum }), frame]) : frame;
-  return { output, checksum, originalBytes, text: text ?? null };
+  const coded = await pool.compress(input, coding.choice, { countText: true, record: coding.format === 'dcz', giveBack });
+  return { output: coded.frame, checksum: coded.checksum, originalBytes, text: coded.text ?? null, input: coded.input };
 }
 
 /**
@@ -226,11 +229,11 @@ class NodeWorker implements Worker {
     const inputBytes = bytes.length;
     const started = performance.now();
     // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
-    const running = this.#inFreeSlot(() => compress(this.#options.pool, bytes, coding));
+    const running = this.#inFreeSlot(() => compress(this.#options.pool, bytes, coding, true));
     return running?.then(async (coded) => {
       this.#counters.noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
       const output = await stageOutput(this.#options.blobs, { job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
-      return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text };
+      return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text, input: coded.input };
     });
   };
 
