@@ -120,8 +120,14 @@ test('ten clients that send as fast as they can and never read are cut off; the 
     assert.is(flood.code, 1008);
     assert.ok(flood.errors.includes('FLOW_CONTROL'), JSON.stringify(flood.errors));
   }
-  const growth = (await vmHwm()) - before;
-  assert.ok(growth < 120 * 1024 * 1024, `peak RSS grew by ${(growth / 1048576).toFixed(0)} MiB under the flood`);
+  const peak = await vmHwm();
+  const growth = peak - before;
+  // The node's own bound (every node under 300 MB), and the flood's share of it: about 12 MiB per flooding
+  // upload (its 2 MiB of credit, the 1 MiB frame being assembled and the receiver's copy of it, the 4 MiB
+  // chunk buffer, the socket's reads). Measured: up to 132 MiB for these ten, on this main and on the one
+  // before its upload changes alike (the old bound of 120 MiB failed in about half the runs of either).
+  assert.ok(peak < 300 * 1000 * 1000, `peak RSS ${(peak / 1e6).toFixed(0)} MB under the flood`);
+  assert.ok(growth < 150 * 1024 * 1024, `peak RSS grew by ${(growth / 1048576).toFixed(0)} MiB under the flood`);
   await assertStillServing('node3');
 });
 
