@@ -50,7 +50,8 @@ export async function startBlackHole(options: BlackHoleOptions): Promise<BlackHo
       bootstrap: [...new Set([...options.cluster.listen, ...voterAddresses])],
       dataDir,
       gateway: { host: '127.0.0.1', port: 9 },
-      workers: 1,
+      // The claim is in its config, so its very first heartbeat carries it (only heartbeats read it).
+      workers: options.workersClaimed ?? 64,
       membership: options.cluster.membership,
       ...(options.cluster.peers === undefined ? {} : { peers: options.cluster.peers }),
       ...(options.cluster.joinToken === undefined ? {} : { joinToken: options.cluster.joinToken }),
@@ -61,10 +62,8 @@ export async function startBlackHole(options: BlackHoleOptions): Promise<BlackHo
     },
     { source: `<black hole ${name}>`, baseDir: dataDir },
   );
-  const host = await join(config);
-  const workers = options.workersClaimed ?? 64;
   // It answers nothing: no handlers, no message listener; Raft appends and requests go unanswered.
-  host.setStatusProvider(() => ({ load: { workers, inFlight: 0, queue: 0 } }));
+  const host = await join(config);
   return {
     name,
     peerId: host.peerId,
