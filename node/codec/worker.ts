@@ -38,7 +38,6 @@ async function decompressWith(task: Extract<CodecTask, { op: 'decompress' }>): P
   return decompressChunk(choice, task.frame, task.originalBytes);
 }
 
-
 export default async function run(task: CodecTask): Promise<CodecTaskResult | object> {
   try {
     if (task.op === 'compress') {
