@@ -3,7 +3,7 @@
  * The output comes back transferred, not copied.
  */
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
+import { piscinaClass } from './piscina.ts';
 import { threadEnvironment } from './file-threads.ts';
 import { ImageError, type ImageOptions, type ImageResult } from './images.ts';
 import type { ImageTask, ImageTaskResult } from './images-worker.ts';
@@ -33,6 +33,7 @@ export function createImagePool(options: ImagePoolOptions = {}): ImagePool {
   if (!Number.isInteger(queuedMax) || queuedMax < 0) throw new RangeError(`queuedMax must be a non-negative integer, got ${queuedMax}`);
   // Decoded pixels live in libvips and oxipng (native memory); the JS heap holds only the input and
   // output buffers, which are external to it, so a modest heap per thread is enough.
+  const Piscina = piscinaClass();
   const piscina = new Piscina({
     filename: workerUrl,
     minThreads: threads,

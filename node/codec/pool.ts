@@ -4,7 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { isMarkedAsUntransferable } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import { piscinaClass } from './piscina.ts';
 import { choiceOf, codingBytesMax, huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
 import { threadEnvironment } from './file-threads.ts';
@@ -96,6 +96,7 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
   // and keeps a node's resident memory bounded.
   // No thread starts before work comes (an idle node held 25 OS threads and ~170 MB); each costs tens of
   // milliseconds to start, nothing beside a chunk's coding.
+  const Piscina = piscinaClass();
   const piscina = new Piscina({
     filename: workerUrl,
     minThreads: 0,

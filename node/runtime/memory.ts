@@ -22,7 +22,8 @@ import type { Logger } from 'pino';
 type GcFunction = (options?: { type?: 'major' | 'minor'; execution?: 'sync' | 'async' }) => void;
 
 export interface MemoryGovernorOptions {
-  logger: Logger;
+  /** Where a missing `gc` and event-loop stalls are reported; without one (a CLI command), nowhere. */
+  logger?: Pick<Logger, 'warn'>;
   /** External (ArrayBuffer) bytes above which a collection is asked for. */
   externalBytesMax?: number;
   intervalMs?: number;
@@ -88,7 +89,7 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
   const gc = obtainGc();
   let collections = 0;
   if (gc === undefined) {
-    options.logger.warn('memory governor: no gc function available; relying on V8 alone');
+    options.logger?.warn('memory governor: no gc function available; relying on V8 alone');
     return { stop() {}, collections: () => 0 };
   }
   const external = () => process.memoryUsage().external;
@@ -97,7 +98,7 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
   delay.enable();
   const stallReport = setInterval(() => {
     const maxMs = delay.max / 1e6;
-    if (maxMs > 500) options.logger.warn({ eventLoopDelayMaxMs: Math.round(maxMs) }, 'node: the event loop stalled');
+    if (maxMs > 500) options.logger?.warn({ eventLoopDelayMaxMs: Math.round(maxMs) }, 'node: the event loop stalled');
     delay.reset();
   }, 5_000);
   stallReport.unref();
