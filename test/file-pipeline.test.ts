@@ -1,15 +1,16 @@
 /**
  * The file pipeline (node/codec/file-pipeline.ts): codec threads that read and write the files
- * themselves, and the SHA-256 on a thread of its own. It must write exactly the container the streaming
- * encoder writes, restore every byte, and reject damage with the chunk or record it is in, leaving no
- * output file behind.
+ * themselves (zlib's codecs: libuv's thread pool, file-zlib.ts), and the SHA-256 hashed on the calling
+ * thread between its events. It must write exactly the container the streaming encoder writes (whose
+ * codec threads code each chunk in one call), restore every byte, and reject damage with the chunk or
+ * record it is in, leaving no output file behind.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CodecError, compressFile, createCodecPool, decompressFile, format } from '../node/codec/index.ts';
+import { CodecError, compressFile, createCodecPool, decompressFile, format, parseCodecChoice } from '../node/codec/index.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 
 const chunkBytes = format.chunkBytesMin;
@@ -21,13 +22,13 @@ function mixedInput(chunk = chunkBytes): Uint8Array {
   return bytes;
 }
 
-/** Chunks for a file above 8 MiB, which is hashed on a thread of its own (smaller ones on the calling thread). */
+/** Chunks for a file above 8 MiB, hashed in many steps of the calling thread's event loop. */
 const largeChunkBytes = 1536 * 1024;
 
 /** Compresses mixedInput() to in.dcz and writes bad.dcz: a copy that `damage` changed in place. */
-async function damagedContainer(dir: string, damage: (container: Buffer) => void, chunk = chunkBytes): Promise<string> {
+async function damagedContainer(dir: string, damage: (container: Buffer) => void, chunk = chunkBytes, codec = 'huffman'): Promise<string> {
   await writeFile(join(dir, 'in.bin'), mixedInput(chunk));
-  await compressFile(join(dir, 'in.bin'), join(dir, 'in.dcz'), { chunkBytes: chunk });
+  await compressFile(join(dir, 'in.bin'), join(dir, 'in.dcz'), { chunkBytes: chunk, codec: parseCodecChoice(codec) });
   const container = await readFile(join(dir, 'in.dcz'));
   damage(container);
   await writeFile(join(dir, 'bad.dcz'), container);
@@ -67,6 +68,59 @@ for (const chunk of [chunkBytes, largeChunkBytes]) {
       const restored = await decompressFile(join(dir, 'threaded.dcz'), join(dir, 'out.bin'), { threads: 3 });
       assert.is(restored.chunks, 8);
       assert.ok((await readFile(join(dir, 'out.bin'))).equals(input), 'restored bytes differ');
+    });
+  });
+}
+
+for (const codec of ['zstd', 'gzip:6', 'brotli:5']) {
+  test(`${codec} coded on libuv's pool writes byte for byte the container codec threads write (one frame a chunk), and restores the input`, async () => {
+    await withTempDir(async (dir) => {
+      const input = mixedInput(largeChunkBytes);
+      await writeFile(join(dir, 'in.bin'), input);
+      const choice = parseCodecChoice(codec);
+      const threaded = await compressFile(join(dir, 'in.bin'), join(dir, 'threaded.dcz'), { threads: 2, chunkBytes: largeChunkBytes, codec: choice });
+      assert.is(threaded.chunks, 8);
+      const pool = createCodecPool({ threads: 1 });
+      try {
+        await compressFile(join(dir, 'in.bin'), join(dir, 'streamed.dcz'), { pool, chunkBytes: largeChunkBytes, codec: choice });
+      } finally {
+        await pool.close();
+      }
+      const container = await readFile(join(dir, 'threaded.dcz'));
+      assert.ok(container.equals(await readFile(join(dir, 'streamed.dcz'))), 'containers differ');
+      await decompressFile(join(dir, 'threaded.dcz'), join(dir, 'out.bin'), { threads: 2 });
+      assert.ok((await readFile(join(dir, 'out.bin'))).equals(input), 'restored bytes differ');
+    });
+  });
+}
+
+/** Where chunk `chunk` of an 8-chunk container starts, from its index. */
+function chunkOffset(container: Buffer, chunk: number): number {
+  const indexEnd = container.length - format.trailerBytes;
+  return format.decodeIndex(container.subarray(indexEnd - format.indexBytes(8), indexEnd))[chunk].offset;
+}
+
+const zstdDamages: { what: string; damage: (container: Buffer) => void; code: string; pattern: RegExp }[] = [
+  { what: 'a damaged frame', damage: (container) => (container[chunkOffset(container, 3) + format.chunkHeaderBytes + 40] ^= 0x10), code: 'CORRUPT_BLOCK', pattern: /^chunk 3: zstd frame does not decode/ },
+  { what: 'a damaged chunk header', damage: (container) => (container[chunkOffset(container, 5) + 6] ^= 0x01), code: 'CORRUPT_CONTAINER', pattern: /^chunk 5: header checksum mismatch/ },
+  {
+    what: 'a trailer whose SHA-256 differs',
+    damage: (container) => {
+      const trailer = container.subarray(container.length - format.trailerBytes);
+      trailer[30] ^= 0x80;
+      trailer.writeUInt32LE(crc32c(trailer.subarray(0, 56)), 56);
+    },
+    code: 'CHECKSUM_MISMATCH',
+    pattern: /^trailer: SHA-256/,
+  },
+];
+
+for (const { what, damage, code, pattern } of zstdDamages) {
+  test(`zstd decoded on libuv: ${what} is named, and no output file is left`, async () => {
+    await withTempDir(async (dir) => {
+      const bad = await damagedContainer(dir, damage, chunkBytes, 'zstd');
+      await expectCodecError(decompressFile(bad, join(dir, 'out.bin')), code, pattern);
+      assert.equal((await readdir(dir)).sort(), ['bad.dcz', 'in.bin', 'in.dcz']);
     });
   });
 }

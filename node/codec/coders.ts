@@ -4,10 +4,11 @@
  * checksum, a gzip member, an xz stream, a bzip2 stream), so chunks concatenate into files the standard
  * tools read. Imported only by thread modules: zlib's one-shot calls and bzip2 block the calling thread.
  */
-import { constants, brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import type * as Lzma from '@napi-rs/lzma';
 import { CodecError } from './errors.ts';
-import { codedBytesMax, xzPresetOf, type CodecChoice } from './codecs.ts';
+import { xzPresetOf, type CodecChoice } from './codecs.ts';
+import { zlibCompressOptions, zlibDecompressOptions } from './zlib-options.ts';
 
 interface Bzip2Module {
   compressBZ2(data: Uint8Array, blockSize: number, workFactor: number): { error?: number | string; output?: Uint8Array };
@@ -62,17 +63,6 @@ function loadedLzma(): typeof Lzma {
   return lzma;
 }
 
-/**
- * One output buffer for all of a chunk's frame: zlib's one-shot calls otherwise write 16 KiB pieces and
- * join them, and zstd, seeing too little room to finish in one call, copies the input into its own
- * window buffer and codes it in the slower path for windows that wrap (perf on 150 MB at zstd:3:
- * ZSTD_compressBlock_doubleFast_extDict 21% of the process's samples; about 10% less CPU for the codec
- * with room for the whole frame, and the same frames zstd(1) writes for the chunk).
- */
-function wholeFrame(inputBytes: number): { chunkSize: number } {
-  return { chunkSize: Math.max(64 * 1024, codedBytesMax(0, inputBytes)) };
-}
-
 /** The preset @napi-rs/lzma's one-shot xz coder uses (its DEFAULT_PRESET). */
 const xzOneShotPreset = 6;
 
@@ -123,12 +113,11 @@ export async function compressChunk(choice: CodecChoice, data: Uint8Array, headr
     case 'store':
       return copied(data, headroom);
     case 'zstd':
-      // The frame carries its content size and checksum, so `zstd -d` checks every chunk on its own.
-      return own(zstdCompressSync(data, { ...wholeFrame(data.length), params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 } }), headroom);
+      return own(zstdCompressSync(data, zlibCompressOptions(choice, data.length)), headroom);
     case 'gzip':
-      return own(gzipSync(data, { ...wholeFrame(data.length), level }), headroom);
+      return own(gzipSync(data, zlibCompressOptions(choice, data.length)), headroom);
     case 'brotli':
-      return own(brotliCompressSync(data, { ...wholeFrame(data.length), params: { [constants.BROTLI_PARAM_QUALITY]: level, [constants.BROTLI_PARAM_SIZE_HINT]: data.length } }), headroom);
+      return own(brotliCompressSync(data, zlibCompressOptions(choice, data.length)), headroom);
     case 'xz':
       return compressXz(level, data, headroom);
     case 'bzip2': {
@@ -158,15 +147,8 @@ export function decompressChunk(choice: CodecChoice, frame: Uint8Array, original
   return data;
 }
 
-/** The most one piece of a standard file may decode to when its length is not recorded: memory per thread stays bounded. */
-export const pieceBytesMax = 1024 * 1024 * 1024;
-
 function decodeFrame(choice: CodecChoice, frame: Uint8Array, originalBytes: number | undefined): Uint8Array {
-  // One byte more than expected is room enough to notice a frame that decodes too long.
-  const maxOutputLength = (originalBytes ?? pieceBytesMax) + 1;
-  // A known length decodes into one buffer of exactly that size: no 16 KiB pieces joined after, and
-  // nothing to copy (a longer frame spills into a second buffer and fails the length check).
-  const options = originalBytes === undefined ? { maxOutputLength } : { maxOutputLength, chunkSize: Math.max(64, originalBytes) };
+  const options = zlibDecompressOptions(originalBytes);
   switch (choice.codec.name) {
     case 'store':
       return new Uint8Array(frame);

@@ -1,15 +1,16 @@
 /**
  * Compress and decompress between files on threads that do their own I/O (file-threads.ts): each codec
  * thread reads its chunk straight into kernel memory; decoding threads also check it and write it at its
- * place in the output, so decoded bytes never cross threads; the SHA-256 runs on a thread of its own,
- * beside the coding. This thread only hands out chunk positions and, compressing, writes frames in order.
+ * place in the output, so decoded bytes never cross threads. This thread hands out chunk positions,
+ * writes frames in order when compressing, and hashes the whole file (SHA-256) in the time left between.
  * Memory stays bounded: at most `threads * 2` chunks are in flight.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { headerChoice, mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
-import { startFileThreads, startSha } from './file-threads.ts';
+import { startFileThreads, startSha, type FileThreads, type FileThreadsOptions } from './file-threads.ts';
+import { codesOnLibuv, startZlibCoders } from './file-zlib.ts';
 import { chunkHeaderBytes, type ChunkEntry } from './format.ts';
 import { framingOf, type OutputFormat } from './standard-formats.ts';
 
@@ -31,6 +32,11 @@ function threadsFor(chunks: number, threadsMax: number): number {
   return Math.max(1, Math.min(chunks, threadsMax));
 }
 
+/** zlib's codecs code on libuv's thread pool (file-zlib.ts); the others on codec threads of their own. */
+function startCoders(options: FileThreadsOptions & { codec: CodecChoice }): FileThreads {
+  return codesOnLibuv(options.codec) ? startZlibCoders(options) : startFileThreads(options);
+}
+
 async function* indices(count: number): AsyncGenerator<number> {
   for (let i = 0; i < count; i++) yield i;
 }
@@ -46,11 +52,13 @@ export async function compressThreaded(
   const codec = options.codec ?? huffmanChoice;
   const framing = framingOf(options.format ?? 'dcz', codec, chunkBytes);
   const chunkCount = Math.ceil(totalBytes / chunkBytes);
-  const sha = framing.needsSha256 ? startSha(input.fd, totalBytes) : undefined;
-  const coders = startFileThreads({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
+  const sha = framing.needsSha256 ? startSha(input.fd) : undefined;
+  const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
   try {
-    // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
-    sha?.hashUpTo(totalBytes);
+    // Coders that read on this thread hand their input over to be hashed; otherwise it is read again for
+    // hashing, in the background, a step per turn of the event loop (file-threads.ts).
+    const handsInput = codesOnLibuv(codec);
+    if (!handsInput) sha?.hashUpTo(totalBytes);
     const start = framing.start();
     await output.writev(start);
     let offset = byteLength(start);
@@ -60,12 +68,13 @@ export async function compressThreaded(
       const originalBytes = Math.min(chunkBytes, totalBytes - chunk * chunkBytes);
       return { originalBytes, ...(await coders.compress(chunk * chunkBytes, originalBytes)) };
     };
-    for await (const { originalBytes, frame, checksum } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
+    for await (const { originalBytes, frame, checksum, input } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
+      if (input !== undefined) sha?.update(input);
       const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
       entries.push(entry);
       const before = framing.beforeFrame(entry);
       await output.writev([...before, frame]);
-      coders.recycle(frame);
+      coders.recycle(frame, input);
       offset += byteLength(before) + frame.length;
       progress.originalBytes += originalBytes;
       progress.containerBytes = offset;
@@ -92,22 +101,24 @@ function byteLength(pieces: readonly Uint8Array[]): number {
  */
 export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
   const { header, trailer, entries } = layout;
-  const sha = startSha(output.fd, trailer.originalBytes);
-  const coders = startFileThreads({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: headerChoice(header) });
+  const sha = startSha(output.fd);
+  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: headerChoice(header) });
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {
       const entry = entries[chunk];
       const { originalBytes, compressedBytes, checksum } = entry;
-      await coders.decompress({ op: 'decompress', chunk, position: entry.offset, originalBytes, compressedBytes, checksum, outputPosition: chunk * header.chunkBytes });
-      return entry;
+      const decoded = await coders.decompress({ op: 'decompress', chunk, position: entry.offset, originalBytes, compressedBytes, checksum, outputPosition: chunk * header.chunkBytes });
+      return { entry, decoded };
     };
     // Chunks land in the output out of order; they are hashed in order as each run of them completes.
-    for await (const entry of mapOrdered(indices(entries.length), decode, coders.threads * 2)) {
+    for await (const { entry, decoded } of mapOrdered(indices(entries.length), decode, coders.threads * 2)) {
       progress.originalBytes += entry.originalBytes;
       progress.containerBytes = entry.offset + chunkHeaderBytes + entry.compressedBytes;
       progress.chunks += 1;
-      sha.hashUpTo(progress.originalBytes);
+      // Decoded bytes in this thread's memory are hashed as they are; others are read back from the output.
+      if (decoded !== undefined) sha.update(decoded);
+      else sha.hashUpTo(progress.originalBytes);
       options.onProgress?.(progress);
     }
     if (!Buffer.from(trailer.sha256).equals(await sha.digest())) {

@@ -1,7 +1,7 @@
 /**
  * The main thread's side of the file pipeline: a fixed set of file codec threads (file-worker.ts) fed
- * from one bounded queue, and the whole-file SHA-256 (sha-worker.ts on a thread of its own, or here for
- * small files). Threads start once per file command; the kernel is compiled once here and posted to each.
+ * from one bounded queue, and the whole-file SHA-256, hashed here between the queue's events. Threads
+ * start once per file command; the kernel is compiled once here and posted to each.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -11,10 +11,8 @@ import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileTask, FileTaskResult, FileWorkerData } from './file-worker.ts';
 import { compileKernel } from './kernel.ts';
-import type { ShaAnswer, ShaMessage, ShaWorkerData } from './sha-worker.ts';
 
 const fileWorkerUrl = new URL('./file-worker.ts', import.meta.url);
-const shaWorkerUrl = new URL('./sha-worker.ts', import.meta.url);
 /** Chunks live in kernel memory and ArrayBuffers, outside the JS heap: a small heap per thread is plenty. */
 const resourceLimits = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 };
 
@@ -43,25 +41,21 @@ function threadOptions(workerData: unknown): WorkerOptions {
   return { workerData, resourceLimits, env: threadEnvironment() };
 }
 
-/** The SHA-256 thread's read size: large sequential reads, few calls. */
-const shaReadBytes = 4 * 1024 * 1024;
-/**
- * Files up to this size are hashed on the calling thread: that takes under 8 ms here, less than
- * starting a thread costs (measured: 25-60 ms of CPU on this 2-core machine).
- */
-const shaInlineBytesMax = 8 * 1024 * 1024;
-
 type Distribute<T> = T extends unknown ? Omit<T, 'id'> : never;
 export type FileThreadTask = Distribute<FileTask>;
 
 export interface FileThreads {
   readonly threads: number;
-  /** Codes the input's bytes [position, position + length); resolves with the frame and the CRC32C of the bytes. */
-  compress(position: number, length: number): Promise<{ frame: Uint8Array; checksum: number }>;
-  /** Hands a written frame's memory back, to hold a later frame (at most `threads * 2` are kept). */
-  recycle(frame: Uint8Array): void;
-  /** Reads, checks, decodes and writes one chunk at its place in the output. */
-  decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<void>;
+  /**
+   * Codes the input's bytes [position, position + length); resolves with the frame and the CRC32C of the
+   * bytes, and the bytes themselves (`input`) when they were read into this thread's memory, for the
+   * caller to hash instead of reading them again.
+   */
+  compress(position: number, length: number): Promise<{ frame: Uint8Array; checksum: number; input?: Uint8Array }>;
+  /** Hands a written frame's memory back, to hold a later frame, and the chunk's input, to hold a later chunk (a few of each are kept). */
+  recycle(frame: Uint8Array, input?: Uint8Array): void;
+  /** Reads, checks, decodes and writes one chunk at its place in the output; answers the decoded bytes when they are in this thread's memory. */
+  decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<Uint8Array | undefined>;
   close(): Promise<void>;
 }
 
@@ -123,9 +117,10 @@ class FileThreadSet implements FileThreads {
     if (this.#spares.length < this.threads * 2 && frame.buffer instanceof ArrayBuffer) this.#spares.push(frame.buffer);
   }
 
-  async decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<void> {
+  async decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<undefined> {
     const result = await this.#run(task);
     if (!result.ok) throw failureOf(result);
+    return undefined;
   }
 
   async close(): Promise<void> {
@@ -178,54 +173,68 @@ class FileThreadSet implements FileThreads {
 export interface ShaThread {
   /** Announces that the file's first `bytes` bytes are in place and may be hashed. */
   hashUpTo(bytes: number): void;
-  /** The SHA-256 of everything announced. */
+  /** Hashes the file's next bytes, given rather than read (everything announced before must be hashed already). */
+  update(bytes: Uint8Array): void;
+  /** The SHA-256 of everything announced, once it is all hashed. */
   digest(): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
-/** The SHA-256 of the file `fd` as it grows to `totalBytes`: on a thread of its own, unless the file is small. */
-export function startSha(fd: number, totalBytes: number): ShaThread {
-  return totalBytes <= shaInlineBytesMax ? inlineSha(fd) : startShaThread(fd);
-}
+/** Bytes hashed per turn of the event loop: about 0.6 ms of work, so chunk hand-outs and writes wait for no more. */
+const shaStepBytes = 1024 * 1024;
 
-function inlineSha(fd: number): ShaThread {
+/**
+ * The SHA-256 of the file `fd` as it grows to what `hashUpTo` announced, hashed on this thread in the
+ * background, one step per turn of the event loop. This thread only hands out chunks and writes frames,
+ * so it has the time; a thread of its own cost more than it saved: measured on 150 MB with two codec
+ * threads on this 2-core machine, starting it took ~45 ms of CPU, and hashing here made the whole command
+ * 65 ms of CPU cheaper.
+ */
+export function startSha(fd: number): ShaThread {
   const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafe(shaReadBytes);
+  const buffer = Buffer.allocUnsafeSlow(shaStepBytes);
   let hashed = 0;
-  return {
-    hashUpTo(upTo) {
-      while (hashed < upTo) {
-        const bytesRead = readSync(fd, buffer, 0, Math.min(shaReadBytes, upTo - hashed), hashed);
-        if (bytesRead === 0) throw Object.assign(new Error(`hashing: file ended at byte ${hashed} while hashing up to ${upTo}`), { code: 'INPUT_CHANGED' });
-        hash.update(buffer.subarray(0, bytesRead));
-        hashed += bytesRead;
-      }
-    },
-    digest: async () => new Uint8Array(hash.digest()),
-    close: async () => {},
-  };
-}
+  let target = 0;
+  let scheduled: NodeJS.Immediate | undefined;
+  let failure: Error | undefined;
+  let finished: (() => void) | undefined;
 
-function startShaThread(fd: number): ShaThread {
-  const worker = new Worker(shaWorkerUrl, threadOptions({ fd, readBytesMax: shaReadBytes } satisfies ShaWorkerData));
-  const answer = new Promise<Uint8Array>((resolve, reject) => {
-    worker.once('message', (message: ShaAnswer) => {
-      if ('digest' in message) resolve(message.digest);
-      else reject(Object.assign(new Error(`hashing: ${message.error}`), { code: message.errno }));
-    });
-    worker.once('error', (error) => reject(new Error(`hashing thread failed: ${error.message}`)));
-    worker.once('exit', (code) => reject(new Error(`hashing thread exited with code ${code}`)));
-  });
-  answer.catch(() => {});
-  const send = (message: ShaMessage) => worker.postMessage(message);
+  const step = () => {
+    scheduled = undefined;
+    try {
+      const bytesRead = readSync(fd, buffer, 0, Math.min(shaStepBytes, target - hashed), hashed);
+      if (bytesRead === 0) throw Object.assign(new Error(`hashing: file ended at byte ${hashed} while hashing up to ${target}`), { code: 'INPUT_CHANGED' });
+      hash.update(buffer.subarray(0, bytesRead));
+      hashed += bytesRead;
+    } catch (error) {
+      failure = error as Error;
+    }
+    schedule();
+  };
+  const schedule = () => {
+    if (failure === undefined && hashed < target) scheduled ??= setImmediate(step);
+    else finished?.();
+  };
   return {
-    hashUpTo: (bytes) => send({ upTo: bytes }),
-    digest() {
-      send({ digest: true });
-      return answer;
+    hashUpTo(bytes) {
+      target = Math.max(target, bytes);
+      schedule();
+    },
+    update(bytes) {
+      if (hashed !== target) throw new Error(`hashing: given bytes at ${target} while bytes from ${hashed} are still to be read`);
+      hash.update(bytes);
+      hashed += bytes.length;
+      target = hashed;
+    },
+    async digest() {
+      if (hashed < target && failure === undefined) await new Promise<void>((resolve) => (finished = resolve));
+      if (failure !== undefined) throw failure;
+      return new Uint8Array(hash.digest());
     },
     async close() {
-      await worker.terminate();
+      if (scheduled !== undefined) clearImmediate(scheduled);
+      failure ??= new Error('hashing: closed');
+      finished?.();
     },
   };
 }

@@ -11,7 +11,7 @@ import { crc32c } from '@node-rs/crc32';
 import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
 import { choiceOf, codecHuffmanId } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
-import { chunkHeaderBytes, decodeChunkHeader, tagChunk } from './format.ts';
+import { checkChunkHeader, chunkHeaderBytes } from './format.ts';
 import { loadKernel, type KernelModule } from './kernel.ts';
 
 export interface FileWorkerData {
@@ -112,12 +112,8 @@ function compress(task: Extract<FileTask, { op: 'compress' }>): FileTaskResult {
 function decompress(task: Extract<FileTask, { op: 'decompress' }>): FileTaskResult {
   const label = `chunk ${task.chunk}`;
   const header = new Uint8Array(chunkHeaderBytes);
-  if (readFully(data.inputFd, header, task.position) !== chunkHeaderBytes) throw new CodecError('TRUNCATED', `${label} header: truncated`);
-  if (new DataView(header.buffer).getUint32(0, true) !== tagChunk) throw new CodecError('CORRUPT_CONTAINER', `${label} (offset ${task.position}): expected a chunk, found something else`);
-  const fields = decodeChunkHeader(header, task.chunk, data.chunkBytes, data.codec);
-  if (fields.compressedBytes !== task.compressedBytes || fields.originalBytes !== task.originalBytes || fields.checksum !== task.checksum) {
-    throw new CodecError('CORRUPT_CONTAINER', `${label}: header does not match the index`);
-  }
+  const headerBytes = readFully(data.inputFd, header, task.position);
+  checkChunkHeader(header.subarray(0, headerBytes), task.chunk, task.position, task, data.chunkBytes, data.codec);
   const huffman = data.codec === codecHuffmanId;
   const frame = huffman ? kernel.stageInput(task.compressedBytes, task.originalBytes) : scratch(task.compressedBytes);
   if (readFully(data.inputFd, frame, task.position + chunkHeaderBytes) !== task.compressedBytes) throw new CodecError('TRUNCATED', `${label}: truncated`);

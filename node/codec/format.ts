@@ -168,6 +168,20 @@ export function decodeChunkHeader(bytes: Uint8Array, chunk: number, chunkBytes: 
   return { originalBytes, compressedBytes, checksum };
 }
 
+/**
+ * Checks the chunk header a file pipeline read at `offset` for chunk `chunk` against what the index says
+ * of it (`expected`): its tag, its own checksum and its fields.
+ */
+export function checkChunkHeader(header: Uint8Array, chunk: number, offset: number, expected: Omit<ChunkEntry, 'offset'>, chunkBytes: number, codec: number): void {
+  const label = `chunk ${chunk}`;
+  if (header.length !== chunkHeaderBytes) throw new CodecError('TRUNCATED', `${label} header: truncated`);
+  if (view(header).getUint32(0, true) !== tagChunk) throw new CodecError('CORRUPT_CONTAINER', `${label} (offset ${offset}): expected a chunk, found something else`);
+  const fields = decodeChunkHeader(header, chunk, chunkBytes, codec);
+  if (fields.compressedBytes !== expected.compressedBytes || fields.originalBytes !== expected.originalBytes || fields.checksum !== expected.checksum) {
+    throw new CodecError('CORRUPT_CONTAINER', `${label}: header does not match the index`);
+  }
+}
+
 export function encodeIndex(entries: readonly ChunkEntry[]): Uint8Array {
   const out = new Uint8Array(indexHeaderBytes + entries.length * indexEntryBytes + 4);
   const dv = view(out);
