@@ -212,4 +212,19 @@ test('rechunk cuts into the buffers it is given, overwriting whatever they held'
   assert.ok(given.length >= 2);
 });
 
+test('rechunk waits for a buffer it is promised, and asks for none when the input ends on a chunk boundary', async () => {
+  const data = randomBytesSeeded(8192, 29);
+  let asked = 0;
+  const nextBuffer = async () => {
+    asked += 1;
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    return new Uint8Array(4096);
+  };
+  const pieces: Uint8Array[] = [];
+  for await (const piece of rechunk(Readable.from([data.subarray(0, 5000), data.subarray(5000)]), 4096, nextBuffer)) pieces.push(new Uint8Array(piece));
+  assert.equal(pieces.map((piece) => piece.length), [4096, 4096]);
+  assert.ok(Buffer.concat(pieces).equals(data));
+  assert.is(asked, 2, 'a third buffer was asked for although no bytes came for it');
+});
+
 test.run();

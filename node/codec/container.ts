@@ -149,26 +149,32 @@ export async function* mapOrdered<T, R>(
 
 /**
  * Re-cuts a byte stream into exactly `chunkBytes`-long pieces (the last may be shorter, in memory of its
- * own). Each full piece is a buffer from `nextBuffer`, fresh by default, every byte of it overwritten.
+ * own). Each full piece is a buffer from `nextBuffer`, fresh by default, every byte of it overwritten;
+ * a buffer is asked for when bytes for it have come, and may be waited for.
  */
-export async function* rechunk(source: AsyncIterable<Uint8Array>, chunkBytes: number, nextBuffer: () => Uint8Array = () => new Uint8Array(chunkBytes)): AsyncGenerator<Uint8Array> {
-  let piece = nextBuffer();
+export async function* rechunk(
+  source: AsyncIterable<Uint8Array>,
+  chunkBytes: number,
+  nextBuffer: () => Uint8Array | Promise<Uint8Array> = () => new Uint8Array(chunkBytes),
+): AsyncGenerator<Uint8Array> {
+  let piece: Uint8Array | undefined;
   let filled = 0;
   for await (const input of source) {
     let at = 0;
     while (at < input.length) {
+      piece ??= await nextBuffer();
       const take = Math.min(chunkBytes - filled, input.length - at);
       piece.set(input.subarray(at, at + take), filled);
       filled += take;
       at += take;
       if (filled === chunkBytes) {
         yield piece;
-        piece = nextBuffer();
+        piece = undefined;
         filled = 0;
       }
     }
   }
-  if (filled > 0) yield piece.slice(0, filled);
+  if (piece !== undefined && filled > 0) yield piece.slice(0, filled);
 }
 
 /** Reads a file as fresh, exactly `chunkBytes`-long pieces without an intermediate copy. */

@@ -16,6 +16,7 @@ import { createMerger } from './merge.ts';
 import { jobIdPattern, readChunks, readJob, type JobRecord } from './records.ts';
 import { createScheduler, type Scheduler } from './scheduler.ts';
 import { startUploadSession } from './upload.ts';
+import { ChunkMemory } from './upload-chunks.ts';
 import { toView } from './view.ts';
 import { watchJob } from './watch.ts';
 import { createWorker, type Worker, type WorkerStats } from './worker.ts';
@@ -95,6 +96,8 @@ class NodeJobService implements RunningJobService {
   readonly #jobStates = new JobStateCounts();
   #coding: boolean;
   #uploads = 0;
+  /** The chunk buffers of this node's uploads, bounded together. */
+  readonly #chunkMemory = new ChunkMemory();
 
   constructor(options: JobServiceOptions) {
     const { node, state, blobs, pool, config, logger } = options;
@@ -145,7 +148,7 @@ class NodeJobService implements RunningJobService {
     let session;
     try {
       const worker = this.#worker;
-      session = await startUploadSession(request, { node, state, blobs, config, logger, space, onEnd: () => this.#uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => this.#downloads.peersElsewhere(), members });
+      session = await startUploadSession(request, { node, state, blobs, config, logger, space, chunkMemory: this.#chunkMemory, onEnd: () => this.#uploads--, compressHere: worker.compressHere, slotFreed: worker.slotFreed, peersElsewhere: () => this.#downloads.peersElsewhere(), members });
     } catch (error) {
       this.#uploads--;
       throw error;

@@ -11,31 +11,87 @@ import type { CodedHere, Worker } from './worker.ts';
 
 /** Chunks of one upload coded here and not yet recorded (coding, or their output being written). */
 const codedChunksHeldMax = 2;
-/** Chunk buffers an upload keeps for reuse: about as many as it has in flight. */
+/** Spare chunk buffers the node keeps for reuse, of each size. */
 const spareBuffersMax = 4;
+/**
+ * The chunk buffers of all of a node's uploads at once, in bytes: six 4 MiB chunks, enough for an upload
+ * at full speed (one being filled, one waiting for a slot, two coding) with room for another; the node's
+ * two codec threads code no faster for more. Each upload held its own before, and ten clients flooding
+ * one node took it from 165 MB to 278-308 MB; with 48 MiB for all, 279-288 MB; with 24 MiB, 250-267 MB.
+ */
+export const chunkMemoryBytesDefault = 24 * 1024 * 1024;
 
 /**
- * Chunk-sized buffers of one upload: a chunk's buffer comes back once the chunk is coded (the codec
- * thread hands it back) or staged, and the next chunk is cut into it. A fresh 4 MiB buffer per chunk
- * cost the gateway page faults and collections for every chunk of a large upload.
+ * The chunk-sized buffers of a node's uploads: an upload takes one to cut its next chunk into, and waits
+ * (first in, first out) while the node's uploads hold `bytesMax` between them; it gives the buffer back
+ * when the chunk is coded (the codec thread hands it back) or staged. A waiting upload takes no more of
+ * its stream, so its client gets no more credit. One buffer is always granted when none is out, whatever
+ * its size. Buffers given back are kept for the next chunk of that size: a fresh 4 MiB per chunk cost the
+ * gateway page faults and collections for every chunk of a large upload.
  */
-class ChunkBuffers {
-  readonly #bytes: number;
-  readonly #spares: Uint8Array[] = [];
+export class ChunkMemory {
+  readonly #bytesMax: number;
+  #bytesOut = 0;
+  readonly #waiting: { bytes: number; grant: () => void }[] = [];
+  readonly #spares = new Map<number, Uint8Array[]>();
 
-  constructor(bytes: number) {
-    this.#bytes = bytes;
+  constructor(bytesMax = chunkMemoryBytesDefault) {
+    this.#bytesMax = bytesMax;
   }
 
-  /** A buffer of exactly the chunk size, whose bytes the caller overwrites before reading any. */
-  take(): Uint8Array {
-    return this.#spares.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(this.#bytes).buffer, 0, this.#bytes);
+  /** Bytes of buffers taken and not yet given back or released. */
+  get bytesOut(): number {
+    return this.#bytesOut;
   }
 
-  /** Keeps a whole chunk buffer nobody uses any more; anything else is left to the collector. */
-  give(buffer: Uint8Array | undefined): void {
-    if (buffer === undefined || buffer.byteOffset !== 0 || buffer.length !== this.#bytes || buffer.buffer.byteLength !== this.#bytes) return;
-    if (this.#spares.length < spareBuffersMax) this.#spares.push(buffer);
+  /** A buffer of exactly `bytes`, once the node's uploads hold room for it; `signal` gives up the wait. */
+  async take(bytes: number, signal?: AbortSignal): Promise<Uint8Array> {
+    if (this.#waiting.length > 0 || !this.#fits(bytes)) await this.#wait(bytes, signal);
+    else this.#bytesOut += bytes;
+    return this.#spares.get(bytes)?.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer, 0, bytes);
+  }
+
+  /** A buffer `take` gave is back (kept for reuse when it is a whole one of its size); its room is free. */
+  give(buffer: Uint8Array, bytes: number): void {
+    if (buffer.byteOffset === 0 && buffer.buffer.byteLength === bytes) {
+      const spares = this.#spares.get(bytes) ?? [];
+      if (spares.length < spareBuffersMax) spares.push(new Uint8Array(buffer.buffer, 0, bytes));
+      this.#spares.set(bytes, spares);
+    }
+    this.release(bytes);
+  }
+
+  /** A buffer `take` gave will not come back (dropped, or lost with a failed coding): its room is free. */
+  release(bytes: number): void {
+    this.#bytesOut = Math.max(0, this.#bytesOut - bytes);
+    while (this.#waiting.length > 0 && this.#fits(this.#waiting[0].bytes)) {
+      const next = this.#waiting.shift()!;
+      this.#bytesOut += next.bytes;
+      next.grant();
+    }
+  }
+
+  #fits(bytes: number): boolean {
+    return this.#bytesOut === 0 || this.#bytesOut + bytes <= this.#bytesMax;
+  }
+
+  #wait(bytes: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry = {
+        bytes,
+        grant: () => {
+          signal?.removeEventListener('abort', abandon);
+          resolve();
+        },
+      };
+      const abandon = () => {
+        this.#waiting.splice(this.#waiting.indexOf(entry), 1);
+        reject(signal?.reason ?? new Error('chunk memory: wait abandoned'));
+      };
+      if (signal?.aborted) return abandon();
+      signal?.addEventListener('abort', abandon, { once: true });
+      this.#waiting.push(entry);
+    });
   }
 }
 
@@ -57,6 +113,8 @@ export interface UploadChunksOptions {
   peersElsewhere?: () => boolean;
   /** Bytes of a full chunk: the size of the buffers `take` hands out. */
   chunkBytes: number;
+  /** The node's chunk buffers, shared by its uploads; without one, this upload's own, unbounded. */
+  memory?: ChunkMemory;
 }
 
 export class UploadChunks {
@@ -65,15 +123,40 @@ export class UploadChunks {
   readonly #codingHere = new Set<Promise<void>>();
   #codingFailure: unknown;
   #count = 0;
-  readonly #buffers: ChunkBuffers;
+  readonly #memory: ChunkMemory;
+  /** Buffers this upload took from the node's chunk memory and has not given back. */
+  #buffersOut = 0;
+  readonly #stopWaiting = new AbortController();
 
   constructor(options: UploadChunksOptions) {
     this.#options = options;
-    this.#buffers = new ChunkBuffers(options.chunkBytes);
+    this.#memory = options.memory ?? new ChunkMemory(Number.MAX_SAFE_INTEGER);
   }
 
-  /** A buffer to cut the next chunk of the original into (rechunk): one that `place` was given back, when there is one. */
-  readonly take = (): Uint8Array => this.#buffers.take();
+  /** A buffer to cut the next chunk of the original into (rechunk), once the node's uploads have room for it. */
+  readonly take = async (): Promise<Uint8Array> => {
+    const buffer = await this.#memory.take(this.#options.chunkBytes, this.#stopWaiting.signal);
+    this.#buffersOut += 1;
+    return buffer;
+  };
+
+  /** A chunk's buffer is done with: back to the node's chunk memory. */
+  #give(buffer: Uint8Array | undefined): void {
+    if (this.#buffersOut === 0) return;
+    this.#buffersOut -= 1;
+    if (buffer === undefined) this.#memory.release(this.#options.chunkBytes);
+    else this.#memory.give(buffer, this.#options.chunkBytes);
+  }
+
+  /**
+   * The upload is over, either way: a wait for a buffer ends, and the room of buffers not given back
+   * (the last, shorter chunk's, which was copied; those lost with a failed coding) is freed.
+   */
+  close(): void {
+    this.#stopWaiting.abort(new Error(`upload ${this.#options.jobId} ended`));
+    this.#memory.release(this.#buffersOut * this.#options.chunkBytes);
+    this.#buffersOut = 0;
+  }
 
   /** Chunks numbered so far. */
   get count(): number {
@@ -119,14 +202,14 @@ export class UploadChunks {
   /** Stages a chunk of the original raw; its buffer is reused once written. */
   async #stageRaw(index: number, piece: Uint8Array): Promise<void> {
     await this.stage(index, piece, { originalBytes: piece.length, checksum: null });
-    this.#buffers.give(piece);
+    if (piece.length === this.#options.chunkBytes) this.#give(piece);
   }
 
   /** Records a chunk coded here as done once its output is staged; the first failure fails the upload at its next chunk. */
   #recordWhenCoded(index: number, inputBytes: number, assignedAt: string, coding: Promise<CodedHere>): void {
     const recorded: Promise<void> = coding
       .then((coded) => {
-        this.#buffers.give(coded.input);
+        if (inputBytes === this.#options.chunkBytes) this.#give(coded.input);
         return this.#options.records.add({
           ...pendingChunk(this.#options.jobId, index, inputBytes, coded),
           state: 'done',

@@ -21,7 +21,7 @@ import { createRecordProposer, type RecordProposer } from './record-proposer.ts'
 import { blobKeys, chunkKey, createJobOps, readChunks, readJob, updateJob, type JobCoding, type JobRecord } from './records.ts';
 import { JobError, type UploadRequest } from './types.ts';
 import { cutOffReason, newJobId, storageJobError, validateCoding, validateImageCoding, validateUploadRequest } from './upload-checks.ts';
-import { UploadChunks } from './upload-chunks.ts';
+import { UploadChunks, type ChunkMemory } from './upload-chunks.ts';
 import { consumers } from './upload-consumers.ts';
 import type { Worker } from './worker.ts';
 
@@ -43,6 +43,8 @@ export interface UploadContext {
   space: SpaceGuard;
   /** Called when the session ends, either way. */
   onEnd: () => void;
+  /** The node's chunk buffers, shared by its uploads (upload-chunks.ts); without one, each upload's own. */
+  chunkMemory?: ChunkMemory;
   /** This node's worker: chunks it has a free slot for are coded here, where their bytes already are. */
   compressHere?: Worker['compressHere'];
   slotFreed?: Worker['slotFreed'];
@@ -121,14 +123,18 @@ class UploadRun implements StagingSession {
     this.#request = plan.request;
     this.#context = context;
     this.#records = createRecordProposer(context.state, plan.job);
-    const { node, blobs, space, config, compressHere, slotFreed, peersElsewhere } = context;
-    this.#chunks = new UploadChunks({ jobId: plan.id, node, blobs, space, config, records: this.#records, coding: plan.coding, compressHere, slotFreed, peersElsewhere, chunkBytes: plan.chunkSize });
+    const { node, blobs, space, config, compressHere, slotFreed, peersElsewhere, chunkMemory: memory } = context;
+    this.#chunks = new UploadChunks({ jobId: plan.id, node, blobs, space, config, records: this.#records, coding: plan.coding, compressHere, slotFreed, peersElsewhere, chunkBytes: plan.chunkSize, memory });
     const consumer = consumers[plan.request.mode];
     this.#consumed = consumer({ jobId: plan.id, input: this.#input, chunkSize: plan.chunkSize, state: context.state, chunks: this.#chunks, records: this.#records, received: () => this.#received }).then(async (fields) => {
       await this.#records.drain();
       return fields;
     });
     this.#consumed.catch(() => this.#input.destroy());
+    this.#consumed.then(
+      () => this.#chunks.close(),
+      () => this.#chunks.close(),
+    );
   }
 
   async write(bytes: Uint8Array): Promise<void> {
@@ -184,6 +190,8 @@ class UploadRun implements StagingSession {
     const id = this.jobId;
     this.#end();
     this.#input.destroy();
+    // A consumer waiting for a chunk buffer stops waiting.
+    this.#chunks.close();
     // Wait until the consumer has stopped: a chunk it was staging must not land after the cleanup.
     await this.#consumed.catch(() => {});
     await this.#records.settle();
