@@ -1,9 +1,9 @@
 /**
  * The file pipeline (node/codec/file-pipeline.ts): codec threads that read and write the files
- * themselves (zlib's codecs: libuv's thread pool, file-zlib.ts), and the SHA-256 hashed on the calling
- * thread between its events. It must write exactly the container the streaming encoder writes (whose
- * codec threads code each chunk in one call), restore every byte, and reject damage with the chunk or
- * record it is in, leaving no output file behind.
+ * themselves (zlib's codecs: libuv's thread pool, file-zlib.ts), and the SHA-256 on a thread of its own
+ * (for zlib's codecs, of the bytes in hand on the calling thread). It must write exactly the container
+ * the streaming encoder writes (whose codec threads code each chunk in one call), restore every byte,
+ * and reject damage with the chunk or record it is in, leaving no output file behind.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -22,7 +22,7 @@ function mixedInput(chunk = chunkBytes): Uint8Array {
   return bytes;
 }
 
-/** Chunks for a file above 8 MiB, hashed in many steps of the calling thread's event loop. */
+/** Chunks for a file above 8 MiB, which is hashed on a thread of its own (smaller ones on the calling thread). */
 const largeChunkBytes = 1536 * 1024;
 
 /** Compresses mixedInput() to in.dcz and writes bad.dcz: a copy that `damage` changed in place. */

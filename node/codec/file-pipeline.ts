@@ -1,15 +1,16 @@
 /**
  * Compress and decompress between files on threads that do their own I/O (file-threads.ts): each codec
  * thread reads its chunk straight into kernel memory; decoding threads also check it and write it at its
- * place in the output, so decoded bytes never cross threads. This thread hands out chunk positions,
- * writes frames in order when compressing, and hashes the whole file (SHA-256) in the time left between.
+ * place in the output, so decoded bytes never cross threads; the SHA-256 runs on a thread of its own,
+ * beside the coding, or here when zlib's coders hold the bytes (file-zlib.ts). This thread hands out chunk
+ * positions and, compressing, writes frames in order.
  * Memory stays bounded: at most `threads * 2` chunks are in flight.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { headerChoice, mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
-import { startFileThreads, startSha, type FileThreads, type FileThreadsOptions } from './file-threads.ts';
+import { shaOfGiven, startFileThreads, startSha, type FileThreads, type FileThreadsOptions } from './file-threads.ts';
 import { codesOnLibuv, startZlibCoders } from './file-zlib.ts';
 import { chunkHeaderBytes, type ChunkEntry } from './format.ts';
 import { framingOf, type OutputFormat } from './standard-formats.ts';
@@ -52,12 +53,12 @@ export async function compressThreaded(
   const codec = options.codec ?? huffmanChoice;
   const framing = framingOf(options.format ?? 'dcz', codec, chunkBytes);
   const chunkCount = Math.ceil(totalBytes / chunkBytes);
-  const sha = framing.needsSha256 ? startSha(input.fd) : undefined;
+  // Coders that read on this thread hand their input over to be hashed; otherwise the file is read again to hash it.
+  const handsInput = codesOnLibuv(codec);
+  const sha = !framing.needsSha256 ? undefined : handsInput ? shaOfGiven() : startSha(input.fd, totalBytes);
   const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
   try {
-    // Coders that read on this thread hand their input over to be hashed; otherwise it is read again for
-    // hashing, in the background, a step per turn of the event loop (file-threads.ts).
-    const handsInput = codesOnLibuv(codec);
+    // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
     if (!handsInput) sha?.hashUpTo(totalBytes);
     const start = framing.start();
     await output.writev(start);
@@ -101,8 +102,9 @@ function byteLength(pieces: readonly Uint8Array[]): number {
  */
 export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
   const { header, trailer, entries } = layout;
-  const sha = startSha(output.fd);
-  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: headerChoice(header) });
+  const choice = headerChoice(header);
+  const sha = codesOnLibuv(choice) ? shaOfGiven() : startSha(output.fd, trailer.originalBytes);
+  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: choice });
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {

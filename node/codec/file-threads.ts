@@ -1,7 +1,8 @@
 /**
  * The main thread's side of the file pipeline: a fixed set of file codec threads (file-worker.ts) fed
- * from one bounded queue, and the whole-file SHA-256, hashed here between the queue's events. Threads
- * start once per file command; the kernel is compiled once here and posted to each.
+ * from one bounded queue, and the whole-file SHA-256 (sha-worker.ts on a thread of its own, here for
+ * small files or bytes already in hand). Threads start once per file command; the kernel is compiled
+ * once here and posted to each.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -10,9 +11,11 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileTask, FileTaskResult, FileWorkerData } from './file-worker.ts';
+import type { ShaAnswer, ShaMessage, ShaWorkerData } from './sha-worker.ts';
 import { compileKernel } from './kernel.ts';
 
 const fileWorkerUrl = new URL('./file-worker.ts', import.meta.url);
+const shaWorkerUrl = new URL('./sha-worker.ts', import.meta.url);
 /** Chunks live in kernel memory and ArrayBuffers, outside the JS heap: a small heap per thread is plenty. */
 const resourceLimits = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 };
 
@@ -40,6 +43,14 @@ export function threadEnvironment(): NodeJS.ProcessEnv {
 function threadOptions(workerData: unknown): WorkerOptions {
   return { workerData, resourceLimits, env: threadEnvironment() };
 }
+
+/** The SHA-256 thread's read size: large sequential reads, few calls. */
+const shaReadBytes = 4 * 1024 * 1024;
+/**
+ * Files up to this size are hashed on the calling thread: that takes under 8 ms here, less than
+ * starting a thread costs (measured: 25-60 ms of CPU on this 2-core machine).
+ */
+const shaInlineBytesMax = 8 * 1024 * 1024;
 
 type Distribute<T> = T extends unknown ? Omit<T, 'id'> : never;
 export type FileThreadTask = Distribute<FileTask>;
@@ -173,68 +184,82 @@ class FileThreadSet implements FileThreads {
 export interface ShaThread {
   /** Announces that the file's first `bytes` bytes are in place and may be hashed. */
   hashUpTo(bytes: number): void;
-  /** Hashes the file's next bytes, given rather than read (everything announced before must be hashed already). */
+  /** Hashes the next bytes, given (shaOfGiven only). */
   update(bytes: Uint8Array): void;
-  /** The SHA-256 of everything announced, once it is all hashed. */
+  /** The SHA-256 of everything announced. */
   digest(): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
-/** Bytes hashed per turn of the event loop: about 0.6 ms of work, so chunk hand-outs and writes wait for no more. */
-const shaStepBytes = 1024 * 1024;
+/** The SHA-256 of the file `fd` as it grows to `totalBytes`: on a thread of its own, unless the file is small. */
+export function startSha(fd: number, totalBytes: number): ShaThread {
+  return totalBytes <= shaInlineBytesMax ? inlineSha(fd) : startShaThread(fd);
+}
 
-/**
- * The SHA-256 of the file `fd` as it grows to what `hashUpTo` announced, hashed on this thread in the
- * background, one step per turn of the event loop. This thread only hands out chunks and writes frames,
- * so it has the time; a thread of its own cost more than it saved: measured on 150 MB with two codec
- * threads on this 2-core machine, starting it took ~45 ms of CPU, and hashing here made the whole command
- * 65 ms of CPU cheaper.
- */
-export function startSha(fd: number): ShaThread {
+function inlineSha(fd: number): ShaThread {
   const hash = createHash('sha256');
-  const buffer = Buffer.allocUnsafeSlow(shaStepBytes);
+  const buffer = Buffer.allocUnsafe(shaReadBytes);
   let hashed = 0;
-  let target = 0;
-  let scheduled: NodeJS.Immediate | undefined;
-  let failure: Error | undefined;
-  let finished: (() => void) | undefined;
-
-  const step = () => {
-    scheduled = undefined;
-    try {
-      const bytesRead = readSync(fd, buffer, 0, Math.min(shaStepBytes, target - hashed), hashed);
-      if (bytesRead === 0) throw Object.assign(new Error(`hashing: file ended at byte ${hashed} while hashing up to ${target}`), { code: 'INPUT_CHANGED' });
-      hash.update(buffer.subarray(0, bytesRead));
-      hashed += bytesRead;
-    } catch (error) {
-      failure = error as Error;
-    }
-    schedule();
-  };
-  const schedule = () => {
-    if (failure === undefined && hashed < target) scheduled ??= setImmediate(step);
-    else finished?.();
-  };
   return {
-    hashUpTo(bytes) {
-      target = Math.max(target, bytes);
-      schedule();
+    hashUpTo(upTo) {
+      while (hashed < upTo) {
+        const bytesRead = readSync(fd, buffer, 0, Math.min(shaReadBytes, upTo - hashed), hashed);
+        if (bytesRead === 0) throw Object.assign(new Error(`hashing: file ended at byte ${hashed} while hashing up to ${upTo}`), { code: 'INPUT_CHANGED' });
+        hash.update(buffer.subarray(0, bytesRead));
+        hashed += bytesRead;
+      }
     },
-    update(bytes) {
-      if (hashed !== target) throw new Error(`hashing: given bytes at ${target} while bytes from ${hashed} are still to be read`);
-      hash.update(bytes);
-      hashed += bytes.length;
-      target = hashed;
+    update() {
+      throw new Error('hashing: this hash reads the file itself');
     },
-    async digest() {
-      if (hashed < target && failure === undefined) await new Promise<void>((resolve) => (finished = resolve));
-      if (failure !== undefined) throw failure;
-      return new Uint8Array(hash.digest());
+    digest: async () => new Uint8Array(hash.digest()),
+    close: async () => {},
+  };
+}
+
+function startShaThread(fd: number): ShaThread {
+  const worker = new Worker(shaWorkerUrl, threadOptions({ fd, readBytesMax: shaReadBytes } satisfies ShaWorkerData));
+  const answer = new Promise<Uint8Array>((resolve, reject) => {
+    worker.once('message', (message: ShaAnswer) => {
+      if ('digest' in message) resolve(message.digest);
+      else reject(Object.assign(new Error(`hashing: ${message.error}`), { code: message.errno }));
+    });
+    worker.once('error', (error) => reject(new Error(`hashing thread failed: ${error.message}`)));
+    worker.once('exit', (code) => reject(new Error(`hashing thread exited with code ${code}`)));
+  });
+  answer.catch(() => {});
+  const send = (message: ShaMessage) => worker.postMessage(message);
+  return {
+    hashUpTo: (bytes) => send({ upTo: bytes }),
+    update() {
+      throw new Error('hashing: this hash reads the file itself');
+    },
+    digest() {
+      send({ digest: true });
+      return answer;
     },
     async close() {
-      if (scheduled !== undefined) clearImmediate(scheduled);
-      failure ??= new Error('hashing: closed');
-      finished?.();
+      await worker.terminate();
     },
+  };
+}
+
+/**
+ * The SHA-256 of bytes this thread already holds, in order (file-zlib.ts hands over what it read or
+ * decoded): no second read of the file, and no thread to start.
+ */
+export function shaOfGiven(): ShaThread {
+  const hash = createHash('sha256');
+  let hashed = 0;
+  return {
+    hashUpTo(bytes) {
+      if (bytes > hashed) throw new Error(`hashing: bytes up to ${bytes} announced to a hash of given bytes, which has ${hashed}`);
+    },
+    update(bytes) {
+      hash.update(bytes);
+      hashed += bytes.length;
+    },
+    digest: async () => new Uint8Array(hash.digest()),
+    close: async () => {},
   };
 }
