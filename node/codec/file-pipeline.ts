@@ -6,11 +6,12 @@
  * positions and, compressing, writes frames in order.
  * Memory stays bounded: at most `threads * 2` chunks are in flight.
  */
+import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { headerChoice, mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
-import { shaOfGiven, startFileThreads, startSha, type FileThreads, type FileThreadsOptions } from './file-threads.ts';
+import { startFileThreads, startSha, type FileThreads, type FileThreadsOptions } from './file-threads.ts';
 import { codesOnLibuv, startZlibCoders } from './file-zlib.ts';
 import { chunkHeaderBytes, type ChunkEntry } from './format.ts';
 import { framingOf, type OutputFormat } from './standard-formats.ts';
@@ -53,13 +54,14 @@ export async function compressThreaded(
   const codec = options.codec ?? huffmanChoice;
   const framing = framingOf(options.format ?? 'dcz', codec, chunkBytes);
   const chunkCount = Math.ceil(totalBytes / chunkBytes);
-  // Coders that read on this thread hand their input over to be hashed; otherwise the file is read again to hash it.
-  const handsInput = codesOnLibuv(codec);
-  const sha = !framing.needsSha256 ? undefined : handsInput ? shaOfGiven() : startSha(input.fd, totalBytes);
+  // zlib's coders read on this thread and hand their input over, hashed here as it comes (`given`);
+  // otherwise the file is read again to hash it (`sha`).
+  const given = framing.needsSha256 && codesOnLibuv(codec) ? createHash('sha256') : undefined;
+  const sha = framing.needsSha256 && given === undefined ? startSha(input.fd, totalBytes) : undefined;
   const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
   try {
     // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
-    if (!handsInput) sha?.hashUpTo(totalBytes);
+    sha?.hashUpTo(totalBytes);
     const start = framing.start();
     await output.writev(start);
     let offset = byteLength(start);
@@ -70,7 +72,7 @@ export async function compressThreaded(
       return { originalBytes, ...(await coders.compress(chunk * chunkBytes, originalBytes)) };
     };
     for await (const { originalBytes, frame, checksum, input } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
-      if (input !== undefined) sha?.update(input);
+      if (input !== undefined) given?.update(input);
       const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
       entries.push(entry);
       const before = framing.beforeFrame(entry);
@@ -82,7 +84,7 @@ export async function compressThreaded(
       progress.chunks = entries.length;
       options.onProgress?.(progress);
     }
-    const end = framing.end(entries, offset, totalBytes, await sha?.digest());
+    const end = framing.end(entries, offset, totalBytes, given !== undefined ? new Uint8Array(given.digest()) : await sha?.digest());
     await output.writev(end);
     progress.containerBytes = offset + byteLength(end);
     options.onProgress?.(progress);
@@ -103,7 +105,9 @@ function byteLength(pieces: readonly Uint8Array[]): number {
 export async function decompressThreaded(input: FileHandle, layout: DczLayout, output: FileHandle, options: ThreadedOptions): Promise<ThreadedResult> {
   const { header, trailer, entries } = layout;
   const choice = headerChoice(header);
-  const sha = codesOnLibuv(choice) ? shaOfGiven() : startSha(output.fd, trailer.originalBytes);
+  // Bytes zlib's coders decoded on this thread are hashed as they are (`given`); others are read back from the output.
+  const given = codesOnLibuv(choice) ? createHash('sha256') : undefined;
+  const sha = given === undefined ? startSha(output.fd, trailer.originalBytes) : undefined;
   const coders = startCoders({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: choice });
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
@@ -118,16 +122,16 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
       progress.originalBytes += entry.originalBytes;
       progress.containerBytes = entry.offset + chunkHeaderBytes + entry.compressedBytes;
       progress.chunks += 1;
-      // Decoded bytes in this thread's memory are hashed as they are; others are read back from the output.
-      if (decoded !== undefined) sha.update(decoded);
-      else sha.hashUpTo(progress.originalBytes);
+      if (decoded !== undefined) given?.update(decoded);
+      sha?.hashUpTo(progress.originalBytes);
       options.onProgress?.(progress);
     }
-    if (!Buffer.from(trailer.sha256).equals(await sha.digest())) {
+    const digest = given !== undefined ? given.digest() : await sha!.digest();
+    if (!Buffer.from(trailer.sha256).equals(digest)) {
       throw new CodecError('CHECKSUM_MISMATCH', 'trailer: SHA-256 of the decoded file does not match the recorded one');
     }
     return { outputBytes: progress.originalBytes, chunks: entries.length, threads: coders.threads };
   } finally {
-    await Promise.all([coders.close(), sha.close()]);
+    await Promise.all([coders.close(), sha?.close()]);
   }
 }

@@ -1,8 +1,7 @@
 /**
  * The main thread's side of the file pipeline: a fixed set of file codec threads (file-worker.ts) fed
- * from one bounded queue, and the whole-file SHA-256 (sha-worker.ts on a thread of its own, here for
- * small files or bytes already in hand). Threads start once per file command; the kernel is compiled
- * once here and posted to each.
+ * from one bounded queue, and the whole-file SHA-256 (sha-worker.ts on a thread of its own, or here for
+ * small files). Threads start once per file command; the kernel is compiled once here and posted to each.
  */
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
@@ -11,8 +10,8 @@ import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileTask, FileTaskResult, FileWorkerData } from './file-worker.ts';
-import type { ShaAnswer, ShaMessage, ShaWorkerData } from './sha-worker.ts';
 import { compileKernel } from './kernel.ts';
+import type { ShaAnswer, ShaMessage, ShaWorkerData } from './sha-worker.ts';
 
 const fileWorkerUrl = new URL('./file-worker.ts', import.meta.url);
 const shaWorkerUrl = new URL('./sha-worker.ts', import.meta.url);
@@ -184,8 +183,6 @@ class FileThreadSet implements FileThreads {
 export interface ShaThread {
   /** Announces that the file's first `bytes` bytes are in place and may be hashed. */
   hashUpTo(bytes: number): void;
-  /** Hashes the next bytes, given (shaOfGiven only). */
-  update(bytes: Uint8Array): void;
   /** The SHA-256 of everything announced. */
   digest(): Promise<Uint8Array>;
   close(): Promise<void>;
@@ -209,9 +206,6 @@ function inlineSha(fd: number): ShaThread {
         hashed += bytesRead;
       }
     },
-    update() {
-      throw new Error('hashing: this hash reads the file itself');
-    },
     digest: async () => new Uint8Array(hash.digest()),
     close: async () => {},
   };
@@ -231,9 +225,6 @@ function startShaThread(fd: number): ShaThread {
   const send = (message: ShaMessage) => worker.postMessage(message);
   return {
     hashUpTo: (bytes) => send({ upTo: bytes }),
-    update() {
-      throw new Error('hashing: this hash reads the file itself');
-    },
     digest() {
       send({ digest: true });
       return answer;
@@ -244,22 +235,3 @@ function startShaThread(fd: number): ShaThread {
   };
 }
 
-/**
- * The SHA-256 of bytes this thread already holds, in order (file-zlib.ts hands over what it read or
- * decoded): no second read of the file, and no thread to start.
- */
-export function shaOfGiven(): ShaThread {
-  const hash = createHash('sha256');
-  let hashed = 0;
-  return {
-    hashUpTo(bytes) {
-      if (bytes > hashed) throw new Error(`hashing: bytes up to ${bytes} announced to a hash of given bytes, which has ${hashed}`);
-    },
-    update(bytes) {
-      hash.update(bytes);
-      hashed += bytes.length;
-    },
-    digest: async () => new Uint8Array(hash.digest()),
-    close: async () => {},
-  };
-}

@@ -140,7 +140,10 @@ export class UploadChunks {
     return buffer;
   };
 
-  /** A chunk's buffer is done with: back to the node's chunk memory. */
+  /**
+   * A chunk's buffer is done with: back to the node's chunk memory (which keeps only whole buffers; the
+   * last, shorter chunk is a copy, whose buffer's room this frees).
+   */
   #give(buffer: Uint8Array | undefined): void {
     if (this.#buffersOut === 0) return;
     this.#buffersOut -= 1;
@@ -150,7 +153,7 @@ export class UploadChunks {
 
   /**
    * The upload is over, either way: a wait for a buffer ends, and the room of buffers not given back
-   * (the last, shorter chunk's, which was copied; those lost with a failed coding) is freed.
+   * (one being filled when the upload failed, those lost with a failed coding) is freed.
    */
   close(): void {
     this.#stopWaiting.abort(new Error(`upload ${this.#options.jobId} ended`));
@@ -202,14 +205,14 @@ export class UploadChunks {
   /** Stages a chunk of the original raw; its buffer is reused once written. */
   async #stageRaw(index: number, piece: Uint8Array): Promise<void> {
     await this.stage(index, piece, { originalBytes: piece.length, checksum: null });
-    if (piece.length === this.#options.chunkBytes) this.#give(piece);
+    this.#give(piece);
   }
 
   /** Records a chunk coded here as done once its output is staged; the first failure fails the upload at its next chunk. */
   #recordWhenCoded(index: number, inputBytes: number, assignedAt: string, coding: Promise<CodedHere>): void {
     const recorded: Promise<void> = coding
       .then((coded) => {
-        if (inputBytes === this.#options.chunkBytes) this.#give(coded.input);
+        this.#give(coded.input);
         return this.#options.records.add({
           ...pendingChunk(this.#options.jobId, index, inputBytes, coded),
           state: 'done',

@@ -130,10 +130,12 @@ class UploadRun implements StagingSession {
       await this.#records.drain();
       return fields;
     });
-    this.#consumed.catch(() => this.#input.destroy());
     this.#consumed.then(
       () => this.#chunks.close(),
-      () => this.#chunks.close(),
+      () => {
+        this.#input.destroy();
+        this.#chunks.close();
+      },
     );
   }
 

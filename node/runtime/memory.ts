@@ -93,15 +93,7 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
     return { stop() {}, collections: () => 0 };
   }
   const external = () => process.memoryUsage().external;
-  // A stalled event loop delays Raft heartbeats and replies; say so when it happens.
-  const delay = monitorEventLoopDelay({ resolution: 20 });
-  delay.enable();
-  const stallReport = setInterval(() => {
-    const maxMs = delay.max / 1e6;
-    if (maxMs > 500) options.logger?.warn({ eventLoopDelayMaxMs: Math.round(maxMs) }, 'node: the event loop stalled');
-    delay.reset();
-  }, 5_000);
-  stallReport.unref();
+  const stallReport = options.logger === undefined ? undefined : reportStalls(options.logger);
   const policy = new CollectionPolicy(externalBytesMax, externalBytesMax / 16);
   const timer = setInterval(() => {
     if (!policy.due(external())) return;
@@ -114,9 +106,26 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
   return {
     stop: () => {
       clearInterval(timer);
-      clearInterval(stallReport);
-      delay.disable();
+      stallReport?.stop();
     },
     collections: () => collections,
+  };
+}
+
+/** A stalled event loop delays Raft heartbeats and replies: said to `logger` when it happens. Watched only when there is someone to tell. */
+function reportStalls(logger: Pick<Logger, 'warn'>): { stop(): void } {
+  const delay = monitorEventLoopDelay({ resolution: 20 });
+  delay.enable();
+  const report = setInterval(() => {
+    const maxMs = delay.max / 1e6;
+    if (maxMs > 500) logger.warn({ eventLoopDelayMaxMs: Math.round(maxMs) }, 'node: the event loop stalled');
+    delay.reset();
+  }, 5_000);
+  report.unref();
+  return {
+    stop() {
+      clearInterval(report);
+      delay.disable();
+    },
   };
 }
