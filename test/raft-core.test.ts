@@ -423,7 +423,9 @@ test('learners receive and apply the log but never campaign, vote, or count for 
   learner.step({ type: 'vote-request', from: 'n2', to: 'l1', term: 50, lastLogIndex: 99, lastLogTerm: 49 });
   assert.not.ok(drain(learner, cluster.node('l1').storage).some((m) => m.type === 'vote-response' && m.granted));
   cluster.heal();
-  cluster.tickAll(2 * electionTicks);
+  // The vote request raised the learner's term: the leader's next heartbeat to it (every electionTicks
+  // for a learner) brings back that higher term, the leader steps down, and the voters elect again.
+  cluster.tickAll(4 * electionTicks);
   // With two voters cut off, the leader plus the learner are no quorum: nothing commits.
   const leaderId = cluster.leaders()[0]!;
   const others = ['n1', 'n2', 'n3'].filter((id) => id !== leaderId);
@@ -433,6 +435,30 @@ test('learners receive and apply the log but never campaign, vote, or count for 
   assert.ok(result.ok);
   cluster.stabilize();
   assert.is(cluster.core(leaderId).commitIndex, commitBefore);
+});
+
+test('an idle leader heartbeats voters every heartbeatTicks and learners every learnerHeartbeatTicks (electionTicks by default)', () => {
+  // Only the leader ticks and its messages are not delivered: check-quorum off, or it would step down.
+  for (const [extra, learnerEvery] of [[{ checkQuorum: false }, electionTicks], [{ checkQuorum: false, learnerHeartbeatTicks: 3 }, 3]] as const) {
+    const cluster = new Cluster(['n1', 'n2', 'n3'], ['l1'], extra);
+    cluster.elect('n1');
+    cluster.stabilize();
+    const leader = cluster.core('n1');
+    const heartbeatsTo = new Map<string, number[]>();
+    const ticks = 3 * electionTicks;
+    for (let tick = 1; tick <= ticks; tick += 1) {
+      leader.tick();
+      for (const message of drain(leader, cluster.node('n1').storage)) {
+        if (message.type === 'heartbeat') heartbeatsTo.set(message.to, [...(heartbeatsTo.get(message.to) ?? []), tick]);
+      }
+    }
+    // heartbeatTicks is 2 in this file's configs.
+    for (const voter of ['n2', 'n3']) assert.is(heartbeatsTo.get(voter)?.length, ticks / 2, `heartbeats to ${voter}`);
+    const toLearner = heartbeatsTo.get('l1') ?? [];
+    assert.is(toLearner.length, Math.floor(ticks / learnerEvery), 'heartbeats to the learner');
+    for (let i = 1; i < toLearner.length; i += 1) assert.is(toLearner[i]! - toLearner[i - 1]!, learnerEvery);
+  }
+  assert.throws(() => new RaftCore(configFor('x1', ['x1'], { learnerHeartbeatTicks: 0 }), emptyPersistedState()), /learnerHeartbeatTicks/);
 });
 
 test('setLearners adds a learner at runtime and the leader catches it up (Reference: thesis §4.2.1)', () => {

@@ -192,6 +192,12 @@ export interface RaftConfig {
   outboxMessagesMax?: number;
   /** Default 2 * electionTicks: a snapshot not acknowledged within this many ticks is sent again. */
   snapshotTicksMax?: number;
+  /**
+   * Default electionTicks: an idle leader's heartbeat to a learner goes out every this many ticks. A
+   * learner never campaigns, so it needs no heartbeat to hold off an election; entries and commit
+   * advances reach it at once as they do voters, and a heartbeat only re-offers what it may have missed.
+   */
+  learnerHeartbeatTicks?: number;
   /** The index the application has already applied (default: the snapshot's index, or 0). */
   applied?: number;
 }
