@@ -234,4 +234,3 @@ function startShaThread(fd: number): ShaThread {
     },
   };
 }
-

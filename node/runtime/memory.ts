@@ -116,7 +116,7 @@ export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGover
 
 /** A stalled event loop delays Raft heartbeats and replies: said to `logger` when it happens. Watched only when there is someone to tell. */
 function reportStalls(logger: Pick<Logger, 'warn'>): { stop(): void } {
-  // Only stalls over 500 ms are told: a sample every 100 ms sees them, at a fifth of the wake-ups of 20 ms.
+  // Only stalls over 500 ms are told, and a sample every 100 ms sees them as well as one every 20 ms.
   const delay = monitorEventLoopDelay({ resolution: 100 });
   delay.enable();
   const report = setInterval(() => {

@@ -259,9 +259,9 @@ const gossipMesh = { D: 3, Dlo: 2, Dhi: 4, Dout: 1, Dlazy: 3 };
  * 21-27 signature checks a second per node for 8 heartbeats a second from the others. Only messages
  * that passed the check enter the cache this id is looked up in, so a forged copy cannot shadow one.
  */
-function publisherAndSequence(message: { from?: Uint8Array; seqno?: Uint8Array }): string {
-  if (message.from === undefined || message.seqno === undefined) return '';
-  return `${Buffer.from(message.from.buffer, message.from.byteOffset, message.from.byteLength).toString('base64')}:${Buffer.from(message.seqno.buffer, message.seqno.byteOffset, message.seqno.byteLength).toString('hex')}`;
+function publisherAndSequence({ from, seqno }: { from?: Uint8Array; seqno?: Uint8Array }): string {
+  if (from === undefined || seqno === undefined) return '';
+  return `${Buffer.from(from).toString('base64')}:${Buffer.from(seqno).toString('hex')}`;
 }
 
 /** TCP, Noise, yamux, identify and gossipsub tuned for a cluster of admitted members. */
