@@ -63,10 +63,11 @@ test('one chunk costlier than the whole budget still codes (alone) instead of wa
   }
 });
 
-test('starting a codec pool sets MIMALLOC_PURGE_DELAY=0, so the xz addon returns freed coder memory at once', async () => {
+test('starting a codec pool sets MIMALLOC_PURGE_DELAY=0 and MIMALLOC_ARENA_RESERVE=0, so the xz addon returns freed coder memory at once', async () => {
   const pool = createCodecPool({ threads: 1 });
   try {
     assert.is(process.env.MIMALLOC_PURGE_DELAY, '0');
+    assert.is(process.env.MIMALLOC_ARENA_RESERVE, '0');
   } finally {
     await pool.close();
   }
