@@ -213,6 +213,8 @@ export class WebSocketUploads {
 
   /** One step of an upload's write chain; never rejects, so the chain keeps its accounting. */
   async #write(connection: Connection, upload: UploadState, bytes: Buffer): Promise<void> {
+    // The jobs room may free the frame's memory once it has copied it (upload-consumers.ts), so its length is taken first.
+    const length = bytes.length;
     let written = false;
     let grantingBytes = 0;
     try {
@@ -224,8 +226,8 @@ export class WebSocketUploads {
       this.#fail(connection, upload, describeError(this.#parts, error, `writing upload bytes of job ${upload.jobId}`));
     } finally {
       // Only bytes the jobs room took while the upload still receives come back as credit.
-      grantingBytes = upload.credit.taken(bytes.length, written && upload.phase === 'receiving');
-      this.#parts.counters.uploadTaken(bytes.length);
+      grantingBytes = upload.credit.taken(length, written && upload.phase === 'receiving');
+      this.#parts.counters.uploadTaken(length);
     }
     if (grantingBytes === 0) return;
     connection.send({ type: 'credit', jobId: upload.jobId, bytes: grantingBytes });

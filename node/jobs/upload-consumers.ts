@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ReplicatedState } from '../cluster/index.ts';
-import { choiceOf, CodecError, format, imageInputBytesMaxDefault, rechunk, streamSource, type ByteSource } from '../codec/index.ts';
+import { choiceOf, CodecError, format, freedAfterUse, imageInputBytesMaxDefault, rechunk, streamSource, type ByteSource } from '../codec/index.ts';
 import type { RecordProposer } from './record-proposer.ts';
 import { updateJob, type JobRecord } from './records.ts';
 import { tarImages } from './tar.ts';
@@ -39,7 +39,7 @@ async function consumeOriginal({ input, chunkSize, chunks }: ConsumerContext): P
   let probe = new Uint8Array(0);
   let originalSize = 0;
   try {
-    for await (const piece of rechunk(input, chunkSize, chunks.take)) {
+    for await (const piece of rechunk(freedAfterUse(input), chunkSize, chunks.take)) {
       hash.update(piece);
       if (probe.length < probeBytes) probe = Buffer.concat([probe, piece.subarray(0, probeBytes - probe.length)]);
       originalSize += piece.length;

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ReplicatedState } from '../cluster/index.ts';
 import { crc32c } from '@node-rs/crc32';
-import { CodecError, format, ImageError, imageQualityDefault, jpegQualityDefault, type CodecPool, type ImageOptions, type ImagePool, type TextCounts } from '../codec/index.ts';
+import { CodecError, format, freeBuffer, ImageError, imageQualityDefault, jpegQualityDefault, type CodecPool, type ImageOptions, type ImagePool, type TextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/index.ts';
 import type { StateChange } from '../storage/index.ts';
 import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
@@ -170,12 +170,12 @@ class CodingStats {
   readonly stats: WorkerStats = { chunksCoded: 0, bytesIn: 0, bytesOut: 0, inFlight: 0, queued: 0, kernelMBps: 0 };
   readonly #recent: Array<{ bytes: number; seconds: number }> = [];
 
-  noteCoded(bytesIn: number, coded: Coded, seconds: number): void {
+  noteCoded(bytesIn: number, bytesOut: number, originalBytes: number, seconds: number): void {
     const stats = this.stats;
     stats.chunksCoded++;
     stats.bytesIn += bytesIn;
-    stats.bytesOut += coded.output.length;
-    this.#recent.push({ bytes: coded.originalBytes, seconds });
+    stats.bytesOut += bytesOut;
+    this.#recent.push({ bytes: originalBytes, seconds });
     if (this.#recent.length > rateSamplesMax) this.#recent.shift();
     const total = this.#recent.reduce((sum, sample) => ({ bytes: sum.bytes + sample.bytes, seconds: sum.seconds + sample.seconds }), { bytes: 0, seconds: 0 });
     stats.kernelMBps = total.bytes / 1e6 / Math.max(total.seconds, 1e-9);
@@ -231,9 +231,12 @@ class NodeWorker implements Worker {
     // The slot is a codec thread's turn: it is given back before the (fsynced) write, which is I/O.
     const running = this.#inFreeSlot(() => compress(this.#options.pool, bytes, coding, true));
     return running?.then(async (coded) => {
-      this.#counters.noteCoded(inputBytes, coded, (performance.now() - started) / 1000);
+      const outputBytes = coded.output.length;
+      this.#counters.noteCoded(inputBytes, outputBytes, coded.originalBytes, (performance.now() - started) / 1000);
       const output = await stageOutput(this.#options.blobs, { job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
-      return { output, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text, input: coded.input };
+      // Staged: nothing reads the coded bytes again, and freed now they spare the collector (codec/buffers.ts).
+      freeBuffer(coded.output);
+      return { output, outputBytes, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text, input: coded.input };
     });
   };
 
@@ -311,9 +314,11 @@ class NodeWorker implements Worker {
     try {
       const coded = await code(this.#coding, chunk, job);
       const seconds = (performance.now() - started) / 1000;
+      const outputBytes = coded.output.length;
       outputKey = await stageOutput(blobs, chunk, randomBytes(4).toString('hex'), coded);
-      const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes: coded.output.length, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text, ...(coded.image === undefined ? {} : { image: coded.image }) }, Date.now()));
-      if (won) this.#counters.noteCoded(chunk.inputBytes, coded, seconds);
+      freeBuffer(coded.output);
+      const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text, ...(coded.image === undefined ? {} : { image: coded.image }) }, Date.now()));
+      if (won) this.#counters.noteCoded(chunk.inputBytes, outputBytes, coded.originalBytes, seconds);
       // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
       const orphan = outputToDeleteAfterCompletion(won, outputKey);
       if (orphan !== undefined) await blobs.delete(orphan).catch(() => {});
