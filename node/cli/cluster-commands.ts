@@ -19,10 +19,17 @@ import { parsePositiveInteger } from './codec-commands.ts';
 export const defaultServer = 'http://127.0.0.1:7701';
 const dcasEntry = new URL('./dcas.ts', import.meta.url).pathname;
 /**
- * V8 flags for node processes: a small young generation keeps garbage chunk buffers from piling up
- * between collections, which is most of what bounds a node's resident memory under load.
+ * V8 flags for node processes. A small young generation keeps garbage chunk buffers from piling up
+ * between collections, which is most of what bounds a node's resident memory under load. A heap
+ * growing factor of 2: V8 counts the external memory allocated since the last major collection
+ * against the old generation's room, which its own factor (about 1.4 on a node's 28 MB heap) left at
+ * 12 MB, so a gateway receiving 128 MB/s started marking again every 50-100 ms (the buffers the
+ * jobs room frees itself, codec/buffers.ts, no longer count). Measured, 512 MB to a local 1-node
+ * cluster, two runs each: upload --wait 4.71-5.02 s -> 3.62-4.30 s, node CPU 5.75-6.04 -> 3.84-4.84 s,
+ * peak RSS 218-223 -> 225-236 MB; the flood test 263 -> 252 MB, the load test's nodes 175/144/140 ->
+ * 167/167/139 MiB.
  */
-export const nodeProcessFlags = ['--max-semi-space-size=4'];
+export const nodeProcessFlags = ['--max-semi-space-size=4', '--heap-growing-percent=100'];
 /**
  * glibc malloc settings for node processes: a fixed mmap threshold returns freed chunk buffers to
  * the system at once (glibc otherwise raises the threshold after the first free and keeps 4 MiB
