@@ -78,6 +78,20 @@ test('uploading an async iterable needs a file name; pieces larger than a frame 
   assert.ok(node.jobs.bytesOf(job.id).equals(data));
 });
 
+test("a caller's buffers are left whole after their upload; only what the client read from a path is freed", async () => {
+  // Frame-sized buffers of their own: exactly what the client frees once sent when it read them itself.
+  const frameBytes = client.limits.frameBytesMax;
+  const one = new Uint8Array(randomBytesSeeded(frameBytes, 5));
+  const pieces = [new Uint8Array(randomBytesSeeded(frameBytes, 6)), new Uint8Array(randomBytesSeeded(frameBytes, 7))];
+  const expected = Buffer.concat(pieces);
+  const fromBuffer = await client.upload(one, { fileName: 'mine.bin' });
+  const fromPieces = await client.upload((async function* () { yield* pieces; })(), { fileName: 'mine-too.bin' });
+  assert.is(one.length, frameBytes);
+  assert.ok(pieces.every((piece) => piece.length === frameBytes));
+  assert.ok(node.jobs.bytesOf(fromBuffer.id).equals(Buffer.from(one)));
+  assert.ok(node.jobs.bytesOf(fromPieces.id).equals(expected));
+});
+
 test('waitForCompletion follows the job to completed; a failed job is returned, not thrown', async () => {
   const seen: string[] = [];
   const job = await client.upload(textLike(200_000, 2), { fileName: 'ok.txt', chunkSize: 65536 });

@@ -152,9 +152,10 @@ export class Connection {
     this.#socket.send(JSON.stringify(message));
   }
 
-  sendBinary(bytes: Uint8Array): void {
+  /** Sends one binary frame; `written`, if given, is called once the socket no longer needs `bytes` (written or failed). */
+  sendBinary(bytes: Uint8Array, written?: () => void): void {
     if (this.closed) throw this.closedError;
-    this.#socket.send(bytes, { binary: true });
+    this.#socket.send(bytes, { binary: true }, written === undefined ? undefined : () => written());
   }
 
   async close(): Promise<void> {

@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
+import { freeBuffer } from '../codec/index.ts';
 import type { JobView } from '../jobs/index.ts';
 import { CreditSender, type CreditMessage, type UploadAcceptedMessage, type UploadDoneMessage } from '../protocol/index.ts';
 import type { Connection } from './connection.ts';
@@ -25,6 +26,8 @@ interface OpenedSource {
   fileName: string;
   size: number | undefined;
   bytes: AsyncIterable<Uint8Array>;
+  /** The buffers are this client's own (read from a path), so each is freed once sent; a caller's never are. */
+  ownBuffers: boolean;
 }
 
 /** The upload the node accepted and this client is sending. */
@@ -176,7 +179,9 @@ export class Uploads {
           continue;
         }
         const length = active.credit.take(frame.length - at);
-        this.#connection.sendBinary(frame.subarray(at, at + length));
+        const last = at + length === frame.length;
+        // A frame read from the file is freed once the socket has it, not at V8's next major collection.
+        this.#connection.sendBinary(frame.subarray(at, at + length), last && opened.ownBuffers ? () => freeBuffer(frame) : undefined);
         at += length;
         sentBytes += length;
         options.onProgress?.({ jobId: active.jobId, bytes: sentBytes, totalBytes: opened.size ?? null });
@@ -203,11 +208,11 @@ async function openSource(source: UploadSource, options: UploadOptions): Promise
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DcasClientError('BAD_ARGUMENT', `${source}: no such file`);
       throw error;
     }
-    return { fileName: options.fileName ?? basename(source), size: options.size ?? size, bytes: createReadStream(source, { highWaterMark: uploadFrameBytesMax }) as AsyncIterable<Uint8Array> };
+    return { fileName: options.fileName ?? basename(source), size: options.size ?? size, bytes: createReadStream(source, { highWaterMark: uploadFrameBytesMax }) as AsyncIterable<Uint8Array>, ownBuffers: true };
   }
   if (options.fileName === undefined) throw new DcasClientError('BAD_ARGUMENT', 'upload: a fileName is needed when the source is not a path');
   if (source instanceof Uint8Array) {
-    return { fileName: options.fileName, size: options.size ?? source.length, bytes: (async function* () { yield source; })() };
+    return { fileName: options.fileName, size: options.size ?? source.length, bytes: (async function* () { yield source; })(), ownBuffers: false };
   }
-  return { fileName: options.fileName, size: options.size, bytes: source };
+  return { fileName: options.fileName, size: options.size, bytes: source, ownBuffers: false };
 }
