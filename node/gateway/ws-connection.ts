@@ -106,12 +106,19 @@ export class Connection {
     setTimeout(() => this.socket.terminate(), closeGraceMs).unref();
   }
 
-  /** Sends one download frame; waits while more than the bound is queued to this client. */
-  sendBinary(frame: Uint8Array): Promise<void> {
+  /**
+   * Sends one download frame; waits while more than the bound is queued to this client. `sent`, if
+   * given, is called once the socket no longer holds the frame (written, or the connection gone).
+   */
+  sendBinary(frame: Uint8Array, sent?: () => void): Promise<void> {
     const socket = this.socket;
     if (socket.readyState !== WebSocket.OPEN || this.#dropIfNotReading()) return Promise.reject(new ConnectionClosed());
-    let written!: Promise<void>;
-    written = new Promise<void>((resolve) => socket.send(frame, { binary: true }, () => resolve()));
+    const written = new Promise<void>((resolve) =>
+      socket.send(frame, { binary: true }, () => {
+        sent?.();
+        resolve();
+      }),
+    );
     this.#parts.metrics()?.downloadBytes(frame.length);
     if (socket.bufferedAmount <= this.#parts.limits.downloadBufferedBytesMax) return Promise.resolve();
     // The callback of the last frame fires once everything before it left the process.

@@ -2,6 +2,7 @@
  * Downloads over the WebSocket protocol: one at a time per connection, the job's bytes in binary frames
  * of at most frameBytesMax, waiting while more than downloadBufferedBytesMax are queued to the client.
  */
+import { freeBuffer } from '../codec/index.ts';
 import type { DownloadCancelMessage, DownloadMessage } from '../protocol/index.ts';
 import type { Connection } from './ws-connection.ts';
 import type { WebSocketParts } from './ws-parts.ts';
@@ -41,10 +42,15 @@ export class WebSocketDownloads {
       let sentBytes = 0;
       for await (const piece of source.stream) {
         if (state.cancelled) break;
-        for (let at = 0; at < piece.length && !state.cancelled; at += frameBytesMax) {
+        const pieceBytes = piece.length;
+        for (let at = 0; at < pieceBytes && !state.cancelled; at += frameBytesMax) {
           const frame = piece.subarray(at, at + frameBytesMax);
-          await connection.sendBinary(frame);
-          sentBytes += frame.length;
+          const frameBytes = frame.length;
+          const last = at + frameBytesMax >= pieceBytes;
+          // The stream's pieces are the gateway's once yielded: the last frame's write frees its piece
+          // (a decoded chunk, a read of the object) at once, not at V8's next major collection.
+          await connection.sendBinary(frame, last ? () => freeBuffer(piece) : undefined);
+          sentBytes += frameBytes;
         }
       }
       if (connection.closed) return;

@@ -10,7 +10,7 @@ import { crc32c } from '@node-rs/crc32';
 import type { Logger } from 'pino';
 import * as z from 'zod';
 import type { Member } from '../cluster/index.ts';
-import { choiceOf, codecHuffmanId, CodecError, format, mapOrdered, suffixOf, type CodecPool } from '../codec/index.ts';
+import { choiceOf, codecHuffmanId, CodecError, format, freeBuffer, mapOrdered, suffixOf, type CodecPool } from '../codec/index.ts';
 import type { BlobStore } from '../storage/index.ts';
 import { codes } from './core/index.ts';
 import { blobKeys, codingOf, type JobRecord } from './records.ts';
@@ -232,7 +232,12 @@ export class Downloads {
     if (fields.checksum !== request.checksum || fields.originalBytes !== request.originalBytes || format.chunkHeaderBytes + fields.compressedBytes !== record.length) {
       throw new CodecError('CORRUPT_CONTAINER', `${request.label}: header does not match the index`);
     }
-    return pool.decompress(record.subarray(format.chunkHeaderBytes), request.originalBytes, request.checksum, request.label, choice);
+    try {
+      // The codec thread gets a copy of the frame (a view into the record cannot be transferred).
+      return await pool.decompress(record.subarray(format.chunkHeaderBytes), request.originalBytes, request.checksum, request.label, choice);
+    } finally {
+      freeBuffer(record);
+    }
   }
 
   /**
