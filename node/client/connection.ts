@@ -155,7 +155,7 @@ export class Connection {
   /** Sends one binary frame; `written`, if given, is called once the socket no longer needs `bytes` (written or failed). */
   sendBinary(bytes: Uint8Array, written?: () => void): void {
     if (this.closed) throw this.closedError;
-    this.#socket.send(bytes, { binary: true }, written === undefined ? undefined : () => written());
+    this.#socket.send(bytes, { binary: true }, written);
   }
 
   async close(): Promise<void> {

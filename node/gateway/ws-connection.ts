@@ -113,13 +113,14 @@ export class Connection {
   sendBinary(frame: Uint8Array, sent?: () => void): Promise<void> {
     const socket = this.socket;
     if (socket.readyState !== WebSocket.OPEN || this.#dropIfNotReading()) return Promise.reject(new ConnectionClosed());
+    // Counted first: once written, `sent` may free the frame.
+    this.#parts.metrics()?.downloadBytes(frame.length);
     const written = new Promise<void>((resolve) =>
       socket.send(frame, { binary: true }, () => {
         sent?.();
         resolve();
       }),
     );
-    this.#parts.metrics()?.downloadBytes(frame.length);
     if (socket.bufferedAmount <= this.#parts.limits.downloadBufferedBytesMax) return Promise.resolve();
     // The callback of the last frame fires once everything before it left the process.
     return Promise.race([written, this.closedPromise.then(() => Promise.reject(new ConnectionClosed()))]);

@@ -156,9 +156,14 @@ async function code(context: CodingContext, chunk: ChunkRecord, job: JobRecord):
   return { output: original, checksum: fields.checksum, originalBytes: fields.originalBytes, text: null };
 }
 
-async function stageOutput(blobs: BlobStore, chunk: Pick<ChunkRecord, 'job' | 'index' | 'attempt'>, run: string, coded: Coded): Promise<string> {
-  const outputKey = chunkOutputKey(chunk, run);
+/**
+ * Stages a coded chunk under a key of its own run, then frees its bytes: nothing reads them again, and
+ * freed now they spare the collector (codec/buffers.ts). Read `coded.output.length` before this.
+ */
+async function stageOutput(blobs: BlobStore, chunk: Pick<ChunkRecord, 'job' | 'index' | 'attempt'>, coded: Coded): Promise<string> {
+  const outputKey = chunkOutputKey(chunk, randomBytes(4).toString('hex'));
   await blobs.put(outputKey, coded.output);
+  freeBuffer(coded.output);
   return outputKey;
 }
 
@@ -233,9 +238,7 @@ class NodeWorker implements Worker {
     return running?.then(async (coded) => {
       const outputBytes = coded.output.length;
       this.#counters.noteCoded(inputBytes, outputBytes, coded.originalBytes, (performance.now() - started) / 1000);
-      const output = await stageOutput(this.#options.blobs, { job, index, attempt: localAttempt }, randomBytes(4).toString('hex'), coded);
-      // Staged: nothing reads the coded bytes again, and freed now they spare the collector (codec/buffers.ts).
-      freeBuffer(coded.output);
+      const output = await stageOutput(this.#options.blobs, { job, index, attempt: localAttempt }, coded);
       return { output, outputBytes, checksum: coded.checksum, originalBytes: coded.originalBytes, attempt: localAttempt, text: coded.text, input: coded.input };
     });
   };
@@ -315,8 +318,7 @@ class NodeWorker implements Worker {
       const coded = await code(this.#coding, chunk, job);
       const seconds = (performance.now() - started) / 1000;
       const outputBytes = coded.output.length;
-      outputKey = await stageOutput(blobs, chunk, randomBytes(4).toString('hex'), coded);
-      freeBuffer(coded.output);
+      outputKey = await stageOutput(blobs, chunk, coded);
       const won = await casChunk(state, chunk, completedChunk(chunk, { output: outputKey, outputBytes, checksum: coded.checksum, originalBytes: coded.originalBytes, text: coded.text, ...(coded.image === undefined ? {} : { image: coded.image }) }, Date.now()));
       if (won) this.#counters.noteCoded(chunk.inputBytes, outputBytes, coded.originalBytes, seconds);
       // Someone else's attempt won (this lease lapsed and the chunk moved on): drop our output.
