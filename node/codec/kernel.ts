@@ -12,9 +12,11 @@ export interface Kernel {
   /**
    * Codes one chunk into a self-delimiting kernel frame (a fresh Uint8Array the caller owns). With
    * `headroom`, the frame starts that many bytes into the result and the bytes before it are unwritten
-   * (room for a container's chunk header, without a second copy of the frame).
+   * (room for a container's chunk header, without a second copy of the frame). With `into`, a spare
+   * buffer the caller owns, the result views `into` from its start when the frame fits there, and
+   * otherwise a fresh buffer with room for the largest frame of this input, so that it fits next time.
    */
-  compress(input: Uint8Array, headroom?: number): Uint8Array;
+  compress(input: Uint8Array, headroom?: number, into?: ArrayBuffer): Uint8Array;
   /**
    * Decodes a frame made by compress; originalLength comes from the container. Throws
    * CodecError('CORRUPT_BLOCK' | 'TOO_LARGE'), never any other error type.
@@ -180,10 +182,15 @@ class WasmKernel implements Kernel {
     this.#exports = instance.exports as unknown as KernelExports;
   }
 
-  compress(input: Uint8Array, headroom = 0): Uint8Array {
+  compress(input: Uint8Array, headroom = 0, into?: ArrayBuffer): Uint8Array {
     checkedLength(input.length, 'chunk of');
-    this.#stage(input, this.#exports.frameBytesMax(input.length) >>> 0);
-    return this.#copyOut(this.#compressStaged(input.length).length, headroom);
+    const frameBytesMax = this.#exports.frameBytesMax(input.length) >>> 0;
+    this.#stage(input, frameBytesMax);
+    const length = this.#compressStaged(input.length).length;
+    if (into === undefined) return this.#copyOut(length, headroom);
+    const result = into.byteLength >= headroom + length ? new Uint8Array(into, 0, headroom + length) : ownedBytes(headroom + frameBytesMax).subarray(0, headroom + length);
+    result.set(this.#outputView(length), headroom);
+    return result;
   }
 
   decompress(frame: Uint8Array, originalLength: number): Uint8Array {

@@ -19,7 +19,7 @@ export type CodecTask =
    * `record`: answer the whole .dcz chunk record (its header, then the frame), put together on the codec
    * thread rather than by the caller. `giveBack`: transfer `data` back with the answer, for reuse.
    */
-  | { op: 'compress'; codec: number; level: number; data: Uint8Array; countText?: boolean; record?: boolean; giveBack?: boolean }
+  | { op: 'compress'; codec: number; level: number; data: Uint8Array; countText?: boolean; record?: boolean; giveBack?: boolean; into?: ArrayBuffer }
   /** A piece of a standard format has no CRC32C of ours (`checksum` undefined; the format checks itself), and a bzip2 stream no known length (`originalBytes` undefined). */
   | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined };
 
@@ -45,6 +45,12 @@ export interface CompressOptions {
   record?: boolean;
   /** Hand the original bytes back with the answer (CompressedChunk.input) rather than dropping them on the codec thread. */
   giveBack?: boolean;
+  /**
+   * A spare buffer of the caller's (a frame of an earlier chunk, done with), transferred with the task:
+   * the Huffman kernel codes into it when the frame fits (the frame then views it from its start), so a
+   * node coding chunk after chunk does not fault fresh memory in for every frame. Other codecs drop it.
+   */
+  into?: ArrayBuffer;
 }
 
 export interface CodecPool {
@@ -110,11 +116,11 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
 
   const budget = createMemoryBudget(options.memoryBytesMax ?? codecMemoryBytesDefault);
 
-  async function run(task: CodecTask, transfer: ArrayBufferLike): Promise<CodecTaskResult> {
+  async function run(task: CodecTask, transfer: ArrayBufferLike[]): Promise<CodecTaskResult> {
     const bytes = taskBytes(task);
     await budget.reserve(bytes);
     try {
-      return await piscina.run(task, { transferList: [transfer as ArrayBuffer] });
+      return await piscina.run(task, { transferList: transfer as ArrayBuffer[] });
     } finally {
       budget.release(bytes);
     }
@@ -136,7 +142,9 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
     memory: () => ({ threadsStarted: piscina.threads.length, ...budget.stats() }),
     async compress(input, choice = huffmanChoice, compressOptions = {}) {
       const data = owned(input);
-      const result = await run({ op: 'compress', codec: choice.codec.id, level: choice.level, data, ...compressOptions }, data.buffer);
+      const into = compressOptions.into !== undefined && compressOptions.into.byteLength > 0 ? compressOptions.into : undefined;
+      const task = { op: 'compress' as const, codec: choice.codec.id, level: choice.level, data, ...compressOptions, into };
+      const result = await run(task, into === undefined ? [data.buffer] : [data.buffer, into]);
       if (!result.ok) throw new CodecError(result.code, result.message);
       if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
       return { frame: result.frame, checksum: result.checksum, text: result.text, input: result.input };
@@ -150,7 +158,7 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
 
   async function decode(input: Uint8Array, originalBytes: number | undefined, checksum: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array> {
     const frame = owned(input);
-    const result = await run({ op: 'decompress', codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum }, frame.buffer);
+    const result = await run({ op: 'decompress', codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum }, [frame.buffer]);
     if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
     if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
     return result.data;

@@ -22,7 +22,7 @@ const kernel = loadKernel((workerData as CodecWorkerData | undefined)?.kernelMod
 
 /** The Huffman kernel codes on this thread directly; other codecs go through coders.ts. The frame starts `headroom` bytes in. */
 async function compressWith(task: Extract<CodecTask, { op: 'compress' }>, headroom: number): Promise<Uint8Array> {
-  if (task.codec === codecHuffmanId) return kernel.compress(task.data, headroom);
+  if (task.codec === codecHuffmanId) return kernel.compress(task.data, headroom, task.into);
   const choice = choiceOf(task.codec, task.level);
   await prepareCoder(choice.codec.name);
   return compressChunk(choice, task.data, headroom);
