@@ -7,28 +7,18 @@
  * watch's read of the job until a completion of that job has been committed and applied, then returns
  * what it read before it. A watch that subscribes after its read misses that completion for good.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCodecPool, type CodecPool } from '../node/codec/index.ts';
-import { createReplicatedState, type RaftTransport, type ReplicatedState } from '../node/cluster/replicated.ts';
+import type { ReplicatedState } from '../node/cluster/replicated.ts';
 import { createJobService, type JobView } from '../node/jobs/index.ts';
 import { createSpaceGuard } from '../node/storage/space.ts';
 import { jobKey, type JobRecord } from '../node/jobs/records.ts';
 import { createBlobStore } from '../node/storage/blob/index.ts';
 import { eventually } from './support/gateway.ts';
-
-/** A single voter never sends to a peer; this transport only has to exist. */
-const loneTransport: RaftTransport = {
-  send() {},
-  onMessage() {},
-  request: () => Promise.reject(new Error('a single voter has no peers')),
-  handle() {},
-};
+import { startLoneVoter, type LoneVoter } from './support/lone-voter.ts';
 
 function record(id: string, state: JobRecord['state']): JobRecord {
   const now = new Date().toISOString();
@@ -53,25 +43,20 @@ function record(id: string, state: JobRecord['state']): JobRecord {
   };
 }
 
+let voter: LoneVoter;
 let dataDir: string;
-let db: Level<string, unknown>;
 let state: ReplicatedState;
 let pool: CodecPool;
 
 test.before(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'dcas-watch-race-'));
-  db = new Level<string, unknown>(join(dataDir, 'state'));
-  state = await createReplicatedState({ id: 'node1', voters: ['node1'], db, transport: loneTransport, logger: pino({ level: 'silent' }), tickMs: 20, electionTicks: 5, heartbeatTicks: 1 });
-  await state.start();
-  await eventually(() => state.isLeader(), 'the lone voter leads', 10_000);
+  voter = await startLoneVoter('watch-race');
+  ({ state, dataDir } = voter);
   pool = createCodecPool({ threads: 1 });
 });
 
 test.after(async () => {
   await pool.close();
-  await state.stop();
-  await db.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await voter.stop();
 });
 
 test('a job that completes while watch reads it is still delivered as completed', async () => {

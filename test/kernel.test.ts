@@ -414,6 +414,28 @@ test('a 4 MiB chunk of text round-trips and shrinks', () => {
   assert.ok(Buffer.from(kernel.decompress(frame, input.length)).equals(input));
 });
 
+test('compress into a spare buffer: a frame that fits views it from its start; one that does not gets a buffer with room for the largest frame', () => {
+  const input = textBytes(1024 * 1024, 11);
+  const headroom = 20;
+  const plain = kernel.compress(input, headroom);
+  const spare = new ArrayBuffer(2 * 1024 * 1024);
+  new Uint8Array(spare).fill(0xee);
+  const into = kernel.compress(input, headroom, spare);
+  assert.is(into.buffer, spare, 'the frame is in the spare buffer');
+  assert.is(into.byteOffset, 0);
+  assert.ok(Buffer.from(into.subarray(headroom)).equals(Buffer.from(plain.subarray(headroom))), 'the same frame as without a spare');
+  assert.ok(Buffer.from(kernel.decompress(into.subarray(headroom), input.length)).equals(input));
+  const small = new ArrayBuffer(1000);
+  const grown = kernel.compress(input, headroom, small);
+  assert.is.not(grown.buffer, small, 'a spare too small is not written past its end');
+  assert.is(grown.byteOffset, 0);
+  assert.is(grown.buffer.byteLength, headroom + kernel.frameBytesMax(input.length), 'room for the largest frame of this input');
+  assert.ok(Buffer.from(grown.subarray(headroom)).equals(Buffer.from(plain.subarray(headroom))));
+  // The grown buffer is itself a spare that fits the next frame of a chunk this size.
+  const again = kernel.compress(textBytes(1024 * 1024, 12), headroom, grown.buffer as ArrayBuffer);
+  assert.is(again.buffer, grown.buffer);
+});
+
 // ---------------------------------------------------------------------------------------------------
 // Properties
 
