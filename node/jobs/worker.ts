@@ -108,8 +108,13 @@ interface CodingContext {
   spares: SpareFrames;
 }
 
-/** Spare frame buffers kept for the next chunks: as many as a worker has frames coding and waiting for their write. */
+/**
+ * Spare frame buffers kept for the next chunks: as many as a worker has frames coding and waiting for
+ * their write, and at most as many bytes as an upload's chunk memory (upload-chunks.ts), so that large
+ * chunks (up to 64 MiB) keep none. They stay with the node between jobs: at most 24 MiB.
+ */
 const spareFramesMax = 4;
+const spareBytesMax = 24 * 1024 * 1024;
 
 /**
  * Buffers of Huffman frames already written, given to the codec thread for the next frame (CompressOptions
@@ -119,16 +124,27 @@ const spareFramesMax = 4;
  */
 class SpareFrames {
   readonly #buffers: ArrayBuffer[] = [];
+  #bytes = 0;
 
   take(coding: JobCoding): ArrayBuffer | undefined {
-    return coding.choice.codec.id === codecHuffmanId ? this.#buffers.pop() : undefined;
+    if (coding.choice.codec.id !== codecHuffmanId) return undefined;
+    const buffer = this.#buffers.pop();
+    this.#bytes -= buffer?.byteLength ?? 0;
+    return buffer;
   }
 
   /** Keeps a written frame's whole buffer when there is room, else frees it (codec/buffers.ts). */
   give(frame: Uint8Array): void {
     const buffer = frame.buffer;
-    if (this.#buffers.length < spareFramesMax && buffer instanceof ArrayBuffer && !buffer.resizable && frame.byteOffset === 0) this.#buffers.push(buffer);
-    else freeBuffer(frame);
+    const room = this.#buffers.length < spareFramesMax && this.#bytes + buffer.byteLength <= spareBytesMax;
+    if (room && buffer instanceof ArrayBuffer && !buffer.resizable && frame.byteOffset === 0) {
+      this.#buffers.push(buffer);
+      this.#bytes += buffer.byteLength;
+    } else if (buffer instanceof ArrayBuffer && frame.byteOffset === 0) {
+      freeBuffer(new Uint8Array(buffer)); // the frame may view only the start of a buffer with room for the largest frame
+    } else {
+      freeBuffer(frame);
+    }
   }
 }
 
