@@ -188,9 +188,8 @@ class WasmKernel implements Kernel {
     this.#stage(input, frameBytesMax);
     const length = this.#compressStaged(input.length).length;
     if (into === undefined) return this.#copyOut(length, headroom);
-    const result = into.byteLength >= headroom + length ? new Uint8Array(into, 0, headroom + length) : ownedBytes(headroom + frameBytesMax).subarray(0, headroom + length);
-    result.set(this.#outputView(length), headroom);
-    return result;
+    const fits = into.byteLength >= headroom + length;
+    return this.#copyOut(length, headroom, fits ? new Uint8Array(into, 0, headroom + length) : ownedBytes(headroom + frameBytesMax).subarray(0, headroom + length));
   }
 
   decompress(frame: Uint8Array, originalLength: number): Uint8Array {
@@ -247,9 +246,8 @@ class WasmKernel implements Kernel {
     return new Uint8Array(this.#exports.memory.buffer, this.#exports.output() >>> 0, length);
   }
 
-  /** The result, copied into memory of its own, `headroom` bytes into it. */
-  #copyOut(length: number, headroom = 0): Uint8Array {
-    const result = ownedBytes(headroom + length);
+  /** The result, copied `headroom` bytes into `result` (by default memory of its own, just large enough). */
+  #copyOut(length: number, headroom = 0, result = ownedBytes(headroom + length)): Uint8Array {
     result.set(this.#outputView(length), headroom);
     return result;
   }

@@ -53,9 +53,7 @@ export function createRecordProposer(state: ReplicatedState, created: JobRecord)
       })
       .finally(() => {
         inFlight.delete(settled);
-        if (waiting.length === 0 || failure !== undefined) return;
-        if (draining || waiting.length >= recordsSentAtOnce) send();
-        else lingering ??= setTimeout(flush, lingerMs);
+        schedule();
       });
     inFlight.add(settled);
   }
@@ -65,6 +63,13 @@ export function createRecordProposer(state: ReplicatedState, created: JobRecord)
     clearTimeout(lingering);
     lingering = undefined;
     if (waiting.length > 0 && inFlight.size < proposalsInFlightMax && failure === undefined) send();
+  }
+
+  /** Proposes what waits when enough has queued (or the upload is draining), else lets it wait for company. */
+  function schedule(): void {
+    if (waiting.length === 0 || failure !== undefined) return;
+    if (draining || waiting.length >= recordsSentAtOnce) flush();
+    else lingering ??= setTimeout(flush, lingerMs);
   }
 
   async function settle(): Promise<void> {
@@ -77,8 +82,7 @@ export function createRecordProposer(state: ReplicatedState, created: JobRecord)
     async add(record) {
       if (failure !== undefined) throw failure;
       waiting.push(record);
-      if (waiting.length >= recordsSentAtOnce) flush();
-      else lingering ??= setTimeout(flush, lingerMs);
+      schedule();
       while (waiting.length >= recordsPerProposalMax && failure === undefined) await Promise.race(inFlight);
       if (failure !== undefined) throw failure;
     },

@@ -126,24 +126,23 @@ class SpareFrames {
   readonly #buffers: ArrayBuffer[] = [];
   #bytes = 0;
 
-  take(coding: JobCoding): ArrayBuffer | undefined {
-    if (coding.choice.codec.id !== codecHuffmanId) return undefined;
+  take(): ArrayBuffer | undefined {
     const buffer = this.#buffers.pop();
     this.#bytes -= buffer?.byteLength ?? 0;
     return buffer;
   }
 
-  /** Keeps a written frame's whole buffer when there is room, else frees it (codec/buffers.ts). */
+  /**
+   * Keeps a written frame's buffer when there is room, else frees it (codec/buffers.ts). A Huffman frame
+   * from the pool owns its whole buffer, which may be larger than the frame (room for the largest one).
+   */
   give(frame: Uint8Array): void {
-    const buffer = frame.buffer;
-    const room = this.#buffers.length < spareFramesMax && this.#bytes + buffer.byteLength <= spareBytesMax;
-    if (room && buffer instanceof ArrayBuffer && !buffer.resizable && frame.byteOffset === 0) {
+    const buffer = frame.buffer as ArrayBuffer;
+    if (this.#buffers.length < spareFramesMax && this.#bytes + buffer.byteLength <= spareBytesMax) {
       this.#buffers.push(buffer);
       this.#bytes += buffer.byteLength;
-    } else if (buffer instanceof ArrayBuffer && frame.byteOffset === 0) {
-      freeBuffer(new Uint8Array(buffer)); // the frame may view only the start of a buffer with room for the largest frame
     } else {
-      freeBuffer(frame);
+      freeBuffer(new Uint8Array(buffer));
     }
   }
 }
@@ -155,9 +154,11 @@ class SpareFrames {
  */
 async function compress(context: CodingContext, input: Uint8Array, coding: JobCoding, giveBack = false): Promise<Coded> {
   const originalBytes = input.length;
-  const into = context.spares.take(coding);
+  // Only the Huffman kernel codes into a spare buffer; other codecs make frames of their own.
+  const spare = coding.choice.codec.id === codecHuffmanId;
+  const into = spare ? context.spares.take() : undefined;
   const coded = await context.pool.compress(input, coding.choice, { countText: true, record: coding.format === 'dcz', giveBack, into });
-  return { output: coded.frame, checksum: coded.checksum, originalBytes, text: coded.text ?? null, input: coded.input, spare: coding.choice.codec.id === codecHuffmanId };
+  return { output: coded.frame, checksum: coded.checksum, originalBytes, text: coded.text ?? null, input: coded.input, spare };
 }
 
 /**
