@@ -5,10 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, DcasClientError, webSocketUrl, type DcasClient } from '../node/client/index.ts';
+import { FrameMasks, isLoopback } from '../node/client/connection.ts';
+import { FileFrames } from '../node/client/file-frames.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 import { fakeCompressed } from './support/job-service-double.ts';
 import { eventually, rejects, sleep, startTestGateway, type TestGateway } from './support/gateway.ts';
@@ -78,7 +81,7 @@ test('uploading an async iterable needs a file name; pieces larger than a frame 
   assert.ok(node.jobs.bytesOf(job.id).equals(data));
 });
 
-test("a caller's buffers are left whole after their upload; only what the client read from a path is freed", async () => {
+test("a caller's buffers are left whole after their upload; only buffers the client read from a path are read into again", async () => {
   // Frame-sized buffers of their own: exactly what the client frees once sent when it read them itself.
   const frameBytes = client.limits.frameBytesMax;
   const one = new Uint8Array(randomBytesSeeded(frameBytes, 5));
@@ -90,6 +93,91 @@ test("a caller's buffers are left whole after their upload; only what the client
   assert.ok(pieces.every((piece) => piece.length === frameBytes));
   assert.ok(node.jobs.bytesOf(fromBuffer.id).equals(Buffer.from(one)));
   assert.ok(node.jobs.bytesOf(fromPieces.id).equals(expected));
+});
+
+/** A bare WebSocket server on 127.0.0.1 that accepts one upgrade and hands back the masking key of the first frame it reads. */
+async function firstFrameMaskOnLoopback(): Promise<Buffer> {
+  let socket: Socket | undefined;
+  const server = createServer();
+  const key = new Promise<Buffer>((resolve, reject) => {
+    server.on('connection', (connection) => {
+      socket = connection;
+      let bytes = Buffer.alloc(0);
+      let upgraded = false;
+      connection.on('error', reject);
+      connection.on('data', (data: Buffer) => {
+        bytes = Buffer.concat([bytes, data]);
+        if (!upgraded) {
+          const end = bytes.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const clientKey = /sec-websocket-key: *(\S+)/i.exec(bytes.subarray(0, end).toString('latin1'))![1];
+          const accept = createHash('sha1').update(`${clientKey}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+          connection.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+          upgraded = true;
+          bytes = bytes.subarray(end + 4);
+        }
+        // The hello: a masked text frame under 126 bytes or with a 16-bit length.
+        if (bytes.length < 2) return;
+        assert.ok((bytes[1] & 0x80) !== 0, 'a client frame has its mask bit set');
+        const at = (bytes[1] & 0x7f) === 126 ? 4 : 2;
+        if (bytes.length >= at + 4) resolve(Buffer.from(bytes.subarray(at, at + 4)));
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const connecting = connect({ server: `ws://127.0.0.1:${port}`, connectTimeoutMs: 2_000, retry: false }).catch(() => undefined);
+  try {
+    return await key;
+  } finally {
+    socket?.destroy();
+    server.close();
+    await connecting;
+  }
+}
+
+test('frames to a loopback address carry a zero masking key; to any other address a random key per frame', async () => {
+  assert.equal(await firstFrameMaskOnLoopback(), Buffer.alloc(4));
+  assert.ok(['127.0.0.1', '127.3.2.1', '::1', '::ffff:127.0.0.1'].every(isLoopback));
+  assert.not.ok(['10.0.0.2', '192.168.1.7', '::ffff:10.0.0.2', 'fe80::1', '::', undefined].some(isLoopback));
+  const masks = new FrameMasks();
+  masks.connected('10.0.0.2');
+  const keys = Array.from({ length: 8 }, () => {
+    const key = Buffer.alloc(4);
+    masks.generate(key);
+    return key.toString('hex');
+  });
+  assert.is(new Set(keys).size, keys.length, `eight random keys differ: ${keys.join(' ')}`);
+});
+
+test('a file is read in frames into buffers of its own; a released buffer is read into again, one the socket holds is not', async () => {
+  await withTempDir(async (dir) => {
+    const data = randomBytesSeeded(5 * 1000 + 7, 8);
+    const path = join(dir, 'frames.bin');
+    await writeFile(path, data);
+    const file = new FileFrames(path, 1000);
+    const frames: Uint8Array[] = [];
+    for await (const frame of file.frames()) {
+      frames.push(Buffer.from(frame));
+      if (frames.length % 2 === 0) file.release(frame);
+    }
+    assert.ok(Buffer.concat(frames).equals(data));
+    assert.equal(frames.map((frame) => frame.length), [1000, 1000, 1000, 1000, 1000, 7]);
+  });
+  await withTempDir(async (dir) => {
+    const path = join(dir, 'reuse.bin');
+    await writeFile(path, randomBytesSeeded(3000, 9));
+    const file = new FileFrames(path, 1000);
+    const buffers: ArrayBufferLike[] = [];
+    let index = 0;
+    for await (const frame of file.frames()) {
+      buffers.push(frame.buffer);
+      if (index++ === 0) file.release(frame);
+    }
+    // The first frame's buffer, released, holds the second; the second, kept, is not reused for the third.
+    assert.is(buffers[1], buffers[0]);
+    assert.is.not(buffers[2], buffers[1]);
+  });
 });
 
 test('waitForCompletion follows the job to completed; a failed job is returned, not thrown', async () => {

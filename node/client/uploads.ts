@@ -3,14 +3,13 @@
  * turn), never more than the node's credit in flight (docs/PROTOCOL.md, "Flow control"). The credit
  * window itself is the protocol room's `CreditSender`; this file sends the frames it allows.
  */
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { freeBuffer } from '../codec/index.ts';
 import type { JobView } from '../jobs/index.ts';
 import { CreditSender, type CreditMessage, type UploadAcceptedMessage, type UploadDoneMessage } from '../protocol/index.ts';
 import type { Connection } from './connection.ts';
 import { DcasClientError } from './errors.ts';
+import { FileFrames } from './file-frames.ts';
 import type { Requests } from './requests.ts';
 import { withRetry, type RetryOptions } from './retry.ts';
 import { serial } from './turns.ts';
@@ -25,9 +24,10 @@ export type UploadSource = string | Uint8Array | AsyncIterable<Uint8Array>;
 interface OpenedSource {
   fileName: string;
   size: number | undefined;
-  bytes: AsyncIterable<Uint8Array>;
-  /** The buffers are this client's own (read from a path), so each is freed once sent; a caller's never are. */
-  ownBuffers: boolean;
+  /** The source in frames of at most `frameBytes` (read from its start when called). */
+  frames(frameBytes: number): AsyncIterable<Uint8Array>;
+  /** A frame the socket has written; given for a path, whose buffers are the client's own (a caller's never are). */
+  release?: (frame: Uint8Array) => void;
 }
 
 /** The upload the node accepted and this client is sending. */
@@ -123,7 +123,7 @@ export class Uploads {
 
   async #run(source: UploadSource, options: UploadOptions, onConsumed: () => void): Promise<JobView> {
     const opened = await openSource(source, options);
-    const active = await this.#start(source, opened, options);
+    const active = await this.#start(opened, options);
     this.#active = active;
     let ending = false;
     try {
@@ -147,20 +147,14 @@ export class Uploads {
   }
 
   /** Asks for the upload and waits (through the node's admission queue) until it is accepted. */
-  async #start(source: UploadSource, opened: OpenedSource, options: UploadOptions): Promise<ActiveUpload> {
-    let accepted: UploadAcceptedMessage;
-    try {
-      accepted = await this.#requests.request<UploadAcceptedMessage>(
-        { type: 'upload', id: this.#requests.nextId(), fileName: opened.fileName, mode: options.mode ?? 'compress', chunkSize: options.chunkSize, size: opened.size, codec: options.codec, format: options.format, image: options.image },
-        'upload-accepted',
-        this.#settings.requestTimeoutMs,
-        options.onQueued,
-      );
-    } catch (error) {
-      // The file this attempt opened is closed; a retry opens it again.
-      if (typeof source === 'string') (opened.bytes as unknown as { destroy(): void }).destroy();
-      throw error;
-    }
+  async #start(opened: OpenedSource, options: UploadOptions): Promise<ActiveUpload> {
+    // The file is opened only when its frames are read, so a refused upload leaves nothing open.
+    const accepted = await this.#requests.request<UploadAcceptedMessage>(
+      { type: 'upload', id: this.#requests.nextId(), fileName: opened.fileName, mode: options.mode ?? 'compress', chunkSize: options.chunkSize, size: opened.size, codec: options.codec, format: options.format, image: options.image },
+      'upload-accepted',
+      this.#settings.requestTimeoutMs,
+      options.onQueued,
+    );
     if (!(typeof accepted.credit === 'number' && accepted.credit >= 0)) {
       throw new DcasClientError('PROTOCOL', `upload of job ${accepted.jobId}: upload-accepted from ${this.#connection.welcome.node} with a credit of ${String(accepted.credit)}`, accepted.jobId);
     }
@@ -170,7 +164,8 @@ export class Uploads {
   /** Every byte of the source, each frame no larger than the credit left when it is sent. */
   async #sendFrames(active: ActiveUpload, opened: OpenedSource, options: UploadOptions): Promise<void> {
     let sentBytes = 0;
-    for await (const frame of framesOf(opened.bytes, this.#connection.welcome.limits.frameBytesMax)) {
+    const { release } = opened;
+    for await (const frame of opened.frames(Math.min(this.#connection.welcome.limits.frameBytesMax, uploadFrameBytesMax))) {
       let at = 0;
       while (at < frame.length) {
         if (active.failure !== undefined) throw active.failure;
@@ -180,8 +175,7 @@ export class Uploads {
         }
         const length = active.credit.take(frame.length - at);
         const last = at + length === frame.length;
-        // A frame read from the file is freed once the socket has it, not at V8's next major collection.
-        this.#connection.sendBinary(frame.subarray(at, at + length), last && opened.ownBuffers ? () => freeBuffer(frame) : undefined);
+        this.#connection.sendBinary(frame.subarray(at, at + length), last && release !== undefined ? () => release(frame) : undefined);
         at += length;
         sentBytes += length;
         options.onProgress?.({ jobId: active.jobId, bytes: sentBytes, totalBytes: opened.size ?? null });
@@ -190,8 +184,7 @@ export class Uploads {
   }
 }
 
-async function* framesOf(source: AsyncIterable<Uint8Array>, frameBytesMax: number): AsyncGenerator<Uint8Array> {
-  const frameBytes = Math.min(frameBytesMax, uploadFrameBytesMax);
+async function* framesOf(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, frameBytes: number): AsyncGenerator<Uint8Array> {
   for await (const piece of source) {
     for (let at = 0; at < piece.length; at += frameBytes) yield piece.subarray(at, at + frameBytes);
   }
@@ -208,11 +201,18 @@ async function openSource(source: UploadSource, options: UploadOptions): Promise
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DcasClientError('BAD_ARGUMENT', `${source}: no such file`);
       throw error;
     }
-    return { fileName: options.fileName ?? basename(source), size: options.size ?? size, bytes: createReadStream(source, { highWaterMark: uploadFrameBytesMax }) as AsyncIterable<Uint8Array>, ownBuffers: true };
+    const path = source;
+    let file: FileFrames | undefined;
+    return {
+      fileName: options.fileName ?? basename(source),
+      size: options.size ?? size,
+      frames: (frameBytes) => (file = new FileFrames(path, frameBytes)).frames(),
+      release: (frame) => file?.release(frame),
+    };
   }
   if (options.fileName === undefined) throw new DcasClientError('BAD_ARGUMENT', 'upload: a fileName is needed when the source is not a path');
   if (source instanceof Uint8Array) {
-    return { fileName: options.fileName, size: options.size ?? source.length, bytes: (async function* () { yield source; })(), ownBuffers: false };
+    return { fileName: options.fileName, size: options.size ?? source.length, frames: (frameBytes) => framesOf([source], frameBytes) };
   }
-  return { fileName: options.fileName, size: options.size, bytes: source, ownBuffers: false };
+  return { fileName: options.fileName, size: options.size, frames: (frameBytes) => framesOf(source, frameBytes) };
 }
