@@ -2,8 +2,9 @@
  * What only the folder store promises: its file format, its behaviour when a writer dies, and
  * several processes sharing one folder.
  */
-import { spawn } from 'node:child_process';
-import { readdir, readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -81,6 +82,44 @@ test('compose refuses a corrupted source instead of copying it', () =>
     assert.match((error as BlobError).message, 'compose/b');
     assert.is(await store.stat('compose/out'), undefined);
   }));
+
+test('compose past 64 MiB, read and written in small pieces while the disk is asked to sync early, is the concatenation with its CRC32C', () =>
+  withTempDir(async (root) => {
+    const store = createFolderStore({ root, fsync: true, ioChunkBytes: 64 * 1024 });
+    const sources: string[] = [];
+    const parts: Uint8Array[] = [];
+    for (let index = 0; index < 9; index++) {
+      // 9 x 8 MiB less a little: pieces end off the buffers' edges.
+      parts.push(randomBytesSeeded(8 * 1024 * 1024 - 1000 * index, 40 + index));
+      sources.push(`big/${index}`);
+      await store.put(sources[index], parts[index]);
+    }
+    const info = await store.compose(sources, 'big/whole');
+    const whole = Buffer.concat(parts);
+    assert.is(info.size, whole.length);
+    assert.ok(info.size > 64 * 1024 * 1024);
+    assert.is(info.crc32c, crc32c(whole));
+    assert.ok(Buffer.from(await store.get('big/whole')).equals(whole));
+  }));
+
+test('a compose that fills the disk midway fails with INSUFFICIENT_STORAGE and leaves no destination and no temporary file', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'dcas-compose-full-'));
+  // Root only; a tmpfs that cannot be mounted fails this test rather than skipping it.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12m', 'tmpfs', root]);
+  try {
+    const store = createFolderStore({ root, ioChunkBytes: 256 * 1024 });
+    const sources = ['full/a', 'full/b', 'full/c'];
+    for (const [index, key] of sources.entries()) await store.put(key, randomBytesSeeded(3 * 1024 * 1024, 60 + index));
+    assert.is(await codeOf(store.compose(sources, 'full/whole')), 'INSUFFICIENT_STORAGE');
+    assert.is(await store.stat('full/whole'), undefined);
+    assert.equal((await readdir(join(root, 'full'))).sort(), ['a', 'b', 'c']);
+    // The space is back: a small blob still fits.
+    await store.put('full/after', randomBytesSeeded(1024 * 1024, 70));
+  } finally {
+    execFileSync('umount', [root]);
+    await rm(root, { recursive: true, force: true });
+  }
+});
 
 test('a key that is a folder of other blobs, or lies under a blob, is BAD_KEY', () =>
   withTempDir(async (root) => {
