@@ -1,7 +1,8 @@
 /**
  * A node stays bounded while it serves a large download (the 300 MB bound of every node). The node
- * decodes the job's chunks and sends them; each decoded chunk, and the record it was decoded from, is
- * freed once sent (codec/buffers.ts) rather than left for V8's next major collection. Before that, a
+ * decodes the job's chunks and sends them; the record each chunk is read into goes whole to its codec
+ * thread, which frees it once decoded, and each decoded chunk, once sent, is decoded into again or freed
+ * (codec/buffers.ts) rather than left for V8's next major collection. Before the first of these, a
  * 512 MB download took a 1-node cluster's node from about 230 MB to 573-634 MB (measured with
  * `dcas download`, VmHWM); on the 160 MB file here, from 221 to 303 MB (78 MiB; now 213 to 241 MB).
  */

@@ -436,6 +436,22 @@ test('compress into a spare buffer: a frame that fits views it from its start; o
   assert.is(again.buffer, grown.buffer);
 });
 
+test('decompress into a spare buffer: decoded bytes that fit view it from its start; a spare too small is left unwritten', () => {
+  const input = textBytes(1024 * 1024, 13);
+  const frame = kernel.compress(input);
+  const spare = new ArrayBuffer(2 * 1024 * 1024);
+  const decoded = kernel.decompress(frame, input.length, spare);
+  assert.is(decoded.buffer, spare, 'the decoded bytes are in the spare buffer');
+  assert.is(decoded.byteOffset, 0);
+  assert.ok(Buffer.from(decoded).equals(input));
+  const small = new ArrayBuffer(1000);
+  new Uint8Array(small).fill(0xee);
+  const fresh = kernel.decompress(frame, input.length, small);
+  assert.is.not(fresh.buffer, small);
+  assert.ok(Buffer.from(fresh).equals(input));
+  assert.ok(new Uint8Array(small).every((byte) => byte === 0xee), 'the small spare is not written');
+});
+
 // ---------------------------------------------------------------------------------------------------
 // Properties
 

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { availableParallelism } from 'node:os';
-import { codingBytesMax, createCodecPool, parseCodecChoice, threadsWithin } from '../node/codec/index.ts';
+import { codingBytesMax, createCodecPool, format, parseCodecChoice, threadsWithin } from '../node/codec/index.ts';
 import { textLike } from './helpers.ts';
 
 const chunkBytes = 1024 * 1024;
@@ -20,6 +20,30 @@ test('an idle codec pool starts no thread; threads start when chunks come, at mo
     await Promise.all(chunks(4).map((chunk) => pool.compress(chunk, huffman)));
     assert.ok(pool.memory().threadsStarted >= 1);
     assert.ok(pool.memory().threadsStarted <= 2);
+  } finally {
+    await pool.close();
+  }
+});
+
+test('a decode may take the whole record (header, then frame) instead of a copy of its frame, and decode a Huffman chunk into a spare buffer', async () => {
+  const pool = createCodecPool({ threads: 1 });
+  try {
+    const original = new Uint8Array(textLike(chunkBytes, 7));
+    const coded = await pool.compress(new Uint8Array(original), huffman, { record: true });
+    const record = coded.frame;
+    const spare = new ArrayBuffer(2 * chunkBytes);
+    const frame = record.subarray(format.chunkHeaderBytes);
+    const decoded = await pool.decompress(frame, original.length, coded.checksum, 'chunk 0', huffman, { giveBuffer: true, into: spare });
+    assert.ok(Buffer.from(decoded).equals(original));
+    assert.is(record.byteLength, 0, 'the record went to the codec thread whole (detached here), not copied');
+    assert.is(spare.byteLength, 0, 'the spare went to the codec thread');
+    assert.is(decoded.buffer.byteLength, 2 * chunkBytes, 'decoded into the spare: the answer views it from its start');
+    assert.is(decoded.byteOffset, 0);
+    // Without giveBuffer a view of part of a buffer is copied, and the caller keeps its buffer.
+    const again = await pool.compress(new Uint8Array(original), huffman, { record: true });
+    const kept = again.frame;
+    assert.ok(Buffer.from(await pool.decompress(kept.subarray(format.chunkHeaderBytes), original.length, again.checksum, 'chunk 1', huffman)).equals(original));
+    assert.ok(kept.byteLength > format.chunkHeaderBytes, 'the caller still has its record');
   } finally {
     await pool.close();
   }

@@ -1,9 +1,9 @@
 export { CodecError, type CodecErrorCode } from './errors.ts';
-export { freeBuffer, freedAfterUse } from './buffers.ts';
+export { freeBuffer, freedAfterUse, SpareBuffers } from './buffers.ts';
 export { compress, decompress, compressStream, decompressStream, type CodecOptions } from './api.ts';
 export { compressFile, decompressFile, inputSource, listDczFile, removePartialFilesSync, writeAtomically, FileError, type FileOptions, type FileResult } from './files.ts';
 export { compressTo, decompressTo, discardSink, streamSink, threadsWithin, type ByteSink, type DczListing, type StreamResult } from './file-streams.ts';
-export { codecMemoryBytesDefault, createCodecPool, type CodecPool, type CodecPoolMemory, type CodecPoolOptions, type CompressedChunk } from './pool.ts';
+export { codecMemoryBytesDefault, createCodecPool, type CodecPool, type CodecPoolMemory, type CodecPoolOptions, type CompressedChunk, type DecodeOptions } from './pool.ts';
 export {
   checksumOf,
   decodeDcz,

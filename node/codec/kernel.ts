@@ -21,7 +21,7 @@ export interface Kernel {
    * Decodes a frame made by compress; originalLength comes from the container. Throws
    * CodecError('CORRUPT_BLOCK' | 'TOO_LARGE'), never any other error type.
    */
-  decompress(frame: Uint8Array, originalLength: number): Uint8Array;
+  decompress(frame: Uint8Array, originalLength: number, into?: ArrayBuffer): Uint8Array;
   /**
    * The zero-copy form, for callers that read input straight into kernel memory: lays out room for
    * `inputBytes` in and `outputBytes` out, and returns the input area to fill. Every view this kernel
@@ -192,12 +192,15 @@ class WasmKernel implements Kernel {
     return this.#copyOut(length, headroom, fits ? new Uint8Array(into, 0, headroom + length) : ownedBytes(headroom + frameBytesMax).subarray(0, headroom + length));
   }
 
-  decompress(frame: Uint8Array, originalLength: number): Uint8Array {
+  /** `into`: a spare buffer for the decoded bytes, used when they fit (else a new one). */
+  decompress(frame: Uint8Array, originalLength: number, into?: ArrayBuffer): Uint8Array {
     this.#checkFrame(frame.length, originalLength);
     const stored = storedBlocks(frame, originalLength);
     if (stored !== undefined) return joinedBlocks(frame, stored, originalLength);
     this.#stage(frame, originalLength);
-    return this.#copyOut(this.#decompressStaged(frame.length, originalLength).length);
+    const length = this.#decompressStaged(frame.length, originalLength).length;
+    const fits = into !== undefined && into.byteLength >= length;
+    return this.#copyOut(length, 0, fits ? new Uint8Array(into, 0, length) : undefined);
   }
 
   countText(input: Uint8Array): TextCounts {

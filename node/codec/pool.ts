@@ -21,7 +21,7 @@ export type CodecTask =
    */
   | { op: 'compress'; codec: number; level: number; data: Uint8Array; countText?: boolean; record?: boolean; giveBack?: boolean; into?: ArrayBuffer }
   /** A piece of a standard format has no CRC32C of ours (`checksum` undefined; the format checks itself), and a bzip2 stream no known length (`originalBytes` undefined). */
-  | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined };
+  | { op: 'decompress'; codec: number; level: number; frame: Uint8Array; originalBytes: number | undefined; checksum: number | undefined; into?: ArrayBuffer };
 
 export type CodecTaskResult =
   | { ok: true; op: 'compress'; frame: Uint8Array; checksum: number; text?: TextCounts; input?: Uint8Array }
@@ -53,13 +53,24 @@ export interface CompressOptions {
   into?: ArrayBuffer;
 }
 
+export interface DecodeOptions {
+  /**
+   * The caller gives up the whole ArrayBuffer under `frame` (a chunk record read for this decode, its
+   * header before the frame): it is transferred to the thread as it is, not copied into a buffer of the
+   * frame's own. The caller must not use it again.
+   */
+  giveBuffer?: boolean;
+  /** A spare buffer of the caller's for the decoded bytes (transferred); the Huffman kernel decodes into it when they fit. */
+  into?: ArrayBuffer;
+}
+
 export interface CodecPool {
   readonly threads: number;
   memory(): CodecPoolMemory;
   /** Codes one chunk (with the Huffman kernel unless told); `data` is transferred to the worker and unusable afterwards. */
   compress(data: Uint8Array, choice?: CodecChoice, options?: CompressOptions): Promise<CompressedChunk>;
   /** Decodes one chunk and checks its CRC32C; `label` names the chunk in errors ("chunk 3"). */
-  decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string, choice?: CodecChoice): Promise<Uint8Array>;
+  decompress(frame: Uint8Array, originalBytes: number, checksum: number, label: string, choice?: CodecChoice, options?: DecodeOptions): Promise<Uint8Array>;
   /** Decodes one frame, member or stream of a standard format, which checks itself; `originalBytes` when the file records it. */
   decodePiece(frame: Uint8Array, originalBytes: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array>;
   close(): Promise<void>;
@@ -133,8 +144,11 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
    */
   function owned(bytes: Uint8Array): Uint8Array {
     const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    if (whole && !(bytes.buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable(bytes.buffer)) return bytes;
-    return new Uint8Array(bytes);
+    return whole && transferable(bytes.buffer) ? bytes : new Uint8Array(bytes);
+  }
+
+  function transferable(buffer: ArrayBufferLike): boolean {
+    return !(buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable(buffer);
   }
 
   return {
@@ -149,16 +163,18 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
       if (result.op !== 'compress') throw new Error('codec worker answered a compress task with a decompress result');
       return { frame: result.frame, checksum: result.checksum, text: result.text, input: result.input };
     },
-    decompress: (input, originalBytes, checksum, label, choice = huffmanChoice) => decode(input, originalBytes, checksum, label, choice),
-    decodePiece: (input, originalBytes, label, choice) => decode(input, originalBytes, undefined, label, choice),
+    decompress: (input, originalBytes, checksum, label, choice = huffmanChoice, options = {}) => decode(input, originalBytes, checksum, label, choice, options),
+    decodePiece: (input, originalBytes, label, choice) => decode(input, originalBytes, undefined, label, choice, {}),
     async close() {
       await piscina.close();
     },
   };
 
-  async function decode(input: Uint8Array, originalBytes: number | undefined, checksum: number | undefined, label: string, choice: CodecChoice): Promise<Uint8Array> {
-    const frame = owned(input);
-    const result = await run({ op: 'decompress', codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum }, [frame.buffer]);
+  async function decode(input: Uint8Array, originalBytes: number | undefined, checksum: number | undefined, label: string, choice: CodecChoice, options: DecodeOptions): Promise<Uint8Array> {
+    const frame = options.giveBuffer === true && transferable(input.buffer) ? input : owned(input);
+    const into = options.into !== undefined && options.into.byteLength > 0 ? options.into : undefined;
+    const task = { op: 'decompress' as const, codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum, into };
+    const result = await run(task, into === undefined ? [frame.buffer] : [frame.buffer, into]);
     if (!result.ok) throw new CodecError(result.code, `${label}: ${result.message}`);
     if (result.op !== 'decompress') throw new Error('codec worker answered a decompress task with a compress result');
     return result.data;

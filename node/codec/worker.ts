@@ -7,6 +7,7 @@ import { workerData } from 'node:worker_threads';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
 import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
 import { choiceOf, codecHuffmanId } from './codecs.ts';
+import { freeBuffer } from './buffers.ts';
 import { CodecError } from './errors.ts';
 import { chunkHeaderBytes, encodeChunkHeader } from './format.ts';
 import { loadKernel } from './kernel.ts';
@@ -31,7 +32,7 @@ async function compressWith(task: Extract<CodecTask, { op: 'compress' }>, headro
 async function decompressWith(task: Extract<CodecTask, { op: 'decompress' }>): Promise<Uint8Array> {
   if (task.codec === codecHuffmanId) {
     if (task.originalBytes === undefined) throw new CodecError('CORRUPT_CONTAINER', 'a Huffman frame needs its original length');
-    return kernel.decompress(task.frame, task.originalBytes);
+    return kernel.decompress(task.frame, task.originalBytes, task.into);
   }
   const choice = choiceOf(task.codec, task.level);
   await prepareCoder(choice.codec.name);
@@ -52,6 +53,9 @@ export default async function run(task: CodecTask): Promise<CodecTaskResult | ob
       return transferring({ ok: true, op: 'compress', frame, checksum, text }, frame);
     }
     const data = await decompressWith(task);
+    // The frame's buffer came with the task: freed now, not at this thread's next collection, unless
+    // the decoded bytes are in it (a stored chunk).
+    if (data.buffer !== task.frame.buffer) freeBuffer(new Uint8Array(task.frame.buffer));
     if (task.checksum !== undefined && crc32c(data) !== task.checksum) {
       return { ok: false, code: 'CHECKSUM_MISMATCH', message: 'checksum mismatch: decoded bytes differ from what was written' };
     }

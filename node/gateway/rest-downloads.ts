@@ -4,7 +4,6 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { freeBuffer } from '../codec/index.ts';
 import type { Download, JobView } from '../jobs/index.ts';
 import { HttpError, type RestJobs } from './rest-common.ts';
 
@@ -34,12 +33,12 @@ function contentDisposition(fileName: string): string {
 }
 
 /**
- * Writes one piece of a download, waiting while the response is over its buffer. The stream's pieces are
- * the gateway's once yielded: each is freed once written (codec/buffers.ts), not at V8's next major
- * collection (tested over the WebSocket path: test/download-memory.test.ts).
+ * Writes one piece of a download, waiting while the response is over its buffer. Once written, the piece
+ * goes back to the jobs room (`done`: a decoded chunk's buffer is decoded into again, any other piece
+ * freed), not to V8's next major collection (tested over the WebSocket path: test/download-memory.test.ts).
  */
-async function writeWithBackpressure(response: ServerResponse, piece: Uint8Array): Promise<void> {
-  if (response.write(piece, () => freeBuffer(piece))) return;
+async function writeWithBackpressure(response: ServerResponse, piece: Uint8Array, done: (piece: Uint8Array) => void): Promise<void> {
+  if (response.write(piece, () => done(piece))) return;
   await new Promise<void>((resolve) => {
     const done = () => {
       response.off('drain', done);
@@ -100,7 +99,7 @@ export class RestDownloads {
     for await (const piece of source.stream) {
       if (response.destroyed) break;
       sentBytes += piece.length;
-      await writeWithBackpressure(response, piece);
+      await writeWithBackpressure(response, piece, source.done);
     }
     if (!response.destroyed && sentBytes !== source.size) {
       this.#logger.error({ job: id, sentBytes, size: source.size }, 'rest: a download gave a different number of bytes than announced');

@@ -2,7 +2,6 @@
  * Downloads over the WebSocket protocol: one at a time per connection, the job's bytes in binary frames
  * of at most frameBytesMax, waiting while more than downloadBufferedBytesMax are queued to the client.
  */
-import { freeBuffer } from '../codec/index.ts';
 import type { DownloadCancelMessage, DownloadMessage } from '../protocol/index.ts';
 import type { Connection } from './ws-connection.ts';
 import type { WebSocketParts } from './ws-parts.ts';
@@ -47,9 +46,9 @@ export class WebSocketDownloads {
           const frame = piece.subarray(at, at + frameBytesMax);
           const frameBytes = frame.length;
           const last = at + frameBytesMax >= pieceBytes;
-          // The stream's pieces are the gateway's once yielded: the last frame's write frees its piece
-          // (a decoded chunk, a read of the object) at once, not at V8's next major collection.
-          await connection.sendBinary(frame, last ? () => freeBuffer(piece) : undefined);
+          // Once its last frame is written, a piece goes back to the jobs room (a decoded chunk's buffer is
+          // decoded into again, any other piece freed), not to V8's next major collection.
+          await connection.sendBinary(frame, last ? () => source.done(piece) : undefined);
           sentBytes += frameBytes;
         }
       }

@@ -130,6 +130,12 @@ export interface Download {
   fileName: string;
   sha256: string | null;
   stream: AsyncIterable<Uint8Array>;
+  /**
+   * The caller is done with a piece the stream yielded (it is written): its memory is reused for a later
+   * chunk or freed at once, not at V8's next major collection. The caller must not read it again; a
+   * piece never handed back is left to the collector.
+   */
+  done(piece: Uint8Array): void;
 }
 
 /** INSUFFICIENT_STORAGE: this node's disk (data or blob folder) is too full to take new work; reads still work. */

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ReplicatedState } from '../cluster/index.ts';
 import { crc32c } from '@node-rs/crc32';
-import { codecHuffmanId, CodecError, format, freeBuffer, ImageError, imageQualityDefault, jpegQualityDefault, type CodecPool, type ImageOptions, type ImagePool, type TextCounts } from '../codec/index.ts';
+import { codecHuffmanId, CodecError, format, freeBuffer, ImageError, SpareBuffers, imageQualityDefault, jpegQualityDefault, type CodecPool, type ImageOptions, type ImagePool, type TextCounts } from '../codec/index.ts';
 import type { BlobStore } from '../storage/index.ts';
 import type { StateChange } from '../storage/index.ts';
 import { chunkOutputKey, chunkWorthRunning, completedChunk, failedChunk, outputToDeleteAfterCompletion, outputToDeleteAfterUnknownCompletion } from './core/index.ts';
@@ -77,7 +77,7 @@ interface Coded {
   image?: ImageChunkFacts;
   /** The original bytes handed back by the codec thread (compress with `giveBack`). */
   input?: Uint8Array;
-  /** A Huffman frame: its buffer goes to SpareFrames once written. */
+  /** A Huffman frame: its buffer goes to the spare buffers once written. */
   spare?: boolean;
 }
 
@@ -105,7 +105,7 @@ interface CodingContext {
   pool: CodecPool;
   imagePool?: () => ImagePool;
   logger: Logger;
-  spares: SpareFrames;
+  spares: SpareBuffers;
 }
 
 /**
@@ -115,37 +115,6 @@ interface CodingContext {
  */
 const spareFramesMax = 4;
 const spareBytesMax = 24 * 1024 * 1024;
-
-/**
- * Buffers of Huffman frames already written, given to the codec thread for the next frame (CompressOptions
- * into). A fresh buffer per frame cost the gateway's codec threads a page fault per 4 KiB: on a VM where
- * a fault costs about 10 us, 1.9 s of each thread's 10 s during a 512 MB upload went to copying frames
- * out of kernel memory into new pages.
- */
-class SpareFrames {
-  readonly #buffers: ArrayBuffer[] = [];
-  #bytes = 0;
-
-  take(): ArrayBuffer | undefined {
-    const buffer = this.#buffers.pop();
-    this.#bytes -= buffer?.byteLength ?? 0;
-    return buffer;
-  }
-
-  /**
-   * Keeps a written frame's buffer when there is room, else frees it (codec/buffers.ts). A Huffman frame
-   * from the pool owns its whole buffer, which may be larger than the frame (room for the largest one).
-   */
-  give(frame: Uint8Array): void {
-    const buffer = frame.buffer as ArrayBuffer;
-    if (this.#buffers.length < spareFramesMax && this.#bytes + buffer.byteLength <= spareBytesMax) {
-      this.#buffers.push(buffer);
-      this.#bytes += buffer.byteLength;
-    } else {
-      freeBuffer(new Uint8Array(buffer));
-    }
-  }
-}
 
 /**
  * Codes original bytes with the job's codec, counting its lines and words on the same codec thread:
@@ -248,7 +217,7 @@ class NodeWorker implements Worker {
 
   constructor(options: WorkerOptions) {
     this.#options = options;
-    this.#coding = { blobs: options.blobs, pool: options.pool, imagePool: options.imagePool, logger: options.logger, spares: new SpareFrames() };
+    this.#coding = { blobs: options.blobs, pool: options.pool, imagePool: options.imagePool, logger: options.logger, spares: new SpareBuffers(spareFramesMax, spareBytesMax) };
   }
 
   get #stats(): WorkerStats {

@@ -147,7 +147,7 @@ class InMemoryJobService implements JobServiceDouble {
     if (job.view.state !== 'completed') throw new JobError('NOT_READY', `job ${id}: ${job.view.state}, not completed`);
     const original = Buffer.concat(job.pieces);
     const bytes = request.compressed ? fakeCompressed(original) : original;
-    return { size: bytes.length, fileName: request.compressed ? `${job.view.fileName}.dcz` : job.view.fileName, sha256: job.view.sha256, stream: this.#stream(id, bytes) };
+    return { size: bytes.length, fileName: request.compressed ? `${job.view.fileName}.dcz` : job.view.fileName, sha256: job.view.sha256, stream: this.#stream(id, bytes), done: () => {} };
   }
 
   metrics(): JobMetrics {
