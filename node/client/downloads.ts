@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { FileError, writeAtomically } from '../codec/index.ts';
+import { FileError, freeBuffer, writeAtomically } from '../codec/index.ts';
 import type { DownloadEndMessage, DownloadStartMessage } from '../protocol/index.ts';
 import type { Connection } from './connection.ts';
 import { IncomingDownload, IncomingDownloadStream } from './download-stream.ts';
@@ -61,6 +61,9 @@ export class Downloads {
         hash.update(step.value);
         bytes += step.value.length;
         yield step.value;
+        // Written: a frame the socket's reader made for this message is freed now, so the next one
+        // reuses its memory instead of faulting in fresh pages (a view into a socket read is left alone).
+        freeBuffer(step.value);
       }
       // Thrown before writeAtomically syncs and moves the file: an unverified file never gets the final name.
       if (expected !== null && hash.copy().digest('hex') !== expected) {
