@@ -21,15 +21,18 @@ const dcasEntry = new URL('./dcas.ts', import.meta.url).pathname;
 /**
  * V8 flags for node processes. A small young generation keeps garbage chunk buffers from piling up
  * between collections, which is most of what bounds a node's resident memory under load. A heap
- * growing factor of 2: V8 counts the external memory allocated since the last major collection
- * against the old generation's room, which its own factor (about 1.4 on a node's 28 MB heap) left at
- * 12 MB, so a gateway receiving 128 MB/s started marking again every 50-100 ms (the buffers the
- * jobs room frees itself, codec/buffers.ts, no longer count). Measured, 512 MB to a local 1-node
- * cluster, two runs each: upload --wait 4.71-5.02 s -> 3.62-4.30 s, node CPU 5.75-6.04 -> 3.84-4.84 s,
- * peak RSS 218-223 -> 225-236 MB; the flood test 263 -> 252 MB, the load test's nodes 175/144/140 ->
- * 167/167/139 MiB.
+ * growing factor of 3: V8 counts the external memory allocated since the last major collection (every
+ * socket read of an upload is a fresh ArrayBuffer) against the old generation's room, so a gateway
+ * receiving 1 GiB marked its 28 MB heap 50-60 times (its main thread's collector 1.3 s, V8's helper
+ * threads 2.2 s). Its own factor (about 1.4) left 12 MB of room; 2 halved that work; 3 halves it again,
+ * and the memory governor (runtime/memory.ts, at 32 MiB) collects the young buffers between. Measured,
+ * 1 GiB to a local 3-node cluster, six runs each alternating, `upload --wait` and all nodes' CPU:
+ * factor 2 (governor at 64 MiB) 5.9-8.6 s, mean 7.5, and 8.0-12.0 s, mean 10.1, the gateway's peak RSS
+ * 253-262 MB; factor 3 (governor at 32 MiB) 6.3-8.1 s, mean 7.0, and 8.4-10.2 s, mean 9.1, 265-270 MB;
+ * `npm run bench:load` peaks 236/160/230 MiB and 237/192/156 MiB. (Factor 3 with the governor at
+ * 64 MiB: a gateway peak of 281 MB, bench:load 267/157/268 MiB.)
  */
-export const nodeProcessFlags = ['--max-semi-space-size=4', '--heap-growing-percent=100'];
+export const nodeProcessFlags = ['--max-semi-space-size=4', '--heap-growing-percent=200'];
 /**
  * glibc malloc settings for node processes: a fixed mmap threshold returns freed chunk buffers to
  * the system at once (glibc otherwise raises the threshold after the first free and keeps 4 MiB

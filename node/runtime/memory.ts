@@ -75,14 +75,16 @@ export class CollectionPolicy {
 }
 
 /**
- * 64 MiB, V8's own soft limit on external memory growth between collections: while buffers stream
- * through a node, V8 collects them itself at about that pace, incrementally, and the governor only acts
- * when V8 does not (a node gone quiet with dead buffers). At 16 MiB it raced V8 with atomic major
- * collections: a gateway receiving 1 GiB on a 3-node cluster forced 106 of them (2.6 s of its main
- * thread). Measured on that upload, three runs each: `upload --wait` 18.1-20.0 s at 16 MiB, 17.9-18.4 s
- * at 32, 15.6-16.2 s at 64 (3 forced collections), the gateway's peak RSS 234-247 MiB in all three.
+ * 32 MiB. At 64 MiB, V8's own soft limit on external memory growth between collections, the governor
+ * only acted when V8 did not (a node gone quiet with dead buffers): with V8's heap growing factor of 2
+ * V8 collected streaming buffers itself at about that pace. Since the factor is 3 (nodeProcessFlags in
+ * cli/cluster-commands.ts: fewer major collections), V8 lets more pile up, and at 64 MiB a gateway
+ * receiving 1 GiB peaked at 281 MB; at 32 MiB the governor's collections (minor first: an upload's
+ * socket reads die young) bring it back to 265 MB. Lower raced V8 with atomic major collections: at
+ * 16 MiB (factor 2) a gateway receiving 1 GiB on a 3-node cluster forced 106 of them (2.6 s of its main
+ * thread; `upload --wait` 18.1-20.0 s against 15.6-16.2 s at 64 MiB on an earlier machine).
  */
-const externalAllowanceBytesDefault = 64 * 1024 * 1024;
+const externalAllowanceBytesDefault = 32 * 1024 * 1024;
 
 export function startMemoryGovernor(options: MemoryGovernorOptions): MemoryGovernor {
   const externalBytesMax = options.externalBytesMax ?? externalAllowanceBytesDefault;
