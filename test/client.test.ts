@@ -155,9 +155,9 @@ test('a file is read in frames into buffers of its own; a released buffer is rea
     const data = randomBytesSeeded(5 * 1000 + 7, 8);
     const path = join(dir, 'frames.bin');
     await writeFile(path, data);
-    const file = new FileFrames(path, 1000);
+    const file = new FileFrames(path);
     const frames: Uint8Array[] = [];
-    for await (const frame of file.frames()) {
+    for await (const frame of file.frames(1000)) {
       frames.push(Buffer.from(frame));
       if (frames.length % 2 === 0) file.release(frame);
     }
@@ -167,10 +167,10 @@ test('a file is read in frames into buffers of its own; a released buffer is rea
   await withTempDir(async (dir) => {
     const path = join(dir, 'reuse.bin');
     await writeFile(path, randomBytesSeeded(3000, 9));
-    const file = new FileFrames(path, 1000);
+    const file = new FileFrames(path);
     const buffers: ArrayBufferLike[] = [];
     let index = 0;
-    for await (const frame of file.frames()) {
+    for await (const frame of file.frames(1000)) {
       buffers.push(frame.buffer);
       if (index++ === 0) file.release(frame);
     }

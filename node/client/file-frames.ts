@@ -11,16 +11,17 @@ const spareBuffersMax = 16;
 
 export class FileFrames {
   readonly #path: string;
-  readonly #frameBytes: number;
   readonly #spares: Buffer[] = [];
+  #frameBytes = 0;
 
-  constructor(path: string, frameBytes: number) {
+  constructor(path: string) {
     this.#path = path;
-    this.#frameBytes = frameBytes;
   }
 
   /** The file from its start, one frame of at most `frameBytes` at a time; a frame is the reader's until `release`d. */
-  async *frames(): AsyncGenerator<Uint8Array> {
+  async *frames(frameBytes: number): AsyncGenerator<Uint8Array> {
+    if (frameBytes !== this.#frameBytes) this.#spares.length = 0;
+    this.#frameBytes = frameBytes;
     const handle = await open(this.#path, 'r');
     try {
       let position = 0;

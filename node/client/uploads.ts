@@ -201,14 +201,8 @@ async function openSource(source: UploadSource, options: UploadOptions): Promise
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new DcasClientError('BAD_ARGUMENT', `${source}: no such file`);
       throw error;
     }
-    const path = source;
-    let file: FileFrames | undefined;
-    return {
-      fileName: options.fileName ?? basename(source),
-      size: options.size ?? size,
-      frames: (frameBytes) => (file = new FileFrames(path, frameBytes)).frames(),
-      release: (frame) => file?.release(frame),
-    };
+    const file = new FileFrames(source);
+    return { fileName: options.fileName ?? basename(source), size: options.size ?? size, frames: (frameBytes) => file.frames(frameBytes), release: (frame) => file.release(frame) };
   }
   if (options.fileName === undefined) throw new DcasClientError('BAD_ARGUMENT', 'upload: a fileName is needed when the source is not a path');
   if (source instanceof Uint8Array) {

@@ -139,16 +139,13 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
 
   /**
    * Transferring detaches the whole ArrayBuffer, so a view into a larger one (such as Node's Buffer
-   * pool, which is also marked untransferable) is copied first. `new Uint8Array(view)` copies;
-   * `Buffer#slice` would not.
+   * pool, which is also marked untransferable) is copied first, unless the caller `gave` the whole
+   * buffer (DecodeOptions.giveBuffer). `new Uint8Array(view)` copies; `Buffer#slice` would not.
    */
-  function owned(bytes: Uint8Array): Uint8Array {
-    const whole = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
-    return whole && transferable(bytes.buffer) ? bytes : new Uint8Array(bytes);
-  }
-
-  function transferable(buffer: ArrayBufferLike): boolean {
-    return !(buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable(buffer);
+  function owned(bytes: Uint8Array, gave = false): Uint8Array {
+    const whole = gave || (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength);
+    const transferable = !(bytes.buffer instanceof SharedArrayBuffer) && !isMarkedAsUntransferable(bytes.buffer);
+    return whole && transferable ? bytes : new Uint8Array(bytes);
   }
 
   return {
@@ -171,7 +168,7 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
   };
 
   async function decode(input: Uint8Array, originalBytes: number | undefined, checksum: number | undefined, label: string, choice: CodecChoice, options: DecodeOptions): Promise<Uint8Array> {
-    const frame = options.giveBuffer === true && transferable(input.buffer) ? input : owned(input);
+    const frame = owned(input, options.giveBuffer);
     const into = options.into !== undefined && options.into.byteLength > 0 ? options.into : undefined;
     const task = { op: 'decompress' as const, codec: choice.codec.id, level: choice.level, frame, originalBytes, checksum, into };
     const result = await run(task, into === undefined ? [frame.buffer] : [frame.buffer, into]);
