@@ -185,4 +185,36 @@ test('handing back a chunk another node holds is a broken invariant, named', () 
   assert.throws(() => handedBackChunk(chunk(4, { state: 'assigned', attempt: 1, node: 'n2' }), 'n1'), (error: unknown) => error instanceof JobInvariantError && /chunk 4 of job job00001: n1 hands back a chunk held by n2/.test((error as Error).message));
 });
 
+/** The chunk records a round's assignments propose. */
+const proposed = (plan: { assignments: readonly { ops: readonly { op: string; value?: unknown }[] }[] }) => plan.assignments.map((command) => command.ops[0]!.value as unknown as ChunkRecord);
+
+test('the tail of a job: with nothing pending, an idle worker takes the chunk queued last on the fullest worker, as a new attempt; nobody takes a running one', () => {
+  const coordinator = new Coordinator({ ...config, leaseMs: 60_000 });
+  const jobRecord = job('processing', 4);
+  const members = [member('n1'), member('n2'), member('n3')];
+  // Every worker has one thread. n1 codes chunk 1 and n2 chunk 2; n3 is idle, but nothing waits yet.
+  const coding = [done(0), chunk(1, { state: 'assigned', attempt: 1, node: 'n1' }), chunk(2, { state: 'assigned', attempt: 1, node: 'n2' })];
+  assert.equal(coordinator.round([{ job: jobRecord, chunks: coding }], members, startMs).assignments, []);
+  // Then n1 is given chunk 3 as well (its lease ends later than chunk 1's): it waits in n1's queue.
+  const moved = proposed(coordinator.round([{ job: jobRecord, chunks: [...coding, chunk(3, { state: 'assigned', attempt: 2, node: 'n1' })] }], members, startMs + 10));
+  assert.equal(moved.map((record) => [record.index, record.node, record.attempt, record.state, record.failures]), [[3, 'n3', 3, 'assigned', 0]]);
+  // Each worker now holds what its thread runs: nothing moves.
+  assert.equal(coordinator.round([{ job: jobRecord, chunks: [...coding, moved[0]!] }], members, startMs + 20).assignments, []);
+});
+
+test('no chunk moves while any is pending, nor to a worker that has not earned it, nor from a worker holding no more than its threads', () => {
+  const members = [member('n1', { load: { workers: 2, queue: 0 } }), member('n2')];
+  const twoRunning = [chunk(0, { state: 'assigned', attempt: 1, node: 'n1' }), chunk(1, { state: 'assigned', attempt: 1, node: 'n1' })];
+  assert.equal(new Coordinator(config).round([{ job: job('processing', 2), chunks: twoRunning }], members, startMs).assignments, [], 'n1 runs both on its two threads');
+  const queued = [chunk(0, { state: 'assigned', attempt: 1, node: 'n1' }), chunk(1, { state: 'assigned', attempt: 1, node: 'n1' }), chunk(2, { state: 'assigned', attempt: 1, node: 'n1' }), chunk(3)];
+  const withPending = proposed(new Coordinator(config).round([{ job: job('processing', 4), chunks: queued }], members, startMs));
+  assert.equal(withPending.map((record) => [record.index, record.node]), [[3, 'n2']], 'the pending chunk goes to n2; nothing is taken from n1');
+  const lapsing = new Coordinator({ ...config, leaseMs: 1_000 });
+  const n2Holds = [chunk(4, { state: 'assigned', attempt: 1, node: 'n2' })];
+  lapsing.round([{ job: job('processing', 5), chunks: [...queued.slice(0, 3), ...n2Holds] }], members, startMs);
+  // n2's lease lapses: it is quarantined, and takes nothing from n1 while it is.
+  lapsing.round([{ job: job('processing', 5), chunks: [...queued.slice(0, 3), ...n2Holds] }], members, startMs + 1_001);
+  assert.equal(lapsing.round([{ job: job('processing', 5), chunks: queued.slice(0, 3) }], members, startMs + 1_002).assignments, []);
+});
+
 test.run();

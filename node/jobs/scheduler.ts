@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Member, ReplicatedState } from '../cluster/index.ts';
 import type { JobsConfig } from '../config/index.ts';
 import type { BlobStore } from '../storage/index.ts';
-import { Coordinator, stagedJobId, StagingSweeper, type JobSnapshot, type StagedJob, type Step } from './core/index.ts';
+import { Coordinator, stagedJobId, StagingSweeper, type JobSnapshot, type RoundPlan, type StagedJob, type Step } from './core/index.ts';
 import type { Merger } from './merge.ts';
 import { activeJobIds, readChunks, readJob } from './records.ts';
 
@@ -64,6 +64,12 @@ async function sweepStaging({ state, blobs, merger, logger }: SchedulerOptions, 
   }
 }
 
+/** A round's assignments, independent of one another, proposed together; moves at the tail of a job are logged. */
+async function proposeAssignments({ state, logger }: SchedulerOptions, plan: RoundPlan): Promise<void> {
+  for (const move of plan.moves) logger.info(move, 'scheduler: chunk moved from a queue to an idle worker');
+  await Promise.allSettled(plan.assignments.map((command) => state.propose(command)));
+}
+
 export function createScheduler(options: SchedulerOptions): Scheduler {
   const { state, config, logger, merger } = options;
   const intervalMs = options.intervalMs ?? 250;
@@ -103,7 +109,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (sweeping === undefined && sweeper.due(Date.now())) sweeping = sweepStaging(options, sweeper).finally(() => (sweeping = undefined));
     const plan = coordinator.round(await readActive(state), options.members(), Date.now());
     for (const { steps } of plan.jobs) await run(steps);
-    await Promise.allSettled(plan.assignments.map((command) => state.propose(command)));
+    await proposeAssignments(options, plan);
   }
 
   /** Runs one job's steps in order; a required proposal that loses ends them. */

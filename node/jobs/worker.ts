@@ -274,11 +274,23 @@ class NodeWorker implements Worker {
   }
 
   #offer(chunk: ChunkRecord): void {
-    if (chunk.state !== 'assigned' || chunk.node !== this.#options.name) return;
+    if (chunk.state !== 'assigned' || chunk.node !== this.#options.name) {
+      this.#unqueue(chunk);
+      return;
+    }
     const id = taskId(chunk);
     if (this.#seen.has(id)) return;
     this.#seen.add(id);
     this.#queue.push(chunk);
+    this.#pump();
+  }
+
+  /** A queued chunk that moved on before its turn (the coordinator gave it to an idle worker, or it lapsed) is not coded here. */
+  #unqueue(chunk: ChunkRecord): void {
+    const at = this.#queue.findIndex((queued) => queued.job === chunk.job && queued.index === chunk.index);
+    if (at < 0) return;
+    this.#seen.delete(taskId(this.#queue[at]!));
+    this.#queue.splice(at, 1);
     this.#pump();
   }
 

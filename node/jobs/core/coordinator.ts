@@ -8,12 +8,15 @@
 import type { Member } from '../../cluster/index.ts';
 import type { StateOp } from '../../storage/index.ts';
 import type { ChunkRecord, JobRecord } from '../records.ts';
-import { lapseCountsAgainstChunk, planAssignments, recordCompletion, recordLapse, type HealthBook, type HealthPolicy, type WorkerSlots } from '../worker-health.ts';
+import { allowance, lapseCountsAgainstChunk, planAssignments, recordCompletion, recordLapse, type HealthBook, type HealthPolicy, type WorkerSlots } from '../worker-health.ts';
 import { chunkCasCommand, deleteChunkOps, jobCasCommand, retireCommand, type Command } from './commands.ts';
 import { assertChunkMove, assertJobs } from './invariants.ts';
 import { chunkKey } from './keys.ts';
 import { codes } from './hand-back.ts';
 import { failedJob } from './transitions.ts';
+
+/** A worker's slots and the threads behind them. */
+type ThreadedSlots = WorkerSlots & { threads: number };
 
 /** What the coordinator needs of a member. */
 export type MemberFacts = Pick<Member, 'name' | 'status' | 'startedAt' | 'heartbeatAgeMs'> & { load?: Partial<Pick<Member['load'], 'workers' | 'queue'>> };
@@ -45,6 +48,8 @@ export interface RoundPlan {
   jobs: Array<{ job: string; steps: Step[] }>;
   /** Assignments (and chunks parked dead before assignment): independent, proposed together. */
   assignments: Command[];
+  /** Of those, the chunks moved from a worker's queue to an idle worker (the tail of a job), for the log. */
+  moves: Array<{ job: string; chunk: number; from: string; to: string }>;
 }
 
 /**
@@ -93,9 +98,9 @@ export class Coordinator {
   /** Everything to do now for the active jobs. */
   round(jobs: readonly JobSnapshot[], members: readonly MemberFacts[], nowMs: number): RoundPlan {
     const alive = new Set(members.filter((member) => member.status !== 'dead').map((member) => member.name));
-    const assigned = new Map<string, number>();
+    const assigned = new Map<string, ChunkRecord[]>();
     const pending: ChunkRecord[] = [];
-    const plan: RoundPlan = { jobs: [], assignments: [] };
+    const plan: RoundPlan = { jobs: [], assignments: [], moves: [] };
     for (const { job, chunks } of jobs) {
       const ending = this.#endingSteps(job, chunks, members, nowMs);
       const steps = ending ?? this.#leaseSteps(chunks, alive, assigned, pending, nowMs);
@@ -103,7 +108,8 @@ export class Coordinator {
       if (merge !== undefined) steps.push(merge);
       if (steps.length > 0) plan.jobs.push({ job: job.id, steps });
     }
-    plan.assignments = this.#assign(pending, this.#workerSlots(members, assigned), nowMs);
+    const workers = this.#workerSlots(members, assigned);
+    plan.assignments = pending.length > 0 ? this.#assign(pending, workers, nowMs) : this.#rebalance(assigned, workers, plan.moves, nowMs);
     return plan;
   }
 
@@ -121,7 +127,7 @@ export class Coordinator {
   }
 
   /** Leases: a chunk held by a dead node or past its deadline is taken back; the rest count as held. */
-  #leaseSteps(chunks: readonly ChunkRecord[], alive: ReadonlySet<string>, assigned: Map<string, number>, pending: ChunkRecord[], nowMs: number): Step[] {
+  #leaseSteps(chunks: readonly ChunkRecord[], alive: ReadonlySet<string>, assigned: Map<string, ChunkRecord[]>, pending: ChunkRecord[], nowMs: number): Step[] {
     const steps: Step[] = [];
     for (const chunk of chunks) {
       if (chunk.state === 'pending') pending.push(chunk);
@@ -137,7 +143,7 @@ export class Coordinator {
         recordLapse(this.#health, node, nowMs, this.#healthPolicy);
         steps.push(this.#release(chunk, `lease of ${this.#config.leaseMs} ms lapsed on ${node}`, { usesAttempt, lapsed: true }));
       } else {
-        assigned.set(node, (assigned.get(node) ?? 0) + 1);
+        assigned.set(node, [...(assigned.get(node) ?? []), chunk]);
       }
     }
     return steps;
@@ -171,13 +177,50 @@ export class Coordinator {
     return { kind: 'merge', job: job.id };
   }
 
-  #workerSlots(members: readonly MemberFacts[], assigned: ReadonlyMap<string, number>): WorkerSlots[] {
+  #workerSlots(members: readonly MemberFacts[], assigned: ReadonlyMap<string, readonly ChunkRecord[]>): ThreadedSlots[] {
     return members
       .filter((member) => member.status === 'alive' && codes(member))
       .map((member) => {
-        const workers = member.load?.workers ?? this.#config.workersDefault;
-        return { name: member.name, slots: workers * this.#config.inFlightPerWorker, inFlight: assigned.get(member.name) ?? 0, queue: member.load?.queue ?? 0 };
+        const threads = member.load?.workers ?? this.#config.workersDefault;
+        return { name: member.name, threads, slots: threads * this.#config.inFlightPerWorker, inFlight: assigned.get(member.name)?.length ?? 0, queue: member.load?.queue ?? 0 };
       });
+  }
+
+  /**
+   * The tail of a job: nothing is pending, yet a worker has an idle thread while another holds more
+   * chunks than it has threads (each thread holds `inFlightPerWorker` so it never waits between chunks;
+   * the extra ones wait in its queue). The chunk that waits longest is given to the idle worker, the
+   * most recently assigned of the fullest holder, as a new attempt: the holder drops it from its queue
+   * when the move is applied, and had it begun, its completion loses its guard and its output is
+   * dropped, as after a lapsed lease. Without this a job's last chunks queued behind one another on one
+   * worker while another stood idle (17 and 15 chunks on two equal hosts).
+   */
+  #rebalance(assigned: Map<string, ChunkRecord[]>, workers: readonly ThreadedSlots[], moves: RoundPlan['moves'], nowMs: number): Command[] {
+    const commands: Command[] = [];
+    const surplus = (worker: ThreadedSlots) => (assigned.get(worker.name)?.length ?? 0) - worker.threads;
+    const idle = workers.filter((worker) => surplus(worker) < 0 && allowance(this.#health, worker, nowMs) > 0);
+    for (const taker of idle) {
+      while (surplus(taker) < 0) {
+        const giver = workers.filter((worker) => surplus(worker) > 0).sort((a, b) => surplus(b) - surplus(a) || a.name.localeCompare(b.name))[0];
+        if (giver === undefined) return commands;
+        const held = assigned.get(giver.name)!;
+        const chunk = this.#latestAssigned(held);
+        held.splice(held.indexOf(chunk), 1);
+        const next: ChunkRecord = { ...chunk, node: taker.name, attempt: chunk.attempt + 1 };
+        assertChunkMove(chunk, next);
+        this.#leases.set(chunkKey(chunk.job, chunk.index), nowMs + this.#config.leaseMs);
+        assigned.set(taker.name, [...(assigned.get(taker.name) ?? []), next]);
+        commands.push(chunkCasCommand(chunk, next));
+        moves.push({ job: chunk.job, chunk: chunk.index, from: giver.name, to: taker.name });
+      }
+    }
+    return commands;
+  }
+
+  /** Of a worker's chunks, the one it was given last (its lease ends last; then the highest index): the last in its queue. */
+  #latestAssigned(held: readonly ChunkRecord[]): ChunkRecord {
+    const deadline = (chunk: ChunkRecord) => this.#leases.get(chunkKey(chunk.job, chunk.index)) ?? 0;
+    return held.reduce((latest, chunk) => (deadline(chunk) > deadline(latest) || (deadline(chunk) === deadline(latest) && chunk.index > latest.index) ? chunk : latest));
   }
 
   /** Gives pending chunks to the workers that earned them (worker-health.ts decides who). */
