@@ -16,15 +16,22 @@
  * default) so that coding, not the per-chunk Raft round trips, is the work; Huffman codes a byte faster
  * than a gateway can receive it.
  * The load average is read before and after each run, since the machine is shared.
+ * Right after each run the worker hosts' nodes are stopped and one plain process per worker host, under
+ * the same quota, codes its share of the same chunks with the same codec (bench/hosts-bare.ts): the
+ * machine's own scaling, with no cluster. On this 2-core VM four such processes coding at once have
+ * taken 0-35% more CPU per chunk than one alone, so the cluster's efficiency is read beside that one.
  *
  * Needs root, iproute2 and the cgroup v1 `cpu` controller. This kernel has no sch_netem: links get a
  * rate (tbf) and no delay.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { connect, type JobView } from '../node/client/index.ts';
-import { createHosts, defaultLink } from '../tools/hosts/harness.ts';
+import { parseCodecChoice } from '../node/codec/index.ts';
+import { isZlibCodec } from '../node/codec/zlib-options.ts';
+import { createHosts, defaultLink, type Hosts } from '../tools/hosts/harness.ts';
 import { agreement } from '../tools/cluster.ts';
 
 export interface HostsRun {
@@ -42,13 +49,30 @@ export interface HostsRun {
    * most it can get): below the quota, the machine could not give it its share.
    */
   workerCpuShare?: number[];
+  /**
+   * CPU seconds of each worker host's node from its release to the job completed, by thread: its main
+   * thread (the event loop: Raft, gossip, blobs), its codec threads, and the rest (V8's and libuv's).
+   */
+  workerThreadCpu?: ThreadCpu[];
   /** throughput / (workerHosts x throughput with 1 worker host); 1 is ideal. */
   efficiency: number;
+  /**
+   * The machine's own scaling, measured right after on the same hosts (bench/hosts-bare.ts): one plain
+   * process per worker host, under its quota, codes its share of the same chunks with the same codec and
+   * options, all at once, with no cluster. Absent for codecs outside node:zlib.
+   */
+  bare?: { seconds: number; throughputMBps: number; cpuSeconds: number[]; efficiency: number };
   /** The job's own phases: streaming the upload in (the gateway's ingest), coding after it, merging. */
   phases: JobView['phases'];
   chunkNodes: Record<string, number>;
   loadAverageBefore: number;
   loadAverageAfter: number;
+}
+
+export interface ThreadCpu {
+  main: number;
+  codec: number;
+  other: number;
 }
 
 export interface HostsSection {
@@ -103,8 +127,54 @@ function cpuSecondsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
 }
 
+/** CPU ticks of each thread of a process so far, by thread id, with the thread's kind. */
+function threadTicks(pid: number): Map<string, { kind: keyof ThreadCpu; ticks: number }> {
+  const threads = new Map<string, { kind: keyof ThreadCpu; ticks: number }>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      // Node names its threads: the event loop "MainThread", each worker_threads thread (the codec pool's) "WorkerThread".
+      const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      const kind = tid === String(pid) || name === 'MainThread' ? 'main' : name === 'WorkerThread' ? 'codec' : 'other';
+      threads.set(tid, { kind, ticks: Number(fields[11]) + Number(fields[12]) });
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return threads;
+}
+
+/** CPU seconds by kind of thread between two readings of threadTicks. */
+function threadCpuBetween(before: ReturnType<typeof threadTicks>, after: ReturnType<typeof threadTicks>): ThreadCpu {
+  const cpu: ThreadCpu = { main: 0, codec: 0, other: 0 };
+  for (const [tid, { kind, ticks }] of after) cpu[kind] += (ticks - (before.get(tid)?.ticks ?? 0)) / clockTicksPerSecond;
+  return cpu;
+}
+
+/** Time for the plain processes of the bare run to start (Node under a 0.25-CPU quota) before their common start. */
+const bareStartDelayMs = 4_000;
+const bareScript = fileURLToPath(new URL('./hosts-bare.ts', import.meta.url));
+
+/** The bare run (see HostsRun.bare) on the worker hosts, whose nodes are stopped meanwhile. */
+async function measureBare(hosts: Hosts, workerNames: readonly string[], options: HostsOptions): Promise<Omit<NonNullable<HostsRun['bare']>, 'efficiency'> | undefined> {
+  if (options.codec === undefined || !isZlibCodec(parseCodecChoice(options.codec).codec.name)) return undefined;
+  const startAtMs = Date.now() + bareStartDelayMs;
+  const argv = (share: number) => [process.execPath, bareScript, options.filePath, String(options.chunkBytes), options.codec!, String(share), String(workerNames.length), String(startAtMs)];
+  const ran = await Promise.all(workerNames.map((name, share) => hosts.exec(name, argv(share), jobMsMax, { underQuota: true })));
+  const failed = ran.find((result) => result.code !== 0);
+  if (failed !== undefined) throw new Error(`hosts bench: the bare run failed: ${failed.stderr.trim() || `exit ${failed.code}`}`);
+  const reports = ran.map((result) => JSON.parse(result.stdout) as { bytes: number; endAtMs: number; cpuSeconds: number });
+  const seconds = (Math.max(...reports.map((report) => report.endAtMs)) - startAtMs) / 1000;
+  const bytes = reports.reduce((sum, report) => sum + report.bytes, 0);
+  const fileBytes = statSync(options.filePath).size;
+  if (bytes !== fileBytes) throw new Error(`hosts bench: the bare run coded ${bytes} bytes of ${fileBytes}`);
+  return { seconds, throughputMBps: bytes / 1e6 / seconds, cpuSeconds: reports.map((report) => report.cpuSeconds) };
+}
+
 /** One job on 3 voters and `workerHosts` workers; the hosts are made for this run and removed after it. */
-async function measure(options: HostsOptions, workerHosts: number, expectedSha256: string): Promise<Omit<HostsRun, 'efficiency'>> {
+type MeasuredRun = Omit<HostsRun, 'efficiency' | 'bare'> & { bare?: Omit<NonNullable<HostsRun['bare']>, 'efficiency'> };
+
+async function measure(options: HostsOptions, workerHosts: number, expectedSha256: string): Promise<MeasuredRun> {
   const hosts = await createHosts({
     hosts: voterCount + workerHosts,
     voters: voterCount,
@@ -131,17 +201,23 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
       const uploaded = await client.upload(options.filePath, { fileName: 'hosts-bench.csv', chunkSize: options.chunkBytes, codec: options.codec });
       const ingestSeconds = (performance.now() - ingestStarted) / 1000;
       const cpuBefore = workerPids.map(cpuSecondsOf);
+      const threadsBefore = workerPids.map(threadTicks);
       const released = performance.now();
       for (const pid of workerPids) process.kill(pid, 'SIGCONT');
       const job = await client.waitForCompletion(uploaded.id);
       const releaseToCompletedSeconds = (performance.now() - released) / 1000;
       const workerCpuSeconds = workerPids.map((pid, index) => cpuSecondsOf(pid) - cpuBefore[index]!);
+      const workerThreadCpu = workerPids.map((pid, index) => threadCpuBetween(threadsBefore[index]!, threadTicks(pid)));
       if (job.state !== 'completed') throw new Error(`hosts bench: the job on ${workerHosts} worker hosts ended ${job.state}: ${job.error}`);
       if (job.sha256 !== expectedSha256) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has sha256 ${job.sha256}, expected ${expectedSha256}`);
       const seconds = releaseToCompletedSeconds - (job.phases.mergeSeconds ?? 0);
       const coders = Object.keys(job.chunkNodes).filter((name) => voterNames.includes(name));
       if (coders.length > 0) throw new Error(`hosts bench: voters ${coders.join(', ')} coded chunks although they run with jobs.code false`);
-      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, ingestSeconds, releaseToCompletedSeconds, workerCpuShare: workerCpuSeconds.map((used) => used / releaseToCompletedSeconds), phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter: loadavg()[0]! };
+      const loadAverageAfter = loadavg()[0]!;
+      // The worker hosts' nodes are idle now; stopped, they take no CPU from the bare run on their hosts.
+      for (const pid of workerPids) process.kill(pid, 'SIGSTOP');
+      const bare = await measureBare(hosts, workerNames, options);
+      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, ingestSeconds, releaseToCompletedSeconds, workerCpuShare: workerCpuSeconds.map((used) => used / releaseToCompletedSeconds), workerThreadCpu, ...(bare === undefined ? {} : { bare }), phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter };
     } finally {
       await client.close();
     }
@@ -152,10 +228,10 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
 
 export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
   const expectedSha256 = await sha256File(options.filePath);
-  const measured: Array<Omit<HostsRun, 'efficiency'>> = [];
+  const measured: MeasuredRun[] = [];
   const failures: HostsSection['failures'] = [];
   for (const workerHosts of options.workerCounts) {
-    let run: Omit<HostsRun, 'efficiency'> | undefined;
+    let run: MeasuredRun | undefined;
     for (let attempt = 1; run === undefined && attempt <= attemptsMax; attempt += 1) {
       try {
         run = await measure(options, workerHosts, expectedSha256);
@@ -166,11 +242,18 @@ export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
       }
     }
     if (run === undefined) continue;
-    options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, release to completed ${run.releaseToCompletedSeconds?.toFixed(1)} s; worker hosts used ${run.workerCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU); load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
+    const threads = run.workerThreadCpu?.map((cpu) => `${cpu.main.toFixed(2)}/${cpu.codec.toFixed(2)}/${cpu.other.toFixed(2)}`).join(', ');
+    const bare = run.bare === undefined ? '' : `; bare codec processes ${run.bare.throughputMBps.toFixed(1)} MB/s in ${run.bare.seconds.toFixed(1)} s`;
+    options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, release to completed ${run.releaseToCompletedSeconds?.toFixed(1)} s; worker hosts used ${run.workerCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU, s main/codec/other ${threads})${bare}; load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
     measured.push(run);
   }
-  const single = measured.find((run) => run.workerHosts === 1)?.throughputMBps;
-  const runs = measured.map((run) => ({ ...run, efficiency: single === undefined ? Number.NaN : run.throughputMBps / (run.workerHosts * single) }));
+  const one = measured.find((run) => run.workerHosts === 1);
+  const efficiency = (throughput: number, workerHosts: number, single: number | undefined) => (single === undefined ? Number.NaN : throughput / (workerHosts * single));
+  const runs = measured.map(({ bare, ...run }) => ({
+    ...run,
+    efficiency: efficiency(run.throughputMBps, run.workerHosts, one?.throughputMBps),
+    ...(bare === undefined ? {} : { bare: { ...bare, efficiency: efficiency(bare.throughputMBps, run.workerHosts, one?.bare?.throughputMBps) } }),
+  }));
   const { filePath: _filePath, onProgress: _onProgress, workerCounts: _workerCounts, ...described } = options;
   return { ...described, runs, failures };
 }

@@ -294,6 +294,14 @@
             pointRadius: 5,
           },
           {
+            label: 'bare codec processes, no cluster',
+            data: hosts.runs.filter((run) => run.bare).map((run) => ({ x: run.workerHosts, y: run.bare.throughputMBps, efficiency: run.bare.efficiency })),
+            showLine: true,
+            borderColor: '#1f77b4',
+            backgroundColor: '#1f77b4',
+            pointRadius: 4,
+          },
+          {
             label: 'ideal (N × 1 host)',
             data: single === undefined ? [] : hosts.runs.map((run) => ({ x: run.workerHosts, y: run.workerHosts * single })),
             showLine: true,

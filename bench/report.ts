@@ -158,13 +158,16 @@ function hostsSection(results: BenchResults): string {
     fixed(run.seconds, 1),
     fixed(run.ingestSeconds ?? run.phases.uploadSeconds, 1),
     fixed(run.efficiency, 2),
+    run.bare === undefined ? '' : fixed(run.bare.throughputMBps, 1),
+    run.bare === undefined ? '' : fixed(run.bare.efficiency, 2),
+    escapeHtml((run.workerThreadCpu ?? []).map((cpu) => `${fixed(cpu.main, 1)}/${fixed(cpu.codec, 1)}/${fixed(cpu.other, 1)}`).join(', ')),
     `${fixed(run.loadAverageBefore, 1)} → ${fixed(run.loadAverageAfter, 1)}`,
     escapeHtml(Object.entries(run.chunkNodes).map(([node, chunks]) => `${node}: ${chunks}`).join(', ')),
   ]);
-  return `<p class="note">One ${mebibytes(hosts.fileBytes)} file (${escapeHtml(hosts.dataset)}) in ${mebibytes(hosts.chunkBytes)} chunks${hosts.codec === undefined ? '' : `, codec ${escapeHtml(hosts.codec)}`}, uploaded to node1's gateway from outside the hosts while no worker host runs (the upload column), then coded by the worker hosts: MB/s and seconds are the coding phase (first chunk assigned to last chunk done). 3 voter hosts at ${hosts.voterCpu} CPU each that do not code (jobs.code false), worker hosts at ${hosts.workerCpu} CPU each, every link ${hosts.linkMbit} Mbit/s each way and no added delay. Efficiency is throughput(N) / (N × throughput(1)). The load average (1 minute) of the shared machine is given before and after each run. (Results from before this layout timed upload and coding together.)</p>
+  return `<p class="note">One ${mebibytes(hosts.fileBytes)} file (${escapeHtml(hosts.dataset)}) in ${mebibytes(hosts.chunkBytes)} chunks${hosts.codec === undefined ? '' : `, codec ${escapeHtml(hosts.codec)}`}, uploaded to node1's gateway from outside the hosts while no worker host runs (the upload column), then coded by the worker hosts: MB/s and seconds are the coding phase (first chunk assigned to last chunk done). 3 voter hosts at ${hosts.voterCpu} CPU each that do not code (jobs.code false), worker hosts at ${hosts.workerCpu} CPU each, every link ${hosts.linkMbit} Mbit/s each way and no added delay. Efficiency is throughput(N) / (N × throughput(1)). The bare columns: right after each run, one plain process per worker host, under the same quota, codes its share of the same chunks with the same codec and no cluster (bench/hosts-bare.ts): what this machine itself gives N hosts coding at once. CPU s per worker host: its node's main thread / codec threads / other threads, over the coding phase. The load average (1 minute) of the shared machine is given before and after each run. (Results from before this layout timed upload and coding together.)</p>
 <div class="grid">${canvas('hosts-scaling', true)}</div>
 ${(hosts.failures ?? []).length === 0 ? '' : `<p class="missing">Failed: ${(hosts.failures ?? []).map((failure) => `${failure.workerHosts} worker host(s), attempt ${failure.attempt} (load ${fixed(failure.loadAverage, 1)}): ${escapeHtml(failure.error)}`).join('; ')}</p>`}
-${table(['worker hosts', 'MB/s', 'seconds', 'upload s', 'efficiency', 'load average', 'chunks per host'], rows)}`;
+${table(['worker hosts', 'MB/s', 'seconds', 'upload s', 'efficiency', 'bare MB/s', 'bare efficiency', 'CPU s per worker host (main/codec/other)', 'load average', 'chunks per host'], rows)}`;
 }
 
 const style = `

@@ -16,8 +16,10 @@
  *
  *   sudo npm run bench -- --hosts
  *                                 the scaling curve alone (bench/hosts.ts): one 32 MiB job (zstd:19) on 3
- *                                 voter hosts that do not code and 1, 2, 3, 4 worker hosts, its coding timed; needs root, iproute2 and the cgroup
- *                                 v1 cpu controller, so no other mode runs it
+ *                                 voter hosts that do not code and 1, 2, 3, 4 worker hosts, its coding timed, then the same
+ *                                 chunks coded by one plain process per worker host under the same quota (the machine's own
+ *                                 scaling, bench/hosts-bare.ts); needs root, iproute2 and the cgroup v1 cpu controller, so no
+ *                                 other mode runs it
  *
  * Options: --data mail,elf,... (data sets for the codecs; the CLI codes the first), --nodes 1,2,3,
  * --runs N, --cluster-size SIZE, --concurrency C, --upload-size SIZE, --rounds N, --out DIR,

@@ -1,7 +1,7 @@
 /**
  * The bench report's scaling section: results with a hosts section (as `npm run bench -- --hosts`
  * writes them) render a table with efficiencies and failures, and the hosts-scaling chart draws the
- * measured curve and the ideal line in headless Chromium. Runs no hosts itself.
+ * measured curve, the bare codec processes and the ideal line in headless Chromium. Runs no hosts itself.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -21,6 +21,8 @@ function hostsRun(workerHosts: number, throughputMBps: number, single: number): 
     seconds: 256 / throughputMBps,
     phases: { uploadSeconds: 200 / throughputMBps, processSeconds: 250 / throughputMBps, mergeSeconds: 1 },
     efficiency: throughputMBps / (workerHosts * single),
+    workerThreadCpu: Array.from({ length: workerHosts }, () => ({ main: 0.9, codec: 3.25, other: 0.3 })),
+    bare: { seconds: 10 / workerHosts, throughputMBps: 25 * workerHosts * 0.96, cpuSeconds: Array(workerHosts).fill(4), efficiency: 0.96 },
     chunkNodes: { node1: 10, node4: 54 },
     loadAverageBefore: 3.5,
     loadAverageAfter: 4.25,
@@ -51,13 +53,13 @@ const results: BenchResults = {
   },
 };
 
-test('a run with a hosts section: table with efficiency and failures, and the scaling chart draws both lines', async () => {
+test('a run with a hosts section: table with efficiency, the bare processes, CPU by thread and failures, and the scaling chart draws its three lines', async () => {
   assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing (apt-get install chromium)`);
   assert.ok(chartIds(results).includes('hosts-scaling'));
   assert.not.ok(chartIds({ ...results, hosts: null }).includes('hosts-scaling'), 'no hosts chart is expected when the section was not run');
   const html = renderReport(results);
   assert.match(html, /<td>4<\/td><td>68\.0<\/td>/);
-  assert.match(html, /<td>0\.85<\/td>/, 'the efficiency at 4 worker hosts');
+  assert.match(html, /<td>0\.85<\/td><td>96\.0<\/td><td>0\.96<\/td><td>0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3<\/td>/, 'the efficiency at 4 worker hosts, the bare processes beside it, the CPU by thread');
   assert.match(html, /3 worker host\(s\), attempt 1 \(load 40\.0\): command x was not applied/);
   assert.match(renderReport({ ...results, hosts: null }), /Not measured in this run: <code>sudo npm run bench -- --hosts<\/code>/);
   await withTempDir(async (folder) => {
@@ -68,7 +70,7 @@ test('a run with a hosts section: table with efficiency and failures, and the sc
       const inspection = await report.inspect(['hosts-scaling']);
       assert.equal(chartProblems(inspection), []);
       const chart = inspection.charts[0]!;
-      assert.equal(chart.datasets.map((dataset) => [dataset.label, dataset.drawn]), [['measured', 3], ['ideal (N × 1 host)', 3]]);
+      assert.equal(chart.datasets.map((dataset) => [dataset.label, dataset.drawn]), [['measured', 3], ['bare codec processes, no cluster', 3], ['ideal (N × 1 host)', 3]]);
     } finally {
       await report.close();
     }

@@ -87,8 +87,11 @@ export interface Hosts {
   /** Cuts the host's link at the bridge: it and its peers go silent to each other, no reset is sent. */
   cut(name: string): void;
   heal(name: string): void;
-  /** Runs a command inside the host's namespace; resolves with its output and exit code. */
-  exec(name: string, argv: readonly string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  /**
+   * Runs a command inside the host's namespace; resolves with its output and exit code. `underQuota`:
+   * in the host's cgroup too, under its CPU quota, as its node runs.
+   */
+  exec(name: string, argv: readonly string[], timeoutMs: number, options?: { underQuota?: boolean }): Promise<{ code: number | null; stdout: string; stderr: string }>;
   status(name: string): Promise<ClusterStatusView | undefined>;
   state(name: string, prefix: string): Promise<Record<string, unknown>>;
   /** The coordinator the named hosts agree on, once each sees `alive` members alive. */
@@ -149,6 +152,29 @@ function ownerAlive(name: string): boolean {
 function killNamespaceProcesses(namespace: string): void {
   quietly(() => {
     for (const pid of ip('netns', 'pids', namespace).split(/\s+/).filter(Boolean)) quietly(() => process.kill(Number(pid), 'SIGKILL'));
+  });
+}
+
+/**
+ * `ip ARGS` in the host's cgroup, when it has one: the shell joins the cgroup before exec, so every thread
+ * the command ever starts runs under the host's quota.
+ */
+function ipUnderQuota(layout: HostLayout, ipArgs: readonly string[]): [string, string[]] {
+  if (layout.cgroup === undefined) return ['ip', [...ipArgs]];
+  return ['sh', ['-c', `echo $$ > ${join(layout.cgroup, 'cgroup.procs')} && exec ip "$@"`, 'sh', ...ipArgs]];
+}
+
+/** Hosts.exec: runs `argv` in the host's namespace (and under its quota), collecting its output. */
+function execIn(layout: HostLayout, argv: readonly string[], timeoutMs: number, underQuota: boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const inNamespace = ['netns', 'exec', layout.namespace, ...argv];
+  const [command, args] = underQuota ? ipUnderQuota(layout, inNamespace) : ['ip', inNamespace];
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (data) => (stdout += String(data)));
+    child.stderr.on('data', (data) => (stderr += String(data)));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
 
@@ -485,9 +511,8 @@ function hostsView({ prefix, dataDir, configs, layouts, gcs }: HostsMade, runnin
     start(name) {
       const layout = layoutOf(name);
       const node = ['netns', 'exec', layout.namespace, process.execPath, ...nodeProcessFlags, dcas, 'node', '--config', join(dataDir, `${name}.json`)];
-      // The shell joins the cgroup before exec, so every thread the node ever starts runs under the quota.
-      const [command, argv] = layout.cgroup === undefined ? ['ip', node] : ['sh', ['-c', `echo $$ > ${join(layout.cgroup, 'cgroup.procs')} && exec ip "$@"`, 'sh', ...node]];
-      const child = spawn(command as string, argv as string[], {
+      const [command, argv] = ipUnderQuota(layout, node);
+      const child = spawn(command, argv, {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...nodeProcessEnv, ...process.env, DCAS_LOG_LEVEL: process.env.DCAS_LOG_LEVEL ?? 'warn' },
       });
@@ -515,16 +540,7 @@ function hostsView({ prefix, dataDir, configs, layouts, gcs }: HostsMade, runnin
     packetsDropped: (name) => packetsDropped(layoutOf(name)),
     cut: (name) => void ip('link', 'set', layoutOf(name).bridgeEnd, 'down'),
     heal: (name) => void ip('link', 'set', layoutOf(name).bridgeEnd, 'up'),
-    exec(name, argv, timeoutMs) {
-      return new Promise((resolve) => {
-        const child = spawn('ip', ['netns', 'exec', layoutOf(name).namespace, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (data) => (stdout += String(data)));
-        child.stderr.on('data', (data) => (stderr += String(data)));
-        child.on('close', (code) => resolve({ code, stdout, stderr }));
-      });
-    },
+    exec: (name, argv, timeoutMs, options) => execIn(layoutOf(name), argv, timeoutMs, options?.underQuota === true),
     status,
     async state(name, prefix) {
       const response = await fetch(`${gateway(name)}/state?prefix=${encodeURIComponent(prefix)}`, { signal: AbortSignal.timeout(5_000) });
