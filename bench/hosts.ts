@@ -84,12 +84,17 @@ export interface HostsSection {
   voterCpu: number;
   workerCpu: number;
   linkMbit: number;
+  /** Rounds over the worker counts; each count's curve point is its median run (absent: one round). */
+  rounds?: number;
   runs: HostsRun[];
+  /** With more than one round: every run, in the order run. */
+  everyRun?: Array<{ workerHosts: number; throughputMBps: number; seconds: number; bareSeconds?: number }>;
   /** Runs whose job did not complete (each worker count is tried up to `attemptsMax` times). */
   failures: Array<{ workerHosts: number; attempt: number; error: string; loadAverage: number }>;
 }
 
-export interface HostsOptions extends Omit<HostsSection, 'runs' | 'failures'> {
+export interface HostsOptions extends Omit<HostsSection, 'runs' | 'failures' | 'everyRun' | 'rounds'> {
+  rounds: number;
   workerCounts: readonly number[];
   filePath: string;
   onProgress?: (message: string) => void;
@@ -226,27 +231,48 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
   }
 }
 
+/** One worker count's run, with a retry on fresh hosts when it fails; undefined when both attempts failed. */
+async function measureWithRetry(options: HostsOptions, workerHosts: number, expectedSha256: string, failures: HostsSection['failures']): Promise<MeasuredRun | undefined> {
+  for (let attempt = 1; attempt <= attemptsMax; attempt += 1) {
+    try {
+      return await measure(options, workerHosts, expectedSha256);
+    } catch (error) {
+      const message = (error as Error).message.split('\n')[0]!;
+      failures.push({ workerHosts, attempt, error: message, loadAverage: loadavg()[0]! });
+      options.onProgress?.(`hosts: ${workerHosts} worker host(s), attempt ${attempt} failed: ${message}`);
+    }
+  }
+  return undefined;
+}
+
+function describeRun(run: MeasuredRun, round: string): string {
+  const threads = run.workerThreadCpu?.map((cpu) => `${cpu.main.toFixed(2)}/${cpu.codec.toFixed(2)}/${cpu.other.toFixed(2)}`).join(', ');
+  const bare = run.bare === undefined ? '' : `; bare codec processes ${run.bare.throughputMBps.toFixed(1)} MB/s in ${run.bare.seconds.toFixed(1)} s`;
+  return `hosts${round}: ${run.workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, release to completed ${run.releaseToCompletedSeconds?.toFixed(1)} s; worker hosts used ${run.workerCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU, s main/codec/other ${threads})${bare}; load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`;
+}
+
+/** Of one worker count's runs, the one with the median throughput (the lower middle of an even count). */
+function medianRun(runs: readonly MeasuredRun[]): MeasuredRun {
+  return [...runs].sort((a, b) => a.throughputMBps - b.throughputMBps)[Math.floor((runs.length - 1) / 2)]!;
+}
+
+/**
+ * Every worker count once per round, the rounds one after another (1, 2, 3, 4, 1, 2, ...), so a slow
+ * spell of the shared machine falls on every count alike; each count's median run is the curve's.
+ */
 export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
   const expectedSha256 = await sha256File(options.filePath);
-  const measured: MeasuredRun[] = [];
+  const byCount = new Map<number, MeasuredRun[]>(options.workerCounts.map((count) => [count, []]));
   const failures: HostsSection['failures'] = [];
-  for (const workerHosts of options.workerCounts) {
-    let run: MeasuredRun | undefined;
-    for (let attempt = 1; run === undefined && attempt <= attemptsMax; attempt += 1) {
-      try {
-        run = await measure(options, workerHosts, expectedSha256);
-      } catch (error) {
-        const message = (error as Error).message.split('\n')[0]!;
-        failures.push({ workerHosts, attempt, error: message, loadAverage: loadavg()[0]! });
-        options.onProgress?.(`hosts: ${workerHosts} worker host(s), attempt ${attempt} failed: ${message}`);
-      }
+  for (let round = 1; round <= options.rounds; round += 1) {
+    for (const workerHosts of options.workerCounts) {
+      const run = await measureWithRetry(options, workerHosts, expectedSha256, failures);
+      if (run === undefined) continue;
+      options.onProgress?.(describeRun(run, options.rounds > 1 ? ` (round ${round} of ${options.rounds})` : ''));
+      byCount.get(workerHosts)!.push(run);
     }
-    if (run === undefined) continue;
-    const threads = run.workerThreadCpu?.map((cpu) => `${cpu.main.toFixed(2)}/${cpu.codec.toFixed(2)}/${cpu.other.toFixed(2)}`).join(', ');
-    const bare = run.bare === undefined ? '' : `; bare codec processes ${run.bare.throughputMBps.toFixed(1)} MB/s in ${run.bare.seconds.toFixed(1)} s`;
-    options.onProgress?.(`hosts: ${workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, release to completed ${run.releaseToCompletedSeconds?.toFixed(1)} s; worker hosts used ${run.workerCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU, s main/codec/other ${threads})${bare}; load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`);
-    measured.push(run);
   }
+  const measured = [...byCount.values()].filter((runs) => runs.length > 0).map(medianRun);
   const one = measured.find((run) => run.workerHosts === 1);
   const efficiency = (throughput: number, workerHosts: number, single: number | undefined) => (single === undefined ? Number.NaN : throughput / (workerHosts * single));
   const runs = measured.map(({ bare, ...run }) => ({
@@ -254,6 +280,7 @@ export async function benchHosts(options: HostsOptions): Promise<HostsSection> {
     efficiency: efficiency(run.throughputMBps, run.workerHosts, one?.throughputMBps),
     ...(bare === undefined ? {} : { bare: { ...bare, efficiency: efficiency(bare.throughputMBps, run.workerHosts, one?.bare?.throughputMBps) } }),
   }));
+  const everyRun = [...byCount.values()].flat().map((run) => ({ workerHosts: run.workerHosts, throughputMBps: run.throughputMBps, seconds: run.seconds, bareSeconds: run.bare?.seconds }));
   const { filePath: _filePath, onProgress: _onProgress, workerCounts: _workerCounts, ...described } = options;
-  return { ...described, runs, failures };
+  return { ...described, runs, ...(options.rounds > 1 ? { everyRun } : {}), failures };
 }

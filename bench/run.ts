@@ -26,7 +26,8 @@
  * --size SIZE (the peers' file; 1GiB also checks the 1 GiB targets), --skip codecs,cli,peers,codec-peers,cluster,load,
  * --only (the same list: every other section is skipped), --help.
  * The hosts section: --workers 1,2,3,4, --hosts-size SIZE (32MiB), --hosts-chunk SIZE (512KiB), --hosts-codec NAME[:LEVEL] (zstd:19),
- * --worker-cpu CORES (0.25: four worker hosts and the voters then ask for 1.6 of 2 cores), --voter-cpu CORES (0.2), --link-mbit N (1000).
+ * --worker-cpu CORES (0.25: four worker hosts and the voters then ask for 1.6 of 2 cores), --voter-cpu CORES (0.2), --link-mbit N (1000),
+ * --hosts-rounds N (1: each worker count once; N rounds alternate over the counts and each count's median run is its point).
  */
 
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -66,7 +67,7 @@ interface Plan {
   concurrency: number;
   uploadBytes: number;
   rounds: number;
-  hosts: { workerCounts: number[]; bytes: number; chunkBytes: number; codec: string; workerCpu: number; voterCpu: number; linkMbit: number };
+  hosts: { workerCounts: number[]; bytes: number; chunkBytes: number; codec: string; workerCpu: number; voterCpu: number; linkMbit: number; rounds: number };
   skip: Set<Section>;
   outDir: string;
 }
@@ -187,10 +188,11 @@ function parsePlan(argv: string[]): Plan {
       'worker-cpu': { type: 'string' },
       'voter-cpu': { type: 'string' },
       'link-mbit': { type: 'string' },
+      'hosts-rounds': { type: 'string' },
     },
   });
   const mode: Mode = values.tiny ? 'tiny' : values.quick ? 'quick' : 'full';
-  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 32 * mebibyte, chunkBytes: 512 * 1024, codec: 'zstd:19', workerCpu: 0.25, voterCpu: 0.2, linkMbit: 1000 };
+  const hosts = { workerCounts: [1, 2, 3, 4], bytes: 32 * mebibyte, chunkBytes: 512 * 1024, codec: 'zstd:19', workerCpu: 0.25, voterCpu: 0.2, linkMbit: 1000, rounds: 1 };
   if (values.workers !== undefined) hosts.workerCounts = list(values.workers, '--workers').map((item) => positiveInteger(item, '--workers'));
   if (values['hosts-size'] !== undefined) hosts.bytes = size(values['hosts-size'], '--hosts-size');
   if (values['hosts-chunk'] !== undefined) hosts.chunkBytes = size(values['hosts-chunk'], '--hosts-chunk');
@@ -198,6 +200,7 @@ function parsePlan(argv: string[]): Plan {
   if (values['worker-cpu'] !== undefined) hosts.workerCpu = cores(values['worker-cpu'], '--worker-cpu');
   if (values['voter-cpu'] !== undefined) hosts.voterCpu = cores(values['voter-cpu'], '--voter-cpu');
   if (values['link-mbit'] !== undefined) hosts.linkMbit = positiveInteger(values['link-mbit'], '--link-mbit');
+  if (values['hosts-rounds'] !== undefined) hosts.rounds = positiveInteger(values['hosts-rounds'], '--hosts-rounds');
   // The hosts section needs root and namespaces: it runs only when asked for by name.
   const plan: Plan = { mode, ...modes[mode], hosts, skip: new Set(['hosts']), outDir: resolve(values.out ?? fileURLToPath(new URL('./results/', import.meta.url))) };
   if (values.data !== undefined) {

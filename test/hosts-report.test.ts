@@ -48,7 +48,9 @@ const results: BenchResults = {
     voterCpu: 0.2,
     workerCpu: 0.4,
     linkMbit: 1000,
+    rounds: 2,
     runs: [hostsRun(1, 20, 20), hostsRun(2, 38, 20), hostsRun(4, 68, 20)],
+    everyRun: [{ workerHosts: 1, throughputMBps: 20, seconds: 12.8, bareSeconds: 10 }, { workerHosts: 4, throughputMBps: 68, seconds: 3.76 }],
     failures: [{ workerHosts: 3, attempt: 1, error: 'command x was not applied within 10000 ms', loadAverage: 40 }],
   },
 };
@@ -60,6 +62,7 @@ test('a run with a hosts section: table with efficiency, the bare processes, CPU
   const html = renderReport(results);
   assert.match(html, /<td>4<\/td><td>68\.0<\/td>/);
   assert.match(html, /<td>0\.85<\/td><td>96\.0<\/td><td>0\.96<\/td><td>0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3<\/td>/, 'the efficiency at 4 worker hosts, the bare processes beside it, the CPU by thread');
+  assert.match(html, /2 rounds, alternating over the worker counts; each row is that count's median run \(every run: 1 host\(s\) 12\.8 s \(bare 10\.0 s\), 4 host\(s\) 3\.8 s\)/);
   assert.match(html, /3 worker host\(s\), attempt 1 \(load 40\.0\): command x was not applied/);
   assert.match(renderReport({ ...results, hosts: null }), /Not measured in this run: <code>sudo npm run bench -- --hosts<\/code>/);
   await withTempDir(async (folder) => {
