@@ -198,6 +198,11 @@ test('the tail of a job: with nothing pending, an idle worker takes the chunk qu
   // Then n1 is given chunk 3 as well (its lease ends later than chunk 1's): it waits in n1's queue.
   const moved = proposed(coordinator.round([{ job: jobRecord, chunks: [...coding, chunk(3, { state: 'assigned', attempt: 2, node: 'n1' })] }], members, startMs + 10));
   assert.equal(moved.map((record) => [record.index, record.node, record.attempt, record.state, record.failures]), [[3, 'n3', 3, 'assigned', 0]]);
+  // A worker new to this coordinator is in slow start (one chunk): with two idle threads it still takes one.
+  const fresh = new Coordinator({ ...config, leaseMs: 60_000 });
+  const threeOnN1 = [1, 2, 3].map((index) => chunk(index, { state: 'assigned', attempt: 1, node: 'n1' }));
+  const takers = [member('n1'), member('n4', { load: { workers: 2, queue: 0 } })];
+  assert.equal(proposed(fresh.round([{ job: jobRecord, chunks: [done(0), ...threeOnN1] }], takers, startMs)).map((record) => [record.index, record.node]), [[3, 'n4']]);
   // Each worker now holds what its thread runs: nothing moves.
   assert.equal(coordinator.round([{ job: jobRecord, chunks: [...coding, moved[0]!] }], members, startMs + 20).assignments, []);
 });

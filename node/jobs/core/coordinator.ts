@@ -192,15 +192,15 @@ export class Coordinator {
    * the extra ones wait in its queue). The chunk that waits longest is given to the idle worker, the
    * most recently assigned of the fullest holder, as a new attempt: the holder drops it from its queue
    * when the move is applied, and had it begun, its completion loses its guard and its output is
-   * dropped, as after a lapsed lease. Without this a job's last chunks queued behind one another on one
-   * worker while another stood idle (17 and 15 chunks on two equal hosts).
+   * dropped, as after a lapsed lease. Without this a worker slower than the rest could end a job with a
+   * chunk still waiting behind its running one while another worker stood idle. A taker gets no more
+   * than its idle threads and its slow-start allowance (worker-health.ts).
    */
   #rebalance(assigned: Map<string, ChunkRecord[]>, workers: readonly ThreadedSlots[], moves: RoundPlan['moves'], nowMs: number): Command[] {
     const commands: Command[] = [];
     const surplus = (worker: ThreadedSlots) => (assigned.get(worker.name)?.length ?? 0) - worker.threads;
-    const idle = workers.filter((worker) => surplus(worker) < 0 && allowance(this.#health, worker, nowMs) > 0);
-    for (const taker of idle) {
-      while (surplus(taker) < 0) {
+    for (const taker of workers) {
+      for (let room = Math.min(-surplus(taker), allowance(this.#health, taker, nowMs)); room > 0; room -= 1) {
         const giver = workers.filter((worker) => surplus(worker) > 0).sort((a, b) => surplus(b) - surplus(a) || a.name.localeCompare(b.name))[0];
         if (giver === undefined) return commands;
         const held = assigned.get(giver.name)!;
