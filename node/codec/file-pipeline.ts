@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
+import { freeBuffer } from './buffers.ts';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { headerChoice, mapOrdered, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
@@ -122,7 +123,11 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
       progress.originalBytes += entry.originalBytes;
       progress.containerBytes = entry.offset + chunkHeaderBytes + entry.compressedBytes;
       progress.chunks += 1;
-      if (decoded !== undefined) given?.update(decoded);
+      if (decoded !== undefined) {
+        given?.update(decoded);
+        // Written and hashed: its memory goes back at once for the next chunk's, not when the collector finds it.
+        freeBuffer(decoded);
+      }
       sha?.hashUpTo(progress.originalBytes);
       options.onProgress?.(progress);
     }

@@ -10,6 +10,7 @@ import { read, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompress, constants, gunzip, gzip, zstdCompress, zstdDecompress } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
+import { freeBuffer } from './buffers.ts';
 import type { CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileThreads, FileThreadsOptions } from './file-threads.ts';
@@ -101,6 +102,8 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
         decoded = await slots.run(() => decompressors[name](frame, zlibDecompressOptions(task.originalBytes)));
       } catch (error) {
         throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame does not decode: ${(error as Error).message ?? String(error)}`);
+      } finally {
+        freeBuffer(record);
       }
       if (decoded.length !== task.originalBytes) throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame decodes to ${decoded.length} bytes, expected ${task.originalBytes}`);
       if (crc32c(decoded) !== task.checksum) throw new CodecError('CHECKSUM_MISMATCH', `${label}: checksum mismatch: decoded bytes differ from what was written`);
