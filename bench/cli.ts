@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { CliFigures } from './results.ts';
 import { megabytesPerSecond, spread } from './stats.ts';
 
-const dcasEntry = new URL('../node/cli/dcas.mjs', import.meta.url).pathname;
+/** The launcher the README documents (bin/dcas): what a user runs, with its environment. */
+const dcasLauncher = new URL('../bin/dcas', import.meta.url).pathname;
 
 interface CliReport {
   originalSize: number;
@@ -22,7 +23,7 @@ interface CliReport {
 function runDcas(args: string[]): Promise<{ report: CliReport; seconds: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(process.execPath, [dcasEntry, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(dcasLauncher, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (data) => (stdout += String(data)));

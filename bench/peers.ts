@@ -16,7 +16,8 @@ import { delimiter, join } from 'node:path';
 import type { PeerFigures, PeerRunsSection, PeersSection, PeerTarget } from './results.ts';
 import { spread } from './stats.ts';
 
-const dcasEntry = new URL('../node/cli/dcas.mjs', import.meta.url).pathname;
+/** The launcher the README documents (bin/dcas): what a user runs, with its environment (huge pages for the CLI). */
+const dcasLauncher = new URL('../bin/dcas', import.meta.url).pathname;
 const timeCommand = '/usr/bin/time';
 const versionRuns = 20;
 const gibibyte = 1024 ** 3;
@@ -37,7 +38,6 @@ interface Peer {
 }
 
 function peers(cores: number): Peer[] {
-  const node = process.execPath;
   const zstd = (level: number): Peer => ({
     name: `zstd -${level} -T${cores}`,
     program: 'zstd',
@@ -57,8 +57,8 @@ function peers(cores: number): Peer[] {
       name: `dcas (${cores} threads)`,
       program: 'dcas',
       extension: 'dcz',
-      compress: (input, output) => ({ argv: [node, dcasEntry, 'compress', input, '-o', output, '--force', '--json'] }),
-      decompress: (input, output) => ({ argv: [node, dcasEntry, 'decompress', input, '-o', output, '--force', '--json'] }),
+      compress: (input, output) => ({ argv: [dcasLauncher, 'compress', input, '-o', output, '--force', '--json'] }),
+      decompress: (input, output) => ({ argv: [dcasLauncher, 'decompress', input, '-o', output, '--force', '--json'] }),
     },
     zstd(1),
     zstd(3),
@@ -199,7 +199,7 @@ export function peerTargets(section: Omit<PeersSection, 'targets'>): PeerTarget[
 
 async function timeVersion(scratch: string): Promise<number[]> {
   const samples: number[] = [];
-  for (let i = 0; i < versionRuns; i++) samples.push((await run({ argv: [process.execPath, dcasEntry, '--version'] }, scratch)).seconds);
+  for (let i = 0; i < versionRuns; i++) samples.push((await run({ argv: [dcasLauncher, '--version'] }, scratch)).seconds);
   return samples;
 }
 
@@ -286,8 +286,8 @@ function codecPeers(cores: number): Peer[] {
     name: `dcas --codec ${codec}`,
     program: 'dcas',
     extension: 'dcz',
-    compress: (input, output) => ({ argv: [process.execPath, dcasEntry, 'compress', '--codec', codec, input, '-o', output, '--force', '-q'] }),
-    decompress: (input, output) => ({ argv: [process.execPath, dcasEntry, 'decompress', input, '-o', output, '--force', '-q'] }),
+    compress: (input, output) => ({ argv: [dcasLauncher, 'compress', '--codec', codec, input, '-o', output, '--force', '-q'] }),
+    decompress: (input, output) => ({ argv: [dcasLauncher, 'decompress', input, '-o', output, '--force', '-q'] }),
   });
   const tool = (name: string, program: string, flags: string[], extension: string): Peer => ({
     name,
