@@ -90,7 +90,11 @@ test("the launchers' entry (dcas.mjs, as bin/dcas and npm's bin run it) runs the
     const launched = (args: string[]) => run(args, dir, entry);
     const version = await launched(['--version']);
     assert.is(version.code, 0, version.stderr);
-    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/);
+    const { version: packageVersion } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    assert.is(version.stdout, `${packageVersion}\n`, 'a bare --version, answered by dcas.mjs itself, prints package.json\'s version');
+    assert.is((await launched(['-V'])).stdout, `${packageVersion}\n`);
+    // The program (dcas.ts, and dcas.mjs for anything more than a bare --version) prints the same number.
+    assert.is((await run(['--version'], dir)).stdout, `${packageVersion}\n`, 'dcas.ts prints the same version');
     const help = await launched(['--help']);
     for (const command of ['compress', 'decompress', 'node', 'cluster', 'upload', 'status', 'jobs', 'download']) assert.match(help.stdout, new RegExp(`\\n  ${command} `));
     assert.is((await launched(['frobnicate'])).code, 2);

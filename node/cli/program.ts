@@ -6,6 +6,7 @@
  * module (and what it imports: the codec, the client, the cluster) loads only when one of its commands
  * runs. `--help` and unknown commands load every group, so help always lists every command.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 
 interface CommandGroup {
@@ -80,9 +81,14 @@ function withLevelFlags(argv: readonly string[]): string[] {
   return argv.flatMap((argument, index) => (index < end && /^-(1[0-9]|[1-9])$/.test(argument) ? ['--level', argument.slice(1)] : [argument]));
 }
 
+/** The version in package.json: the one `dcas --version` prints (dcas.mjs answers a bare --version itself from the same file). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 const program = new Command('dcas')
   .description('DCaS: distributed compression as a service, with a WebAssembly Huffman kernel')
-  .version('0.1.0')
+  .version(packageVersion())
   .exitOverride()
   .configureOutput({ writeErr: (text) => process.stderr.write(text), outputError: (text) => writeUsageError(text) });
 
