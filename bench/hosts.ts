@@ -30,7 +30,6 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { connect, type JobView } from '../node/client/index.ts';
 import { parseCodecChoice } from '../node/codec/index.ts';
-import { isZlibCodec } from '../node/codec/zlib-options.ts';
 import { createHosts, defaultLink, type Hosts } from '../tools/hosts/harness.ts';
 import { agreement } from '../tools/cluster.ts';
 
@@ -59,7 +58,7 @@ export interface HostsRun {
   /**
    * The machine's own scaling, measured right after on the same hosts (bench/hosts-bare.ts): one plain
    * process per worker host, under its quota, codes its share of the same chunks with the same codec and
-   * options, all at once, with no cluster. Absent for codecs outside node:zlib.
+   * options, all at once, with no cluster. Absent for Huffman (the kernel codes in place, not compressChunk).
    */
   bare?: { seconds: number; throughputMBps: number; cpuSeconds: number[]; efficiency: number };
   /** The job's own phases: streaming the upload in (the gateway's ingest), coding after it, merging. */
@@ -123,14 +122,8 @@ async function waitForAgreement(status: () => Promise<Parameters<typeof agreemen
   }
 }
 
-/** Linux's USER_HZ, the unit of utime and stime in /proc/PID/stat. */
+/** Linux's USER_HZ, the unit of utime and stime in /proc/PID/task/TID/stat. */
 const clockTicksPerSecond = 100;
-
-/** CPU seconds a process has used so far, all its threads (utime + stime from /proc). */
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
-}
 
 /** CPU ticks of each thread of a process so far, by thread id, with the thread's kind. */
 function threadTicks(pid: number): Map<string, { kind: keyof ThreadCpu; ticks: number }> {
@@ -160,9 +153,12 @@ function threadCpuBetween(before: ReturnType<typeof threadTicks>, after: ReturnT
 const bareStartDelayMs = 4_000;
 const bareScript = fileURLToPath(new URL('./hosts-bare.ts', import.meta.url));
 
+/** A bare run before its efficiency is known (that needs the one-host run). */
+type BareRun = Omit<NonNullable<HostsRun['bare']>, 'efficiency'>;
+
 /** The bare run (see HostsRun.bare) on the worker hosts, whose nodes are stopped meanwhile. */
-async function measureBare(hosts: Hosts, workerNames: readonly string[], options: HostsOptions): Promise<Omit<NonNullable<HostsRun['bare']>, 'efficiency'> | undefined> {
-  if (options.codec === undefined || !isZlibCodec(parseCodecChoice(options.codec).codec.name)) return undefined;
+async function measureBare(hosts: Hosts, workerNames: readonly string[], options: HostsOptions): Promise<BareRun | undefined> {
+  if (options.codec === undefined || parseCodecChoice(options.codec).codec.name === 'huffman') return undefined;
   const startAtMs = Date.now() + bareStartDelayMs;
   const argv = (share: number) => [process.execPath, bareScript, options.filePath, String(options.chunkBytes), options.codec!, String(share), String(workerNames.length), String(startAtMs)];
   const ran = await Promise.all(workerNames.map((name, share) => hosts.exec(name, argv(share), jobMsMax, { underQuota: true })));
@@ -177,7 +173,7 @@ async function measureBare(hosts: Hosts, workerNames: readonly string[], options
 }
 
 /** One job on 3 voters and `workerHosts` workers; the hosts are made for this run and removed after it. */
-type MeasuredRun = Omit<HostsRun, 'efficiency' | 'bare'> & { bare?: Omit<NonNullable<HostsRun['bare']>, 'efficiency'> };
+type MeasuredRun = Omit<HostsRun, 'efficiency' | 'bare'> & { bare?: BareRun };
 
 async function measure(options: HostsOptions, workerHosts: number, expectedSha256: string): Promise<MeasuredRun> {
   const hosts = await createHosts({
@@ -205,14 +201,13 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
       const ingestStarted = performance.now();
       const uploaded = await client.upload(options.filePath, { fileName: 'hosts-bench.csv', chunkSize: options.chunkBytes, codec: options.codec });
       const ingestSeconds = (performance.now() - ingestStarted) / 1000;
-      const cpuBefore = workerPids.map(cpuSecondsOf);
       const threadsBefore = workerPids.map(threadTicks);
       const released = performance.now();
       for (const pid of workerPids) process.kill(pid, 'SIGCONT');
       const job = await client.waitForCompletion(uploaded.id);
       const releaseToCompletedSeconds = (performance.now() - released) / 1000;
-      const workerCpuSeconds = workerPids.map((pid, index) => cpuSecondsOf(pid) - cpuBefore[index]!);
       const workerThreadCpu = workerPids.map((pid, index) => threadCpuBetween(threadsBefore[index]!, threadTicks(pid)));
+      const workerCpuSeconds = workerThreadCpu.map((cpu) => cpu.main + cpu.codec + cpu.other);
       if (job.state !== 'completed') throw new Error(`hosts bench: the job on ${workerHosts} worker hosts ended ${job.state}: ${job.error}`);
       if (job.sha256 !== expectedSha256) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has sha256 ${job.sha256}, expected ${expectedSha256}`);
       const seconds = releaseToCompletedSeconds - (job.phases.mergeSeconds ?? 0);
