@@ -8,9 +8,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { crc32c } from '@node-rs/crc32';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CodecError, compressFile, createCodecPool, decompressFile, format, parseCodecChoice } from '../node/codec/index.ts';
+import { startFileThreads, type FileThreads } from '../node/codec/file-threads.ts';
+import { loadKernel } from '../node/codec/kernel.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 
 const chunkBytes = format.chunkBytesMin;
@@ -124,6 +126,62 @@ for (const { what, damage, code, pattern } of zstdDamages) {
     });
   });
 }
+
+/** Codes every chunk of `input` (written to dir/in.bin) through `start`'s coders; checks each frame decodes to its chunk and its checksum. */
+async function codeChunks(dir: string, input: Uint8Array, start: (inputFd: number) => FileThreads): Promise<{ threads: number; frames: Uint8Array[] }> {
+  await writeFile(join(dir, 'in.bin'), input);
+  const file = await open(join(dir, 'in.bin'));
+  const coders = start(file.fd);
+  try {
+    const offsets = Array.from({ length: Math.ceil(input.length / chunkBytes) }, (_, chunk) => chunk * chunkBytes);
+    const results: Awaited<ReturnType<FileThreads['compress']>>[] = [];
+    // The coders take twice their threads' chunks at once, as the pipeline gives them.
+    for (let first = 0; first < offsets.length; first += coders.threads * 2) {
+      const batch = offsets.slice(first, first + coders.threads * 2);
+      results.push(...(await Promise.all(batch.map((offset) => coders.compress(offset, Math.min(chunkBytes, input.length - offset))))));
+    }
+    const kernel = loadKernel();
+    results.forEach(({ frame, checksum }, chunk) => {
+      const original = input.subarray(offsets[chunk], offsets[chunk] + chunkBytes);
+      assert.is(checksum, crc32c(original), `chunk ${chunk}: checksum`);
+      assert.ok(Buffer.from(kernel.decompress(frame, original.length)).equals(original), `chunk ${chunk}: decodes to other bytes`);
+    });
+    return { threads: coders.threads, frames: results.map(({ frame }) => frame.slice()) };
+  } finally {
+    await coders.close();
+    await file.close();
+  }
+}
+
+test('Huffman chunks of a small file are coded on the main thread alone; with mainThread false, codec threads code them all, the same frames', async () => {
+  await withTempDir(async (dir) => {
+    const input = mixedInput();
+    const options = { threads: 2, totalBytes: input.length, outputFd: -1, chunkBytes };
+    const here = await codeChunks(dir, input, (inputFd) => startFileThreads({ ...options, inputFd }));
+    assert.is(here.threads, 1);
+    const threaded = await codeChunks(dir, input, (inputFd) => startFileThreads({ ...options, inputFd, mainThread: false }));
+    assert.is(threaded.threads, 2);
+    assert.equal(threaded.frames.map((frame) => Buffer.from(frame).toString('base64')), here.frames.map((frame) => Buffer.from(frame).toString('base64')));
+  });
+});
+
+test('a file above 32 MiB starts a codec thread beside the main thread: the container the streaming encoder writes, restored byte for byte', async () => {
+  await withTempDir(async (dir) => {
+    const input = textLike(40 * 1024 * 1024 + 12345, 7);
+    await writeFile(join(dir, 'in.bin'), input);
+    const threaded = await compressFile(join(dir, 'in.bin'), join(dir, 'threaded.dcz'), { threads: 2 });
+    assert.is(threaded.threads, 2);
+    const pool = createCodecPool({ threads: 1 });
+    try {
+      await compressFile(join(dir, 'in.bin'), join(dir, 'streamed.dcz'), { pool });
+    } finally {
+      await pool.close();
+    }
+    assert.ok((await readFile(join(dir, 'threaded.dcz'))).equals(await readFile(join(dir, 'streamed.dcz'))), 'containers differ');
+    assert.is((await decompressFile(join(dir, 'threaded.dcz'), join(dir, 'out.bin'), { threads: 2 })).threads, 2);
+    assert.ok((await readFile(join(dir, 'out.bin'))).equals(input), 'restored bytes differ');
+  });
+});
 
 test('a file of one chunk is coded on one thread', async () => {
   await withTempDir(async (dir) => {

@@ -2,8 +2,9 @@
  * Compress and decompress between files on threads that do their own I/O (file-threads.ts): each codec
  * thread reads its chunk straight into kernel memory; decoding threads also check it and write it at its
  * place in the output, so decoded bytes never cross threads; the SHA-256 runs on a thread of its own,
- * beside the coding, or here when zlib's coders hold the bytes (file-zlib.ts). This thread hands out chunk
- * positions and, compressing, writes frames in order.
+ * beside the coding, or here (a small file, two coding threads at most, or zlib's coders holding the
+ * bytes, file-zlib.ts). This thread hands out chunk positions, codes chunks itself for the kernel and
+ * store, and, compressing, writes frames in order.
  * Memory stays bounded: at most `threads * 2` chunks are in flight.
  */
 import { createHash } from 'node:crypto';
@@ -58,11 +59,9 @@ export async function compressThreaded(
   // zlib's coders read on this thread and hand their input over, hashed here as it comes (`given`);
   // otherwise the file is read again to hash it (`sha`).
   const given = framing.needsSha256 && codesOnLibuv(codec) ? createHash('sha256') : undefined;
-  const sha = framing.needsSha256 && given === undefined ? startSha(input.fd, totalBytes) : undefined;
-  const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), inputFd: input.fd, outputFd: -1, chunkBytes, codec });
+  const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), totalBytes, inputFd: input.fd, outputFd: -1, chunkBytes, codec });
+  const sha = framing.needsSha256 && given === undefined ? startSha(input.fd, totalBytes, coders.threads) : undefined;
   try {
-    // Hashed after the codec threads start, so a small file hashed on this thread delays none of them.
-    sha?.hashUpTo(totalBytes);
     const start = framing.start();
     await output.writev(start);
     let offset = byteLength(start);
@@ -83,6 +82,7 @@ export async function compressThreaded(
       progress.originalBytes += originalBytes;
       progress.containerBytes = offset;
       progress.chunks = entries.length;
+      sha?.hashUpTo(progress.originalBytes);
       options.onProgress?.(progress);
     }
     const end = framing.end(entries, offset, totalBytes, given !== undefined ? new Uint8Array(given.digest()) : await sha?.digest());
@@ -108,8 +108,8 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
   const choice = headerChoice(header);
   // Bytes zlib's coders decoded on this thread are hashed as they are (`given`); others are read back from the output.
   const given = codesOnLibuv(choice) ? createHash('sha256') : undefined;
-  const sha = given === undefined ? startSha(output.fd, trailer.originalBytes) : undefined;
-  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: choice });
+  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), totalBytes: trailer.originalBytes, inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: choice });
+  const sha = given === undefined ? startSha(output.fd, trailer.originalBytes, coders.threads) : undefined;
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {
