@@ -10,11 +10,12 @@ import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import type { OutputFormat } from './standard-formats.ts';
-import { decodeStandardFile, detectBytes, detectKind, type InputKind } from './standard-decode.ts';
+import { decodeStandardFile, detectBytes, detectKind, type InputKind, type PieceDecoder } from './standard-decode.ts';
 import { chunkBytesFor } from './format.ts';
 import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
+import { zlibPieceDecoder } from './file-zlib.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
 import { listingOf, threadsWithin, type DczListing } from './file-streams.ts';
 import { CodedError } from '../errors.ts';
@@ -304,8 +305,11 @@ export async function decompressFile(input: string, output: string, options: Fil
   const onProgress = (progress: Progress) => options.onProgress?.(progress, compressedBytes);
   const kind = await kindOfFile(input, compressedBytes);
   if (kind !== undefined && kind !== 'dcz') {
-    const decode = (pool: CodecPool) => decompressStandard(kind, input, output, { pool, onProgress, target: target(options, info), compressedBytes }, finish);
-    return options.pool === undefined ? withPool(threadsWithin(options.threads), decode) : decode(options.pool);
+    const decode = (decoder: PieceDecoder) => decompressStandard(kind, input, output, { decoder, onProgress, target: target(options, info), compressedBytes }, finish);
+    if (options.pool !== undefined) return decode(options.pool);
+    // A .zst's frames (and a .gz, decoded as one stream) on libuv's threads: no codec thread to start.
+    const threads = threadsWithin(options.threads);
+    return kind === 'zst' || kind === 'gz' ? decode(zlibPieceDecoder(threads)) : withPool(threads, decode);
   }
   if (options.pool === undefined) {
     const threads = threadsWithin(options.threads);
@@ -341,13 +345,13 @@ async function decompressStandard(
   kind: Exclude<InputKind, 'dcz'>,
   input: string,
   output: string,
-  options: { pool: CodecPool; target: OutputTarget; onProgress: (progress: Progress) => void; compressedBytes: number },
+  options: { decoder: PieceDecoder; target: OutputTarget; onProgress: (progress: Progress) => void; compressedBytes: number },
   finish: (originalBytes: number, chunks: number, threads: number) => FileResult,
 ): Promise<FileResult> {
   const file = await openInput(input);
   try {
-    const decoded = await fillAtomically(output, options.target, (out) => decodeStandardFile(kind, file, options.compressedBytes, out, options.pool, options.onProgress));
-    return finish(decoded.originalBytes, decoded.pieces, options.pool.threads);
+    const decoded = await fillAtomically(output, options.target, (out) => decodeStandardFile(kind, file, options.compressedBytes, out, options.decoder, options.onProgress));
+    return finish(decoded.originalBytes, decoded.pieces, options.decoder.threads);
   } finally {
     await file.close();
   }
