@@ -153,23 +153,23 @@ async function codeChunks(dir: string, input: Uint8Array, start: (inputFd: numbe
   }
 }
 
-test('Huffman chunks of a small file are coded on the main thread alone; with mainThread false, codec threads code them all, the same frames', async () => {
+test('with mainThread, Huffman chunks of a small file are coded on the main thread alone; without, on codec threads: the same frames', async () => {
   await withTempDir(async (dir) => {
     const input = mixedInput();
     const options = { threads: 2, totalBytes: input.length, outputFd: -1, chunkBytes };
-    const here = await codeChunks(dir, input, (inputFd) => startFileThreads({ ...options, inputFd }));
+    const here = await codeChunks(dir, input, (inputFd) => startFileThreads({ ...options, inputFd, mainThread: true }));
     assert.is(here.threads, 1);
-    const threaded = await codeChunks(dir, input, (inputFd) => startFileThreads({ ...options, inputFd, mainThread: false }));
+    const threaded = await codeChunks(dir, input, (inputFd) => startFileThreads({ ...options, inputFd }));
     assert.is(threaded.threads, 2);
     assert.equal(threaded.frames.map((frame) => Buffer.from(frame).toString('base64')), here.frames.map((frame) => Buffer.from(frame).toString('base64')));
   });
 });
 
-test('a file above 32 MiB starts a codec thread beside the main thread: the container the streaming encoder writes, restored byte for byte', async () => {
+test('with mainThread, a file above 32 MiB starts a codec thread beside the main thread: the container the streaming encoder writes, restored byte for byte', async () => {
   await withTempDir(async (dir) => {
     const input = textLike(40 * 1024 * 1024 + 12345, 7);
     await writeFile(join(dir, 'in.bin'), input);
-    const threaded = await compressFile(join(dir, 'in.bin'), join(dir, 'threaded.dcz'), { threads: 2 });
+    const threaded = await compressFile(join(dir, 'in.bin'), join(dir, 'threaded.dcz'), { threads: 2, mainThread: true });
     assert.is(threaded.threads, 2);
     const pool = createCodecPool({ threads: 1 });
     try {
@@ -178,7 +178,7 @@ test('a file above 32 MiB starts a codec thread beside the main thread: the cont
       await pool.close();
     }
     assert.ok((await readFile(join(dir, 'threaded.dcz'))).equals(await readFile(join(dir, 'streamed.dcz'))), 'containers differ');
-    assert.is((await decompressFile(join(dir, 'threaded.dcz'), join(dir, 'out.bin'), { threads: 2 })).threads, 2);
+    assert.is((await decompressFile(join(dir, 'threaded.dcz'), join(dir, 'out.bin'), { threads: 2, mainThread: true })).threads, 2);
     assert.ok((await readFile(join(dir, 'out.bin'))).equals(input), 'restored bytes differ');
   });
 });

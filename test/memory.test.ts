@@ -25,6 +25,35 @@ test('an idle codec pool starts no thread; threads start when chunks come, at mo
   }
 });
 
+test('with mainThread, a pool codes a small stream of Huffman chunks on the calling thread and starts no thread; the same frames, decoded the same; past 32 MiB, and for xz, threads start', async () => {
+  const here = createCodecPool({ threads: 2, mainThread: true });
+  const threaded = createCodecPool({ threads: 2 });
+  try {
+    const originals = chunks(4);
+    const frames = await Promise.all(originals.map((chunk) => here.compress(new Uint8Array(chunk), huffman)));
+    const threadFrames = await Promise.all(originals.map((chunk) => threaded.compress(new Uint8Array(chunk), huffman)));
+    frames.forEach((coded, index) => {
+      assert.ok(Buffer.from(coded.frame).equals(threadFrames[index].frame), `chunk ${index}: another frame than a thread codes`);
+      assert.is(coded.checksum, threadFrames[index].checksum);
+    });
+    const decoded = await Promise.all(frames.map((coded, index) => here.decompress(coded.frame, chunkBytes, coded.checksum, `chunk ${index}`, huffman)));
+    decoded.forEach((bytes, index) => assert.ok(Buffer.from(bytes).equals(originals[index]), `chunk ${index}: decoded to other bytes`));
+    assert.is(here.memory().threadsStarted, 0);
+    // 4 chunks at a time, as a stream's reader hands them: past 32 MiB taken, what finds the calling thread busy goes to a thread.
+    for (let batch = 0; batch < 10; batch++) await Promise.all(chunks(4).map((chunk) => here.compress(chunk, huffman)));
+    assert.ok(here.memory().threadsStarted >= 1, 'no thread started past 32 MiB');
+    const xzHere = createCodecPool({ threads: 1, mainThread: true });
+    try {
+      await xzHere.compress(chunks(1)[0], xz);
+      assert.is(xzHere.memory().threadsStarted, 1, 'an xz chunk is coded on a thread');
+    } finally {
+      await xzHere.close();
+    }
+  } finally {
+    await Promise.all([here.close(), threaded.close()]);
+  }
+});
+
 test('a decode may take the whole record (header, then frame) instead of a copy of its frame, and decode a Huffman chunk into a spare buffer', async () => {
   const pool = createCodecPool({ threads: 1 });
   try {

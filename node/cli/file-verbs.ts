@@ -212,18 +212,25 @@ async function runOne(verb: Verb, input: string, options: FileCommandOptions): P
   }
 }
 
+/**
+ * A command's main thread has nothing to do but its file: it codes the kernel's and store's chunks too
+ * (file-threads.ts, pool.ts), and a small input alone. A codec thread takes 80-150 ms to start on this
+ * VM, which a 1 KB or 16 MB file paid before its first chunk.
+ */
+const mainThread = true;
+
 /** One end is a stream: the chunks go through a codec pool (bounded memory, all threads). */
 async function streamed(verb: 'compress' | 'decompress', input: string, sink: ByteSink, options: FileCommandOptions): Promise<StreamResult> {
   const threads = options.threads === 0 ? undefined : options.threads;
   if (verb === 'compress') {
     const { codec, format: outputFormat } = options;
     const chunkBytes = options.chunkSize ?? format.chunkBytesFor(codec ?? huffmanChoice);
-    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec, format: outputFormat });
-    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec, format: outputFormat });
+    if (input === stdinName) return compressTo(process.stdin, false, sink, { threads, chunkBytes, codec, format: outputFormat, mainThread });
+    return compressTo(fileChunks(input, chunkBytes), true, sink, { threads, chunkBytes, codec, format: outputFormat, mainThread });
   }
   const source = input === stdinName ? streamSource(process.stdin) : await inputSource(input);
   try {
-    return await decompressTo(source, sink, { threads });
+    return await decompressTo(source, sink, { threads, mainThread });
   } finally {
     await source.close();
   }
@@ -232,7 +239,7 @@ async function streamed(verb: 'compress' | 'decompress', input: string, sink: By
 /** Both ends are files: the threaded file pipeline, with a progress bar on a terminal. */
 async function betweenFiles(verb: 'compress' | 'decompress', input: string, output: string, options: FileCommandOptions): Promise<FileResult> {
   let bar: ReturnType<typeof progressBar> | undefined;
-  const common = { force: options.force, synchronous: options.synchronous, threads: options.threads === 0 ? undefined : options.threads };
+  const common = { force: options.force, synchronous: options.synchronous, threads: options.threads === 0 ? undefined : options.threads, mainThread };
   try {
     if (verb === 'compress') {
       return await compressFile(input, output, {
@@ -261,7 +268,7 @@ async function betweenFiles(verb: 'compress' | 'decompress', input: string, outp
 async function test(input: string, options: FileCommandOptions): Promise<void> {
   const source = input === stdinName ? streamSource(process.stdin) : await inputSource(input);
   try {
-    const result = await decompressTo(source, discardSink, { threads: options.threads === 0 ? undefined : options.threads });
+    const result = await decompressTo(source, discardSink, { threads: options.threads === 0 ? undefined : options.threads, mainThread });
     if (options.json) printJson({ command: 'test', input: displayName(input), ok: true, originalSize: result.originalBytes, chunks: result.chunks });
     else if (!options.quiet) process.stdout.write(`${displayName(input)}: OK (${counted(result.chunks, 'chunk')}, ${formatBytes(result.originalBytes)}, ${result.checked ?? 'every checksum'} checked)\n`);
   } finally {

@@ -20,6 +20,8 @@ import { framingOf, type OutputFormat } from './standard-formats.ts';
 
 export interface ThreadedOptions {
   threads: number;
+  /** The main thread codes too (file-threads.ts FileThreadsOptions.mainThread). */
+  mainThread?: boolean;
   onProgress?: (progress: Progress) => void;
 }
 
@@ -59,8 +61,8 @@ export async function compressThreaded(
   // zlib's coders read on this thread and hand their input over, hashed here as it comes (`given`);
   // otherwise the file is read again to hash it (`sha`).
   const given = framing.needsSha256 && codesOnLibuv(codec) ? createHash('sha256') : undefined;
-  const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), totalBytes, inputFd: input.fd, outputFd: -1, chunkBytes, codec });
-  const sha = framing.needsSha256 && given === undefined ? startSha(input.fd, totalBytes, coders.threads) : undefined;
+  const coders = startCoders({ threads: threadsFor(chunkCount, options.threads), totalBytes, inputFd: input.fd, outputFd: -1, chunkBytes, codec, mainThread: options.mainThread });
+  const sha = framing.needsSha256 && given === undefined ? startSha(input.fd, totalBytes, coders) : undefined;
   try {
     const start = framing.start();
     await output.writev(start);
@@ -108,8 +110,8 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
   const choice = headerChoice(header);
   // Bytes zlib's coders decoded on this thread are hashed as they are (`given`); others are read back from the output.
   const given = codesOnLibuv(choice) ? createHash('sha256') : undefined;
-  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), totalBytes: trailer.originalBytes, inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: choice });
-  const sha = given === undefined ? startSha(output.fd, trailer.originalBytes, coders.threads) : undefined;
+  const coders = startCoders({ threads: threadsFor(entries.length, options.threads), totalBytes: trailer.originalBytes, inputFd: input.fd, outputFd: output.fd, chunkBytes: header.chunkBytes, codec: choice, mainThread: options.mainThread });
+  const sha = given === undefined ? startSha(output.fd, trailer.originalBytes, coders) : undefined;
   try {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decode = async (chunk: number) => {

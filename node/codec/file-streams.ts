@@ -33,6 +33,11 @@ export interface StreamOptions {
   codec?: CodecChoice;
   /** A .dcz (the default) or a standard format of the codec's frames. */
   format?: OutputFormat;
+  /**
+   * The calling thread codes the kernel's and store's chunks too, and a small stream alone (pool.ts): what the CLI does, whose thread has nothing else to do. Off by
+   * default: a server's event loop must stay free.
+   */
+  mainThread?: boolean;
   onProgress?: (progress: Progress) => void;
 }
 
@@ -71,8 +76,8 @@ export function threadsWithin(requested: number | undefined, work?: CodingWork):
   return Math.max(1, Math.min(requested ?? cores, cores, memoryBound, budgetBound));
 }
 
-async function withPool<T>(threads: number | undefined, run: (pool: CodecPool) => Promise<T>, work?: CodingWork): Promise<T> {
-  const pool = createCodecPool({ threads: threadsWithin(threads, work) });
+async function withPool<T>(options: StreamOptions, run: (pool: CodecPool) => Promise<T>, work?: CodingWork): Promise<T> {
+  const pool = createCodecPool({ threads: threadsWithin(options.threads, work), mainThread: options.mainThread });
   try {
     return await run(pool);
   } finally {
@@ -115,7 +120,7 @@ export const discardSink: ByteSink = async (source) => {
  */
 export async function compressTo(source: AsyncIterable<Uint8Array>, owned: boolean, sink: ByteSink, options: StreamOptions = {}): Promise<StreamResult> {
   const chunkBytes = validateChunkBytes(options.chunkBytes ?? chunkBytesFor(options.codec ?? huffmanChoice));
-  return withPool(options.threads, async (pool) => {
+  return withPool(options, async (pool) => {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const encoded = encodeDcz(source, {
       pool,
@@ -144,7 +149,7 @@ export async function decompressTo(input: ByteSource, sink: ByteSink, options: S
     // One stream through zlib: no chunks of ours, and the format's own checksums are what was verified.
     return { originalBytes, compressedBytes: 0, chunks: 1, threads: 1, checked: kind === 'zst' ? "the zstd frames' checksums" : "the gzip members' CRC32s" };
   }
-  return withPool(options.threads, async (pool) => {
+  return withPool(options, async (pool) => {
     const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
     const decoded = decodeDcz(source, {
       pool,

@@ -61,6 +61,8 @@ export type FileThreadTask = Distribute<FileTask>;
 
 export interface FileThreads {
   readonly threads: number;
+  /** Whether the main thread codes chunks too (then it also hashes beside one codec thread, startSha). */
+  readonly codesOnMainThread: boolean;
   /**
    * Codes the input's bytes [position, position + length); resolves with the frame and the CRC32C of the
    * bytes, and the bytes themselves (`input`) when they were read into this thread's memory, for the
@@ -85,8 +87,9 @@ export interface FileThreadsOptions {
   /** The bytes the file holds decoded: a small file is coded on the main thread alone. */
   totalBytes: number;
   /**
-   * Whether the main thread codes chunks too (default: for the codecs that allow it, codesOnMainThread);
-   * false leaves every chunk to codec threads, for a caller whose event loop must stay free.
+   * Whether the main thread codes chunks too, for the codecs that allow it (codesOnMainThread): for a
+   * command, whose main thread has nothing else to do. Off by default, for a caller whose event loop
+   * must stay free.
    */
   mainThread?: boolean;
   inputFd: number;
@@ -117,7 +120,7 @@ export function codesOnMainThread(choice: CodecChoice): boolean {
  * against 0.55-0.59 s. A machine whose threads start faster gains from them sooner: 32 MiB is below
  * the even point here.
  */
-const mainThreadOnlyBytesMax = 32 * 1024 * 1024;
+export const mainThreadOnlyBytesMax = 32 * 1024 * 1024;
 
 /** The codec threads to start for `threads` chunks coded at once, when the main thread codes too (or not). */
 function codecThreadsFor(options: FileThreadsOptions, codesHere: boolean): number {
@@ -133,6 +136,7 @@ const tasksPerThread = 2;
 /** The threads, the queue that feeds them, the answers awaited, and the spare frame buffers. */
 class FileThreadSet implements FileThreads {
   readonly threads: number;
+  readonly codesOnMainThread: boolean;
   /** A thread's free task slots: it appears once for each task it could take now (none before it is ready). */
   readonly #idle: Worker[] = [];
   readonly #queue: FileTask[] = [];
@@ -155,7 +159,8 @@ class FileThreadSet implements FileThreads {
     const choice = options.codec ?? huffmanChoice;
     const { inputFd, outputFd, chunkBytes } = options;
     this.#workerData = { kernelModule: compileKernel(), inputFd, outputFd, chunkBytes, codec: choice.codec.id, level: choice.level };
-    this.#codesHere = codesOnMainThread(choice) && options.mainThread !== false;
+    this.#codesHere = options.mainThread === true && codesOnMainThread(choice);
+    this.codesOnMainThread = this.#codesHere;
     this.#workers = Array.from({ length: codecThreadsFor(options, this.#codesHere) }, () => this.#startWorker());
     this.threads = this.#workers.length + (this.#codesHere ? 1 : 0);
     this.#tasksMax = this.threads * 4;
@@ -271,14 +276,15 @@ export interface ShaThread {
 }
 
 /**
- * The SHA-256 of the file `fd` as it grows to `totalBytes`, for a pipeline coding `codingThreads` chunks
- * at once: on a thread of its own, unless the file is small or the main thread codes beside one codec
- * thread at most. Then it hashes each chunk as it is announced, at 1.6 GB/s, faster than one codec thread
+ * The SHA-256 of the file `fd` as it grows to `totalBytes`, for a pipeline whose `coders` code that
+ * many chunks at once: on a thread of its own, unless the file is small or the main thread codes beside
+ * one codec thread at most. Then it hashes each chunk as it is announced, at 1.6 GB/s, faster than one codec thread
  * codes, and no thread starts for it: 150 MB `dcas compress` on 2 cores, 4 runs each, 0.55-0.59 s and
  * 0.87 CPU-s against 0.64-0.77 s and 1.02-1.19 CPU-s with a hashing thread; 1 GiB even (1.9-2.2 s).
  */
-export function startSha(fd: number, totalBytes: number, codingThreads: number): ShaThread {
-  return totalBytes <= shaInlineBytesMax || codingThreads <= 2 ? inlineSha(fd) : startShaThread(fd);
+export function startSha(fd: number, totalBytes: number, coders: Pick<FileThreads, 'threads' | 'codesOnMainThread'>): ShaThread {
+  const mainThreadHasRoom = coders.codesOnMainThread && coders.threads <= 2;
+  return totalBytes <= shaInlineBytesMax || mainThreadHasRoom ? inlineSha(fd) : startShaThread(fd);
 }
 
 function inlineSha(fd: number): ShaThread {

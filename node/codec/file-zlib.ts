@@ -76,6 +76,7 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
 
   return {
     threads: options.threads,
+    codesOnMainThread: false,
     async compress(position, length) {
       const spare = spareInputs.pop();
       const input = spare !== undefined && spare.length >= length ? spare.subarray(0, length) : Buffer.allocUnsafeSlow(Math.max(length, options.chunkBytes)).subarray(0, length);

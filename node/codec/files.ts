@@ -43,6 +43,12 @@ export interface FileOptions {
    * off by default, as in gzip (--synchronous) and zstd, because it bounds output at the disk's speed.
    */
   synchronous?: boolean;
+  /**
+   * The calling thread codes the kernel's and store's chunks too, beside one codec thread fewer, and a
+   * small input alone (file-threads.ts): what the CLI does, whose thread has nothing else to do. Off by
+   * default: a server's event loop must stay free.
+   */
+  mainThread?: boolean;
   onProgress?: (progress: Progress, totalBytes: number) => void;
 }
 
@@ -270,7 +276,7 @@ export async function compressFile(input: string, output: string, options: FileO
     const threads = threadsWithin(options.threads, { codec: options.codec ?? huffmanChoice, op: 'compress', chunkBytes });
     const file = await openInput(input);
     try {
-      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, format: options.format, onProgress }));
+      const coded = await fillAtomically(output, target(options, info), (out) => compressThreaded(file, totalBytes, out, { threads, chunkBytes, codec: options.codec, format: options.format, mainThread: options.mainThread, onProgress }));
       return finish(coded.outputBytes, coded.chunks, coded.threads);
     } finally {
       await file.close();
@@ -309,7 +315,7 @@ export async function decompressFile(input: string, output: string, options: Fil
     if (options.pool !== undefined) return decode(options.pool);
     // A .zst's frames (and a .gz, decoded as one stream) on libuv's threads: no codec thread to start.
     const threads = threadsWithin(options.threads);
-    return kind === 'zst' || kind === 'gz' ? decode(zlibPieceDecoder(threads)) : withPool(threads, decode);
+    return kind === 'zst' || kind === 'gz' ? decode(zlibPieceDecoder(threads)) : withPool(threads, options.mainThread, decode);
   }
   if (options.pool === undefined) {
     const threads = threadsWithin(options.threads);
@@ -317,14 +323,14 @@ export async function decompressFile(input: string, output: string, options: Fil
     try {
       const layout = await layoutOrUndefined(file, compressedBytes);
       if (layout !== undefined) {
-        const decoded = await fillAtomically(output, target(options, info), (out) => decompressThreaded(file, layout, out, { threads, onProgress }));
+        const decoded = await fillAtomically(output, target(options, info), (out) => decompressThreaded(file, layout, out, { threads, mainThread: options.mainThread, onProgress }));
         return finish(decoded.outputBytes, decoded.chunks, decoded.threads);
       }
     } finally {
       await file.close();
     }
     // The index or trailer is damaged: the streaming decoder reads from the front and says where.
-    return withPool(threads, (pool) => decompressStreaming(input, output, { pool, onProgress, target: target(options, info) }, finish));
+    return withPool(threads, options.mainThread, (pool) => decompressStreaming(input, output, { pool, onProgress, target: target(options, info) }, finish));
   }
   return decompressStreaming(input, output, { pool: options.pool, onProgress, target: target(options, info) }, finish);
 }
@@ -367,8 +373,8 @@ async function layoutOrUndefined(file: FileHandle, size: number): Promise<DczLay
   }
 }
 
-async function withPool<T>(threads: number, fn: (pool: CodecPool) => Promise<T>): Promise<T> {
-  const pool = createCodecPool({ threads });
+async function withPool<T>(threads: number, mainThread: boolean | undefined, fn: (pool: CodecPool) => Promise<T>): Promise<T> {
+  const pool = createCodecPool({ threads, mainThread });
   try {
     return await fn(pool);
   } finally {
