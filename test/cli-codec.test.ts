@@ -1,6 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { format } from '../node/codec/index.ts';
 import { textLike, withTempDir } from './helpers.ts';
@@ -98,6 +100,23 @@ test("the launchers' entry (dcas.mjs, as bin/dcas and npm's bin run it) runs the
     const help = await launched(['--help']);
     for (const command of ['compress', 'decompress', 'node', 'cluster', 'upload', 'status', 'jobs', 'download']) assert.match(help.stdout, new RegExp(`\\n  ${command} `));
     assert.is((await launched(['frobnicate'])).code, 2);
+  });
+});
+
+test('bin/dcas finds the project by its own path, a relative name, or through a chain of symlinks to it (npm link)', async () => {
+  await withTempDir(async (dir) => {
+    const launcher = new URL('../bin/dcas', import.meta.url).pathname;
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    await mkdir(join(dir, 'bin'));
+    await symlink(launcher, join(dir, 'linked'));
+    await symlink('../linked', join(dir, 'bin', 'dcas'));
+    const ran = (file: string, args: string[], cwd: string) => promisify(execFile)(file, args, { cwd });
+    assert.is((await ran(launcher, ['--version'], dir)).stdout, `${version}\n`);
+    assert.is((await ran(join(dir, 'bin', 'dcas'), ['--version'], dir)).stdout, `${version}\n`, 'through two symlinks');
+    assert.is((await ran('sh', ['dcas', '--version'], join(launcher, '..'))).stdout, `${version}\n`, 'as sh dcas, from its folder');
+    // Through the program, not dcas.mjs's own answer: the launcher found node_modules and node/ too.
+    const help = await ran(join(dir, 'bin', 'dcas'), ['compress', '--help'], dir);
+    assert.match(help.stdout, /--codec/);
   });
 });
 
