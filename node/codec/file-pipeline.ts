@@ -5,7 +5,7 @@
  * beside the coding, or here (a small file, two coding threads at most, or zlib's coders holding the
  * bytes, file-zlib.ts). This thread hands out chunk positions, codes chunks itself for the kernel and
  * store, and, compressing, writes frames in order.
- * Memory stays bounded: at most `threads * 2` chunks are in flight.
+ * Memory stays bounded: at most the coders' `inFlightMax` chunks are in flight (2 or 3 per coding thread).
  */
 import { createHash } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
@@ -73,7 +73,7 @@ export async function compressThreaded(
       const originalBytes = Math.min(chunkBytes, totalBytes - chunk * chunkBytes);
       return { originalBytes, ...(await coders.compress(chunk * chunkBytes, originalBytes)) };
     };
-    for await (const { originalBytes, frame, checksum, input } of mapOrdered(indices(chunkCount), code, coders.threads * 2)) {
+    for await (const { originalBytes, frame, checksum, input } of mapOrdered(indices(chunkCount), code, coders.inFlightMax)) {
       if (input !== undefined) given?.update(input);
       const entry = { offset, originalBytes, compressedBytes: frame.length, checksum };
       entries.push(entry);
@@ -121,7 +121,7 @@ export async function decompressThreaded(input: FileHandle, layout: DczLayout, o
       return { entry, decoded };
     };
     // Chunks land in the output out of order; they are hashed in order as each run of them completes.
-    for await (const { entry, decoded } of mapOrdered(indices(entries.length), decode, coders.threads * 2)) {
+    for await (const { entry, decoded } of mapOrdered(indices(entries.length), decode, coders.inFlightMax)) {
       progress.originalBytes += entry.originalBytes;
       progress.containerBytes = entry.offset + chunkHeaderBytes + entry.compressedBytes;
       progress.chunks += 1;

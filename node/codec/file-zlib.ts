@@ -76,6 +76,7 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
 
   return {
     threads: options.threads,
+    inFlightMax: options.threads * 2,
     codesOnMainThread: false,
     async compress(position, length) {
       const spare = spareInputs.pop();
