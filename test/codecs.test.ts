@@ -26,6 +26,7 @@ import {
   type ByteSink,
   type CodecChoice,
 } from '../node/codec/index.ts';
+import { memberSizes, sizedHeaderBytes } from '../node/codec/gzip-members.ts';
 import { randomBytesSeeded, textLike, withTempDir } from './helpers.ts';
 
 const chunkBytes = format.chunkBytesMin;
@@ -162,8 +163,8 @@ const standardFormats = [
   { format: 'zst', piece: /^frame 1 \(offset \d+\): zstd frame does not decode/ },
   { format: 'xz', piece: /^stream 1 \(offset \d+\): xz frame does not decode/ },
   { format: 'bz2', piece: /^stream 1 \(offset \d+\): bzip2 frame does not decode/ },
-  // A gzip member does not record its length, so the file decodes as one stream: the damage is found, not placed.
-  { format: 'gz', piece: /^gzip data does not decode/ },
+  // Our members carry their lengths (gzip-members.ts), so the damaged one is placed too.
+  { format: 'gz', piece: /^member 1 \(offset \d+\): gzip frame does not decode/ },
 ] as const;
 
 for (const { format: outputFormat, piece } of standardFormats) {
@@ -203,6 +204,32 @@ test('a plain single-frame file of each standard format (made by the system tool
       await decompressFile(join(dir, `plain.${suffix}`), join(dir, `plain-${suffix}.out`), { threads: 2 });
       assert.ok(Buffer.from(input).equals(await readFile(join(dir, `plain-${suffix}.out`))), tool);
     }
+  });
+});
+
+test("--format gz: each member carries its length and its decoded length in a DC extra field, which add up to the file and the input; a .gz with another tool's member appended decodes as one stream", async () => {
+  await withTempDir(async (dir) => {
+    const input = mixedInput(Math.floor(3.5 * chunkBytes));
+    await writeFile(join(dir, 'in.bin'), input);
+    await compressFile(join(dir, 'in.bin'), join(dir, 'in.gz'), { chunkBytes, format: 'gz', codec: parseCodecChoice('gzip'), threads: 2 });
+    const file = await readFile(join(dir, 'in.gz'));
+    const members: { memberBytes: number; originalBytes: number }[] = [];
+    for (let offset = 0; offset < file.length; ) {
+      const sizes = memberSizes(file.subarray(offset, offset + sizedHeaderBytes));
+      assert.ok(sizes !== undefined, `member at ${offset} has no DC field`);
+      members.push(sizes);
+      offset += sizes.memberBytes;
+      assert.ok(offset <= file.length, 'member lengths run past the file');
+    }
+    assert.is(members.length, 4);
+    assert.is(members.reduce((sum, member) => sum + member.originalBytes, 0), input.length);
+    // Another tool's member after ours: no length to find it by, so the whole file is one stream.
+    const tail = textLike(5000, 9);
+    await writeFile(join(dir, 'tail.bin'), tail);
+    const foreign = await execFileAsync('gzip', ['-c', join(dir, 'tail.bin')], { encoding: 'buffer' });
+    await writeFile(join(dir, 'both.gz'), Buffer.concat([file, foreign.stdout]));
+    await decompressFile(join(dir, 'both.gz'), join(dir, 'both.out'), { threads: 2 });
+    assert.ok(Buffer.concat([input, tail]).equals(await readFile(join(dir, 'both.out'))), 'ours then theirs');
   });
 });
 

@@ -8,6 +8,7 @@ import { brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync, zstdCom
 import type * as Lzma from '@napi-rs/lzma';
 import { CodecError } from './errors.ts';
 import { xzPresetOf, type CodecChoice } from './codecs.ts';
+import { sizedMember } from './gzip-members.ts';
 import { zlibCompressOptions, zlibDecompressOptions } from './zlib-options.ts';
 
 interface Bzip2Module {
@@ -115,7 +116,7 @@ export async function compressChunk(choice: CodecChoice, data: Uint8Array, headr
     case 'zstd':
       return own(zstdCompressSync(data, zlibCompressOptions(choice, data.length)), headroom);
     case 'gzip':
-      return own(gzipSync(data, zlibCompressOptions(choice, data.length)), headroom);
+      return sizedMember(gzipSync(data, zlibCompressOptions(choice, data.length)), data.length, headroom);
     case 'brotli':
       return own(brotliCompressSync(data, zlibCompressOptions(choice, data.length)), headroom);
     case 'xz':

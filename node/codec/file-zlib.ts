@@ -15,6 +15,7 @@ import type { CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileThreads, FileThreadsOptions } from './file-threads.ts';
 import { checkChunkHeader, chunkHeaderBytes } from './format.ts';
+import { sizedMember } from './gzip-members.ts';
 import type { PieceDecoder } from './standard-decode.ts';
 import { isZlibCodec, zlibCompressOptions, zlibDecompressOptions, type ZlibCodecName } from './zlib-options.ts';
 
@@ -87,7 +88,7 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
       }
       const checksum = crc32c(input);
       const coded = await slots.run(() => compressors[name](input, { ...zlibCompressOptions(codec, length), ...finishAtOnce[name] }));
-      const frame = withoutEmptyFrame(name, coded);
+      const frame = name === 'gzip' ? sizedMember(coded, length) : withoutEmptyFrame(name, coded);
       return { frame, checksum, input };
     },
     recycle(_frame, input) {

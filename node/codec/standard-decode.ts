@@ -1,10 +1,12 @@
 /**
  * `dcas decompress` on files of the standard formats, recognised by their first bytes, not their names.
- * Where the file says where its pieces are, they are decoded in parallel (a .zst's frames on libuv's
- * threads, the others' pieces on the codec pool) and written in order: a .zst's seek table, the chain of an .xz's stream footers and indexes (read from the end), the
- * byte-aligned stream signatures of a .bz2 that a parallel writer made (ours, lbzip2's, pbzip2's). A .zst
- * without a seek table and any .gz (a member does not record its length) are decoded as one stream by
- * Node's zlib, which runs on libuv's threads, not the event loop.
+ * Where the file says where its pieces are, they are decoded in parallel (a .zst's frames and a .gz's
+ * members on libuv's threads, the others' pieces on the codec pool) and written in order: a .zst's seek
+ * table, the lengths our .gz members carry in their headers (gzip-members.ts), the chain of an .xz's
+ * stream footers and indexes (read from the end), the byte-aligned stream signatures of a .bz2 that a
+ * parallel writer made (ours, lbzip2's, pbzip2's). A .zst without a seek table and a .gz of another tool
+ * (a plain member does not record its length) are decoded as one stream by Node's zlib, which runs on
+ * libuv's threads, not the event loop.
  */
 import type { FileHandle } from 'node:fs/promises';
 import { createGunzip, createZstdDecompress } from 'node:zlib';
@@ -15,6 +17,7 @@ import { freeBuffer } from './buffers.ts';
 import { mapOrdered, type ByteSource, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { fileMagic } from './format.ts';
+import { memberSizes, sizedHeaderBytes } from './gzip-members.ts';
 import type { CodecPool } from './pool.ts';
 import { decodeSeekTable, seekableMagic } from './standard-formats.ts';
 
@@ -48,6 +51,10 @@ const kindCodecs: Record<Exclude<InputKind, 'dcz'>, CodecChoice> = {
   bz2: parseCodecChoice('bzip2'),
 };
 
+/** What each format's pieces are called in messages, and the tool to use on a piece too large for us. */
+const pieceNames: Record<Exclude<InputKind, 'dcz'>, string> = { zst: 'frame', gz: 'member', xz: 'stream', bz2: 'stream' };
+const tools: Record<Exclude<InputKind, 'dcz'>, string> = { zst: 'zstd -d', gz: 'gzip -d', xz: 'xz -d', bz2: 'bzip2 -d' };
+
 /** One independently decodable piece: where it is, how long, and its decoded length if the file records it. */
 interface Piece {
   offset: number;
@@ -64,6 +71,23 @@ async function readAt(file: FileHandle, position: number, length: number): Promi
     filled += bytesRead;
   }
   return out;
+}
+
+/**
+ * A .gz's members, when each says its length (gzip-members.ts: ours), found by reading each member's
+ * header in turn; undefined when any does not (a file of another tool, or ours with one appended), or
+ * the lengths do not add up to the file: it is then decoded as one stream.
+ */
+async function gzPieces(file: FileHandle, size: number): Promise<Piece[] | undefined> {
+  const pieces: Piece[] = [];
+  for (let offset = 0; offset < size; ) {
+    if (size - offset < sizedHeaderBytes) return undefined;
+    const sizes = memberSizes(await readAt(file, offset, sizedHeaderBytes));
+    if (sizes === undefined || sizes.memberBytes > size - offset) return undefined;
+    pieces.push({ offset, compressedBytes: sizes.memberBytes, originalBytes: sizes.originalBytes });
+    offset += sizes.memberBytes;
+  }
+  return pieces.length > 0 ? pieces : undefined;
 }
 
 /** A .zst's frames from its seek table, or undefined for a plain zstd file. */
@@ -190,13 +214,14 @@ export async function decodeStandardFile(
   decoder: PieceDecoder,
   onProgress: (progress: Progress) => void,
 ): Promise<StandardDecodeResult> {
-  const pieces = kind === 'zst' ? await zstPieces(input, size) : kind === 'xz' ? await xzPieces(input, size) : kind === 'bz2' ? await bz2Pieces(input, size) : undefined;
+  const finders = { zst: zstPieces, gz: gzPieces, xz: xzPieces, bz2: bz2Pieces };
+  const pieces = await finders[kind](input, size);
   if (pieces === undefined) return decodeStreaming(kind === 'zst' ? 'zst' : 'gz', input, output, onProgress);
   const choice = kindCodecs[kind];
   const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
   const decode = async (piece: Piece, i: number) => {
-    const label = `${kind === 'zst' ? 'frame' : 'stream'} ${i} (offset ${piece.offset})`;
-    checkPiece(piece, label, kind === 'zst' ? 'zstd -d' : kind === 'xz' ? 'xz -d' : 'bzip2 -d');
+    const label = `${pieceNames[kind]} ${i} (offset ${piece.offset})`;
+    checkPiece(piece, label, tools[kind]);
     return { piece, data: await decoder.decodePiece(await readAt(input, piece.offset, piece.compressedBytes), piece.originalBytes, label, choice) };
   };
   async function* listed(): AsyncGenerator<Piece> {
