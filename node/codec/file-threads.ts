@@ -288,11 +288,11 @@ export interface ShaThread {
 }
 
 /**
- * The SHA-256 of the file `fd` as it grows to `totalBytes`, for a pipeline whose `coders` code that
- * many chunks at once: on a thread of its own, unless the file is small or the main thread codes beside
- * one codec thread at most. Then it hashes each chunk as it is announced, at 1.6 GB/s, faster than one codec thread
- * codes, and no thread starts for it: 150 MB `dcas compress` on 2 cores, 4 runs each, 0.55-0.59 s and
- * 0.87 CPU-s against 0.64-0.77 s and 1.02-1.19 CPU-s with a hashing thread; 1 GiB even (1.9-2.2 s).
+ * The SHA-256 of the file `fd` as it grows to `totalBytes`, for the pipeline's `coders`: on a thread of
+ * its own, unless the file is small or the main thread codes beside one codec thread at most. Then the
+ * main thread hashes each chunk as it is announced, at 1.6 GB/s, faster than one codec thread codes, and
+ * no thread starts for it: 150 MB `dcas compress` on 2 cores, 4 runs each, 0.55-0.59 s and 0.87 CPU-s
+ * against 0.64-0.77 s and 1.02-1.19 CPU-s with a hashing thread; 1 GiB even (1.9-2.2 s).
  */
 export function startSha(fd: number, totalBytes: number, coders: Pick<FileThreads, 'threads' | 'codesOnMainThread'>): ShaThread {
   const mainThreadHasRoom = coders.codesOnMainThread && coders.threads <= 2;

@@ -193,8 +193,8 @@ export function createCodecPool(options: CodecPoolOptions = {}): CodecPool {
  * and store's tasks, one at a time, each once the events waiting then are handled. It takes a task
  * when it is free, and also when busy while the chunks it took are few (mainThreadOnlyBytesMax, as for
  * a file): a small stream then starts no thread at all. A codec thread takes 80-150 ms to start on
- * this VM: `dcas compress` of 16 MB from stdin 0.45-0.48 -> 0.32-0.37 s, 1 KB 0.28-0.30 -> 0.18-0.20 s;
- * 150 MB from stdin 0.99-1.19 -> 0.91-0.95 s, its decompress 1.04-1.14 -> 0.75-0.83 s.
+ * this VM: `dcas compress -c` from stdin, alternating runs, 1 KB 0.31 -> 0.19-0.20 s, 16 MB 0.46-0.61 ->
+ * 0.34-0.42 s, 150 MB 1.18-1.49 -> 0.94-1.07 s; its `decompress -c` 1.09-1.21 -> 0.79-0.92 s.
  */
 function createMainThreadLane(kernelModule: KernelModule): { takes(task: CodecTask): boolean; run(task: CodecTask): Promise<CodecTaskResult>; idle(): Promise<unknown> } {
   let runTask: ((task: CodecTask) => Promise<CodecTaskOutcome>) | undefined;
