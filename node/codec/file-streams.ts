@@ -34,8 +34,9 @@ export interface StreamOptions {
   /** A .dcz (the default) or a standard format of the codec's frames. */
   format?: OutputFormat;
   /**
-   * The calling thread codes the kernel's and store's chunks too, and a small stream alone (pool.ts): what the CLI does, whose thread has nothing else to do. Off by
-   * default: a server's event loop must stay free.
+   * The calling thread codes the kernel's and store's chunks too, and a small stream alone (pool.ts):
+   * what the CLI does, whose thread has nothing else to do. Off by default: a server's event loop must
+   * stay free.
    */
   mainThread?: boolean;
   onProgress?: (progress: Progress) => void;

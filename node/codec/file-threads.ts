@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { readSync } from 'node:fs';
 import { getCompileCacheDir } from 'node:module';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
@@ -84,12 +85,12 @@ function failureOf(result: Extract<FileTaskResult, { ok: false }>): Error {
 }
 
 export interface FileThreadsOptions {
-  /** Chunks coded at once: codec threads, and the main thread itself for the codecs it codes (codesOnMainThread). */
+  /** Chunks coded at once: codec threads, and the main thread itself for the codecs it codes (mayCodeOnMainThread). */
   threads: number;
   /** The bytes the file holds decoded: a small file is coded on the main thread alone. */
   totalBytes: number;
   /**
-   * Whether the main thread codes chunks too, for the codecs that allow it (codesOnMainThread): for a
+   * Whether the main thread codes chunks too, for the codecs that allow it (mayCodeOnMainThread): for a
    * command, whose main thread has nothing else to do. Off by default, for a caller whose event loop
    * must stay free.
    */
@@ -109,7 +110,7 @@ export function startFileThreads(options: FileThreadsOptions): FileThreads {
  * Whether the main thread codes chunks too, beside its codec threads: only for codecs that code a chunk
  * in a few milliseconds (the kernel, store), so it never holds the main thread for longer.
  */
-export function codesOnMainThread(choice: CodecChoice): boolean {
+export function mayCodeOnMainThread(choice: CodecChoice): boolean {
   return choice.codec.name === 'huffman' || choice.codec.name === 'store';
 }
 
@@ -156,8 +157,6 @@ class FileThreadSet implements FileThreads {
   readonly #workers: Worker[];
   readonly #tasksMax: number;
   readonly #workerData: FileWorkerData;
-  /** Whether the main thread codes a queued task whenever it is not coding one already. */
-  readonly #codesHere: boolean;
   /** The main thread's own runner, made when it first codes a chunk. */
   #runner: Promise<FileTaskRunner> | undefined;
   /** The task the main thread is coding, awaited by close() so that nothing writes after it. */
@@ -169,11 +168,10 @@ class FileThreadSet implements FileThreads {
     const choice = options.codec ?? huffmanChoice;
     const { inputFd, outputFd, chunkBytes } = options;
     this.#workerData = { kernelModule: compileKernel(), inputFd, outputFd, chunkBytes, codec: choice.codec.id, level: choice.level };
-    this.#codesHere = options.mainThread === true && codesOnMainThread(choice);
-    this.codesOnMainThread = this.#codesHere;
-    this.#workers = Array.from({ length: codecThreadsFor(options, this.#codesHere) }, () => this.#startWorker());
-    this.threads = this.#workers.length + (this.#codesHere ? 1 : 0);
-    this.inFlightMax = this.threads * tasksPerThread(this.#codesHere);
+    this.codesOnMainThread = options.mainThread === true && mayCodeOnMainThread(choice);
+    this.#workers = Array.from({ length: codecThreadsFor(options, this.codesOnMainThread) }, () => this.#startWorker());
+    this.threads = this.#workers.length + (this.codesOnMainThread ? 1 : 0);
+    this.inFlightMax = this.threads * tasksPerThread(this.codesOnMainThread);
     // Callers bound their chunks in flight (inFlightMax); this catches one that does not.
     this.#tasksMax = this.inFlightMax * 2;
   }
@@ -204,7 +202,7 @@ class FileThreadSet implements FileThreads {
     const worker = new Worker(fileWorkerUrl, threadOptions(this.#workerData));
     worker.on('message', (message: FileTaskResult | typeof fileWorkerReady) => {
       if (message === fileWorkerReady) {
-        for (let slot = 0; slot < tasksPerThread(this.#codesHere); slot++) this.#idle.push(worker);
+        for (let slot = 0; slot < tasksPerThread(this.codesOnMainThread); slot++) this.#idle.push(worker);
         this.#dispatch();
         return;
       }
@@ -240,7 +238,7 @@ class FileThreadSet implements FileThreads {
       if (task.op === 'compress' && task.spare !== undefined) worker.postMessage(task, [task.spare]);
       else worker.postMessage(task);
     }
-    if (this.#codesHere && this.#hereTask === undefined && this.#queue.length > 0) this.#hereTask = this.#codeHere(this.#nextTask());
+    if (this.codesOnMainThread && this.#hereTask === undefined && this.#queue.length > 0) this.#hereTask = this.#codeHere(this.#nextTask());
   }
 
   /** The queue's first task, given a spare frame buffer if it compresses and one is free. */
@@ -255,7 +253,7 @@ class FileThreadSet implements FileThreads {
    * handled: one chunk, a few milliseconds, then the event loop runs again.
    */
   async #codeHere(task: FileTask): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     let result: FileTaskResult | undefined;
     try {
       if (this.#broken === undefined) {

@@ -100,16 +100,12 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
       const bytesRead = await fill(options.inputFd, record, task.position);
       checkChunkHeader(record.subarray(0, Math.min(bytesRead, chunkHeaderBytes)), task.chunk, task.position, task, options.chunkBytes, codec.codec.id);
       if (bytesRead !== record.length) throw new CodecError('TRUNCATED', `${label}: truncated`);
-      const frame = record.subarray(chunkHeaderBytes);
       let decoded: Buffer;
       try {
-        decoded = await slots.run(() => decompressors[name](frame, zlibDecompressOptions(task.originalBytes)));
-      } catch (error) {
-        throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame does not decode: ${(error as Error).message ?? String(error)}`);
+        decoded = await decodeFrame(slots, name, record.subarray(chunkHeaderBytes), task.originalBytes, label);
       } finally {
         freeBuffer(record);
       }
-      if (decoded.length !== task.originalBytes) throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame decodes to ${decoded.length} bytes, expected ${task.originalBytes}`);
       if (crc32c(decoded) !== task.checksum) throw new CodecError('CHECKSUM_MISMATCH', `${label}: checksum mismatch: decoded bytes differ from what was written`);
       if (closed) return undefined;
       let written = 0;
@@ -134,20 +130,27 @@ export function zlibPieceDecoder(threads: number): PieceDecoder {
     async decodePiece(frame, originalBytes, label, choice) {
       const name = choice.codec.name;
       if (!isZlibCodec(name)) throw new Error(`zlibPieceDecoder: ${name} is not a zlib codec`);
-      let decoded: Buffer;
-      try {
-        decoded = await slots.run(() => decompressors[name](frame, zlibDecompressOptions(originalBytes)));
-      } catch (error) {
-        throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame does not decode: ${(error as Error).message ?? String(error)}`);
-      }
-      if (originalBytes !== undefined && decoded.length !== originalBytes) throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame decodes to ${decoded.length} bytes, expected ${originalBytes}`);
-      return decoded;
+      return decodeFrame(slots, name, frame, originalBytes, label);
     },
   };
 }
 
+/** Decodes one frame in a slot; any failure, or a length other than `originalBytes` when known, is CORRUPT_BLOCK named by `label`. */
+async function decodeFrame(slots: Slots, name: ZlibCodecName, frame: Uint8Array, originalBytes: number | undefined, label: string): Promise<Buffer> {
+  let decoded: Buffer;
+  try {
+    decoded = await slots.run(() => decompressors[name](frame, zlibDecompressOptions(originalBytes)));
+  } catch (error) {
+    throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame does not decode: ${(error as Error).message ?? String(error)}`);
+  }
+  if (originalBytes !== undefined && decoded.length !== originalBytes) throw new CodecError('CORRUPT_BLOCK', `${label}: ${name} frame decodes to ${decoded.length} bytes, expected ${originalBytes}`);
+  return decoded;
+}
+
+type Slots = { run<T>(work: () => Promise<T>): Promise<T> };
+
 /** At most `count` codings at once: more would only share the same cores and hold more memory. */
-function createSlots(count: number): { run<T>(work: () => Promise<T>): Promise<T> } {
+function createSlots(count: number): Slots {
   let free = count;
   const waiting: (() => void)[] = [];
   return {

@@ -10,12 +10,12 @@ import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { huffmanChoice, type CodecChoice } from './codecs.ts';
 import type { OutputFormat } from './standard-formats.ts';
-import { decodeStandardFile, detectBytes, detectKind, type InputKind, type PieceDecoder } from './standard-decode.ts';
+import { codecOfKind, decodeStandardFile, detectBytes, detectKind, type InputKind, type PieceDecoder } from './standard-decode.ts';
 import { chunkBytesFor } from './format.ts';
 import { decodeDcz, encodeDcz, fileChunks, fileSource, readDczLayout, validateChunkBytes, type ByteSource, type DczLayout, type Progress } from './container.ts';
 import { CodecError } from './errors.ts';
 import { compressThreaded, decompressThreaded } from './file-pipeline.ts';
-import { zlibPieceDecoder } from './file-zlib.ts';
+import { codesOnLibuv, zlibPieceDecoder } from './file-zlib.ts';
 import { createCodecPool, type CodecPool } from './pool.ts';
 import { listingOf, threadsWithin, type DczListing } from './file-streams.ts';
 import { CodedError } from '../errors.ts';
@@ -313,9 +313,9 @@ export async function decompressFile(input: string, output: string, options: Fil
   if (kind !== undefined && kind !== 'dcz') {
     const decode = (decoder: PieceDecoder) => decompressStandard(kind, input, output, { decoder, onProgress, target: target(options, info), compressedBytes }, finish);
     if (options.pool !== undefined) return decode(options.pool);
-    // A .zst's frames (and a .gz, decoded as one stream) on libuv's threads: no codec thread to start.
+    // zlib's formats (.zst, .gz) on libuv's threads: no codec thread to start.
     const threads = threadsWithin(options.threads);
-    return kind === 'zst' || kind === 'gz' ? decode(zlibPieceDecoder(threads)) : withPool(threads, options.mainThread, decode);
+    return codesOnLibuv(codecOfKind(kind)) ? decode(zlibPieceDecoder(threads)) : withPool(threads, options.mainThread, decode);
   }
   if (options.pool === undefined) {
     const threads = threadsWithin(options.threads);

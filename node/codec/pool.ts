@@ -3,12 +3,13 @@
  * Buffers are transferred, not copied, in both directions.
  */
 import { availableParallelism } from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isMarkedAsUntransferable } from 'node:worker_threads';
 import { piscinaClass } from './piscina.ts';
 import { createCodecTaskRunner, type CodecTaskOutcome } from './codec-tasks.ts';
 import { choiceOf, codecById, codingBytesMax, huffmanChoice, type CodecChoice } from './codecs.ts';
 import { CodecError, type CodecErrorCode } from './errors.ts';
-import { codesOnMainThread, mainThreadOnlyBytesMax, threadEnvironment } from './file-threads.ts';
+import { mainThreadOnlyBytesMax, mayCodeOnMainThread, threadEnvironment } from './file-threads.ts';
 import { chunkBytesDefault } from './format.ts';
 import { compileKernel, loadKernel, type KernelModule } from './kernel.ts';
 import type { TextCounts } from './text-counts.ts';
@@ -204,14 +205,14 @@ function createMainThreadLane(kernelModule: KernelModule): { takes(task: CodecTa
   return {
     takes(task) {
       const codec = codecById(task.codec);
-      if (codec === undefined || !codesOnMainThread({ codec, level: task.level })) return false;
+      if (codec === undefined || !mayCodeOnMainThread({ codec, level: task.level })) return false;
       return pending === 0 || bytesTaken < mainThreadOnlyBytesMax;
     },
     run(task) {
       pending += 1;
       bytesTaken += task.op === 'compress' ? task.data.byteLength : (task.originalBytes ?? task.frame.byteLength);
       const result = tail.then(async () => {
-        await new Promise((resolve) => setImmediate(resolve));
+        await nextTurn();
         runTask ??= createCodecTaskRunner(loadKernel(kernelModule));
         return (await runTask(task)).result;
       });

@@ -44,17 +44,6 @@ export function detectKind(head: Uint8Array): InputKind | undefined {
   return undefined;
 }
 
-const kindCodecs: Record<Exclude<InputKind, 'dcz'>, CodecChoice> = {
-  zst: parseCodecChoice('zstd'),
-  gz: parseCodecChoice('gzip'),
-  xz: parseCodecChoice('xz'),
-  bz2: parseCodecChoice('bzip2'),
-};
-
-/** What each format's pieces are called in messages, and the tool to use on a piece too large for us. */
-const pieceNames: Record<Exclude<InputKind, 'dcz'>, string> = { zst: 'frame', gz: 'member', xz: 'stream', bz2: 'stream' };
-const tools: Record<Exclude<InputKind, 'dcz'>, string> = { zst: 'zstd -d', gz: 'gzip -d', xz: 'xz -d', bz2: 'bzip2 -d' };
-
 /** One independently decodable piece: where it is, how long, and its decoded length if the file records it. */
 interface Piece {
   offset: number;
@@ -197,6 +186,22 @@ function checkPiece(piece: Piece, label: string, tool: string): void {
   }
 }
 
+/**
+ * Each standard format: the codec of its pieces, what a piece is called in messages, the tool to use on
+ * one too large for us, and how its pieces are found (undefined: decode the file as one stream).
+ */
+const standardKinds: Record<Exclude<InputKind, 'dcz'>, { codec: CodecChoice; piece: string; tool: string; findPieces(file: FileHandle, size: number): Promise<Piece[] | undefined> }> = {
+  zst: { codec: parseCodecChoice('zstd'), piece: 'frame', tool: 'zstd -d', findPieces: zstPieces },
+  gz: { codec: parseCodecChoice('gzip'), piece: 'member', tool: 'gzip -d', findPieces: gzPieces },
+  xz: { codec: parseCodecChoice('xz'), piece: 'stream', tool: 'xz -d', findPieces: xzPieces },
+  bz2: { codec: parseCodecChoice('bzip2'), piece: 'stream', tool: 'bzip2 -d', findPieces: bz2Pieces },
+};
+
+/** The codec a standard format's pieces are coded with. */
+export function codecOfKind(kind: Exclude<InputKind, 'dcz'>): CodecChoice {
+  return standardKinds[kind].codec;
+}
+
 /** What decodes a file's pieces: a codec pool's threads, or libuv's for zlib's codecs (file-zlib.ts zlibPieceDecoder). */
 export type PieceDecoder = Pick<CodecPool, 'threads' | 'decodePiece'>;
 
@@ -214,14 +219,13 @@ export async function decodeStandardFile(
   decoder: PieceDecoder,
   onProgress: (progress: Progress) => void,
 ): Promise<StandardDecodeResult> {
-  const finders = { zst: zstPieces, gz: gzPieces, xz: xzPieces, bz2: bz2Pieces };
-  const pieces = await finders[kind](input, size);
+  const { codec: choice, piece: pieceName, tool, findPieces } = standardKinds[kind];
+  const pieces = await findPieces(input, size);
   if (pieces === undefined) return decodeStreaming(kind === 'zst' ? 'zst' : 'gz', input, output, onProgress);
-  const choice = kindCodecs[kind];
   const progress: Progress = { originalBytes: 0, containerBytes: 0, chunks: 0 };
   const decode = async (piece: Piece, i: number) => {
-    const label = `${pieceNames[kind]} ${i} (offset ${piece.offset})`;
-    checkPiece(piece, label, tools[kind]);
+    const label = `${pieceName} ${i} (offset ${piece.offset})`;
+    checkPiece(piece, label, tool);
     return { piece, data: await decoder.decodePiece(await readAt(input, piece.offset, piece.compressedBytes), piece.originalBytes, label, choice) };
   };
   async function* listed(): AsyncGenerator<Piece> {
