@@ -79,8 +79,9 @@ export async function compressThreaded(
       entries.push(entry);
       const before = framing.beforeFrame(entry);
       await output.writev([...before, frame]);
-      coders.recycle(frame, input);
       offset += byteLength(before) + frame.length;
+      // Last: a recycled frame may be freed (its views read as empty).
+      coders.recycle(frame, input);
       progress.originalBytes += originalBytes;
       progress.containerBytes = offset;
       progress.chunks = entries.length;

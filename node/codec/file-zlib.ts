@@ -47,6 +47,16 @@ function withoutEmptyFrame(name: ZlibCodecName, frame: Buffer): Buffer {
   return tail.equals(emptyZstdFrame) ? frame.subarray(0, frame.length - emptyZstdFrame.length) : frame;
 }
 
+/**
+ * Frees the memory under a one-shot call's output now (freeBuffer), which the caller is done with: zlib
+ * writes a chunk's frame into a buffer of its own, room for the whole frame (4 MiB and more), and V8
+ * counts each one towards its next major collection until one finds it dead. A buffer no larger than
+ * Buffer's pool may be the pool (a short output joined from two pieces) and is left to the collector.
+ */
+function freeZlibOutput(output: Uint8Array): void {
+  if (output.buffer instanceof ArrayBuffer && output.buffer.byteLength > Buffer.poolSize) freeBuffer(new Uint8Array(output.buffer));
+}
+
 const readAt = promisify(read);
 const writeAt = promisify(write);
 
@@ -89,9 +99,11 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
       const checksum = crc32c(input);
       const coded = await slots.run(() => compressors[name](input, { ...zlibCompressOptions(codec, length), ...finishAtOnce[name] }));
       const frame = name === 'gzip' ? sizedMember(coded, length) : withoutEmptyFrame(name, coded);
+      if (frame.buffer !== coded.buffer) freeZlibOutput(coded);
       return { frame, checksum, input };
     },
-    recycle(_frame, input) {
+    recycle(frame, input) {
+      freeZlibOutput(frame);
       if (input !== undefined && input.byteOffset === 0 && spareInputs.length < options.threads * 2 + 1) spareInputs.push(Buffer.from(input.buffer as ArrayBuffer));
     },
     async decompress(task) {
