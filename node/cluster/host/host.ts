@@ -241,16 +241,21 @@ async function loadOwnKey(config: NodeConfig, log: Logger): Promise<PrivateKey> 
 }
 
 /**
- * Gossipsub's mesh, smaller than its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6), which are made for open
- * networks where a publisher reaches few peers. Here every member connects to every other and publishes
- * to all of them directly (floodPublish), so the mesh only adds copies: at the defaults, in a cluster of
- * up to 7 every member's mesh held all the others, and each heartbeat was sent on again by every member
- * that received it, so the copies grew with the square of the members (a worker host's main thread then
- * spent more time in socket writes than in anything but its coding). With a mesh of 3 a member still
- * hears another through others when the direct copy is lost. Measured on the scaling bench (4 worker hosts at 0.25 CPU, 3 voters): 17.4 s
- * of coding instead of 19.8-21.9 s, and 0.26 CPU-seconds per chunk on a worker host instead of 0.30-0.33.
+ * Gossipsub with no mesh: its defaults (D 6, Dlo 4, Dhi 12, Dlazy 6) are made for open networks where a
+ * publisher reaches few peers. Here every member connects to every other and publishes to all of them
+ * directly (floodPublish), so every copy a mesh sends on is one its receiver already has: at the
+ * defaults, in a cluster of up to 7 every member's mesh held all the others and each heartbeat was sent
+ * on again by every member that received it (a worker host's main thread then spent more time in socket
+ * writes than in anything but its coding); a mesh of 3 still sent three copies on. A member that has no
+ * connection to another yet (b and c that know only a's address) still hears it, through gossip's lazy
+ * part: every second a member lists the messages it holds to Dlazy others, which ask for the ones they
+ * lack, and then dial the member by the addresses in its heartbeat.
+ * Measured on the scaling bench (4 worker hosts at 0.25 CPU, 3 voters at 0.2), three alternating pairs,
+ * a mesh of 3, then none: a worker host's main thread over the coding phase 1.37-1.41 then 0.84-0.88
+ * CPU-seconds, 1.30-1.46 then 1.10-1.14, 0.98-1.10 then 0.94-0.99; the phase 22.2 then 18.1 s, 22.1 then
+ * 21.0, 18.5 then 19.0.
  */
-const gossipMesh = { D: 3, Dlo: 2, Dhi: 4, Dout: 1, Dlazy: 3 };
+const gossipMesh = { D: 0, Dlo: 0, Dhi: 0, Dout: 0, Dlazy: 3 };
 
 /**
  * A message's publisher and sequence number, gossipsub's own message id under StrictSign, read from
