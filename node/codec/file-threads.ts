@@ -72,7 +72,10 @@ export interface FileThreads {
    * caller to hash instead of reading them again.
    */
   compress(position: number, length: number): Promise<{ frame: Uint8Array; checksum: number; input?: Uint8Array }>;
-  /** Hands a written frame's memory back, to hold a later frame, and the chunk's input, to hold a later chunk (a few of each are kept). */
+  /**
+   * Hands a written frame's memory back, to hold a later frame or to be freed, and the chunk's input, to
+   * hold a later chunk (a few of each are kept). Either may be detached: the caller reads neither after.
+   */
   recycle(frame: Uint8Array, input?: Uint8Array): void;
   /** Reads, checks, decodes and writes one chunk at its place in the output; answers the decoded bytes when they are in this thread's memory. */
   decompress(task: Extract<FileThreadTask, { op: 'decompress' }>): Promise<Uint8Array | undefined>;
