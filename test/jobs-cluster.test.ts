@@ -5,8 +5,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, mkdtemp, readdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { connect, type DcasClient, type JobView } from '../node/client/index.ts';
 import { decompress } from '../node/index.ts';
 import { createTestCluster, waitFor, type TestCluster } from '../tools/cluster.ts';
@@ -163,17 +163,33 @@ test('kill -9 of a worker-only node mid-job: its chunks are reassigned and the j
   }
 });
 
+/** Writes `files` into a new folder beside the cluster's data, then renames it to `target` (a missing or empty folder). */
+async function placeFolder(target: string, files: Record<string, string>): Promise<void> {
+  const aside = await mkdtemp(join(cluster.dataDir, 'placing-'));
+  for (const [name, text] of Object.entries(files)) await writeFile(join(aside, name), text);
+  await waitFor(`${target} to be free for the folder`, 20_000, async () => {
+    try {
+      await mkdir(dirname(target), { recursive: true });
+      await rename(aside, target);
+      return true;
+    } catch (error) {
+      // Not yet empty (the job's own cleanup or the sweep still at work there): try again shortly.
+      if ((error as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+      throw error;
+    }
+  });
+}
+
 test('staged blobs written after a job ended (a deposed coordinator\'s merge, killed before its cleanup) are swept by the coordinator', async () => {
   const data = textLike(300 * 1024, 5);
   const job = await withClient('node1', async (client) => client.waitForCompletion((await client.upload(data, { fileName: 'swept.txt', chunkSize })).id));
   assert.is(job.state, 'completed', job.error ?? '');
   const staging = join(cluster.dataDir, 'blobs', 'staging', job.id);
   const stray = join(cluster.dataDir, 'blobs', 'staging', 'nojob0000000000');
-  await mkdir(staging, { recursive: true });
-  await mkdir(stray, { recursive: true });
-  await writeFile(join(staging, 'header'), 'a stale merge\'s header');
-  await writeFile(join(staging, 'tail'), 'a stale merge\'s tail');
-  await writeFile(join(stray, 'header'), 'staged under a job that has no record');
+  // Each folder is written aside and moved into place whole: the sweeper runs all the while, and a folder
+  // made in place could be swept between its mkdir and its first file (seen once in CI: ENOENT).
+  await placeFolder(staging, { header: 'a stale merge\'s header', tail: 'a stale merge\'s tail' });
+  await placeFolder(stray, { header: 'staged under a job that has no record' });
   const left = async (folder: string) => (await readdir(folder, { recursive: true, withFileTypes: true }).catch(() => [])).filter((entry) => entry.isFile());
   await waitFor('the coordinator to sweep both staging folders', 20_000, async () => ((await left(staging)).length === 0 && (await left(stray)).length === 0 ? true : undefined));
   // The job itself is untouched: its download is still the original.
