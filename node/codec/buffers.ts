@@ -23,6 +23,18 @@ export function freeBuffer(bytes: Uint8Array): boolean {
 }
 
 /**
+ * Frees the whole buffer under `view` (freeBuffer) for a caller that owns all of it though the view covers
+ * only part: a zlib call's output, sized for the largest frame; a frame that came to a thread with its
+ * task. A buffer no larger than Buffer's pool may be the pool, shared with other views, and is left to the
+ * collector. Returns whether it freed anything.
+ */
+export function freeBacking(view: Uint8Array): boolean {
+  const buffer = view.buffer;
+  if (!(buffer instanceof ArrayBuffer) || buffer.byteLength <= Buffer.poolSize) return false;
+  return freeBuffer(new Uint8Array(buffer));
+}
+
+/**
  * Yields `source`'s buffers, freeing each one (freeBuffer) when the next is asked for: for a consumer
  * that has copied all it needs out of a buffer before it asks for the next (container.ts rechunk).
  */

@@ -7,7 +7,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { compressChunk, decompressChunk, prepareCoder } from './coders.ts';
 import { choiceOf, codecHuffmanId } from './codecs.ts';
-import { freeBuffer } from './buffers.ts';
+import { freeBacking } from './buffers.ts';
 import { CodecError } from './errors.ts';
 import { chunkHeaderBytes, encodeChunkHeader } from './format.ts';
 import type { Kernel } from './kernel.ts';
@@ -55,7 +55,7 @@ export function createCodecTaskRunner(kernel: Kernel): (task: CodecTask) => Prom
     const data = await decompressWith(task);
     // The frame's buffer came with the task: freed now, not at the thread's next collection, unless
     // the decoded bytes are in it (a stored chunk).
-    if (data.buffer !== task.frame.buffer) freeBuffer(new Uint8Array(task.frame.buffer));
+    if (data.buffer !== task.frame.buffer) freeBacking(task.frame);
     if (task.checksum !== undefined && crc32c(data) !== task.checksum) {
       return { result: { ok: false, code: 'CHECKSUM_MISMATCH', message: 'checksum mismatch: decoded bytes differ from what was written' }, handedOver: [] };
     }

@@ -10,7 +10,7 @@ import { read, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { brotliCompress, brotliDecompress, constants, gunzip, gzip, zstdCompress, zstdDecompress } from 'node:zlib';
 import { crc32c } from '@node-rs/crc32';
-import { freeBuffer } from './buffers.ts';
+import { freeBacking, freeBuffer } from './buffers.ts';
 import type { CodecChoice } from './codecs.ts';
 import { CodecError } from './errors.ts';
 import type { FileThreads, FileThreadsOptions } from './file-threads.ts';
@@ -47,16 +47,6 @@ function withoutEmptyFrame(name: ZlibCodecName, frame: Buffer): Buffer {
   return tail.equals(emptyZstdFrame) ? frame.subarray(0, frame.length - emptyZstdFrame.length) : frame;
 }
 
-/**
- * Frees the memory under a one-shot call's output now (freeBuffer), which the caller is done with: zlib
- * writes a chunk's frame into a buffer of its own, room for the whole frame (4 MiB and more), and V8
- * counts each one towards its next major collection until one finds it dead. A buffer no larger than
- * Buffer's pool may be the pool (a short output joined from two pieces) and is left to the collector.
- */
-function freeZlibOutput(output: Uint8Array): void {
-  if (output.buffer instanceof ArrayBuffer && output.buffer.byteLength > Buffer.poolSize) freeBuffer(new Uint8Array(output.buffer));
-}
-
 const readAt = promisify(read);
 const writeAt = promisify(write);
 
@@ -74,6 +64,7 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
   // Inputs handed back (recycle): fresh 4 MiB buffers cost the kernel zeroed pages and the collector work on every chunk.
   const spareInputs: Buffer[] = [];
   let closed = false;
+  const inFlightMax = options.threads * 2;
 
   async function fill(fd: number, into: Uint8Array, position: number): Promise<number> {
     let filled = 0;
@@ -87,7 +78,7 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
 
   return {
     threads: options.threads,
-    inFlightMax: options.threads * 2,
+    inFlightMax,
     codesOnMainThread: false,
     async compress(position, length) {
       const spare = spareInputs.pop();
@@ -99,12 +90,13 @@ export function startZlibCoders(options: FileThreadsOptions & { codec: CodecChoi
       const checksum = crc32c(input);
       const coded = await slots.run(() => compressors[name](input, { ...zlibCompressOptions(codec, length), ...finishAtOnce[name] }));
       const frame = name === 'gzip' ? sizedMember(coded, length) : withoutEmptyFrame(name, coded);
-      if (frame.buffer !== coded.buffer) freeZlibOutput(coded);
+      // zlib's output buffer is ours alone, sized for the largest frame: freed now, not at V8's next collection.
+      if (frame.buffer !== coded.buffer) freeBacking(coded);
       return { frame, checksum, input };
     },
     recycle(frame, input) {
-      freeZlibOutput(frame);
-      if (input !== undefined && input.byteOffset === 0 && spareInputs.length < options.threads * 2 + 1) spareInputs.push(Buffer.from(input.buffer as ArrayBuffer));
+      freeBacking(frame);
+      if (input !== undefined && input.byteOffset === 0 && spareInputs.length < inFlightMax + 1) spareInputs.push(Buffer.from(input.buffer as ArrayBuffer));
     },
     async decompress(task) {
       const label = `chunk ${task.chunk}`;
