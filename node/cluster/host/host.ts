@@ -15,6 +15,7 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface';
 import { preSharedKey } from '@libp2p/pnet';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import './xsalsa20-windowed.ts';
+import './yamux-window.ts';
 import { tcp } from '@libp2p/tcp';
 import { createLibp2p } from 'libp2p';
 import type { Libp2pOptions } from 'libp2p';
