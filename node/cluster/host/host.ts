@@ -147,7 +147,7 @@ class HostNode {
     const { membership, transport, bootstrap } = this.#createParts(libp2p, trust);
     try {
       await transport.start();
-      membership.start();
+      await membership.start();
       bootstrap.start();
     } catch (error) {
       await libp2p.stop();
@@ -181,7 +181,7 @@ class HostNode {
     if (parts === undefined) return;
     this.#running = undefined;
     parts.bootstrap.stop();
-    parts.membership.stop();
+    await parts.membership.stop();
     await parts.transport.stop();
     await parts.libp2p.stop();
     this.#log.info('host stopped');

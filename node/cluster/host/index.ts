@@ -12,6 +12,7 @@ export type { TransportLimits, TransportStats } from './transport.ts';
 export { defaultBootstrapLimits } from './bootstrap.ts';
 export type { BootstrapLimits } from './bootstrap.ts';
 export { encodeHeartbeat, heartbeatTopic } from './heartbeat.ts';
+export { heartbeatProtocol } from './direct-heartbeats.ts';
 export type { Heartbeat as HeartbeatFrame } from './heartbeat.ts';
 export { createMemberView } from './member-view.ts';
 export type { MemberEvent, MemberView, MemberViewNotes, MemberTimings } from './member-view.ts';

@@ -1,11 +1,16 @@
 /**
- * Gossip membership: publishes this node's heartbeat every heartbeatMs on a gossipsub topic, feeds
- * heartbeats from others into the member view, and sweeps the view on a timer so silent members
- * turn suspect, then dead.
+ * Membership: sends this node's heartbeat every heartbeatMs to every connected peer, feeds heartbeats
+ * from others into the member view, and sweeps the view on a timer so silent members turn suspect,
+ * then dead.
  *
- * Heartbeats are signed by gossipsub (StrictSign); one whose claimed peer id is not its signer's is
- * dropped, so a relay cannot speak for another peer. A heartbeat counts only when trust admits its
- * (name, peer id): a name bound to another peer id, or a peer never admitted, is ignored (warned).
+ * Heartbeats go two ways. Straight to each connected peer on its own stream (`direct-heartbeats.ts`),
+ * where the connection names the sender; and, less often, announced on a gossipsub topic, signed
+ * (StrictSign), so that members who know only one address find the others: a member hears of another
+ * through their common peer's gossip and dials it by the addresses its heartbeat carries. A node
+ * announces every beat for a while after it starts and after any new connection, then every tenth.
+ * Either way, a heartbeat that claims a peer id other than its sender's (the connection's peer, or the
+ * gossip signer) is dropped, so no peer can speak for another. A heartbeat counts only when trust
+ * admits its (name, peer id): a name bound to another peer id, or a peer never admitted, is ignored.
  *
  * A watchdog (`silent-peers.ts`) looks for peers that stay connected but fall silent and redials them.
  */
@@ -17,6 +22,7 @@ import type { Libp2p } from '@libp2p/interface';
 import type { GossipSub, Message } from '@libp2p/gossipsub';
 import type { Logger } from 'pino';
 import type { NodeConfig } from '../../config/index.ts';
+import { DirectHeartbeats } from './direct-heartbeats.ts';
 import { decodeHeartbeat, encodeHeartbeat, heartbeatTopic } from './heartbeat.ts';
 import type { Heartbeat } from './heartbeat.ts';
 import { createMemberView } from './member-view.ts';
@@ -43,10 +49,14 @@ export interface MembershipStats {
 
 /** Repeated warnings about one peer are logged the first time and then every this many times. */
 const warnEvery = 100;
+/** In steady state a heartbeat is also announced on gossip every this many beats (5 s at the default 500 ms). */
+const gossipEveryBeats = 10;
+/** After its start and after each new connection, a node announces every beat for this many beats. */
+const announceBeats = 20;
 
 export interface Membership {
-  start(): void;
-  stop(): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
   stats(): MembershipStats;
   members(): Member[];
   member(name: string): Member | undefined;
@@ -67,7 +77,7 @@ export function createMembership(components: MembershipComponents): Membership {
     nameOf: (peerId) => membership.nameOf(peerId),
     on: (event, listener) => membership.on(event, listener),
     setStatusProvider: (provider) => membership.setStatusProvider(provider),
-    announce: () => membership.publish(),
+    announce: () => membership.publish(true),
   };
 }
 
@@ -78,14 +88,17 @@ class GossipMembership {
   readonly #log: Logger;
   readonly #view: MemberView;
   readonly #watchdog: SilentPeerWatchdog;
+  readonly #direct: DirectHeartbeats;
   readonly #listeners = new Map<MemberEventType, Set<MemberListener>>();
   readonly #addressesMerged = new Map<string, string>(); // peer id → addresses last given to the peer store
   readonly #startedAt = Date.now();
   readonly #counters: MembershipStats = { heartbeatsRefused: 0, publishFailures: 0, reconnects: 0 };
   readonly #refusalsByPeer = new Map<string, number>();
-  readonly #onMessage = (event: CustomEvent<Message>) => this.#receive(event.detail);
+  readonly #onMessage = (event: CustomEvent<Message>) => this.#receiveGossip(event.detail);
+  readonly #onConnection = () => (this.#announceUntilSeq = this.#seq + announceBeats);
   #provider: StatusProvider = () => ({});
   #seq = 0;
+  #announceUntilSeq = announceBeats;
   #publishTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #watchTimer: NodeJS.Timeout | undefined;
@@ -97,15 +110,19 @@ class GossipMembership {
     this.#log = logger.child({ room: 'membership' });
     this.#view = createMemberView(config.name, config.membership);
     this.#watchdog = new SilentPeerWatchdog({ config, libp2p, trust, view: this.#view, log: this.#log, counters: this.#counters });
+    const receive = (bytes: Uint8Array, from: string) => this.#receive(bytes, from, 'sent by');
+    this.#direct = new DirectHeartbeats({ libp2p, log: this.#log, receive, counters: this.#counters });
   }
 
   // ---- Lifecycle ----
 
-  start(): void {
+  async start(): Promise<void> {
     const pubsub = this.#libp2p.services.pubsub;
     const { heartbeatMs, suspectMs } = this.#config.membership;
+    await this.#direct.start();
     pubsub.addEventListener('message', this.#onMessage);
     pubsub.subscribe(heartbeatTopic);
+    this.#libp2p.addEventListener('connection:open', this.#onConnection);
     this.publish();
     this.#publishTimer = setInterval(() => this.publish(), heartbeatMs);
     // Sweeping at a quarter of the heartbeat keeps status changes within that of their deadline.
@@ -114,8 +131,9 @@ class GossipMembership {
     this.#watchTimer = setInterval(() => this.#watchdog.watch(), suspectMs);
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     const pubsub = this.#libp2p.services.pubsub;
+    this.#libp2p.removeEventListener('connection:open', this.#onConnection);
     clearInterval(this.#publishTimer);
     clearInterval(this.#sweepTimer);
     clearInterval(this.#watchTimer);
@@ -124,6 +142,7 @@ class GossipMembership {
     this.#sweepTimer = undefined;
     pubsub.removeEventListener('message', this.#onMessage);
     if (pubsub.getTopics().includes(heartbeatTopic)) pubsub.unsubscribe(heartbeatTopic);
+    await this.#direct.stop();
   }
 
   // ---- Reading the view ----
@@ -171,9 +190,12 @@ class GossipMembership {
     this.#provider = provider;
   }
 
-  publish(): void {
+  /** Sends this node's heartbeat to its peers; announces it on gossip when due or `announce` says so. */
+  publish(announce = false): void {
     this.#seq += 1;
     const bytes = encodeHeartbeat(this.#selfHeartbeat());
+    this.#direct.send(bytes);
+    if (!announce && this.#seq > this.#announceUntilSeq && this.#seq % gossipEveryBeats !== 0) return;
     this.#libp2p.services.pubsub.publish(heartbeatTopic, bytes).catch((error: unknown) => {
       const counters = this.#counters;
       counters.publishFailures += 1;
@@ -212,14 +234,18 @@ class GossipMembership {
 
   // ---- Heartbeats from others ----
 
-  #receive(message: Message): void {
+  #receiveGossip(message: Message): void {
     if (message.topic !== heartbeatTopic) return;
     if (message.type !== 'signed') return;
-    const from = message.from.toString();
+    this.#receive(message.data, message.from.toString(), 'signed by');
+  }
+
+  /** A heartbeat from `from`: the peer whose connection it came on, or who signed it on gossip. */
+  #receive(bytes: Uint8Array, from: string, how: 'sent by' | 'signed by'): void {
     const name = this.#config.name;
-    const heartbeat = decodeHeartbeat(message.data);
+    const heartbeat = decodeHeartbeat(bytes);
     if (typeof heartbeat === 'string') return this.#refuse(from, 'dropped a malformed heartbeat', heartbeat);
-    if (heartbeat.peerId !== from) return this.#refuse(from, 'dropped a heartbeat signed by another peer', `claims ${heartbeat.peerId}`);
+    if (heartbeat.peerId !== from) return this.#refuse(from, `dropped a heartbeat ${how} another peer`, `claims ${heartbeat.peerId}`);
     if (heartbeat.name === name) return this.#refuse(from, `another peer claims this node's name "${name}"`, 'ignored');
     const refusal = this.#trust.admit({ name: heartbeat.name, peerId: heartbeat.peerId, role: heartbeat.role, join: heartbeat.join });
     if (refusal !== undefined) return this.#refuse(from, 'ignored a heartbeat from a peer that is not admitted under that name', refusal);

@@ -1,8 +1,9 @@
 /**
- * The watchdog for peers that stay connected but fall silent: gossipsub keeps one outbound stream per
- * connection and does not reopen it when it breaks while the connection lives, so such a peer stops
- * hearing (or being heard) until the connection is replaced. The watchdog hangs up and redials it,
- * with a backoff per peer.
+ * The watchdog for peers that stay connected but fall silent. Heartbeat streams are opened again on
+ * the next beat when they break (direct-heartbeats.ts), but gossipsub keeps one outbound stream per
+ * connection and does not reopen it while the connection lives, and a connection can go quiet in
+ * other ways; such a peer stops hearing (or being heard) until the connection is replaced. The
+ * watchdog hangs up and redials it, with a backoff per peer.
  */
 
 import { performance } from 'node:perf_hooks';
@@ -52,7 +53,7 @@ export class SilentPeerWatchdog {
       if (!this.#due(key, nowMs)) continue;
       counters.reconnects += 1;
       const subscribed = libp2p.services.pubsub.getSubscribers(heartbeatTopic).some((subscriber) => subscriber.equals(peerId));
-      log.warn({ member: name, peerId: key, silentMs: Math.round(silentMs), subscribed }, 'peer connected but silent on gossip; reconnecting');
+      log.warn({ member: name, peerId: key, silentMs: Math.round(silentMs), subscribed }, 'peer connected but silent; reconnecting');
       void this.#reconnect(peerId, name);
     }
     for (const [key, pace] of this.#reconnectAt) if (nowMs - pace.atMs > reconnectBackoffMsMax * 2) this.#reconnectAt.delete(key);
