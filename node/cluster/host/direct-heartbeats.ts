@@ -26,7 +26,6 @@ const streamTimeoutMs = 2_000;
 interface Channel {
   stream: Stream;
   writer: LengthPrefixedStream<Stream>;
-  writing: boolean;
 }
 
 export interface DirectHeartbeatsComponents {
@@ -40,8 +39,8 @@ export interface DirectHeartbeatsComponents {
 
 export class DirectHeartbeats {
   readonly #components: DirectHeartbeatsComponents;
-  readonly #channels = new Map<string, Channel>(); // peer id → its open stream
-  readonly #opening = new Set<string>();
+  readonly #channels = new Map<string, Channel>(); // peer id → its open stream, until the stream closes
+  readonly #sending = new Set<string>(); // peers with a stream being opened or a frame being written
   #running = false;
 
   constructor(components: DirectHeartbeatsComponents) {
@@ -63,57 +62,42 @@ export class DirectHeartbeats {
   /** Sends `bytes` to every connected peer; returns at once. */
   send(bytes: Uint8Array): void {
     if (!this.#running) return;
-    const peers = new Set<string>();
+    const connections = new Map<string, Connection>(); // one per peer
     for (const connection of this.#components.libp2p.getConnections()) {
-      if (connection.status === 'open') peers.add(connection.remotePeer.toString());
+      if (connection.status === 'open') connections.set(connection.remotePeer.toString(), connection);
     }
-    for (const peerId of this.#channels.keys()) if (!peers.has(peerId)) this.#drop(peerId);
-    for (const peerId of peers) void this.#sendTo(peerId, bytes);
+    for (const [peerId, connection] of connections) void this.#sendTo(peerId, connection, bytes);
   }
 
-  async #sendTo(peerId: string, bytes: Uint8Array): Promise<void> {
-    if (this.#opening.has(peerId)) return;
-    let channel = this.#channels.get(peerId);
-    if (channel?.writing === true) return;
+  /** One frame to one peer, skipped while the previous one is still under way. */
+  async #sendTo(peerId: string, connection: Connection, bytes: Uint8Array): Promise<void> {
+    if (this.#sending.has(peerId)) return;
+    this.#sending.add(peerId);
     try {
-      channel ??= await this.#open(peerId);
-      if (channel === undefined) return;
-      channel.writing = true;
-      await channel.writer.write(bytes, { signal: AbortSignal.timeout(streamTimeoutMs) });
-      channel.writing = false;
+      const channel = this.#channels.get(peerId) ?? (await this.#open(peerId, connection));
+      await channel?.writer.write(bytes, { signal: AbortSignal.timeout(streamTimeoutMs) });
     } catch (error) {
       this.#components.counters.publishFailures += 1;
       this.#components.log.debug({ peerId, err: error }, 'heartbeat stream broke; opened again on the next beat');
-      this.#drop(peerId);
-    }
-  }
-
-  async #open(peerId: string): Promise<Channel | undefined> {
-    const connection = this.#components.libp2p.getConnections().find((candidate) => candidate.status === 'open' && candidate.remotePeer.toString() === peerId);
-    if (connection === undefined) return undefined;
-    this.#opening.add(peerId);
-    try {
-      const stream = await connection.newStream(heartbeatProtocol, { signal: AbortSignal.timeout(streamTimeoutMs) });
-      if (!this.#running) {
-        stream.abort(new Error('membership stopped'));
-        return undefined;
-      }
-      const channel: Channel = { stream, writer: lpStream(stream, { maxDataLength: heartbeatBytesMax }), writing: false };
-      stream.addEventListener('close', () => {
-        if (this.#channels.get(peerId) === channel) this.#channels.delete(peerId);
-      });
-      this.#channels.set(peerId, channel);
-      return channel;
+      this.#channels.get(peerId)?.stream.abort(new Error('heartbeat stream dropped'));
+      this.#channels.delete(peerId);
     } finally {
-      this.#opening.delete(peerId);
+      this.#sending.delete(peerId);
     }
   }
 
-  #drop(peerId: string): void {
-    const channel = this.#channels.get(peerId);
-    if (channel === undefined) return;
-    this.#channels.delete(peerId);
-    channel.stream.abort(new Error('heartbeat stream dropped'));
+  async #open(peerId: string, connection: Connection): Promise<Channel | undefined> {
+    const stream = await connection.newStream(heartbeatProtocol, { signal: AbortSignal.timeout(streamTimeoutMs) });
+    if (!this.#running) {
+      stream.abort(new Error('membership stopped'));
+      return undefined;
+    }
+    const channel: Channel = { stream, writer: lpStream(stream, { maxDataLength: heartbeatBytesMax }) };
+    stream.addEventListener('close', () => {
+      if (this.#channels.get(peerId) === channel) this.#channels.delete(peerId);
+    });
+    this.#channels.set(peerId, channel);
+    return channel;
   }
 
   async #read(stream: Stream, connection: Connection): Promise<void> {

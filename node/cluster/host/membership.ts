@@ -67,7 +67,7 @@ export interface Membership {
 }
 
 export function createMembership(components: MembershipComponents): Membership {
-  const membership = new GossipMembership(components);
+  const membership = new HeartbeatMembership(components);
   return {
     start: () => membership.start(),
     stop: () => membership.stop(),
@@ -81,7 +81,7 @@ export function createMembership(components: MembershipComponents): Membership {
   };
 }
 
-class GossipMembership {
+class HeartbeatMembership {
   readonly #config: NodeConfig;
   readonly #libp2p: Libp2p<{ pubsub: GossipSub }>;
   readonly #trust: Trust;
