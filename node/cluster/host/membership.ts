@@ -53,6 +53,13 @@ const warnEvery = 100;
 const gossipEveryBeats = 10;
 /** After its start and after each new connection, a node announces every beat for this many beats. */
 const announceBeats = 20;
+/**
+ * How long this node's own addresses, as its heartbeat carries them, are reused before libp2p is asked
+ * again; a change libp2p reports (self:peer:update) is taken at once. libp2p works the list out afresh
+ * on every call (its transports' addresses, each checked against the private ranges): with two beats a
+ * second plus every read of the member list, that was 4% of a worker's main thread while coding.
+ */
+const ownAddressesTtlMs = 10_000;
 
 export interface Membership {
   start(): Promise<void>;
@@ -96,6 +103,8 @@ class HeartbeatMembership {
   readonly #refusalsByPeer = new Map<string, number>();
   readonly #onMessage = (event: CustomEvent<Message>) => this.#receiveGossip(event.detail);
   readonly #onConnection = () => (this.#announceUntilSeq = this.#seq + announceBeats);
+  readonly #onSelfUpdate = () => (this.#ownAddresses = undefined);
+  #ownAddresses: { list: string[]; readAtMs: number } | undefined;
   #provider: StatusProvider = () => ({});
   #seq = 0;
   #announceUntilSeq = announceBeats;
@@ -123,6 +132,7 @@ class HeartbeatMembership {
     pubsub.addEventListener('message', this.#onMessage);
     pubsub.subscribe(heartbeatTopic);
     this.#libp2p.addEventListener('connection:open', this.#onConnection);
+    this.#libp2p.addEventListener('self:peer:update', this.#onSelfUpdate);
     this.publish();
     this.#publishTimer = setInterval(() => this.publish(), heartbeatMs);
     // Sweeping at a quarter of the heartbeat keeps status changes within that of their deadline.
@@ -134,6 +144,7 @@ class HeartbeatMembership {
   async stop(): Promise<void> {
     const pubsub = this.#libp2p.services.pubsub;
     this.#libp2p.removeEventListener('connection:open', this.#onConnection);
+    this.#libp2p.removeEventListener('self:peer:update', this.#onSelfUpdate);
     clearInterval(this.#publishTimer);
     clearInterval(this.#sweepTimer);
     clearInterval(this.#watchTimer);
@@ -218,13 +229,22 @@ class HeartbeatMembership {
       peerId: libp2p.peerId.toString(),
       role: config.role,
       gateway: report.gateway ?? `${config.gateway.tls === undefined ? 'ws' : 'wss'}://${config.gateway.host}:${config.gateway.port}`,
-      addresses: libp2p.getMultiaddrs().map(String),
+      addresses: this.#addresses(),
       load: { workers: config.workers, inFlight: 0, queue: 0, ...report.load },
       raft: report.raft,
       seq: this.#seq,
       startedAt: this.#startedAt,
       join: this.#trust.ownJoinProof(libp2p.peerId.toString()),
     };
+  }
+
+  #addresses(): string[] {
+    const now = performance.now();
+    const own = this.#ownAddresses;
+    if (own !== undefined && now - own.readAtMs < ownAddressesTtlMs) return [...own.list];
+    const list = this.#libp2p.getMultiaddrs().map(String);
+    this.#ownAddresses = { list, readAtMs: now };
+    return [...list];
   }
 
   #selfMember(): Member {
