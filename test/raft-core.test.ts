@@ -40,6 +40,8 @@ class Cluster {
   readonly #cut = new Set<string>();
   readonly #queue: Message[] = [];
   readonly #extra: Partial<RaftConfig>;
+  /** Every message delivered, in order. */
+  readonly delivered: Message[] = [];
 
   constructor(voters: string[], learners: string[] = [], extra: Partial<RaftConfig> = {}) {
     this.voters = voters;
@@ -106,6 +108,7 @@ class Cluster {
         busy = true;
         const message = this.#queue.shift()!;
         if (this.#cut.has(`${message.from}>${message.to}`)) continue;
+        this.delivered.push(message);
         this.nodes.get(message.to)?.core.step(message);
       }
       if (!busy) return;
@@ -435,6 +438,27 @@ test('learners receive and apply the log but never campaign, vote, or count for 
   assert.ok(result.ok);
   cluster.stabilize();
   assert.is(cluster.core(leaderId).commitIndex, commitBefore);
+});
+
+test('a learner is sent each entry once it is committed, with the commit index that covers it, in one append', () => {
+  const cluster = new Cluster(['n1', 'n2', 'n3'], ['l1']);
+  cluster.elect('n1');
+  cluster.stabilize();
+  cluster.delivered.length = 0;
+  assert.ok(cluster.core('n1').propose(bytes('committed-first')).ok);
+  cluster.stabilize();
+  const appendsTo = (id: string) => cluster.delivered.filter((message) => message.to === id && message.type === 'append') as Extract<Message, { type: 'append' }>[];
+  // A voter gets the entry before it is committed (its answer is what commits it), then the commit index.
+  const toVoter = appendsTo('n2');
+  assert.ok(toVoter.length >= 2, `appends to a voter: ${toVoter.length}`);
+  assert.is(toVoter[0]!.entries.length, 1);
+  assert.ok(toVoter[0]!.commit < toVoter[0]!.entries[0]!.index, 'the voter is sent the entry before its commit');
+  // The learner gets it once, committed.
+  const toLearner = appendsTo('l1');
+  assert.is(toLearner.length, 1, 'appends to the learner');
+  assert.is(toLearner[0]!.entries.length, 1);
+  assert.ok(toLearner[0]!.commit >= toLearner[0]!.entries[0]!.index, 'the learner is sent the entry with its commit');
+  assert.ok(cluster.node('l1').applied.some((entry) => text(entry.data) === 'committed-first'), 'the learner applied the entry');
 });
 
 test('an idle leader heartbeats voters every heartbeatTicks and learners every learnerHeartbeatTicks (electionTicks by default)', () => {
