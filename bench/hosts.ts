@@ -26,7 +26,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { connect, type JobView } from '../node/client/index.ts';
 import { parseCodecChoice } from '../node/codec/index.ts';
@@ -53,6 +53,17 @@ export interface HostsRun {
    * thread (the event loop: Raft, gossip, blobs), its codec threads, and the rest (V8's and libuv's).
    */
   workerThreadCpu?: ThreadCpu[];
+  /**
+   * CPU each voter host's node used over the same time, in cores: the coordinator's and its followers'
+   * share of the machine while the worker hosts code.
+   */
+  voterCpuShare?: number[];
+  /**
+   * Cores of the whole machine busy over the same time (/proc/stat). The hosts share the machine's cores:
+   * coders that take turns on one core find their caches cold after each switch and spend more CPU on a
+   * chunk than one alone (two `zstd -19` on one core of this VM: 30-40% more each).
+   */
+  machineBusyCores?: number;
   /** throughput / (workerHosts x throughput with 1 worker host); 1 is ideal. */
   efficiency: number;
   /**
@@ -60,7 +71,7 @@ export interface HostsRun {
    * process per worker host, under its quota, codes its share of the same chunks with the same codec and
    * options, all at once, with no cluster. Absent for Huffman (the kernel codes in place, not compressChunk).
    */
-  bare?: { seconds: number; throughputMBps: number; cpuSeconds: number[]; efficiency: number };
+  bare?: { seconds: number; throughputMBps: number; cpuSeconds: number[]; efficiency: number; machineBusyCores?: number };
   /** The job's own phases: streaming the upload in (the gateway's ingest), coding after it, merging. */
   phases: JobView['phases'];
   chunkNodes: Record<string, number>;
@@ -142,6 +153,20 @@ function threadTicks(pid: number): Map<string, { kind: keyof ThreadCpu; ticks: n
   return threads;
 }
 
+/** The machine's busy and total CPU ticks so far, from /proc/stat's first line. */
+function machineTicks(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = fields[3]! + fields[4]!; // idle and iowait
+  const total = fields.reduce((sum, value) => sum + value, 0);
+  return { busy: total - idle, total };
+}
+
+/** CPU seconds a process used so far (all its threads), from /proc/PID/stat. */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
+}
+
 /** CPU seconds by kind of thread between two readings of threadTicks. */
 function threadCpuBetween(before: ReturnType<typeof threadTicks>, after: ReturnType<typeof threadTicks>): ThreadCpu {
   const cpu: ThreadCpu = { main: 0, codec: 0, other: 0 };
@@ -161,7 +186,10 @@ async function measureBare(hosts: Hosts, workerNames: readonly string[], options
   if (options.codec === undefined || parseCodecChoice(options.codec).codec.name === 'huffman') return undefined;
   const startAtMs = Date.now() + bareStartDelayMs;
   const argv = (share: number) => [process.execPath, bareScript, options.filePath, String(options.chunkBytes), options.codec!, String(share), String(workerNames.length), String(startAtMs)];
+  const machineAtStart = new Promise<ReturnType<typeof machineTicks>>((resolve) => setTimeout(() => resolve(machineTicks()), startAtMs - Date.now()));
   const ran = await Promise.all(workerNames.map((name, share) => hosts.exec(name, argv(share), jobMsMax, { underQuota: true })));
+  const machineAtEnd = machineTicks();
+  const machineBefore = await machineAtStart;
   const failed = ran.find((result) => result.code !== 0);
   if (failed !== undefined) throw new Error(`hosts bench: the bare run failed: ${failed.stderr.trim() || `exit ${failed.code}`}`);
   const reports = ran.map((result) => JSON.parse(result.stdout) as { bytes: number; endAtMs: number; cpuSeconds: number });
@@ -169,7 +197,8 @@ async function measureBare(hosts: Hosts, workerNames: readonly string[], options
   const bytes = reports.reduce((sum, report) => sum + report.bytes, 0);
   const fileBytes = statSync(options.filePath).size;
   if (bytes !== fileBytes) throw new Error(`hosts bench: the bare run coded ${bytes} bytes of ${fileBytes}`);
-  return { seconds, throughputMBps: bytes / 1e6 / seconds, cpuSeconds: reports.map((report) => report.cpuSeconds) };
+  const machineBusyCores = ((machineAtEnd.busy - machineBefore.busy) / (machineAtEnd.total - machineBefore.total)) * cpus().length;
+  return { seconds, throughputMBps: bytes / 1e6 / seconds, cpuSeconds: reports.map((report) => report.cpuSeconds), machineBusyCores };
 }
 
 /** One job on 3 voters and `workerHosts` workers; the hosts are made for this run and removed after it. */
@@ -202,11 +231,17 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
       const uploaded = await client.upload(options.filePath, { fileName: 'hosts-bench.csv', chunkSize: options.chunkBytes, codec: options.codec });
       const ingestSeconds = (performance.now() - ingestStarted) / 1000;
       const threadsBefore = workerPids.map(threadTicks);
+      const voterPids = voterNames.map((name) => hosts.pid(name)!);
+      const votersBefore = voterPids.map(processCpuSeconds);
+      const machineBefore = machineTicks();
       const released = performance.now();
       for (const pid of workerPids) process.kill(pid, 'SIGCONT');
       const job = await client.waitForCompletion(uploaded.id);
       const releaseToCompletedSeconds = (performance.now() - released) / 1000;
       const workerThreadCpu = workerPids.map((pid, index) => threadCpuBetween(threadsBefore[index]!, threadTicks(pid)));
+      const voterCpuShare = voterPids.map((pid, index) => (processCpuSeconds(pid) - votersBefore[index]!) / releaseToCompletedSeconds);
+      const machineAfter = machineTicks();
+      const machineBusyCores = ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) * cpus().length;
       const workerCpuSeconds = workerThreadCpu.map((cpu) => cpu.main + cpu.codec + cpu.other);
       if (job.state !== 'completed') throw new Error(`hosts bench: the job on ${workerHosts} worker hosts ended ${job.state}: ${job.error}`);
       if (job.sha256 !== expectedSha256) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has sha256 ${job.sha256}, expected ${expectedSha256}`);
@@ -217,7 +252,7 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
       // The worker hosts' nodes are idle now; stopped, they take no CPU from the bare run on their hosts.
       for (const pid of workerPids) process.kill(pid, 'SIGSTOP');
       const bare = await measureBare(hosts, workerNames, options);
-      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, ingestSeconds, releaseToCompletedSeconds, workerCpuShare: workerCpuSeconds.map((used) => used / releaseToCompletedSeconds), workerThreadCpu, ...(bare === undefined ? {} : { bare }), phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter };
+      return { workerHosts, throughputMBps: options.fileBytes / 1e6 / seconds, seconds, ingestSeconds, releaseToCompletedSeconds, workerCpuShare: workerCpuSeconds.map((used) => used / releaseToCompletedSeconds), workerThreadCpu, voterCpuShare, machineBusyCores, ...(bare === undefined ? {} : { bare }), phases: job.phases, chunkNodes: job.chunkNodes, loadAverageBefore, loadAverageAfter };
     } finally {
       await client.close();
     }
@@ -242,8 +277,8 @@ async function measureWithRetry(options: HostsOptions, workerHosts: number, expe
 
 function describeRun(run: MeasuredRun, round: string): string {
   const threads = run.workerThreadCpu?.map((cpu) => `${cpu.main.toFixed(2)}/${cpu.codec.toFixed(2)}/${cpu.other.toFixed(2)}`).join(', ');
-  const bare = run.bare === undefined ? '' : `; bare codec processes ${run.bare.throughputMBps.toFixed(1)} MB/s in ${run.bare.seconds.toFixed(1)} s`;
-  return `hosts${round}: ${run.workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, release to completed ${run.releaseToCompletedSeconds?.toFixed(1)} s; worker hosts used ${run.workerCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU, s main/codec/other ${threads})${bare}; load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`;
+  const bare = run.bare === undefined ? '' : `; bare codec processes ${run.bare.throughputMBps.toFixed(1)} MB/s in ${run.bare.seconds.toFixed(1)} s (machine ${run.bare.machineBusyCores?.toFixed(2)} cores busy)`;
+  return `hosts${round}: ${run.workerHosts} worker host(s): ${run.throughputMBps.toFixed(1)} MB/s in ${run.seconds.toFixed(1)} s (coding phase; upload before it ${run.ingestSeconds?.toFixed(1)} s, release to completed ${run.releaseToCompletedSeconds?.toFixed(1)} s; worker hosts used ${run.workerCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU, s main/codec/other ${threads}; voter hosts used ${run.voterCpuShare?.map((share) => share.toFixed(2)).join(', ')} CPU; machine ${run.machineBusyCores?.toFixed(2)} of ${cpus().length} cores busy)${bare}; load ${run.loadAverageBefore.toFixed(1)} -> ${run.loadAverageAfter.toFixed(1)}; chunks ${JSON.stringify(run.chunkNodes)}`;
 }
 
 /** Of one worker count's runs, the one with the median throughput (the lower middle of an even count). */

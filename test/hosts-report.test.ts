@@ -22,7 +22,9 @@ function hostsRun(workerHosts: number, throughputMBps: number, single: number): 
     phases: { uploadSeconds: 200 / throughputMBps, processSeconds: 250 / throughputMBps, mergeSeconds: 1 },
     efficiency: throughputMBps / (workerHosts * single),
     workerThreadCpu: Array.from({ length: workerHosts }, () => ({ main: 0.9, codec: 3.25, other: 0.3 })),
-    bare: { seconds: 10 / workerHosts, throughputMBps: 25 * workerHosts * 0.96, cpuSeconds: Array(workerHosts).fill(4), efficiency: 0.96 },
+    voterCpuShare: [0.13, 0.07, 0.08],
+    machineBusyCores: 0.4 + 0.2 * workerHosts,
+    bare: { seconds: 10 / workerHosts, throughputMBps: 25 * workerHosts * 0.96, cpuSeconds: Array(workerHosts).fill(4), efficiency: 0.96, machineBusyCores: 0.35 + 0.18 * workerHosts },
     chunkNodes: { node1: 10, node4: 54 },
     loadAverageBefore: 3.5,
     loadAverageAfter: 4.25,
@@ -61,7 +63,7 @@ test('a run with a hosts section: table with efficiency, the bare processes, CPU
   assert.not.ok(chartIds({ ...results, hosts: null }).includes('hosts-scaling'), 'no hosts chart is expected when the section was not run');
   const html = renderReport(results);
   assert.match(html, /<td>4<\/td><td>68\.0<\/td>/);
-  assert.match(html, /<td>0\.85<\/td><td>96\.0<\/td><td>0\.96<\/td><td>0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3<\/td>/, 'the efficiency at 4 worker hosts, the bare processes beside it, the CPU by thread');
+  assert.match(html, /<td>0\.85<\/td><td>96\.0<\/td><td>0\.96<\/td><td>0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3, 0\.9\/3\.3\/0\.3<\/td><td>0\.13, 0\.07, 0\.08<\/td><td>1\.20 \(bare 1\.07\)<\/td>/, 'the efficiency at 4 worker hosts, the bare processes beside it, the CPU by thread, the voters and the machine');
   assert.match(html, /2 rounds, alternating over the worker counts; each row is that count's median run \(every run: 1 host\(s\) 12\.8 s \(bare 10\.0 s\), 4 host\(s\) 3\.8 s\)/);
   assert.match(html, /3 worker host\(s\), attempt 1 \(load 40\.0\): command x was not applied/);
   assert.match(renderReport({ ...results, hosts: null }), /Not measured in this run: <code>sudo npm run bench -- --hosts<\/code>/);
