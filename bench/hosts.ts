@@ -61,7 +61,7 @@ export interface HostsRun {
   /**
    * Cores of the whole machine busy over the same time (/proc/stat). The hosts share the machine's cores:
    * coders that take turns on one core find their caches cold after each switch and spend more CPU on a
-   * chunk than one alone (two `zstd -19` on one core of this VM: 30-40% more each).
+   * chunk than one alone (two `zstd -19` on one core of this VM: 30-43% more each).
    */
   machineBusyCores?: number;
   /** throughput / (workerHosts x throughput with 1 worker host); 1 is ideal. */
