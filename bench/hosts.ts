@@ -136,16 +136,22 @@ async function waitForAgreement(status: () => Promise<Parameters<typeof agreemen
 /** Linux's USER_HZ, the unit of utime and stime in /proc/PID/task/TID/stat. */
 const clockTicksPerSecond = 100;
 
+/** User plus system CPU ticks so far from a /proc stat file (a process's or one thread's). */
+function statTicks(path: string): number {
+  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
 /** CPU ticks of each thread of a process so far, by thread id, with the thread's kind. */
 function threadTicks(pid: number): Map<string, { kind: keyof ThreadCpu; ticks: number }> {
   const threads = new Map<string, { kind: keyof ThreadCpu; ticks: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      const fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const ticks = statTicks(`/proc/${pid}/task/${tid}/stat`);
       // Node names its threads: the event loop "MainThread", each worker_threads thread (the codec pool's) "WorkerThread".
       const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const kind = tid === String(pid) || name === 'MainThread' ? 'main' : name === 'WorkerThread' ? 'codec' : 'other';
-      threads.set(tid, { kind, ticks: Number(fields[11]) + Number(fields[12]) });
+      threads.set(tid, { kind, ticks });
     } catch {
       // The thread ended between the listing and the read.
     }
@@ -161,10 +167,14 @@ function machineTicks(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
-/** CPU seconds a process used so far (all its threads), from /proc/PID/stat. */
+/** Cores of the machine busy on average between two readings of machineTicks. */
+function busyCoresBetween(before: ReturnType<typeof machineTicks>, after: ReturnType<typeof machineTicks>): number {
+  return ((after.busy - before.busy) / (after.total - before.total)) * cpus().length;
+}
+
+/** CPU seconds a process used so far (all its threads, ended ones too), from /proc/PID/stat. */
 function processCpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSecond;
+  return statTicks(`/proc/${pid}/stat`) / clockTicksPerSecond;
 }
 
 /** CPU seconds by kind of thread between two readings of threadTicks. */
@@ -189,7 +199,7 @@ async function measureBare(hosts: Hosts, workerNames: readonly string[], options
   const machineAtStart = new Promise<ReturnType<typeof machineTicks>>((resolve) => setTimeout(() => resolve(machineTicks()), startAtMs - Date.now()));
   const ran = await Promise.all(workerNames.map((name, share) => hosts.exec(name, argv(share), jobMsMax, { underQuota: true })));
   const machineAtEnd = machineTicks();
-  const machineBefore = await machineAtStart;
+  const machineBusyCores = busyCoresBetween(await machineAtStart, machineAtEnd);
   const failed = ran.find((result) => result.code !== 0);
   if (failed !== undefined) throw new Error(`hosts bench: the bare run failed: ${failed.stderr.trim() || `exit ${failed.code}`}`);
   const reports = ran.map((result) => JSON.parse(result.stdout) as { bytes: number; endAtMs: number; cpuSeconds: number });
@@ -197,7 +207,6 @@ async function measureBare(hosts: Hosts, workerNames: readonly string[], options
   const bytes = reports.reduce((sum, report) => sum + report.bytes, 0);
   const fileBytes = statSync(options.filePath).size;
   if (bytes !== fileBytes) throw new Error(`hosts bench: the bare run coded ${bytes} bytes of ${fileBytes}`);
-  const machineBusyCores = ((machineAtEnd.busy - machineBefore.busy) / (machineAtEnd.total - machineBefore.total)) * cpus().length;
   return { seconds, throughputMBps: bytes / 1e6 / seconds, cpuSeconds: reports.map((report) => report.cpuSeconds), machineBusyCores };
 }
 
@@ -240,8 +249,7 @@ async function measure(options: HostsOptions, workerHosts: number, expectedSha25
       const releaseToCompletedSeconds = (performance.now() - released) / 1000;
       const workerThreadCpu = workerPids.map((pid, index) => threadCpuBetween(threadsBefore[index]!, threadTicks(pid)));
       const voterCpuShare = voterPids.map((pid, index) => (processCpuSeconds(pid) - votersBefore[index]!) / releaseToCompletedSeconds);
-      const machineAfter = machineTicks();
-      const machineBusyCores = ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) * cpus().length;
+      const machineBusyCores = busyCoresBetween(machineBefore, machineTicks());
       const workerCpuSeconds = workerThreadCpu.map((cpu) => cpu.main + cpu.codec + cpu.other);
       if (job.state !== 'completed') throw new Error(`hosts bench: the job on ${workerHosts} worker hosts ended ${job.state}: ${job.error}`);
       if (job.sha256 !== expectedSha256) throw new Error(`hosts bench: the job on ${workerHosts} worker hosts has sha256 ${job.sha256}, expected ${expectedSha256}`);
